@@ -1,0 +1,265 @@
+//! The `/oauth2/*` endpoints: start, callback, sign-out and userinfo.
+//!
+//! Owns: the login round trip (login-state cookie out, provider, callback,
+//! session cookie in) and sign-out.
+//! Must not: read a request body, or redirect anywhere but to the provider
+//! or to a validated [`ReturnTo`].
+
+use std::borrow::Cow;
+
+use http::header::SET_COOKIE;
+use http::request::Parts;
+use http::{HeaderValue, Response, StatusCode};
+use url::Url;
+
+use crate::auth::Decision;
+use crate::auth::policy::{DenyReason, check_email_domain};
+use crate::auth::return_to::ReturnTo;
+use crate::auth::session::{
+    self, LOGIN_TTL_SECS, LoginState, clear_session, login_cookie_name, now_secs, read_login_state,
+    read_session, set_cookie, write_login_state, write_session,
+};
+use crate::error::{Error, Mode, error_response};
+use crate::http::body::ProxyBody;
+use crate::http::forwarded::Origin;
+use crate::http::response::{json, page, redirect};
+use crate::state::AppState;
+
+/// Longest provider `error` text shown back to the user.
+const MAX_PROVIDER_TEXT: usize = 200;
+
+/// What the router learnt about a request before handing it here.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// Scheme and host as the client saw them.
+    pub origin: Origin,
+    /// Page or JSON for errors.
+    pub mode: Mode,
+}
+
+/// The query's value for `key`, decoded.
+pub fn query_param<'a>(parts: &'a Parts, key: &str) -> Option<Cow<'a, str>> {
+    let q = parts.uri.query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+/// `/oauth2/start?rd=URL`: begin a login, then come back to `rd`.
+pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
+    let rd = query_param(parts, "rd");
+    let return_to = rd.map_or_else(ReturnTo::root, |rd| {
+        ReturnTo::parse(
+            &rd,
+            info.origin.host.as_deref(),
+            &state.config.whitelist_domains,
+        )
+    });
+    begin_login(state, &return_to, info.mode)
+}
+
+/// Sends the browser to the provider, remembering `return_to` in a
+/// login-state cookie of its own (one per login, so tabs do not collide).
+pub fn begin_login(state: &AppState, return_to: &ReturnTo, mode: Mode) -> Response<ProxyBody> {
+    let Some(provider) = state.provider.get() else {
+        return error_response(&Error::IdpNotReady, mode);
+    };
+    let codec = state.gate.codec();
+    let (Some(csrf), Some(nonce), Some(verifier)) = (
+        codec.random_token(),
+        codec.random_token(),
+        codec.random_token(),
+    ) else {
+        return error_response(&Error::Internal("random number generator failed"), mode);
+    };
+    let login = LoginState {
+        state: csrf,
+        nonce,
+        pkce_verifier: verifier,
+        return_to: return_to.as_str().to_owned(),
+        exp: now_secs() + LOGIN_TTL_SECS,
+    };
+    let Some(cookie) = write_login_state(codec, &state.config.cookie, &login) else {
+        return error_response(&Error::Internal("cannot seal login state"), mode);
+    };
+    let authorize = provider.authorize_url(&login.state, &login.nonce, &login.pkce_verifier);
+    let mut r = redirect(authorize.url.as_str());
+    r.headers_mut().append(SET_COOKIE, cookie);
+    r
+}
+
+/// `/oauth2/callback`: finish a login.
+pub async fn callback(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
+    let cfg = &state.config.cookie;
+    // the login-state cookie is single use: cleared whatever the outcome
+    let clear_login = query_param(parts, "state")
+        .filter(|s| s.len() <= 512)
+        .and_then(|s| set_cookie(cfg, &login_cookie_name(&cfg.name, &s), "", None));
+    let mut resp = match finish_login(state, parts).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e, info.mode),
+    };
+    if let Some(c) = clear_login {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    resp
+}
+
+async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyBody>, Error> {
+    if let Some(error) = query_param(parts, "error") {
+        let clip = |s: &str| s.chars().take(MAX_PROVIDER_TEXT).collect::<String>();
+        return Err(Error::ProviderDenied {
+            error: clip(&error),
+            description: query_param(parts, "error_description").map(|d| clip(&d)),
+        });
+    }
+    let csrf = query_param(parts, "state").ok_or(Error::MissingParam("state"))?;
+    let code = query_param(parts, "code").ok_or(Error::MissingParam("code"))?;
+    let config = &state.config;
+    let login = read_login_state(state.gate.codec(), &config.cookie, &parts.headers, &csrf)
+        .map_err(Error::LoginState)?;
+    let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
+    let result = provider
+        .exchange(
+            &code,
+            &login.pkce_verifier,
+            &login.nonce,
+            config.pass_access_token,
+        )
+        .await
+        .map_err(Error::Idp)?;
+    let mut identity = result.identity;
+    identity.expires_at = now_secs().saturating_add(config.cookie.expire.as_secs());
+    // keep the id token only where something needs it: it is the bulk of the cookie
+    if provider.end_session_endpoint().is_none() && !config.pass_authorization_header {
+        identity.tokens.id_token = None;
+    }
+    if let Err(reason) = check_email_domain(&config.email_domains, &identity) {
+        tracing::info!(user = %identity.subject, ?reason, "signed in but not allowed");
+        return Ok(forbidden(reason, Mode::Html));
+    }
+    let cookies = write_session(
+        state.gate.codec(),
+        &config.cookie,
+        &identity,
+        &parts.headers,
+    )
+    .ok_or(Error::Internal("cannot seal session"))?;
+    tracing::info!(user = %identity.subject, "signed in");
+    let mut r = redirect(&login.return_to);
+    for c in cookies {
+        r.headers_mut().append(SET_COOKIE, c);
+    }
+    Ok(r)
+}
+
+/// The 403 answer for a signed-in user refused by policy.
+pub fn forbidden(reason: DenyReason, mode: Mode) -> Response<ProxyBody> {
+    match mode {
+        Mode::Json => json(
+            StatusCode::FORBIDDEN,
+            &serde_json::json!({"error": "forbidden", "message": reason.message()}),
+        ),
+        Mode::Html => page(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            reason.message(),
+            Some(("/oauth2/sign_out", "Sign out")),
+        ),
+    }
+}
+
+/// `/oauth2/sign_out?rd=URL`: clear the session; end the provider's session
+/// too when it advertises an `end_session_endpoint`.
+pub fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
+    let config = &state.config;
+    let host = info.origin.host.as_deref();
+    let return_to = query_param(parts, "rd").map_or_else(ReturnTo::root, |rd| {
+        ReturnTo::parse(&rd, host, &config.whitelist_domains)
+    });
+    let session = read_session(state.gate.codec(), &config.cookie, &parts.headers);
+    let target = state
+        .provider
+        .get()
+        .and_then(|p| {
+            let end = p.end_session_endpoint()?.clone();
+            Some(end_session_url(
+                end,
+                &return_to,
+                &info.origin,
+                &config.redirect_url,
+                p.client_id(),
+                session.as_ref(),
+            ))
+        })
+        .unwrap_or_else(|| return_to.as_str().to_owned());
+    let mut r = redirect(&target);
+    for c in clear_session(&config.cookie, &parts.headers) {
+        r.headers_mut().append(SET_COOKIE, c);
+    }
+    r
+}
+
+fn end_session_url(
+    mut end: Url,
+    return_to: &ReturnTo,
+    origin: &Origin,
+    redirect_url: &Url,
+    client_id: &str,
+    session: Option<&crate::auth::identity::Identity>,
+) -> String {
+    // the provider needs an absolute URL; a path is made absolute on the
+    // host the browser used, or on the callback's host
+    let absolute = if return_to.is_absolute() {
+        return_to.as_str().to_owned()
+    } else {
+        match &origin.host {
+            Some(h) => format!("{}://{h}{}", origin.proto, return_to),
+            None => redirect_url
+                .join(return_to.as_str())
+                .map_or_else(|_e| redirect_url.to_string(), |u| u.to_string()),
+        }
+    };
+    {
+        let mut q = end.query_pairs_mut();
+        if let Some(hint) = session.and_then(|s| s.tokens.id_token.as_ref()) {
+            q.append_pair("id_token_hint", hint.expose());
+        }
+        q.append_pair("post_logout_redirect_uri", &absolute);
+        q.append_pair("client_id", client_id);
+    }
+    end.to_string()
+}
+
+/// `/oauth2/userinfo`: the identity as JSON; 401 without a session.
+pub fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
+    match state.gate.decide(&state.config, &parts.headers) {
+        Decision::Allow(id) => match serde_json::to_value(id.user_info()) {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(_e) => error_response(&Error::Internal("cannot encode userinfo"), Mode::Json),
+        },
+        Decision::Deny(reason) => forbidden(reason, Mode::Json),
+        Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
+    }
+}
+
+/// Appends `Set-Cookie` values to a response.
+pub fn with_cookies(mut r: Response<ProxyBody>, cookies: Vec<HeaderValue>) -> Response<ProxyBody> {
+    for c in cookies {
+        r.headers_mut().append(SET_COOKIE, c);
+    }
+    r
+}
+
+/// True when a `Set-Cookie` for the session exists in `r` (tests, logging).
+pub fn sets_session(r: &Response<ProxyBody>, base: &str) -> bool {
+    r.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split('=')
+                .next()
+                .is_some_and(|n| session::is_session_cookie(n, base))
+        })
+}

@@ -1,0 +1,194 @@
+//! `ReturnTo`: the validated URL a browser is sent to after login or logout.
+//!
+//! Owns: the open-redirect defence. A return URL is accepted only when it is
+//! a path starting with exactly one `/`, or an absolute http(s) URL whose host
+//! is the request's own host or matches a `whitelist_domain` on a dot
+//! boundary. Everything else falls back to `/`.
+//! Must not: hand out a raw string: later code only ever sees a `ReturnTo`.
+//!
+//! The URL is judged as a browser would read it: control characters and
+//! backslashes are refused outright (browsers drop tabs and newlines and read
+//! `\` as `/`), and a relative path is judged again after percent-decoding,
+//! so `/%2F%2Fevil.com` does not slip past a server that decodes before
+//! redirecting.
+
+use std::fmt;
+use std::str::FromStr;
+
+use url::Url;
+
+/// The longest return URL kept; longer ones fall back to `/`.
+const MAX_LEN: usize = 2048;
+
+/// A host allowed as a redirect target: `example.com` (that host only),
+/// `.example.com` (it and every subdomain), with an optional `:port` or `:*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhitelistDomain {
+    host: String,
+    subdomains: bool,
+    port: PortRule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortRule {
+    /// No port given: only the scheme's default port.
+    Default,
+    Exact(u16),
+    Any,
+}
+
+/// A return URL that passed validation. Displays as the URL to redirect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnTo(String);
+
+impl FromStr for WhitelistDomain {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        let (host, port) = match lower.rsplit_once(':') {
+            Some((h, "*")) => (h, PortRule::Any),
+            Some((h, p)) => (
+                h,
+                PortRule::Exact(p.parse().map_err(|_e| format!("`{s}`: bad port `{p}`"))?),
+            ),
+            None => (lower.as_str(), PortRule::Default),
+        };
+        let (subdomains, bare) = match host.strip_prefix('.') {
+            Some(b) => (true, b),
+            None => (false, host),
+        };
+        if bare.is_empty()
+            || bare.starts_with('.')
+            || bare.ends_with('.')
+            || !bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(format!(
+                "`{s}` is not a domain like example.com or .example.com"
+            ));
+        }
+        Ok(Self {
+            host: bare.to_owned(),
+            subdomains,
+            port,
+        })
+    }
+}
+
+impl WhitelistDomain {
+    fn allows(&self, host: &str, port: Option<u16>) -> bool {
+        let host_ok = host == self.host
+            || (self.subdomains
+                && host.len() > self.host.len()
+                && host.ends_with(&self.host)
+                && host.as_bytes()[host.len() - self.host.len() - 1] == b'.');
+        let port_ok = match self.port {
+            PortRule::Any => true,
+            PortRule::Default => port.is_none(),
+            PortRule::Exact(p) => port == Some(p),
+        };
+        host_ok && port_ok
+    }
+}
+
+impl ReturnTo {
+    /// The fallback target.
+    pub fn root() -> Self {
+        Self("/".to_owned())
+    }
+
+    /// Validates `raw`; anything not clearly safe becomes `/`.
+    ///
+    /// `request_host` is the `Host` the browser sent (with port, if any):
+    /// an absolute URL on that exact host and port is accepted.
+    pub fn parse(raw: &str, request_host: Option<&str>, whitelist: &[WhitelistDomain]) -> Self {
+        Self::try_parse(raw, request_host, whitelist).unwrap_or_else(Self::root)
+    }
+
+    /// Like [`ReturnTo::parse`] but says `None` instead of falling back.
+    pub fn try_parse(
+        raw: &str,
+        request_host: Option<&str>,
+        whitelist: &[WhitelistDomain],
+    ) -> Option<Self> {
+        if raw.is_empty() || raw.len() > MAX_LEN || has_forbidden_chars(raw) {
+            return None;
+        }
+        if raw.starts_with('/') {
+            return relative_path_ok(raw).then(|| Self(raw.to_owned()));
+        }
+        let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return None;
+        }
+        let url = Url::parse(raw).ok()?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
+        let host = url.host_str()?.to_ascii_lowercase();
+        let port = url.port(); // None when absent or the scheme's default
+        let scheme_default = url.port_or_known_default().filter(|_| port.is_none());
+        let same_host =
+            request_host.is_some_and(|h| host_matches_request(&host, port, scheme_default, h));
+        if same_host || whitelist.iter().any(|w| w.allows(&host, port)) {
+            Some(Self(url.to_string()))
+        } else {
+            None
+        }
+    }
+
+    /// The URL as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for an absolute URL (as opposed to a path on this host).
+    pub fn is_absolute(&self) -> bool {
+        !self.0.starts_with('/')
+    }
+}
+
+impl fmt::Display for ReturnTo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Control characters, spaces, backslashes and non-ASCII are never in a URL
+/// we hand back: browsers strip or reinterpret them.
+fn has_forbidden_chars(s: &str) -> bool {
+    s.bytes()
+        .any(|b| b <= b' ' || b == 0x7f || b == b'\\' || b >= 0x80)
+}
+
+/// A path that starts with exactly one `/`, judged raw and once decoded.
+fn relative_path_ok(raw: &str) -> bool {
+    let single_slash = |s: &str| s.starts_with('/') && !s.starts_with("//");
+    if !single_slash(raw) {
+        return false;
+    }
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+    let Ok(decoded) = std::str::from_utf8(&decoded) else {
+        return false;
+    };
+    single_slash(decoded) && !has_forbidden_chars(decoded)
+}
+
+fn host_matches_request(
+    host: &str,
+    port: Option<u16>,
+    scheme_default: Option<u16>,
+    request_host: &str,
+) -> bool {
+    let Ok(authority) = request_host.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    // a request host without a port means the default port of the URL's scheme
+    let request_port = authority.port_u16().or(scheme_default);
+    authority.host().eq_ignore_ascii_case(host) && port.or(scheme_default) == request_port
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,433 @@
+//! Sessions in encrypted, authenticated cookies.
+//!
+//! Owns: the cookie codec (AES-256-GCM from `ring`, a fresh random nonce per
+//! cookie, the cookie's purpose as associated data), splitting a long value
+//! into numbered chunks and joining them back, the session payload, and the
+//! short-lived login-state cookie that carries state, nonce and PKCE verifier
+//! from `/oauth2/start` to `/oauth2/callback`.
+//! Must not: talk to the provider or decide policy.
+//!
+//! Invariants: anything that fails to decode (tampered, truncated, oversized,
+//! expired, sealed with an unknown key or for another purpose) is `None`,
+//! never an error the client can see. Keys are derived once at start with
+//! HKDF-SHA256 from each configured secret; the first key seals, all open.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, SameSite};
+use http::HeaderMap;
+use http::HeaderValue;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom as _, SystemRandom};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::identity::{Identity, Tokens};
+use crate::config::{CookieConfig, Secret, cookie_secret_bytes};
+
+/// Longest cookie value sent in one piece; longer values are chunked.
+const CHUNK_LEN: usize = 3800;
+/// Most chunks read back: bounds the work an oversized cookie can cause.
+pub const MAX_CHUNKS: usize = 8;
+/// Lifetime of a login-state cookie: a login must finish within this.
+pub const LOGIN_TTL_SECS: u64 = 600;
+const KDF_INFO: &[u8] = b"gatehouse cookie v1";
+
+/// Seals and opens cookie values.
+pub struct CookieCodec {
+    keys: Vec<LessSafeKey>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for CookieCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieCodec")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+/// Failed to build a codec from the configured secrets.
+#[derive(Debug, thiserror::Error)]
+#[error("cookie_secret: {0}")]
+pub struct CodecError(String);
+
+struct KeyLen;
+impl ring::hkdf::KeyType for KeyLen {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+impl CookieCodec {
+    /// Derives one key per secret. The first secret seals.
+    pub fn new(secrets: &[Secret]) -> Result<Self, CodecError> {
+        if secrets.is_empty() {
+            return Err(CodecError("no secret configured".to_owned()));
+        }
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"gatehouse");
+        let mut keys = Vec::with_capacity(secrets.len());
+        for s in secrets {
+            let ikm = cookie_secret_bytes(s).map_err(CodecError)?;
+            let mut okm = [0u8; 32];
+            salt.extract(&ikm)
+                .expand(&[KDF_INFO], KeyLen)
+                .and_then(|o| o.fill(&mut okm))
+                .map_err(|e| CodecError(format!("key derivation failed: {e}")))?;
+            let key = UnboundKey::new(&AES_256_GCM, &okm)
+                .map_err(|e| CodecError(format!("bad key: {e}")))?;
+            keys.push(LessSafeKey::new(key));
+        }
+        Ok(Self {
+            keys,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// Encrypts `plain` for `purpose` (the cookie name). URL-safe base64.
+    pub fn seal(&self, purpose: &str, plain: &[u8]) -> Option<String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).ok()?;
+        let mut buf = plain.to_vec();
+        let key = self.keys.first()?;
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(purpose.as_bytes()),
+            &mut buf,
+        )
+        .ok()?;
+        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buf);
+        Some(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Decrypts a value sealed for `purpose` with any configured key.
+    pub fn open(&self, purpose: &str, value: &str) -> Option<Vec<u8>> {
+        if value.len() > CHUNK_LEN * MAX_CHUNKS {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(value).ok()?;
+        if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+        self.keys.iter().find_map(|key| {
+            let mut buf = sealed.to_vec();
+            let plain = key
+                .open_in_place(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(purpose.as_bytes()),
+                    &mut buf,
+                )
+                .ok()?;
+            Some(plain.to_vec())
+        })
+    }
+
+    /// 32 random bytes, URL-safe base64: for state, nonce and PKCE verifier.
+    pub fn random_token(&self) -> Option<String> {
+        let mut b = [0u8; 32];
+        self.rng.fill(&mut b).ok()?;
+        Some(URL_SAFE_NO_PAD.encode(b))
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The session as stored in the cookie. Short field names keep it small.
+#[derive(Debug, Serialize, Deserialize)]
+struct SessionPayload {
+    v: u8,
+    sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    em: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ev: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nm: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    gr: Vec<String>,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    it: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<String>,
+}
+
+/// Reads the session from the request's cookies. `None` for anything that is
+/// not a valid, unexpired session sealed by us.
+pub fn read_session(
+    codec: &CookieCodec,
+    cfg: &CookieConfig,
+    headers: &HeaderMap,
+) -> Option<Identity> {
+    let value = read_chunked(headers, &cfg.name)?;
+    let plain = codec.open(&cfg.name, &value)?;
+    let p: SessionPayload = serde_json::from_slice(&plain).ok()?;
+    if p.v != 1 || p.exp <= now_secs() {
+        return None;
+    }
+    Some(Identity {
+        subject: p.sub,
+        email: p.em,
+        email_verified: p.ev,
+        preferred_username: p.pu,
+        name: p.nm,
+        groups: p.gr,
+        expires_at: p.exp,
+        tokens: Tokens {
+            id_token: p.it.map(Secret::new),
+            access_token: p.at.map(Secret::new),
+        },
+    })
+}
+
+/// Seals `identity` into `Set-Cookie` values (chunked when long), clearing
+/// any chunk or whole cookie in `request` that the new layout does not use.
+pub fn write_session(
+    codec: &CookieCodec,
+    cfg: &CookieConfig,
+    identity: &Identity,
+    request: &HeaderMap,
+) -> Option<Vec<HeaderValue>> {
+    let payload = SessionPayload {
+        v: 1,
+        sub: identity.subject.clone(),
+        em: identity.email.clone(),
+        ev: identity.email_verified,
+        pu: identity.preferred_username.clone(),
+        nm: identity.name.clone(),
+        gr: identity.groups.clone(),
+        exp: identity.expires_at,
+        it: identity
+            .tokens
+            .id_token
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+        at: identity
+            .tokens
+            .access_token
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+    };
+    let json = serde_json::to_vec(&payload).ok()?;
+    let sealed = codec.seal(&cfg.name, &json)?;
+    let max_age = identity.expires_at.saturating_sub(now_secs());
+    let mut names: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    if sealed.len() <= CHUNK_LEN {
+        names.push(cfg.name.clone());
+        out.push(set_cookie(cfg, &cfg.name, &sealed, Some(max_age))?);
+    } else {
+        let chunks: Vec<&str> = sealed
+            .as_bytes()
+            .chunks(CHUNK_LEN)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect();
+        if chunks.len() > MAX_CHUNKS {
+            return None;
+        }
+        for (i, chunk) in chunks.iter().enumerate() {
+            let name = format!("{}_{i}", cfg.name);
+            out.push(set_cookie(cfg, &name, chunk, Some(max_age))?);
+            names.push(name);
+        }
+    }
+    for stale in session_cookie_names(request, &cfg.name) {
+        if !names.contains(&stale) {
+            out.push(set_cookie(cfg, &stale, "", None)?);
+        }
+    }
+    Some(out)
+}
+
+/// `Set-Cookie` values that delete every session cookie in `request`.
+pub fn clear_session(cfg: &CookieConfig, request: &HeaderMap) -> Vec<HeaderValue> {
+    let mut names = session_cookie_names(request, &cfg.name);
+    if names.is_empty() {
+        names.push(cfg.name.clone());
+    }
+    names
+        .iter()
+        .filter_map(|n| set_cookie(cfg, n, "", None))
+        .collect()
+}
+
+/// Builds one `Set-Cookie` value; `max_age: None` deletes the cookie.
+pub fn set_cookie(
+    cfg: &CookieConfig,
+    name: &str,
+    value: &str,
+    max_age: Option<u64>,
+) -> Option<HeaderValue> {
+    let mut c = Cookie::build((name.to_owned(), value.to_owned()))
+        .path("/")
+        .http_only(true)
+        .secure(cfg.secure)
+        .same_site(SameSite::Lax);
+    if let Some(d) = &cfg.domain {
+        c = c.domain(d.clone());
+    }
+    let age = max_age.unwrap_or(0).min(i64::MAX as u64) as i64;
+    c = c.max_age(cookie::time::Duration::seconds(age));
+    if max_age.is_none() {
+        c = c.expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+    }
+    HeaderValue::from_str(&c.build().to_string()).ok()
+}
+
+/// Every cookie in the request, as (name, value) pairs. Malformed pairs are
+/// skipped.
+pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (n, v) = pair.trim().split_once('=')?;
+            Some((n.trim(), v.trim().trim_matches('"')))
+        })
+}
+
+/// True when `name` is the session cookie or one of its chunks.
+pub fn is_session_cookie(name: &str, base: &str) -> bool {
+    name == base
+        || name
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// True for any cookie gatehouse sets: session, chunks and login state.
+pub fn is_own_cookie(name: &str, base: &str) -> bool {
+    is_session_cookie(name, base)
+        || name
+            .strip_prefix(base)
+            .is_some_and(|r| r.starts_with("_csrf_"))
+}
+
+fn session_cookie_names(headers: &HeaderMap, base: &str) -> Vec<String> {
+    let mut names: Vec<String> = request_cookies(headers)
+        .filter(|(n, _)| is_session_cookie(n, base))
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The session cookie's value: the whole cookie, or chunks `_0`, `_1`, ...
+/// joined. At most [`MAX_CHUNKS`] chunks are read; a gap ends the value.
+fn read_chunked(headers: &HeaderMap, base: &str) -> Option<String> {
+    let mut whole = None;
+    let mut chunks: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+    for (name, value) in request_cookies(headers) {
+        if name == base {
+            whole = Some(value);
+        } else if let Some(i) = name
+            .strip_prefix(base)
+            .and_then(|r| r.strip_prefix('_'))
+            .and_then(|n| n.parse::<usize>().ok())
+            && let Some(slot) = chunks.get_mut(i)
+        {
+            *slot = Some(value);
+        }
+    }
+    if let Some(w) = whole {
+        return Some(w.to_owned());
+    }
+    let mut joined = String::new();
+    for c in chunks.iter().map_while(|c| *c) {
+        joined.push_str(c);
+    }
+    (!joined.is_empty()).then_some(joined)
+}
+
+/// What travels from `/oauth2/start` to `/oauth2/callback`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginState {
+    /// The `state` parameter sent to the provider.
+    pub state: String,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// The PKCE code verifier.
+    pub pkce_verifier: String,
+    /// Where to go once signed in (already validated).
+    pub return_to: String,
+    /// Unix seconds after which the login is stale.
+    pub exp: u64,
+}
+
+/// The login-state cookie's name for a given `state`. Each login gets its
+/// own cookie, so logins started in several tabs do not overwrite each other.
+pub fn login_cookie_name(base: &str, state: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, state.as_bytes());
+    let tag = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..9]);
+    format!("{base}_csrf_{tag}")
+}
+
+/// Seals a login state into a `Set-Cookie` value.
+pub fn write_login_state(
+    codec: &CookieCodec,
+    cfg: &CookieConfig,
+    login: &LoginState,
+) -> Option<HeaderValue> {
+    let name = login_cookie_name(&cfg.name, &login.state);
+    let sealed = codec.seal(&name, &serde_json::to_vec(login).ok()?)?;
+    set_cookie(cfg, &name, &sealed, Some(LOGIN_TTL_SECS))
+}
+
+/// Why a callback's login state could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginStateError {
+    /// No cookie for this state: foreign state, a replay, or cookies lost.
+    Missing,
+    /// The cookie did not decrypt or did not match the state.
+    Invalid,
+    /// The login took longer than [`LOGIN_TTL_SECS`].
+    Expired,
+}
+
+/// Finds and opens the login state for `state`.
+pub fn read_login_state(
+    codec: &CookieCodec,
+    cfg: &CookieConfig,
+    headers: &HeaderMap,
+    state: &str,
+) -> Result<LoginState, LoginStateError> {
+    let name = login_cookie_name(&cfg.name, state);
+    let value = request_cookies(headers)
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .ok_or(LoginStateError::Missing)?;
+    let plain = codec.open(&name, value).ok_or(LoginStateError::Invalid)?;
+    let login: LoginState =
+        serde_json::from_slice(&plain).map_err(|_e| LoginStateError::Invalid)?;
+    if !constant_time_eq(login.state.as_bytes(), state.as_bytes()) {
+        return Err(LoginStateError::Invalid);
+    }
+    if login.exp <= now_secs() {
+        return Err(LoginStateError::Expired);
+    }
+    Ok(login)
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests;

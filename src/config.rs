@@ -1,0 +1,646 @@
+//! Configuration: the one typed, validated [`Config`] built once at start.
+//!
+//! Sources, highest first: command-line flag, `GATEHOUSE_<KEY>` environment
+//! variable, TOML file (`--config`), built-in default. A flag and its env var
+//! are read by clap (`cli.rs`); the file by [`Config::load`]; both land in a
+//! [`RawConfig`] and are stacked with [`RawConfig::overlay`]. A list setting
+//! given by a higher source replaces the lower one's list whole.
+//!
+//! Owns: reading the config file, secret files and TLS PEM files, and every
+//! check on a setting. This is the only module that touches the file system
+//! or the environment (clap reads the env vars on its behalf).
+//! Must not: be consulted for anything but typed values after start; the
+//! `Config` is immutable and shared as `Arc<Config>`.
+//!
+//! Invariant: a `Config` that exists is valid. Every problem found is reported
+//! at once, each naming its key and the reason.
+
+mod raw;
+mod secret;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use ipnet::IpNet;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use url::Url;
+
+use crate::auth::return_to::WhitelistDomain;
+
+pub use raw::RawConfig;
+pub use secret::Secret;
+
+/// Where the upstream for a path prefix lives.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Path prefix, starting with `/`; `/` matches every path.
+    pub prefix: String,
+    /// Base URL (scheme, authority and optional base path).
+    pub url: Url,
+}
+
+/// Which identity provider preset drives login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Generic OpenID Connect with discovery.
+    Oidc,
+}
+
+/// Which email addresses may pass once signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailDomains {
+    /// `*`: any address, verified or not.
+    Any,
+    /// Lower-case domains; an address passes when its domain is one of them.
+    List(Vec<String>),
+}
+
+/// Output format of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Cookie settings. The keys are derived from the configured secrets.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// Session cookie name; login-state cookies add a suffix.
+    pub name: String,
+    /// `Domain` attribute, if any.
+    pub domain: Option<String>,
+    /// `Secure` attribute.
+    pub secure: bool,
+    /// Session lifetime.
+    pub expire: Duration,
+    /// Secrets as given: the first encrypts, every one decrypts.
+    pub secrets: Vec<Secret>,
+}
+
+/// Certificate chain and key to serve HTTPS with.
+#[derive(Debug)]
+pub struct TlsConfig {
+    /// Leaf first.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Listen address.
+    pub http_address: SocketAddr,
+    /// Upstreams, longest prefix first.
+    pub upstreams: Vec<Upstream>,
+    /// Provider preset.
+    pub provider: ProviderKind,
+    /// Issuer URL as configured.
+    pub issuer_url: Url,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret; `None` for a public client.
+    pub client_secret: Option<Secret>,
+    /// Absolute URL of `/oauth2/callback`.
+    pub redirect_url: Url,
+    /// Scopes requested at login.
+    pub scopes: Vec<String>,
+    /// Cookie settings.
+    pub cookie: CookieConfig,
+    /// Allowed email domains.
+    pub email_domains: EmailDomains,
+    /// Hosts allowed as post-login and post-logout redirect targets.
+    pub whitelist_domains: Vec<WhitelistDomain>,
+    /// Send `X-Forwarded-Access-Token` upstream.
+    pub pass_access_token: bool,
+    /// Send `Authorization: Bearer <id token>` upstream.
+    pub pass_authorization_header: bool,
+    /// Keep the client's `Host` header on the upstream request.
+    pub pass_host_header: bool,
+    /// Serve HTTPS when set.
+    pub tls: Option<TlsConfig>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub log_level: String,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Time allowed for the upstream's response head.
+    pub upstream_timeout: Duration,
+}
+
+/// One problem with one setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The TOML key (flags and env vars are named after it).
+    pub key: String,
+    /// Why the value is refused.
+    pub reason: String,
+}
+
+/// Every problem found in the configuration. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The problems, in the order the keys are checked.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for p in &self.problems {
+            write!(f, "\n  {}: {}", p.key, p.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(key: &str, reason: impl Into<String>) -> Self {
+        Self {
+            problems: vec![Problem {
+                key: key.to_owned(),
+                reason: reason.into(),
+            }],
+        }
+    }
+}
+
+/// Collects problems while validating, so one run reports them all.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: &str, reason: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.to_owned(),
+            reason: reason.into(),
+        });
+    }
+
+    /// Records the error of `r` under `key` and returns its value.
+    fn check<T>(&mut self, key: &str, r: Result<T, String>) -> Option<T> {
+        r.map_err(|reason| self.add(key, reason)).ok()
+    }
+}
+
+impl Config {
+    /// Builds the configuration from the optional TOML file at `file` under
+    /// the flags and env vars in `cli` (which take precedence).
+    pub fn load(file: Option<&Path>, cli: RawConfig) -> Result<Self, ConfigError> {
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::one("config", format!("cannot read {}: {e}", path.display()))
+                })?;
+                parse_toml(&text)?
+            }
+            None => RawConfig::default(),
+        };
+        Self::from_raw(from_file.overlay(cli))
+    }
+
+    /// Builds the configuration from TOML text alone (tests, examples).
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::from_raw(parse_toml(text)?)
+    }
+
+    /// Validates every setting; reports all problems at once.
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let mut p = Problems::default();
+        let http_address = p.check(
+            "http_address",
+            raw.http_address
+                .as_deref()
+                .unwrap_or("127.0.0.1:4180")
+                .parse::<SocketAddr>()
+                .map_err(|e| {
+                    format!("expected host:port with an IP address, like 127.0.0.1:4180 ({e})")
+                }),
+        );
+        let upstreams = p.check("upstream", parse_upstreams(&raw.upstream));
+        let provider = p.check("provider", parse_provider(raw.provider.as_deref()));
+        let issuer_url = match raw.oidc_issuer_url.as_deref() {
+            None => {
+                p.add("oidc_issuer_url", "required for provider oidc");
+                None
+            }
+            Some(s) => p.check("oidc_issuer_url", parse_http_url(s)),
+        };
+        let client_id = match raw.client_id.clone() {
+            Some(id) if !id.trim().is_empty() => Some(id),
+            _ => {
+                p.add("client_id", "required");
+                None
+            }
+        };
+        let client_secret = p
+            .check(
+                "client_secret_file",
+                read_optional_secret(raw.client_secret.clone(), raw.client_secret_file.as_deref()),
+            )
+            .flatten();
+        let redirect_url = match raw.redirect_url.as_deref() {
+            None => {
+                p.add(
+                    "redirect_url",
+                    "required: the absolute URL of /oauth2/callback",
+                );
+                None
+            }
+            Some(s) => p.check("redirect_url", parse_http_url(s)),
+        };
+        let scopes: Vec<String> = raw
+            .scope
+            .as_deref()
+            .unwrap_or("openid email profile")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            p.add(
+                "scope",
+                "must include `openid` for an OpenID Connect provider",
+            );
+        }
+        let cookie_secure = raw.cookie_secure.unwrap_or(true);
+        let cookie = build_cookie_config(&mut p, &raw, cookie_secure);
+        if let Some(url) = &redirect_url {
+            check_redirect_scheme(&mut p, url, cookie_secure);
+        }
+        let email_domains = p.check("email_domain", parse_email_domains(&raw.email_domain));
+        let whitelist_domains = p.check(
+            "whitelist_domain",
+            raw.whitelist_domain
+                .iter()
+                .map(|d| d.parse::<WhitelistDomain>())
+                .collect(),
+        );
+        let tls = p
+            .check(
+                "tls_cert_file",
+                load_tls(raw.tls_cert_file.as_deref(), raw.tls_key_file.as_deref()),
+            )
+            .flatten();
+        let log_format = p.check(
+            "log_format",
+            match raw.log_format.as_deref().unwrap_or("text") {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                other => Err(format!("expected `text` or `json`, got `{other}`")),
+            },
+        );
+        let trusted_proxies = p.check("trusted_proxy", parse_trusted_proxies(&raw.trusted_proxy));
+        let upstream_timeout = p.check(
+            "upstream_timeout",
+            parse_duration(raw.upstream_timeout.as_deref().unwrap_or("30s")),
+        );
+
+        match (
+            http_address,
+            upstreams,
+            provider,
+            issuer_url,
+            client_id,
+            redirect_url,
+            cookie,
+            email_domains,
+            whitelist_domains,
+            log_format,
+            trusted_proxies,
+            upstream_timeout,
+        ) {
+            (
+                Some(http_address),
+                Some(upstreams),
+                Some(provider),
+                Some(issuer_url),
+                Some(client_id),
+                Some(redirect_url),
+                Some(cookie),
+                Some(email_domains),
+                Some(whitelist_domains),
+                Some(log_format),
+                Some(trusted_proxies),
+                Some(upstream_timeout),
+            ) if p.0.is_empty() => Ok(Self {
+                http_address,
+                upstreams,
+                provider,
+                issuer_url,
+                client_id,
+                client_secret,
+                redirect_url,
+                scopes,
+                cookie,
+                email_domains,
+                whitelist_domains,
+                pass_access_token: raw.pass_access_token.unwrap_or(false),
+                pass_authorization_header: raw.pass_authorization_header.unwrap_or(false),
+                pass_host_header: raw.pass_host_header.unwrap_or(true),
+                tls,
+                log_format,
+                log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
+                trusted_proxies,
+                upstream_timeout,
+            }),
+            _ => Err(ConfigError { problems: p.0 }),
+        }
+    }
+}
+
+fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        // toml's message says what is wrong (unknown field `x`, invalid type,
+        // ...); the key is the one on the line the error points at
+        let msg = e.message().trim().to_owned();
+        let Some(span) = e.span() else {
+            return ConfigError::one("config", msg);
+        };
+        let start = span.start.min(text.len());
+        let line_no = text[..start].matches('\n').count() + 1;
+        let line = text.lines().nth(line_no - 1).unwrap_or("");
+        let key = line
+            .split('=')
+            .next()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && !k.starts_with('['));
+        ConfigError::one(key.unwrap_or("config"), format!("{msg} (line {line_no})"))
+    })
+}
+
+fn parse_provider(s: Option<&str>) -> Result<ProviderKind, String> {
+    match s.unwrap_or("oidc") {
+        "oidc" => Ok(ProviderKind::Oidc),
+        other => Err(format!("unknown provider `{other}`; expected `oidc`")),
+    }
+}
+
+/// An absolute http(s) URL with a host and no credentials.
+fn parse_http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("`{s}` is not an absolute URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{s}` must be an http or https URL"));
+    }
+    if url.host_str().is_none() {
+        return Err(format!("`{s}` has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{s}` must not carry credentials"));
+    }
+    Ok(url)
+}
+
+fn parse_upstreams(list: &[String]) -> Result<Vec<Upstream>, String> {
+    if list.is_empty() {
+        return Err("at least one upstream is required (`URL` or `/prefix=URL`)".to_owned());
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        let (prefix, url) = match item.split_once('=') {
+            Some((prefix, url)) if prefix.starts_with('/') => (prefix.to_owned(), url),
+            Some(_) => return Err(format!("`{item}`: a prefix must start with `/`")),
+            None => ("/".to_owned(), item.as_str()),
+        };
+        let url = parse_http_url(url)?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "`{item}`: an upstream URL takes no query or fragment"
+            ));
+        }
+        if out.iter().any(|u: &Upstream| u.prefix == prefix) {
+            return Err(format!("prefix `{prefix}` is given twice"));
+        }
+        out.push(Upstream { prefix, url });
+    }
+    // longest prefix first, so the first match is the most specific
+    out.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    Ok(out)
+}
+
+fn read_optional_secret(
+    inline: Option<Secret>,
+    file: Option<&str>,
+) -> Result<Option<Secret>, String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err("give client_secret or client_secret_file, not both".to_owned()),
+        (Some(s), None) => Ok(Some(s)),
+        (None, Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            let s = text.trim();
+            if s.is_empty() {
+                return Err(format!("{path} is empty"));
+            }
+            Ok(Some(Secret::new(s)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn build_cookie_config(p: &mut Problems, raw: &RawConfig, secure: bool) -> Option<CookieConfig> {
+    let name = raw
+        .cookie_name
+        .clone()
+        .unwrap_or_else(|| "_gatehouse".to_owned());
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if !name_ok {
+        p.add(
+            "cookie_name",
+            format!("`{name}`: use 1 to 64 letters, digits, `_`, `-` or `.`"),
+        );
+    }
+    let domain = raw.cookie_domain.clone().filter(|d| !d.is_empty());
+    if let Some(d) = &domain {
+        let bare = d.trim_start_matches('.');
+        if bare.is_empty()
+            || !bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        {
+            p.add("cookie_domain", format!("`{d}` is not a domain name"));
+        }
+    }
+    let expire = p.check(
+        "cookie_expire",
+        parse_duration(raw.cookie_expire.as_deref().unwrap_or("168h")),
+    );
+    let mut secrets = raw.cookie_secret.clone();
+    if let Some(path) = &raw.cookie_secret_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => secrets.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(Secret::new),
+            ),
+            Err(e) => p.add("cookie_secret_file", format!("cannot read {path}: {e}")),
+        }
+    }
+    if secrets.is_empty() {
+        p.add(
+            "cookie_secret",
+            "required: 32 random bytes, e.g. `openssl rand -base64 32`",
+        );
+    }
+    for (i, s) in secrets.iter().enumerate() {
+        if let Err(reason) = cookie_secret_bytes(s) {
+            p.add("cookie_secret", format!("secret #{}: {reason}", i + 1));
+        }
+    }
+    Some(CookieConfig {
+        name,
+        domain,
+        secure,
+        expire: expire?,
+        secrets,
+    })
+}
+
+/// The key material in a cookie secret: 16, 24 or 32 bytes, given raw or in
+/// base64 (standard or URL-safe, padded or not), as oauth2-proxy accepts.
+pub fn cookie_secret_bytes(secret: &Secret) -> Result<Vec<u8>, String> {
+    let s = secret.expose();
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    for e in engines {
+        if let Ok(bytes) = e.decode(s)
+            && matches!(bytes.len(), 16 | 24 | 32)
+        {
+            return Ok(bytes);
+        }
+    }
+    if matches!(s.len(), 16 | 24 | 32) {
+        return Ok(s.as_bytes().to_vec());
+    }
+    Err(format!(
+        "must be 16, 24 or 32 bytes, raw or base64 (got {} characters); make one with `openssl rand -base64 32`",
+        s.len()
+    ))
+}
+
+fn check_redirect_scheme(p: &mut Problems, url: &Url, cookie_secure: bool) {
+    if url.path() != "/oauth2/callback" {
+        p.add(
+            "redirect_url",
+            format!("`{url}` must end in /oauth2/callback"),
+        );
+    }
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.scheme() == "http" && cookie_secure && !loopback {
+        p.add(
+            "redirect_url",
+            format!("`{url}` is plain http while cookie_secure is true: browsers would drop the session cookie"),
+        );
+    }
+}
+
+fn parse_email_domains(list: &[String]) -> Result<EmailDomains, String> {
+    if list.is_empty() {
+        return Err("required: the email domains allowed in, or `*` for any".to_owned());
+    }
+    if list.iter().any(|d| d == "*") {
+        return Ok(EmailDomains::Any);
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for d in list {
+        let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+        if d.is_empty() || d.contains(['@', '/', ' ', '*']) {
+            return Err(format!("`{d}` is not a domain (use `*` alone for any)"));
+        }
+        out.push(d);
+    }
+    Ok(EmailDomains::List(out))
+}
+
+fn parse_trusted_proxies(list: &[String]) -> Result<Vec<IpNet>, String> {
+    if list.is_empty() {
+        return Ok(vec![
+            IpNet::from(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8).map_err(|e| e.to_string())?,
+            ),
+            IpNet::from(
+                ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128)
+                    .map_err(|e| e.to_string())?,
+            ),
+        ]);
+    }
+    list.iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|e| format!("`{s}` is not an IP address or CIDR ({e})"))
+        })
+        .collect()
+}
+
+fn load_tls(cert: Option<&str>, key: Option<&str>) -> Result<Option<TlsConfig>, String> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        _ => return Err("tls_cert_file and tls_key_file go together".to_owned()),
+    };
+    let cert_chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cannot read {cert}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{cert}: bad PEM: {e}"))?;
+    if cert_chain.is_empty() {
+        return Err(format!("{cert} holds no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key_file {key}: {e}"))?;
+    Ok(Some(TlsConfig { cert_chain, key }))
+}
+
+/// Parses `168h`, `30m`, `45s`, `1h30m`, `500ms`, `2d`. Zero is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("`{s}` is not a duration like 168h, 30m, 1h30m or 45s");
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_e| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86400)),
+            _ => return Err(err()),
+        };
+        total = total.saturating_add(unit);
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() {
+        return Err(format!("`{s}` must be greater than zero"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests;

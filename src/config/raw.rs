@@ -1,0 +1,178 @@
+//! `RawConfig`: every setting as it arrives, unvalidated, from one source.
+//!
+//! The same struct is filled three times: by clap from flags and
+//! `GATEHOUSE_*` environment variables (clap puts a flag above its env var),
+//! and by serde from the TOML file. [`RawConfig::overlay`] stacks them; only
+//! `config::Config::from_raw` turns the result into typed values.
+//! Must not: validate or interpret anything; every field stays a string,
+//! number or flag so the validator can name the key that is wrong.
+
+use clap::builder::BoolishValueParser;
+use serde::{Deserialize, Deserializer};
+
+use super::secret::Secret;
+
+/// One source's settings. Field names are the TOML keys; flags are the same
+/// names in kebab case; env vars are `GATEHOUSE_` + the upper-case key.
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address to listen on [default: 127.0.0.1:4180]
+    #[arg(long, env = "GATEHOUSE_HTTP_ADDRESS")]
+    pub http_address: Option<String>,
+
+    /// Upstream: `URL` for every path, or `/prefix=URL`; repeatable
+    #[arg(long, env = "GATEHOUSE_UPSTREAM", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub upstream: Vec<String>,
+
+    /// Identity provider kind [default: oidc]
+    #[arg(long, env = "GATEHOUSE_PROVIDER")]
+    pub provider: Option<String>,
+
+    /// OpenID Connect issuer URL (discovery is fetched from it)
+    #[arg(long, env = "GATEHOUSE_OIDC_ISSUER_URL")]
+    pub oidc_issuer_url: Option<String>,
+
+    /// OAuth client id
+    #[arg(long, env = "GATEHOUSE_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// OAuth client secret (prefer --client-secret-file or the env var)
+    #[arg(long, env = "GATEHOUSE_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<Secret>,
+
+    /// File holding the OAuth client secret
+    #[arg(long, env = "GATEHOUSE_CLIENT_SECRET_FILE")]
+    pub client_secret_file: Option<String>,
+
+    /// Absolute URL of /oauth2/callback, as registered with the provider
+    #[arg(long, env = "GATEHOUSE_REDIRECT_URL")]
+    pub redirect_url: Option<String>,
+
+    /// Scopes to request [default: "openid email profile"]
+    #[arg(long, env = "GATEHOUSE_SCOPE")]
+    pub scope: Option<String>,
+
+    /// Cookie encryption secret (32 bytes, raw or base64); repeatable: the
+    /// first encrypts, every one decrypts (rotation)
+    #[arg(
+        long,
+        env = "GATEHOUSE_COOKIE_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub cookie_secret: Vec<Secret>,
+
+    /// File holding the cookie secret (one per line; first encrypts)
+    #[arg(long, env = "GATEHOUSE_COOKIE_SECRET_FILE")]
+    pub cookie_secret_file: Option<String>,
+
+    /// Session cookie name [default: _gatehouse]
+    #[arg(long, env = "GATEHOUSE_COOKIE_NAME")]
+    pub cookie_name: Option<String>,
+
+    /// Cookie domain, e.g. `.example.com` to share a session across hosts
+    #[arg(long, env = "GATEHOUSE_COOKIE_DOMAIN")]
+    pub cookie_domain: Option<String>,
+
+    /// Mark cookies Secure [default: true]
+    #[arg(long, env = "GATEHOUSE_COOKIE_SECURE", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub cookie_secure: Option<bool>,
+
+    /// Session lifetime, e.g. `168h`, `30m`, `1h30m` [default: 168h]
+    #[arg(long, env = "GATEHOUSE_COOKIE_EXPIRE")]
+    pub cookie_expire: Option<String>,
+
+    /// Allowed email domain; `*` for any; repeatable
+    #[arg(long, env = "GATEHOUSE_EMAIL_DOMAIN", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub email_domain: Vec<String>,
+
+    /// Allowed host for post-login/logout redirects (`.example.com` for
+    /// subdomains, `host:port`, `host:*`); repeatable
+    #[arg(long, env = "GATEHOUSE_WHITELIST_DOMAIN", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub whitelist_domain: Vec<String>,
+
+    /// Send the access token upstream in X-Forwarded-Access-Token
+    #[arg(long, env = "GATEHOUSE_PASS_ACCESS_TOKEN", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub pass_access_token: Option<bool>,
+
+    /// Send `Authorization: Bearer <id token>` upstream
+    #[arg(long, env = "GATEHOUSE_PASS_AUTHORIZATION_HEADER", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub pass_authorization_header: Option<bool>,
+
+    /// PEM certificate chain: serve HTTPS
+    #[arg(long, env = "GATEHOUSE_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<String>,
+
+    /// PEM private key for --tls-cert-file
+    #[arg(long, env = "GATEHOUSE_TLS_KEY_FILE")]
+    pub tls_key_file: Option<String>,
+
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "GATEHOUSE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Log filter, tracing syntax [default: info]
+    #[arg(long, env = "GATEHOUSE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Address (CIDR) whose X-Forwarded-* headers are believed; repeatable
+    /// [default: 127.0.0.1/8 and ::1]
+    #[arg(long, env = "GATEHOUSE_TRUSTED_PROXY", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub trusted_proxy: Vec<String>,
+
+    /// Time to wait for the upstream's response head [default: 30s]
+    #[arg(long, env = "GATEHOUSE_UPSTREAM_TIMEOUT")]
+    pub upstream_timeout: Option<String>,
+
+    /// Send the original Host header upstream (false: the upstream's own) [default: true]
+    #[arg(long, env = "GATEHOUSE_PASS_HOST_HEADER", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub pass_host_header: Option<bool>,
+}
+
+/// Lets a list setting be written `key = "one"` or `key = ["one", "two"]`.
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+macro_rules! overlay_fields {
+    ($low:ident, $high:ident; scalars: $($s:ident),*; lists: $($l:ident),*) => {
+        RawConfig {
+            $($s: $high.$s.or($low.$s),)*
+            $($l: if $high.$l.is_empty() { $low.$l } else { $high.$l },)*
+        }
+    };
+}
+
+impl RawConfig {
+    /// Stacks `high` over `self`: a setting `high` has wins; a list `high`
+    /// has replaces the whole list (lists never merge across sources).
+    pub fn overlay(self, high: Self) -> Self {
+        let low = self;
+        overlay_fields!(low, high;
+            scalars: http_address, provider, oidc_issuer_url, client_id, client_secret,
+                client_secret_file, redirect_url, scope, cookie_secret_file, cookie_name,
+                cookie_domain, cookie_secure, cookie_expire, pass_access_token,
+                pass_authorization_header, tls_cert_file, tls_key_file, log_format, log_level,
+                upstream_timeout, pass_host_header;
+            lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy)
+    }
+}

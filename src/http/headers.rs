@@ -1,0 +1,203 @@
+//! Header names gatehouse sets or strips, and the hop-by-hop rules.
+//!
+//! Invariant: an incoming header that could be read as an identity header by
+//! some upstream (any case, `_` for `-`) is removed before forwarding; see
+//! [`is_identity_header`].
+
+use http::HeaderMap;
+use http::header::{self, HeaderName};
+
+/// `X-Forwarded-User`: the subject.
+pub const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+/// `X-Forwarded-Email`.
+pub const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+/// `X-Forwarded-Preferred-Username`.
+pub const X_FORWARDED_PREFERRED_USERNAME: HeaderName =
+    HeaderName::from_static("x-forwarded-preferred-username");
+/// `X-Forwarded-Groups`: comma-joined.
+pub const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+/// `X-Forwarded-Access-Token`.
+pub const X_FORWARDED_ACCESS_TOKEN: HeaderName =
+    HeaderName::from_static("x-forwarded-access-token");
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Request-Id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Identity headers, normalised (lower case, `-`), that only gatehouse may set.
+const IDENTITY_HEADERS: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-forwarded-name",
+    "x-forwarded-email-verified",
+    "x-remote-user",
+    "remote-user",
+];
+
+/// Prefixes of header families that are identity headers too.
+const IDENTITY_PREFIXES: &[&str] = &["x-auth-request-"];
+
+/// True when `name` could be taken for an identity header by an upstream:
+/// compared case-insensitively with `_` read as `-`.
+pub fn is_identity_header(name: &str) -> bool {
+    let norm: String = name
+        .chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    IDENTITY_HEADERS.contains(&norm.as_str())
+        || IDENTITY_PREFIXES.iter().any(|p| norm.starts_with(p))
+}
+
+/// Removes every header [`is_identity_header`] matches, plus `extra` names
+/// (normalised the same way).
+pub fn strip_identity_headers(headers: &mut HeaderMap, extra: &[&str]) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = k.as_str();
+            is_identity_header(n)
+                || extra.iter().any(|e| {
+                    n.replace('_', "-")
+                        .eq_ignore_ascii_case(&e.replace('_', "-"))
+                })
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1) never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers and any header named in `Connection`.
+/// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a WebSocket
+/// handshake.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    let upgrade = keep_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
+    }
+    if let Some(u) = upgrade {
+        headers.insert(
+            header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+        headers.insert(header::UPGRADE, u);
+    }
+}
+
+/// True when the request asks to switch to WebSocket (HTTP/1.1 upgrade).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade
+        && headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_match_any_case_and_underscores() {
+        for n in [
+            "X-Forwarded-User",
+            "x_forwarded_user",
+            "X_FORWARDED-EMAIL",
+            "x-auth-request-user",
+            "X_Auth_Request_Groups",
+            "x-forwarded-preferred_username",
+            "X-Forwarded-Access-Token",
+        ] {
+            assert!(is_identity_header(n), "{n}");
+        }
+        for n in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "accept",
+            "x-forwarded-userx",
+        ] {
+            assert!(!is_identity_header(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn strip_removes_spoofed_and_extra_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x_forwarded_user", "mallory".parse().unwrap());
+        h.insert("x-auth-request-email", "m@evil".parse().unwrap());
+        h.insert("authorization", "Bearer forged".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        strip_identity_headers(&mut h, &["Authorization"]);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn websocket_upgrade_keeps_upgrade_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        assert!(is_websocket_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+}

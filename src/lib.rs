@@ -1,0 +1,35 @@
+//! gatehouse: an authenticating reverse proxy and forward-auth server.
+//!
+//! A request flows like this: `server` accepts the connection (TLS and
+//! HTTP/1.1 or HTTP/2) and hands each request to `router`. Requests under
+//! `/oauth2/` go to `auth::endpoints` (start, callback, sign-out, userinfo);
+//! `/ping` and `/ready` answer directly; every other request goes through
+//! `auth::Gate::decide`, which looks only at the request head and returns
+//! `Allow(Identity)`, `Challenge` or `Deny`. On `Allow`, `proxy` strips
+//! spoofable and hop-by-hop headers, adds `X-Forwarded-*` and the identity
+//! headers, and streams the request to the upstream and the answer back.
+//! A challenge becomes a redirect to the provider for a browser, or a 401.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError};
+pub use server::{Server, StartupError, run};
+
+/// What `--check-config` found beyond the static checks.
+pub async fn check_provider(config: &Config) -> Result<(), String> {
+    let http = auth::oidc::IdpHttp::new(std::time::Duration::from_secs(10))
+        .map_err(|e| format!("tls: {e}"))?;
+    auth::oidc::Provider::discover(config, http)
+        .await
+        .map(|_p| ())
+        .map_err(|e| format!("oidc_issuer_url: {e}"))
+}

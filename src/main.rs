@@ -1,0 +1,78 @@
+//! The `gatehouse` binary: parse, load config, log, run until a signal.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use gatehouse::cli::Cli;
+use gatehouse::{Config, telemetry};
+
+/// sysexits EX_CONFIG: the configuration is wrong.
+const EX_CONFIG: u8 = 78;
+/// sysexits EX_SOFTWARE.
+const EX_SOFTWARE: u8 = 70;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), cli.settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the runtime: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    if cli.check_config {
+        return match runtime.block_on(gatehouse::check_provider(&config)) {
+            Ok(()) => {
+                eprintln!("gatehouse: configuration OK, provider discovered");
+                ExitCode::SUCCESS
+            }
+            Err(problem) => {
+                eprintln!("gatehouse: invalid configuration:\n  {problem}");
+                ExitCode::from(EX_CONFIG)
+            }
+        };
+    }
+    telemetry::init(config.log_format, &config.log_level);
+    match runtime.block_on(gatehouse::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "gatehouse stopped");
+            eprintln!("gatehouse: {e}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_e) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,336 @@
+//! The request rewrite and the upstream call.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, HOST};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::auth::identity::Identity;
+use crate::config::{Config, Upstream};
+use crate::error::Error;
+use crate::http::body::{ProxyBody, stream};
+use crate::http::forwarded::{Origin, forwarded_for};
+use crate::http::headers::{
+    X_FORWARDED_ACCESS_TOKEN, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_HOST,
+    X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_PROTO, X_FORWARDED_USER, is_websocket_upgrade,
+    strip_hop_by_hop, strip_identity_headers,
+};
+
+/// Which identity headers go upstream besides the always-sent ones.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityHeaderSettings {
+    /// `X-Forwarded-Access-Token`.
+    pub pass_access_token: bool,
+    /// `Authorization: Bearer <id token>`.
+    pub pass_authorization_header: bool,
+}
+
+/// Per-request facts the rewrite needs.
+#[derive(Debug)]
+pub struct ForwardContext<'a> {
+    /// Who the user is.
+    pub identity: &'a Identity,
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// What the client asked for (scheme, host).
+    pub origin: &'a Origin,
+}
+
+/// A prepared upstream target: the parsed pieces of one `upstream` URL.
+#[derive(Debug)]
+struct Route {
+    prefix: String,
+    scheme: Scheme,
+    authority: Authority,
+    base_path: String,
+    label: String,
+}
+
+/// The upstreams and the pooled client that reaches them. Built once.
+pub struct Upstreams {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    routes: Vec<Route>,
+    timeout: Duration,
+    pass_host_header: bool,
+    identity: IdentityHeaderSettings,
+}
+
+impl Upstreams {
+    /// Prepares routes and the client from the config.
+    pub fn new(config: &Config) -> Result<Self, rustls::Error> {
+        let connector = crate::http::client::https_connector(Duration::from_secs(10))?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        let routes = config.upstreams.iter().filter_map(route).collect();
+        Ok(Self {
+            client,
+            routes,
+            timeout: config.upstream_timeout,
+            pass_host_header: config.pass_host_header,
+            identity: IdentityHeaderSettings {
+                pass_access_token: config.pass_access_token,
+                pass_authorization_header: config.pass_authorization_header,
+            },
+        })
+    }
+
+    /// Forwards `req` as `ctx.identity`, streaming both bodies.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        ctx: &ForwardContext<'_>,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let path = req.uri().path();
+        let route = self
+            .routes
+            .iter()
+            .find(|r| prefix_matches(&r.prefix, path))
+            .ok_or(Error::BadRequest("no upstream for this path"))?;
+        let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let uri = upstream_uri(route, req.uri())?;
+        let original_host = ctx.origin.host.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+        self.rewrite_headers(
+            req.headers_mut(),
+            ctx,
+            route,
+            original_host.as_deref(),
+            websocket,
+        );
+
+        let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let mut resp = match sent {
+            Err(_elapsed) => return Err(Error::UpstreamTimeout(route.label.clone())),
+            Ok(Err(e)) => {
+                return Err(Error::UpstreamUnavailable {
+                    upstream: route.label.clone(),
+                    reason: source_chain(&e),
+                });
+            }
+            Ok(Ok(r)) => r,
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(splice(client_upgrade, upstream_upgrade));
+            strip_hop_by_hop(resp.headers_mut(), true);
+            return Ok(resp.map(|_b| crate::http::body::empty()));
+        }
+        strip_hop_by_hop(resp.headers_mut(), false);
+        Ok(resp.map(stream))
+    }
+
+    fn rewrite_headers(
+        &self,
+        h: &mut HeaderMap,
+        ctx: &ForwardContext<'_>,
+        route: &Route,
+        original_host: Option<&str>,
+        websocket: bool,
+    ) {
+        strip_hop_by_hop(h, websocket);
+        // a client's own identity headers never reach the upstream
+        let extra: &[&str] = if self.identity.pass_authorization_header {
+            &["authorization"]
+        } else {
+            &[]
+        };
+        strip_identity_headers(h, extra);
+        set_identity_headers(h, ctx.identity, self.identity);
+        let trusted = ctx.origin.trusted;
+        if let Some(v) = forwarded_for(h, ctx.peer, trusted) {
+            h.insert(crate::http::headers::X_FORWARDED_FOR, v);
+        }
+        h.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(ctx.origin.proto),
+        );
+        match original_host.and_then(|o| HeaderValue::from_str(o).ok()) {
+            Some(v) => {
+                h.insert(X_FORWARDED_HOST, v.clone());
+                if self.pass_host_header {
+                    h.insert(HOST, v);
+                } else if let Ok(a) = HeaderValue::from_str(route.authority.as_str()) {
+                    h.insert(HOST, a);
+                }
+            }
+            None => {
+                h.remove(X_FORWARDED_HOST);
+                if let Ok(a) = HeaderValue::from_str(route.authority.as_str()) {
+                    h.insert(HOST, a);
+                }
+            }
+        }
+    }
+}
+
+/// Adds the identity headers. Values that cannot be header values (control
+/// characters from a hostile provider) are left out rather than mangled.
+fn set_identity_headers(h: &mut HeaderMap, id: &Identity, settings: IdentityHeaderSettings) {
+    let mut put = |name: http::HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+            h.insert(name, v);
+        }
+    };
+    put(X_FORWARDED_USER, &id.subject);
+    if let Some(e) = &id.email {
+        put(X_FORWARDED_EMAIL, e);
+    }
+    if let Some(u) = &id.preferred_username {
+        put(X_FORWARDED_PREFERRED_USERNAME, u);
+    }
+    if !id.groups.is_empty() {
+        put(X_FORWARDED_GROUPS, &id.groups.join(","));
+    }
+    if settings.pass_access_token
+        && let Some(t) = &id.tokens.access_token
+    {
+        put(X_FORWARDED_ACCESS_TOKEN, t.expose());
+    }
+    if settings.pass_authorization_header
+        && let Some(t) = &id.tokens.id_token
+    {
+        put(AUTHORIZATION, &format!("Bearer {}", t.expose()));
+    }
+}
+
+fn route(u: &Upstream) -> Option<Route> {
+    let scheme = if u.url.scheme() == "https" {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
+    let host = u.url.host_str()?;
+    let authority = match u.url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    Some(Route {
+        prefix: u.prefix.clone(),
+        scheme,
+        authority: authority.parse().ok()?,
+        base_path: u.url.path().trim_end_matches('/').to_owned(),
+        label: u.url.to_string(),
+    })
+}
+
+/// `/api` matches `/api` and `/api/x` but not `/apix`; `/api/` matches what
+/// starts with it; `/` matches everything.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix) || path == prefix.trim_end_matches('/');
+    }
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+fn upstream_uri(route: &Route, original: &Uri) -> Result<Uri, Error> {
+    let pq = original.path_and_query().map_or("/", PathAndQuery::as_str);
+    let pq = if route.base_path.is_empty() {
+        pq.to_owned()
+    } else {
+        format!("{}{pq}", route.base_path)
+    };
+    Uri::builder()
+        .scheme(route.scheme.clone())
+        .authority(route.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_e| Error::BadRequest("request target cannot be forwarded"))
+}
+
+/// Copies bytes both ways between an upgraded client and upstream.
+async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection closed with an error");
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/v1"));
+        assert!(!prefix_matches("/api", "/apix"));
+        assert!(prefix_matches("/api/", "/api/v1"));
+        assert!(prefix_matches("/api/", "/api"));
+    }
+
+    #[test]
+    fn upstream_uri_keeps_path_and_query_under_the_base() {
+        let r = route(&Upstream {
+            prefix: "/".into(),
+            url: "http://10.0.0.1:8080/base/".parse().unwrap(),
+        })
+        .unwrap();
+        let u = upstream_uri(&r, &Uri::from_static("/x/y?q=1")).unwrap();
+        assert_eq!(u.to_string(), "http://10.0.0.1:8080/base/x/y?q=1");
+        let r = route(&Upstream {
+            prefix: "/".into(),
+            url: "https://app.internal".parse().unwrap(),
+        })
+        .unwrap();
+        assert_eq!(
+            upstream_uri(&r, &Uri::from_static("/"))
+                .unwrap()
+                .to_string(),
+            "https://app.internal/"
+        );
+    }
+
+    #[test]
+    fn hostile_identity_values_are_dropped_not_mangled() {
+        let mut h = HeaderMap::new();
+        let id = Identity {
+            subject: "u1".into(),
+            email: Some("a@b\r\nX-Evil: 1".into()),
+            ..Identity::default()
+        };
+        set_identity_headers(
+            &mut h,
+            &id,
+            IdentityHeaderSettings {
+                pass_access_token: false,
+                pass_authorization_header: false,
+            },
+        );
+        assert_eq!(h["x-forwarded-user"], "u1");
+        assert!(!h.contains_key("x-forwarded-email"));
+    }
+}
