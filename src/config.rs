@@ -422,7 +422,7 @@ fn parse_upstreams(list: &[String]) -> Result<Vec<Upstream>, String> {
         out.push(Upstream { prefix, url });
     }
     // longest prefix first, so the first match is the most specific
-    out.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    out.sort_by_key(|u| std::cmp::Reverse(u.prefix.len()));
     Ok(out)
 }
 

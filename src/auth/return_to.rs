@@ -165,15 +165,15 @@ fn has_forbidden_chars(s: &str) -> bool {
 
 /// A path that starts with exactly one `/`, judged raw and once decoded.
 fn relative_path_ok(raw: &str) -> bool {
-    let single_slash = |s: &str| s.starts_with('/') && !s.starts_with("//");
-    if !single_slash(raw) {
+    if !raw.starts_with('/') || raw.starts_with("//") {
         return false;
     }
+    // judged again as a server that decodes before redirecting would see it:
+    // still one leading slash, and no control character or backslash
     let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
-    let Ok(decoded) = std::str::from_utf8(&decoded) else {
-        return false;
-    };
-    single_slash(decoded) && !has_forbidden_chars(decoded)
+    decoded.first() == Some(&b'/')
+        && decoded.get(1) != Some(&b'/')
+        && !decoded.iter().any(|&b| b < b' ' || b == 0x7f || b == b'\\')
 }
 
 fn host_matches_request(

@@ -1,1 +1,170 @@
+use super::*;
+use std::time::Duration;
 
+fn cfg() -> CookieConfig {
+    CookieConfig {
+        name: "_gatehouse".into(),
+        domain: None,
+        secure: true,
+        expire: Duration::from_secs(3600),
+        secrets: vec![Secret::new("0123456789abcdef0123456789abcdef")],
+    }
+}
+
+fn codec(secret: &str) -> CookieCodec {
+    CookieCodec::new(&[Secret::new(secret)]).unwrap()
+}
+
+fn identity(groups: usize) -> Identity {
+    Identity {
+        subject: "user-1".into(),
+        email: Some("a@example.com".into()),
+        email_verified: Some(true),
+        preferred_username: Some("alice".into()),
+        name: Some("Alice".into()),
+        groups: (0..groups).map(|i| format!("group-{i}")).collect(),
+        expires_at: now_secs() + 3600,
+        tokens: Tokens::default(),
+    }
+}
+
+/// Turns Set-Cookie values into the Cookie header a browser would send.
+fn as_request(set: &[HeaderValue]) -> HeaderMap {
+    let pairs: Vec<String> = set
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .filter(|p| !p.ends_with('='))
+        .collect();
+    let mut h = HeaderMap::new();
+    h.insert(http::header::COOKIE, pairs.join("; ").parse().unwrap());
+    h
+}
+
+#[test]
+fn a_session_round_trips() {
+    let c = codec("0123456789abcdef0123456789abcdef");
+    let set = write_session(&c, &cfg(), &identity(2), &HeaderMap::new()).unwrap();
+    assert_eq!(set.len(), 1);
+    let v = set[0].to_str().unwrap();
+    assert!(v.contains("HttpOnly") && v.contains("Secure") && v.contains("SameSite=Lax") && v.contains("Path=/"));
+    assert_eq!(read_session(&c, &cfg(), &as_request(&set)).unwrap(), identity(2));
+}
+
+#[test]
+fn a_large_session_is_chunked_and_read_back() {
+    let c = codec("0123456789abcdef0123456789abcdef");
+    let big = identity(300);
+    let set = write_session(&c, &cfg(), &big, &HeaderMap::new()).unwrap();
+    assert!(set.len() > 1, "expected chunks");
+    assert!(set.iter().all(|v| v.len() < 4096));
+    assert!(set[0].to_str().unwrap().starts_with("_gatehouse_0="));
+    assert_eq!(read_session(&c, &cfg(), &as_request(&set)).unwrap(), big);
+}
+
+#[test]
+fn stale_chunks_are_cleared_when_the_session_shrinks() {
+    let c = codec("0123456789abcdef0123456789abcdef");
+    let mut old = HeaderMap::new();
+    old.insert(http::header::COOKIE, "_gatehouse_0=a; _gatehouse_1=b".parse().unwrap());
+    let set = write_session(&c, &cfg(), &identity(1), &old).unwrap();
+    let text: Vec<&str> = set.iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(text.iter().any(|v| v.starts_with("_gatehouse=") && !v.starts_with("_gatehouse=;")));
+    assert!(text.iter().any(|v| v.starts_with("_gatehouse_0=;") && v.contains("Max-Age=0")));
+    assert!(text.iter().any(|v| v.starts_with("_gatehouse_1=;")));
+}
+
+#[test]
+fn tampered_truncated_foreign_and_expired_cookies_are_no_session() {
+    let c = codec("0123456789abcdef0123456789abcdef");
+    let set = write_session(&c, &cfg(), &identity(1), &HeaderMap::new()).unwrap();
+    let good = set[0].to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    let mut flipped = good.clone().into_bytes();
+    flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let cases = [
+        flipped,
+        good[..good.len() - 4].to_owned(),
+        "".to_owned(),
+        "!!!not base64!!!".to_owned(),
+        "A".repeat(CHUNK_LEN * MAX_CHUNKS + 1),
+        "AAAA".to_owned(),
+    ];
+    for value in cases {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::COOKIE, format!("_gatehouse={value}").parse().unwrap());
+        assert!(read_session(&c, &cfg(), &h).is_none(), "{value:.40}");
+    }
+    // sealed with another key
+    let foreign = codec("ffffffffffffffffffffffffffffffff");
+    assert!(read_session(&foreign, &cfg(), &as_request(&set)).is_none());
+    // sealed for another purpose (a login-state cookie replayed as a session)
+    let sealed = c.seal("_gatehouse_csrf_x", b"{}").unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(http::header::COOKIE, format!("_gatehouse={sealed}").parse().unwrap());
+    assert!(read_session(&c, &cfg(), &h).is_none());
+    // expired
+    let mut old = identity(1);
+    old.expires_at = now_secs() - 1;
+    let set = write_session(&c, &cfg(), &old, &HeaderMap::new()).unwrap();
+    assert!(read_session(&c, &cfg(), &as_request(&set)).is_none());
+}
+
+#[test]
+fn more_chunks_than_the_bound_are_not_read() {
+    let c = codec("0123456789abcdef0123456789abcdef");
+    let cookie: Vec<String> = (0..MAX_CHUNKS + 5).map(|i| format!("_gatehouse_{i}=AAAA")).collect();
+    let mut h = HeaderMap::new();
+    h.insert(http::header::COOKIE, cookie.join("; ").parse().unwrap());
+    assert!(read_session(&c, &cfg(), &h).is_none());
+}
+
+#[test]
+fn rotated_secrets_still_open_old_cookies() {
+    let old = CookieCodec::new(&[Secret::new("old-secret-old-secret-old-secret")]).unwrap();
+    let rotated =
+        CookieCodec::new(&[Secret::new("new-secret-new-secret-new-secret"), Secret::new("old-secret-old-secret-old-secret")])
+            .unwrap();
+    let set = write_session(&old, &cfg(), &identity(1), &HeaderMap::new()).unwrap();
+    assert!(read_session(&rotated, &cfg(), &as_request(&set)).is_some());
+    // and the new key seals: the old codec cannot read the rotated cookie
+    let set = write_session(&rotated, &cfg(), &identity(1), &HeaderMap::new()).unwrap();
+    assert!(read_session(&old, &cfg(), &as_request(&set)).is_none());
+}
+
+#[test]
+fn login_state_is_per_state_and_checked() {
+    let c = codec("0123456789abcdef0123456789abcdef");
+    let login = |state: &str, exp: u64| LoginState {
+        state: state.into(),
+        nonce: "n".into(),
+        pkce_verifier: "v".into(),
+        return_to: "/".into(),
+        exp,
+    };
+    let a = write_login_state(&c, &cfg(), &login("state-a", now_secs() + 60)).unwrap();
+    let b = write_login_state(&c, &cfg(), &login("state-b", now_secs() + 60)).unwrap();
+    let h = as_request(&[a, b]);
+    assert_eq!(read_login_state(&c, &cfg(), &h, "state-a").unwrap().state, "state-a");
+    assert_eq!(read_login_state(&c, &cfg(), &h, "state-b").unwrap().state, "state-b");
+    assert_eq!(read_login_state(&c, &cfg(), &h, "state-c").unwrap_err(), LoginStateError::Missing);
+    let stale = write_login_state(&c, &cfg(), &login("state-d", now_secs() - 1)).unwrap();
+    assert_eq!(read_login_state(&c, &cfg(), &as_request(&[stale]), "state-d").unwrap_err(), LoginStateError::Expired);
+    // a cookie moved to another state's name does not open
+    let moved = format!(
+        "{}={}",
+        login_cookie_name("_gatehouse", "state-e"),
+        h.get(http::header::COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1
+    );
+    let mut m = HeaderMap::new();
+    m.insert(http::header::COOKIE, moved.parse().unwrap());
+    assert_eq!(read_login_state(&c, &cfg(), &m, "state-e").unwrap_err(), LoginStateError::Invalid);
+}
+
+#[test]
+fn own_cookie_names() {
+    assert!(is_session_cookie("_gatehouse", "_gatehouse"));
+    assert!(is_session_cookie("_gatehouse_3", "_gatehouse"));
+    assert!(!is_session_cookie("_gatehouse_x", "_gatehouse"));
+    assert!(!is_session_cookie("_gatehousex", "_gatehouse"));
+    assert!(is_own_cookie("_gatehouse_csrf_abc", "_gatehouse"));
+}
