@@ -31,7 +31,8 @@ fmt:
 	$(CARGO) fmt --all
 
 bench:
-	./bench/run.sh
+	$(CARGO) build --release --bin gatehouse --example bench
+	./target/release/examples/bench
 
 clean:
 	$(CARGO) clean
