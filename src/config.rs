@@ -216,15 +216,12 @@ impl Config {
     /// Validates every setting; reports all problems at once.
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
         let mut p = Problems::default();
+        let http_address = raw.http_address.as_deref().unwrap_or("127.0.0.1:4180");
         let http_address = p.check(
             "http_address",
-            raw.http_address
-                .as_deref()
-                .unwrap_or("127.0.0.1:4180")
-                .parse::<SocketAddr>()
-                .map_err(|e| {
-                    format!("expected host:port with an IP address, like 127.0.0.1:4180 ({e})")
-                }),
+            http_address.parse::<SocketAddr>().map_err(|e| {
+                format!("`{http_address}` is not host:port with an IP address, like 127.0.0.1:4180 ({e})")
+            }),
         );
         let upstreams = p.check("upstream", parse_upstreams(&raw.upstream));
         let provider = p.check("provider", parse_provider(raw.provider.as_deref()));
