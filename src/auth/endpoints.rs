@@ -138,13 +138,17 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         tracing::info!(user = %identity.subject, ?reason, "signed in but not allowed");
         return Ok(forbidden(reason, Mode::Html));
     }
-    let cookies = write_session(
-        state.gate.codec(),
-        &config.cookie,
-        &identity,
-        &parts.headers,
-    )
-    .ok_or(Error::Internal("cannot seal session"))?;
+    let codec = state.gate.codec();
+    let mut cookies = write_session(codec, &config.cookie, &identity, &parts.headers);
+    if cookies.is_none() && identity.tokens.id_token.is_some() && !config.pass_authorization_header {
+        // over the chunk bound: the id token, kept only as a sign-out hint,
+        // is the part to give up
+        tracing::warn!(user = %identity.subject, "session too large for cookies: dropping the id token hint");
+        identity.tokens.id_token = None;
+        cookies = write_session(codec, &config.cookie, &identity, &parts.headers);
+    }
+    let cookies =
+        cookies.ok_or(Error::Internal("session too large for cookies (too many groups or claims)"))?;
     tracing::info!(user = %identity.subject, "signed in");
     let mut r = redirect(&login.return_to);
     for c in cookies {

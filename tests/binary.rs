@@ -1,6 +1,6 @@
-//! The binary's start-up: bad configuration fails before listening, naming
-//! the key and the reason; precedence flag > env > file; `--check-config`;
-//! every example config loads.
+//! The gatehouse binary itself: bad configuration fails before listening,
+//! naming the key and the reason; precedence flag > env > file;
+//! `--check-config`; every example config loads; the logs it writes.
 
 mod support;
 
@@ -186,4 +186,91 @@ fn every_example_config_loads() {
         }
     }
     assert!(seen >= 1, "no example configs found in {}", dir.display());
+}
+
+/// Kills the child on drop so a failing test leaves nothing behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
+    use support::client::TestClient;
+    use support::upstream::Recorder;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::auto_approving("alice")));
+    let upstream = rt.block_on(Recorder::start());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let cookie_secret = "bG9nLXRlc3QtbG9nLXRlc3QtbG9nLXRlc3QtbG9nLTM=";
+    let child = Command::new(BIN)
+        .args(["--http-address", &format!("127.0.0.1:{port}"), "--upstream", &upstream.url()])
+        .args(["--oidc-issuer-url", &idp.issuer(), "--client-id", "gatehouse"])
+        .args(["--redirect-url", &format!("{base}/oauth2/callback"), "--cookie-secure=false"])
+        .args(["--email-domain", "*", "--log-format", "json", "--log-level", "debug", "--pass-access-token"])
+        .env("GATEHOUSE_CLIENT_SECRET", "s3cret")
+        .env("GATEHOUSE_COOKIE_SECRET", cookie_secret)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Child(child);
+
+    let client = TestClient::new();
+    let (session, code) = rt.block_on(async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while client.get(&format!("{base}/ready")).await.status != http::StatusCode::OK {
+            assert!(std::time::Instant::now() < deadline, "binary never became ready");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let to_idp = client.get(&format!("{base}/private?q=1")).await.location().unwrap();
+        let callback = client.get(&to_idp).await.location().unwrap();
+        let code = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+        assert_eq!(client.get(&callback).await.status, http::StatusCode::FOUND);
+        assert_eq!(client.get(&format!("{base}/private?q=1")).await.status, http::StatusCode::OK);
+        (client.cookie("127.0.0.1", "_gatehouse").unwrap(), code)
+    });
+    let _ = child.0.kill();
+    let out = child.0.wait_with_output_after_kill();
+    let logs = String::from_utf8_lossy(&out).into_owned();
+
+    let events: Vec<serde_json::Value> =
+        logs.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let access: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["target"] == "gatehouse::access").collect();
+    let proxied = access
+        .iter()
+        .find(|e| e["path"] == "/private" && e["status"] == 200)
+        .unwrap_or_else(|| panic!("no access event for the proxied request:\n{logs}"));
+    assert!(proxied["user"].as_str().is_some_and(|u| u.starts_with("uid-alice")));
+    assert_eq!(proxied["method"], "GET");
+    assert_eq!(proxied["upstream"], true);
+    assert!(proxied["latency_ms"].is_number());
+    assert!(access.iter().any(|e| e["path"] == "/oauth2/callback"));
+
+    for secret in ["s3cret", cookie_secret, session.as_str(), code.as_str(), "eyJ"] {
+        assert!(!logs.contains(secret), "a secret ({secret:.12}...) is in the logs:\n{logs}");
+    }
+}
+
+/// Reads what the child wrote to stderr once it has been killed.
+trait WaitAfterKill {
+    fn wait_with_output_after_kill(&mut self) -> Vec<u8>;
+}
+
+impl WaitAfterKill for std::process::Child {
+    fn wait_with_output_after_kill(&mut self) -> Vec<u8> {
+        use std::io::Read as _;
+        let _ = self.wait();
+        let mut buf = Vec::new();
+        if let Some(mut e) = self.stderr.take() {
+            e.read_to_end(&mut buf).unwrap();
+        }
+        buf
+    }
 }
