@@ -10,6 +10,7 @@
 //! challenge as a redirect to the provider or as a 401, depending on who asked.
 
 pub mod endpoints;
+pub mod forward_auth;
 pub mod identity;
 pub mod oidc;
 pub mod policy;

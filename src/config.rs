@@ -43,6 +43,16 @@ pub struct Upstream {
     pub url: Url,
 }
 
+/// The callback URL registered at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackUrl {
+    /// One absolute URL for every host (a central auth host).
+    Fixed(Url),
+    /// A path: the callback follows the host the browser used, for hosts
+    /// that `whitelist_domain` allows.
+    SameHost(String),
+}
+
 /// Which identity provider preset drives login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
@@ -107,8 +117,8 @@ pub struct Config {
     pub client_id: String,
     /// OAuth client secret; `None` for a public client.
     pub client_secret: Option<Secret>,
-    /// Absolute URL of `/oauth2/callback`.
-    pub redirect_url: Url,
+    /// Where the provider sends the browser back to.
+    pub redirect_url: CallbackUrl,
     /// Scopes requested at login.
     pub scopes: Vec<String>,
     /// Cookie settings.
@@ -253,7 +263,10 @@ impl Config {
                 );
                 None
             }
-            Some(s) => p.check("redirect_url", parse_http_url(s)),
+            Some(s) if s.starts_with('/') => Some(CallbackUrl::SameHost(s.to_owned())),
+            Some(s) => p
+                .check("redirect_url", parse_http_url(s))
+                .map(CallbackUrl::Fixed),
         };
         let scopes: Vec<String> = raw
             .scope
@@ -270,8 +283,23 @@ impl Config {
         }
         let cookie_secure = raw.cookie_secure.unwrap_or(true);
         let cookie = build_cookie_config(&mut p, &raw, cookie_secure);
-        if let Some(url) = &redirect_url {
-            check_redirect_scheme(&mut p, url, cookie_secure);
+        match &redirect_url {
+            Some(CallbackUrl::Fixed(url)) => check_redirect_scheme(&mut p, url, cookie_secure),
+            Some(CallbackUrl::SameHost(path)) => {
+                if path != "/oauth2/callback" {
+                    p.add(
+                        "redirect_url",
+                        format!("`{path}`: a path form must be /oauth2/callback"),
+                    );
+                }
+                if raw.whitelist_domain.is_empty() {
+                    p.add(
+                        "redirect_url",
+                        "a path (callback on the request's host) needs whitelist_domain to list the hosts allowed",
+                    );
+                }
+            }
+            None => {}
         }
         let email_domains = p.check("email_domain", parse_email_domains(&raw.email_domain));
         let whitelist_domains = p.check(

@@ -15,6 +15,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::auth::endpoints::{self, RequestInfo};
+use crate::auth::forward_auth;
 use crate::auth::return_to::ReturnTo;
 use crate::auth::{Decision, strip_own_cookies};
 use crate::error::{Error, Mode, error_response};
@@ -97,6 +98,9 @@ async fn dispatch(
                     endpoints::sign_out(state, &parts, &info)
                 }
                 (Method::GET, "/oauth2/userinfo") => endpoints::userinfo(state, &parts),
+                // front proxies ask with the original method (nginx) or GET
+                (_, "/oauth2/auth") => forward_auth::auth_request(state, &parts),
+                (_, "/oauth2/forward-auth") => forward_auth::forward_auth(state, &parts, &info),
                 (
                     _,
                     "/oauth2/start" | "/oauth2/callback" | "/oauth2/sign_out" | "/oauth2/userinfo",
@@ -145,7 +149,7 @@ fn challenge(state: &AppState, req: &Request<Incoming>, info: &RequestInfo) -> R
             info.origin.host.as_deref(),
             &state.config.whitelist_domains,
         );
-        endpoints::begin_login(state, &return_to, Mode::Html)
+        endpoints::begin_login(state, &return_to, info)
     } else {
         error_response(&Error::Unauthenticated, Mode::Json)
     }

@@ -2,6 +2,9 @@
 //! naming the key and the reason; precedence flag > env > file;
 //! `--check-config`; every example config loads; the logs it writes.
 
+// Test helpers outside #[test] fns assert by panicking, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -206,14 +209,40 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let idp = rt.block_on(MockIdp::start(IdpOptions::auto_approving("alice")));
     let upstream = rt.block_on(Recorder::start());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let base = format!("http://127.0.0.1:{port}");
     let cookie_secret = "bG9nLXRlc3QtbG9nLXRlc3QtbG9nLXRlc3QtbG9nLTM=";
     let child = Command::new(BIN)
-        .args(["--http-address", &format!("127.0.0.1:{port}"), "--upstream", &upstream.url()])
-        .args(["--oidc-issuer-url", &idp.issuer(), "--client-id", "gatehouse"])
-        .args(["--redirect-url", &format!("{base}/oauth2/callback"), "--cookie-secure=false"])
-        .args(["--email-domain", "*", "--log-format", "json", "--log-level", "debug", "--pass-access-token"])
+        .args([
+            "--http-address",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &upstream.url(),
+        ])
+        .args([
+            "--oidc-issuer-url",
+            &idp.issuer(),
+            "--client-id",
+            "gatehouse",
+        ])
+        .args([
+            "--redirect-url",
+            &format!("{base}/oauth2/callback"),
+            "--cookie-secure=false",
+        ])
+        .args([
+            "--email-domain",
+            "*",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info,gatehouse=debug",
+            "--pass-access-token",
+        ])
         .env("GATEHOUSE_CLIENT_SECRET", "s3cret")
         .env("GATEHOUSE_COOKIE_SECRET", cookie_secret)
         .stderr(std::process::Stdio::piped())
@@ -224,37 +253,81 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
     let client = TestClient::new();
     let (session, code) = rt.block_on(async {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // the port answers only once the binary has bound it
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "binary never listened"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         while client.get(&format!("{base}/ready")).await.status != http::StatusCode::OK {
-            assert!(std::time::Instant::now() < deadline, "binary never became ready");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "binary never became ready"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let to_idp = client.get(&format!("{base}/private?q=1")).await.location().unwrap();
+        let to_idp = client
+            .get(&format!("{base}/private?q=1"))
+            .await
+            .location()
+            .unwrap();
         let callback = client.get(&to_idp).await.location().unwrap();
-        let code = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+        let code = url::Url::parse(&callback)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned();
         assert_eq!(client.get(&callback).await.status, http::StatusCode::FOUND);
-        assert_eq!(client.get(&format!("{base}/private?q=1")).await.status, http::StatusCode::OK);
+        assert_eq!(
+            client.get(&format!("{base}/private?q=1")).await.status,
+            http::StatusCode::OK
+        );
         (client.cookie("127.0.0.1", "_gatehouse").unwrap(), code)
     });
     let _ = child.0.kill();
     let out = child.0.wait_with_output_after_kill();
     let logs = String::from_utf8_lossy(&out).into_owned();
 
-    let events: Vec<serde_json::Value> =
-        logs.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
-    let access: Vec<&serde_json::Value> =
-        events.iter().filter(|e| e["target"] == "gatehouse::access").collect();
+    let events: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["target"] == "gatehouse::access")
+        .collect();
     let proxied = access
         .iter()
         .find(|e| e["path"] == "/private" && e["status"] == 200)
         .unwrap_or_else(|| panic!("no access event for the proxied request:\n{logs}"));
-    assert!(proxied["user"].as_str().is_some_and(|u| u.starts_with("uid-alice")));
+    assert!(
+        proxied["user"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("uid-alice"))
+    );
     assert_eq!(proxied["method"], "GET");
     assert_eq!(proxied["upstream"], true);
     assert!(proxied["latency_ms"].is_number());
     assert!(access.iter().any(|e| e["path"] == "/oauth2/callback"));
 
-    for secret in ["s3cret", cookie_secret, session.as_str(), code.as_str(), "eyJ"] {
-        assert!(!logs.contains(secret), "a secret ({secret:.12}...) is in the logs:\n{logs}");
+    for secret in [
+        "s3cret",
+        cookie_secret,
+        session.as_str(),
+        code.as_str(),
+        "eyJ",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret ({secret:.12}...) is in the logs:\n{logs}"
+        );
     }
 }
 

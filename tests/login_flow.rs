@@ -1,6 +1,9 @@
 //! The browser login through gatehouse against the mock provider, the
 //! session it leaves, and every way a login or a cookie can be hostile.
 
+// Test helpers outside #[test] fns assert by panicking, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::Duration;
@@ -21,23 +24,40 @@ async fn stack(extra: &str) -> Stack {
     let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
     let upstream = Recorder::start().await;
     let proxy = TestProxy::start(extra, &idp, &upstream).await;
-    Stack { idp, upstream, proxy }
+    Stack {
+        idp,
+        upstream,
+        proxy,
+    }
 }
 
 fn alice_sub(idp: &MockIdp) -> String {
-    idp.options().users.iter().find(|u| u.username == "alice").unwrap().sub.clone()
+    idp.options()
+        .users
+        .iter()
+        .find(|u| u.username == "alice")
+        .unwrap()
+        .sub
+        .clone()
 }
 
 /// Drives a login up to the callback URL (not fetched).
 async fn callback_url(client: &TestClient, proxy: &TestProxy, path: &str) -> String {
     let authorize = start_login(client, proxy, path).await;
     let resp = client.get(authorize.as_str()).await;
-    assert!(resp.status.is_redirection(), "idp answered {}: {}", resp.status, resp.text());
+    assert!(
+        resp.status.is_redirection(),
+        "idp answered {}: {}",
+        resp.status,
+        resp.text()
+    );
     resp.location().unwrap()
 }
 
 fn has_session_cookie(resp: &support::client::TestResponse) -> bool {
-    resp.set_cookies().iter().any(|c| c.name().starts_with("_gatehouse") && !c.name().contains("csrf") && !c.value().is_empty())
+    resp.set_cookies().iter().any(|c| {
+        c.name().starts_with("_gatehouse") && !c.name().contains("csrf") && !c.value().is_empty()
+    })
 }
 
 #[tokio::test]
@@ -46,7 +66,11 @@ async fn full_login_lands_on_the_page_first_asked_for_with_identity_headers() {
     let client = TestClient::new();
     let callback = login(&client, &s.proxy, "/reports/q3?year=2026").await;
 
-    let session = callback.set_cookies().into_iter().find(|c| c.name() == "_gatehouse").expect("session cookie");
+    let session = callback
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.name() == "_gatehouse")
+        .expect("session cookie");
     assert_eq!(session.http_only(), Some(true));
     assert_eq!(session.same_site(), Some(cookie::SameSite::Lax));
     assert_eq!(session.path(), Some("/"));
@@ -54,13 +78,22 @@ async fn full_login_lands_on_the_page_first_asked_for_with_identity_headers() {
     let page = client.get(&s.proxy.url("/reports/q3?year=2026")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
     let seen = s.upstream.last().unwrap();
-    assert_eq!(seen.uri.path_and_query().unwrap().as_str(), "/reports/q3?year=2026");
-    assert_eq!(seen.header("x-forwarded-user"), Some(alice_sub(&s.idp).as_str()));
+    assert_eq!(
+        seen.uri.path_and_query().unwrap().as_str(),
+        "/reports/q3?year=2026"
+    );
+    assert_eq!(
+        seen.header("x-forwarded-user"),
+        Some(alice_sub(&s.idp).as_str())
+    );
     assert_eq!(seen.header("x-forwarded-email"), Some("alice@example.com"));
     assert_eq!(seen.header("x-forwarded-preferred-username"), Some("alice"));
     assert_eq!(seen.header("x-forwarded-groups"), Some("admins,staff"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(seen.header("x-forwarded-host"), Some(s.proxy.host().as_str()));
+    assert_eq!(
+        seen.header("x-forwarded-host"),
+        Some(s.proxy.host().as_str())
+    );
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert!(seen.header("x-forwarded-access-token").is_none());
     assert!(seen.header("authorization").is_none());
@@ -72,8 +105,14 @@ async fn full_login_lands_on_the_page_first_asked_for_with_identity_headers() {
     assert!(auth.get("nonce").is_some_and(|v| v.len() >= 32));
     let token = &s.idp.token_requests()[0];
     let verifier = token.params.get("code_verifier").expect("verifier sent");
-    assert_eq!(Some(pkce_challenge(verifier).as_str()), auth.get("code_challenge"));
-    assert_eq!(token.basic_auth(), Some(("gatehouse".into(), "s3cret".into())));
+    assert_eq!(
+        Some(pkce_challenge(verifier).as_str()),
+        auth.get("code_challenge")
+    );
+    assert_eq!(
+        token.basic_auth(),
+        Some(("gatehouse".into(), "s3cret".into()))
+    );
 }
 
 #[tokio::test]
@@ -95,18 +134,29 @@ async fn spoofed_identity_headers_are_stripped_in_any_case_or_spelling() {
     let resp = client.get_with(&s.proxy.url("/"), &spoofs).await;
     assert_eq!(resp.status, StatusCode::OK);
     let seen = s.upstream.last().unwrap();
-    assert_eq!(seen.header_all("x-forwarded-user"), [alice_sub(&s.idp).as_str()]);
+    assert_eq!(
+        seen.header_all("x-forwarded-user"),
+        [alice_sub(&s.idp).as_str()]
+    );
     assert_eq!(seen.header_all("x-forwarded-email"), ["alice@example.com"]);
     assert_eq!(seen.header_all("x-forwarded-groups"), ["admins,staff"]);
     assert_eq!(seen.header_all("x-forwarded-preferred-username"), ["alice"]);
     for (name, _) in seen.headers.iter() {
         let n = name.as_str();
-        assert!(!n.contains('_'), "underscore variant {n} reached the upstream");
+        assert!(
+            !n.contains('_'),
+            "underscore variant {n} reached the upstream"
+        );
         assert!(!n.starts_with("x-auth-request"), "{n} reached the upstream");
         assert_ne!(n, "remote-user");
         assert_ne!(n, "x-forwarded-access-token");
     }
-    assert!(!seen.headers.values().any(|v| v.as_bytes().windows(7).any(|w| w == b"mallory")));
+    assert!(
+        !seen
+            .headers
+            .values()
+            .any(|v| v.as_bytes().windows(7).any(|w| w == b"mallory"))
+    );
 }
 
 #[tokio::test]
@@ -128,15 +178,39 @@ async fn no_session_sends_browsers_to_the_provider_and_others_get_401() {
     let client = TestClient::new();
     let browser = client.get(&s.proxy.url("/app")).await;
     assert_eq!(browser.status, StatusCode::FOUND);
-    assert!(browser.location().unwrap().starts_with(&format!("{}/authorize?", s.idp.base_url())));
+    assert!(
+        browser
+            .location()
+            .unwrap()
+            .starts_with(&format!("{}/authorize?", s.idp.base_url()))
+    );
     let api = client.get_api(&s.proxy.url("/app")).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
     assert_eq!(api.json()["error"], "unauthenticated");
-    let xhr = client.get_with(&s.proxy.url("/app"), &[("accept", "text/html"), ("x-requested-with", "XMLHttpRequest")]).await;
+    let xhr = client
+        .get_with(
+            &s.proxy.url("/app"),
+            &[
+                ("accept", "text/html"),
+                ("x-requested-with", "XMLHttpRequest"),
+            ],
+        )
+        .await;
     assert_eq!(xhr.status, StatusCode::UNAUTHORIZED);
-    let post = client.request(http::Method::POST, &s.proxy.url("/app"), &[("accept", "text/html")], None).await;
+    let post = client
+        .request(
+            http::Method::POST,
+            &s.proxy.url("/app"),
+            &[("accept", "text/html")],
+            None,
+        )
+        .await;
     assert_eq!(post.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(s.upstream.count(), 0, "nothing reaches the upstream without a session");
+    assert_eq!(
+        s.upstream.count(),
+        0,
+        "nothing reaches the upstream without a session"
+    );
 }
 
 #[tokio::test]
@@ -149,40 +223,67 @@ async fn tampered_truncated_and_foreign_cookies_are_challenged() {
     let i = flipped.len() / 2;
     flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
     let oversized = "A".repeat(20_000);
-    let bad_values = [String::from_utf8(flipped).unwrap(), good[..good.len() / 2].to_owned(), "garbage".to_owned(), oversized];
+    let bad_values = [
+        String::from_utf8(flipped).unwrap(),
+        good[..good.len() / 2].to_owned(),
+        "garbage".to_owned(),
+        oversized,
+    ];
     for bad in &bad_values {
         client.set_cookie("127.0.0.1", "_gatehouse", bad);
         let resp = client.get_api(&s.proxy.url("/")).await;
-        assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "cookie {:.20}...", bad);
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "cookie {bad:.20}...");
         let resp = client.get(&s.proxy.url("/")).await;
         assert_eq!(resp.status, StatusCode::FOUND);
     }
 
     // a cookie sealed by another gatehouse (another secret) is no session here
-    let other = TestProxy::start(r#"cookie_secret = ["b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItMzI="]"#, &s.idp, &s.upstream).await;
+    let other = TestProxy::start(
+        r#"cookie_secret = ["b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItMzI="]"#,
+        &s.idp,
+        &s.upstream,
+    )
+    .await;
     let other_client = TestClient::new();
     login(&other_client, &other, "/").await;
     let foreign = other_client.cookie("127.0.0.1", "_gatehouse").unwrap();
     client.set_cookie("127.0.0.1", "_gatehouse", &foreign);
-    assert_eq!(client.get_api(&s.proxy.url("/")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        client.get_api(&s.proxy.url("/")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     client.set_cookie("127.0.0.1", "_gatehouse", &good);
-    assert_eq!(client.get_api(&s.proxy.url("/")).await.status, StatusCode::OK);
+    assert_eq!(
+        client.get_api(&s.proxy.url("/")).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn callback_with_a_foreign_state_gets_a_clear_page_with_a_way_back() {
     let s = stack("").await;
     let client = TestClient::new();
-    let page = client.get(&s.proxy.url("/oauth2/callback?code=abc&state=not-ours")).await;
+    let page = client
+        .get(&s.proxy.url("/oauth2/callback?code=abc&state=not-ours"))
+        .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(page.text().contains("/oauth2/start"), "{}", page.text());
-    let api = client.get_api(&s.proxy.url("/oauth2/callback?code=abc&state=not-ours")).await;
+    let api = client
+        .get_api(&s.proxy.url("/oauth2/callback?code=abc&state=not-ours"))
+        .await;
     assert_eq!(api.status, StatusCode::BAD_REQUEST);
     assert_eq!(api.json()["error"], "login_failed");
     let missing = client.get(&s.proxy.url("/oauth2/callback")).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
-    assert!(s.idp.token_requests().is_empty(), "a foreign state must not reach the token endpoint");
+    assert!(
+        s.idp.token_requests().is_empty(),
+        "a foreign state must not reach the token endpoint"
+    );
 }
 
 #[tokio::test]
@@ -199,7 +300,8 @@ async fn a_replayed_callback_is_refused() {
 #[tokio::test]
 async fn a_provider_error_is_shown_escaped() {
     let s = stack("").await;
-    s.idp.set_knobs(|k| k.authorize_error = Some("<script>alert(1)</script>".into()));
+    s.idp
+        .set_knobs(|k| k.authorize_error = Some("<script>alert(1)</script>".into()));
     let client = TestClient::new();
     let url = callback_url(&client, &s.proxy, "/").await;
     let page = client.get(&url).await;
@@ -229,9 +331,21 @@ async fn bad_id_tokens_are_rejected() {
         let client = TestClient::new();
         let url = callback_url(&client, &s.proxy, "/").await;
         let resp = client.get(&url).await;
-        assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{m:?} must be rejected: {}", resp.text());
-        assert!(!has_session_cookie(&resp), "{m:?} must not create a session");
-        assert_eq!(client.get_api(&s.proxy.url("/")).await.status, StatusCode::UNAUTHORIZED, "{m:?}");
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{m:?} must be rejected: {}",
+            resp.text()
+        );
+        assert!(
+            !has_session_cookie(&resp),
+            "{m:?} must not create a session"
+        );
+        assert_eq!(
+            client.get_api(&s.proxy.url("/")).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{m:?}"
+        );
     }
     assert_eq!(s.upstream.count(), 0);
 }
@@ -243,12 +357,31 @@ async fn a_code_from_another_login_fails_pkce() {
     // two logins in the same browser; A's code comes back with B's state
     let url_a = callback_url(&client, &s.proxy, "/a").await;
     let url_b = callback_url(&client, &s.proxy, "/b").await;
-    let code_a = url::Url::parse(&url_a).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code_a = url::Url::parse(&url_a)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let mut crossed = url::Url::parse(&url_b).unwrap();
-    let state_b = crossed.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-    crossed.query_pairs_mut().clear().append_pair("code", &code_a).append_pair("state", &state_b);
+    let state_b = crossed
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    crossed
+        .query_pairs_mut()
+        .clear()
+        .append_pair("code", &code_a)
+        .append_pair("state", &state_b);
     let resp = client.get(crossed.as_str()).await;
-    assert!(resp.status.is_client_error() || resp.status.is_server_error(), "{}", resp.status);
+    assert!(
+        resp.status.is_client_error() || resp.status.is_server_error(),
+        "{}",
+        resp.status
+    );
     assert!(!has_session_cookie(&resp));
     // the provider saw B's verifier, which does not match A's challenge
     assert_eq!(s.idp.token_requests().len(), 1);
@@ -280,7 +413,11 @@ async fn rotated_provider_keys_are_accepted_after_one_jwks_refetch() {
     });
     let fresh = TestClient::new();
     login(&fresh, &s.proxy, "/").await;
-    assert_eq!(s.idp.jwks_fetches(), before + 1, "exactly one refetch for the new kid");
+    assert_eq!(
+        s.idp.jwks_fetches(),
+        before + 1,
+        "exactly one refetch for the new kid"
+    );
 
     // a flood of unknown kids does not make it fetch again within the interval
     s.idp.set_knobs(|k| k.signing_kid = "key9");
@@ -289,7 +426,11 @@ async fn rotated_provider_keys_are_accepted_after_one_jwks_refetch() {
         let url = callback_url(&c, &s.proxy, "/").await;
         assert_eq!(c.get(&url).await.status, StatusCode::BAD_REQUEST);
     }
-    assert_eq!(s.idp.jwks_fetches(), before + 1, "refetches are rate limited");
+    assert_eq!(
+        s.idp.jwks_fetches(),
+        before + 1,
+        "refetches are rate limited"
+    );
 }
 
 #[tokio::test]
@@ -302,23 +443,53 @@ async fn sign_out_clears_the_session_and_ends_the_provider_session() {
     let loc = out.location_url().unwrap();
     assert_eq!(loc.path(), "/logout");
     let q: std::collections::HashMap<String, String> = loc.query_pairs().into_owned().collect();
-    assert!(q.get("id_token_hint").is_some_and(|t| t.split('.').count() == 3));
-    assert_eq!(q.get("post_logout_redirect_uri").map(String::as_str), Some(s.proxy.url("/bye").as_str()));
+    assert!(
+        q.get("id_token_hint")
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
+    assert_eq!(
+        q.get("post_logout_redirect_uri").map(String::as_str),
+        Some(s.proxy.url("/bye").as_str())
+    );
     assert_eq!(q.get("client_id").map(String::as_str), Some("gatehouse"));
-    let cleared = out.set_cookie("_gatehouse").expect("session cookie cleared");
+    let cleared = out
+        .set_cookie("_gatehouse")
+        .expect("session cookie cleared");
     assert_eq!(cleared.value(), "");
-    assert_eq!(client.get_api(&s.proxy.url("/")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        client.get_api(&s.proxy.url("/")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // a hostile rd on sign-out falls back to this host's root
-    let out = client.get(&s.proxy.url("/oauth2/sign_out?rd=https%3A%2F%2Fevil.example%2F")).await;
-    let q: std::collections::HashMap<String, String> = out.location_url().unwrap().query_pairs().into_owned().collect();
-    assert_eq!(q.get("post_logout_redirect_uri").map(String::as_str), Some(s.proxy.url("/").as_str()));
+    let out = client
+        .get(
+            &s.proxy
+                .url("/oauth2/sign_out?rd=https%3A%2F%2Fevil.example%2F"),
+        )
+        .await;
+    let q: std::collections::HashMap<String, String> = out
+        .location_url()
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(
+        q.get("post_logout_redirect_uri").map(String::as_str),
+        Some(s.proxy.url("/").as_str())
+    );
 }
 
 #[tokio::test]
 async fn userinfo_shows_the_identity_and_never_tokens() {
     let s = stack("pass_access_token = true\npass_authorization_header = true").await;
     let client = TestClient::new();
-    assert_eq!(client.get_api(&s.proxy.url("/oauth2/userinfo")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        client
+            .get_api(&s.proxy.url("/oauth2/userinfo"))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
     login(&client, &s.proxy, "/").await;
     let info = client.get_api(&s.proxy.url("/oauth2/userinfo")).await;
     assert_eq!(info.status, StatusCode::OK);
@@ -327,7 +498,11 @@ async fn userinfo_shows_the_identity_and_never_tokens() {
     assert_eq!(v["email"], "alice@example.com");
     assert_eq!(v["preferredUsername"], "alice");
     assert_eq!(v["groups"], serde_json::json!(["admins", "staff"]));
-    assert!(!info.text().contains("eyJ"), "no JWT in userinfo: {}", info.text());
+    assert!(
+        !info.text().contains("eyJ"),
+        "no JWT in userinfo: {}",
+        info.text()
+    );
 }
 
 #[tokio::test]
@@ -335,10 +510,15 @@ async fn tokens_are_forwarded_only_when_asked_and_client_authorization_is_replac
     let s = stack("pass_access_token = true\npass_authorization_header = true").await;
     let client = TestClient::new();
     login(&client, &s.proxy, "/").await;
-    let resp = client.get_with(&s.proxy.url("/"), &[("authorization", "Bearer forged")]).await;
+    let resp = client
+        .get_with(&s.proxy.url("/"), &[("authorization", "Bearer forged")])
+        .await;
     assert_eq!(resp.status, StatusCode::OK);
     let seen = s.upstream.last().unwrap();
-    assert!(seen.header("x-forwarded-access-token").is_some_and(|t| t.split('.').count() == 3));
+    assert!(
+        seen.header("x-forwarded-access-token")
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
     let auth = seen.header_all("authorization");
     assert_eq!(auth.len(), 1);
     assert!(auth[0].starts_with("Bearer ey"), "{auth:?}");
@@ -372,7 +552,10 @@ async fn readiness_waits_for_discovery_and_retries() {
     let proxy = TestProxy::builder(&idp, &upstream).no_wait().start().await;
     let client = TestClient::new();
     assert_eq!(client.get(&proxy.url("/ping")).await.status, StatusCode::OK);
-    assert_eq!(client.get(&proxy.url("/ready")).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        client.get(&proxy.url("/ready")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let login_now = client.get(&proxy.url("/")).await;
     assert_eq!(login_now.status, StatusCode::SERVICE_UNAVAILABLE);
     idp.set_knobs(|k| k.discovery_status = None);
@@ -401,20 +584,39 @@ async fn hostile_return_urls_end_on_this_hosts_root() {
     for rd in hostile {
         let client = TestClient::new();
         let enc: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
-        let start = client.get(&s.proxy.url(&format!("/oauth2/start?rd={enc}"))).await;
+        let start = client
+            .get(&s.proxy.url(&format!("/oauth2/start?rd={enc}")))
+            .await;
         assert_eq!(start.status, StatusCode::FOUND);
-        let back = client.get(&start.location().unwrap()).await.location().unwrap();
+        let back = client
+            .get(&start.location().unwrap())
+            .await
+            .location()
+            .unwrap();
         let done = client.get(&back).await;
         assert_eq!(done.status, StatusCode::FOUND, "{rd}");
-        assert_eq!(done.location().as_deref(), Some("/"), "{rd} must fall back to /");
+        assert_eq!(
+            done.location().as_deref(),
+            Some("/"),
+            "{rd} must fall back to /"
+        );
     }
     // and a good one on this host is kept
     let client = TestClient::new();
     let good = s.proxy.url("/ok?x=1");
     let enc: String = url::form_urlencoded::byte_serialize(good.as_bytes()).collect();
-    let start = client.get(&s.proxy.url(&format!("/oauth2/start?rd={enc}"))).await;
-    let back = client.get(&start.location().unwrap()).await.location().unwrap();
-    assert_eq!(client.get(&back).await.location().as_deref(), Some(good.as_str()));
+    let start = client
+        .get(&s.proxy.url(&format!("/oauth2/start?rd={enc}")))
+        .await;
+    let back = client
+        .get(&start.location().unwrap())
+        .await
+        .location()
+        .unwrap();
+    assert_eq!(
+        client.get(&back).await.location().as_deref(),
+        Some(good.as_str())
+    );
 }
 
 #[tokio::test]
@@ -422,13 +624,27 @@ async fn a_session_too_big_for_one_cookie_is_chunked() {
     let s = stack("").await;
     let groups: Vec<String> = (0..300).map(|i| format!("team-{i:04}")).collect();
     s.idp.set_knobs(|k| {
-        k.extra_id_token_claims.insert("groups".into(), serde_json::json!(groups));
+        k.extra_id_token_claims
+            .insert("groups".into(), serde_json::json!(groups));
     });
     let client = TestClient::new();
     let cb = login(&client, &s.proxy, "/").await;
-    let names: Vec<String> = cb.set_cookies().iter().map(|c| c.name().to_owned()).collect();
-    assert!(names.iter().any(|n| n == "_gatehouse_0") && names.iter().any(|n| n == "_gatehouse_1"), "{names:?}");
+    let names: Vec<String> = cb
+        .set_cookies()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "_gatehouse_0") && names.iter().any(|n| n == "_gatehouse_1"),
+        "{names:?}"
+    );
     assert_eq!(client.get(&s.proxy.url("/")).await.status, StatusCode::OK);
     let seen = s.upstream.last().unwrap();
-    assert_eq!(seen.header("x-forwarded-groups").unwrap().split(',').count(), 300);
+    assert_eq!(
+        seen.header("x-forwarded-groups")
+            .unwrap()
+            .split(',')
+            .count(),
+        300
+    );
 }

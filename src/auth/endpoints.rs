@@ -13,12 +13,14 @@ use http::{HeaderValue, Response, StatusCode};
 use url::Url;
 
 use crate::auth::Decision;
+use crate::auth::oidc::LoginParams;
 use crate::auth::policy::{DenyReason, check_email_domain};
-use crate::auth::return_to::ReturnTo;
+use crate::auth::return_to::{ReturnTo, host_allowed};
 use crate::auth::session::{
     self, LOGIN_TTL_SECS, LoginState, clear_session, login_cookie_name, now_secs, read_login_state,
     read_session, set_cookie, write_login_state, write_session,
 };
+use crate::config::{CallbackUrl, Config};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::Origin;
@@ -55,37 +57,81 @@ pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<Pr
             &state.config.whitelist_domains,
         )
     });
-    begin_login(state, &return_to, info.mode)
+    begin_login(state, &return_to, info)
 }
 
 /// Sends the browser to the provider, remembering `return_to` in a
 /// login-state cookie of its own (one per login, so tabs do not collide).
-pub fn begin_login(state: &AppState, return_to: &ReturnTo, mode: Mode) -> Response<ProxyBody> {
-    let Some(provider) = state.provider.get() else {
-        return error_response(&Error::IdpNotReady, mode);
-    };
+pub fn begin_login(
+    state: &AppState,
+    return_to: &ReturnTo,
+    info: &RequestInfo,
+) -> Response<ProxyBody> {
+    match login_redirect(state, return_to, &info.origin) {
+        Ok(r) => r,
+        Err(e) => error_response(&e, info.mode),
+    }
+}
+
+fn login_redirect(
+    state: &AppState,
+    return_to: &ReturnTo,
+    origin: &Origin,
+) -> Result<Response<ProxyBody>, Error> {
+    let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
+    let redirect_uri = callback_url(&state.config, origin)?;
     let codec = state.gate.codec();
-    let (Some(csrf), Some(nonce), Some(verifier)) = (
-        codec.random_token(),
-        codec.random_token(),
-        codec.random_token(),
-    ) else {
-        return error_response(&Error::Internal("random number generator failed"), mode);
+    let token = || {
+        codec
+            .random_token()
+            .ok_or(Error::Internal("random number generator failed"))
     };
     let login = LoginState {
-        state: csrf,
-        nonce,
-        pkce_verifier: verifier,
+        state: token()?,
+        nonce: token()?,
+        pkce_verifier: token()?,
         return_to: return_to.as_str().to_owned(),
+        redirect_uri: redirect_uri.to_string(),
         exp: now_secs() + LOGIN_TTL_SECS,
     };
-    let Some(cookie) = write_login_state(codec, &state.config.cookie, &login) else {
-        return error_response(&Error::Internal("cannot seal login state"), mode);
-    };
-    let authorize = provider.authorize_url(&login.state, &login.nonce, &login.pkce_verifier);
+    let cookie = write_login_state(codec, &state.config.cookie, &login)
+        .ok_or(Error::Internal("cannot seal login state"))?;
+    let authorize = provider
+        .authorize_url(&login_params(&login))
+        .map_err(Error::Idp)?;
     let mut r = redirect(authorize.url.as_str());
     r.headers_mut().append(SET_COOKIE, cookie);
-    r
+    Ok(r)
+}
+
+fn login_params(login: &LoginState) -> LoginParams<'_> {
+    LoginParams {
+        state: &login.state,
+        nonce: &login.nonce,
+        pkce_verifier: &login.pkce_verifier,
+        redirect_uri: &login.redirect_uri,
+    }
+}
+
+/// The callback URL for a login started on `origin`: the configured one, or
+/// `/oauth2/callback` on the request's own host when that host is allowed.
+fn callback_url(config: &Config, origin: &Origin) -> Result<Url, Error> {
+    match &config.redirect_url {
+        CallbackUrl::Fixed(url) => Ok(url.clone()),
+        CallbackUrl::SameHost(path) => {
+            let host = origin
+                .host
+                .as_deref()
+                .ok_or(Error::BadRequest("no Host header"))?;
+            if !host_allowed(origin.proto, host, &config.whitelist_domains) {
+                return Err(Error::BadRequest(
+                    "this host may not sign in here (whitelist_domain)",
+                ));
+            }
+            Url::parse(&format!("{}://{host}{path}", origin.proto))
+                .map_err(|_e| Error::BadRequest("cannot build a callback URL for this host"))
+        }
+    }
 }
 
 /// `/oauth2/callback`: finish a login.
@@ -120,12 +166,7 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         .map_err(Error::LoginState)?;
     let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
     let result = provider
-        .exchange(
-            &code,
-            &login.pkce_verifier,
-            &login.nonce,
-            config.pass_access_token,
-        )
+        .exchange(&code, &login_params(&login), config.pass_access_token)
         .await
         .map_err(Error::Idp)?;
     let mut identity = result.identity;
@@ -140,15 +181,17 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     }
     let codec = state.gate.codec();
     let mut cookies = write_session(codec, &config.cookie, &identity, &parts.headers);
-    if cookies.is_none() && identity.tokens.id_token.is_some() && !config.pass_authorization_header {
+    if cookies.is_none() && identity.tokens.id_token.is_some() && !config.pass_authorization_header
+    {
         // over the chunk bound: the id token, kept only as a sign-out hint,
         // is the part to give up
         tracing::warn!(user = %identity.subject, "session too large for cookies: dropping the id token hint");
         identity.tokens.id_token = None;
         cookies = write_session(codec, &config.cookie, &identity, &parts.headers);
     }
-    let cookies =
-        cookies.ok_or(Error::Internal("session too large for cookies (too many groups or claims)"))?;
+    let cookies = cookies.ok_or(Error::Internal(
+        "session too large for cookies (too many groups or claims)",
+    ))?;
     tracing::info!(user = %identity.subject, "signed in");
     let mut r = redirect(&login.return_to);
     for c in cookies {
@@ -208,7 +251,7 @@ fn end_session_url(
     mut end: Url,
     return_to: &ReturnTo,
     origin: &Origin,
-    redirect_url: &Url,
+    redirect_url: &CallbackUrl,
     client_id: &str,
     session: Option<&crate::auth::identity::Identity>,
 ) -> String {
@@ -219,9 +262,13 @@ fn end_session_url(
     } else {
         match &origin.host {
             Some(h) => format!("{}://{h}{}", origin.proto, return_to),
-            None => redirect_url
-                .join(return_to.as_str())
-                .map_or_else(|_e| redirect_url.to_string(), |u| u.to_string()),
+            None => match redirect_url {
+                CallbackUrl::Fixed(u) => u
+                    .join(return_to.as_str())
+                    .map_or_else(|_e| u.to_string(), |u| u.to_string()),
+                // no host to anchor a path on: the provider's own default applies
+                CallbackUrl::SameHost(_) => String::new(),
+            },
         }
     };
     {
@@ -229,7 +276,9 @@ fn end_session_url(
         if let Some(hint) = session.and_then(|s| s.tokens.id_token.as_ref()) {
             q.append_pair("id_token_hint", hint.expose());
         }
-        q.append_pair("post_logout_redirect_uri", &absolute);
+        if !absolute.is_empty() {
+            q.append_pair("post_logout_redirect_uri", &absolute);
+        }
         q.append_pair("client_id", client_id);
     }
     end.to_string()

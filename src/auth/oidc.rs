@@ -152,6 +152,19 @@ pub struct AuthorizeRequest {
     pub url: Url,
 }
 
+/// The secrets and return address of one login.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginParams<'a> {
+    /// `state`.
+    pub state: &'a str,
+    /// `nonce`.
+    pub nonce: &'a str,
+    /// PKCE code verifier.
+    pub pkce_verifier: &'a str,
+    /// The callback URL for this login.
+    pub redirect_uri: &'a str,
+}
+
 /// The outcome of a successful callback.
 #[derive(Debug)]
 pub struct LoginResult {
@@ -176,8 +189,6 @@ impl Provider {
             .token_endpoint()
             .cloned()
             .ok_or_else(|| err("the discovery document has no token_endpoint".to_owned()))?;
-        let redirect =
-            RedirectUrl::new(config.redirect_url.to_string()).map_err(|e| err(e.to_string()))?;
         let client_id = ClientId::new(config.client_id.clone());
         let mut client = CoreClient::new(
             client_id.clone(),
@@ -185,8 +196,7 @@ impl Provider {
             meta.jwks().clone(),
         )
         .set_auth_uri(meta.authorization_endpoint().clone())
-        .set_token_uri(token_url)
-        .set_redirect_uri(redirect);
+        .set_token_uri(token_url);
         if let Some(secret) = &config.client_secret {
             client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
             // client_secret_basic unless the provider only takes client_secret_post
@@ -231,7 +241,15 @@ impl Provider {
     }
 
     /// Builds the authorize URL for a login with these secrets.
-    pub fn authorize_url(&self, state: &str, nonce: &str, pkce_verifier: &str) -> AuthorizeRequest {
+    pub fn authorize_url(&self, login: &LoginParams<'_>) -> Result<AuthorizeRequest, IdpError> {
+        let LoginParams {
+            state,
+            nonce,
+            pkce_verifier,
+            redirect_uri,
+        } = *login;
+        let redirect = RedirectUrl::new(redirect_uri.to_owned())
+            .map_err(|e| IdpError::TokenExchange(format!("bad redirect_uri: {e}")))?;
         let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
             pkce_verifier.to_owned(),
         ));
@@ -243,27 +261,36 @@ impl Provider {
                 move || CsrfToken::new(state),
                 move || Nonce::new(nonce),
             )
-            .set_pkce_challenge(challenge);
+            .set_pkce_challenge(challenge)
+            .set_redirect_uri(std::borrow::Cow::Owned(redirect));
         // the crate adds `openid` itself
         for s in self.scopes.iter().filter(|s| *s != "openid") {
             req = req.add_scope(Scope::new(s.clone()));
         }
         let (url, _, _) = req.url();
-        AuthorizeRequest { url }
+        Ok(AuthorizeRequest { url })
     }
 
     /// Exchanges the code and verifies the ID token.
     pub async fn exchange(
         &self,
         code: &str,
-        pkce_verifier: &str,
-        nonce: &str,
+        login: &LoginParams<'_>,
         keep_access_token: bool,
     ) -> Result<LoginResult, IdpError> {
+        let LoginParams {
+            nonce,
+            pkce_verifier,
+            redirect_uri,
+            ..
+        } = *login;
+        let redirect = RedirectUrl::new(redirect_uri.to_owned())
+            .map_err(|e| IdpError::TokenExchange(format!("bad redirect_uri: {e}")))?;
         let resp = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .set_redirect_uri(std::borrow::Cow::Owned(redirect))
             .request_async(&self.http)
             .await
             .map_err(|e| IdpError::TokenExchange(token_error(&e)))?;

@@ -14,6 +14,11 @@ pub enum DenyReason {
     EmailDomain,
     /// The provider gave no email but `email_domain` needs one.
     NoEmail,
+    /// Not in any of the groups a location allows (`allowed_groups`).
+    Group,
+    /// Not one of the addresses a location allows (`allowed_emails`,
+    /// `allowed_email_domains`).
+    LocationEmail,
 }
 
 impl DenyReason {
@@ -25,6 +30,10 @@ impl DenyReason {
             }
             Self::NoEmail => {
                 "your account has no email address, and this site allows only certain email domains (email_domain)"
+            }
+            Self::Group => "you are not in a group allowed here (allowed_groups)",
+            Self::LocationEmail => {
+                "your email address is not allowed here (allowed_emails / allowed_email_domains)"
             }
         }
     }
@@ -41,6 +50,62 @@ pub fn check_email_domain(rule: &EmailDomains, identity: &Identity) -> Result<()
         Ok(())
     } else {
         Err(DenyReason::EmailDomain)
+    }
+}
+
+/// Per-location narrowing from a forward-auth query string, as
+/// oauth2-proxy's `allowed_groups`, `allowed_emails` and
+/// `allowed_email_domains`: each is comma-separated and may repeat; each one
+/// given must be satisfied. They only ever narrow, never widen.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Narrowing {
+    groups: Vec<String>,
+    emails: Vec<String>,
+    email_domains: Vec<String>,
+}
+
+impl Narrowing {
+    /// Reads the narrowing parameters from a query string.
+    pub fn from_query(query: Option<&str>) -> Self {
+        let mut n = Self::default();
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let list = match k.as_ref() {
+                "allowed_groups" => &mut n.groups,
+                "allowed_emails" => &mut n.emails,
+                "allowed_email_domains" => &mut n.email_domains,
+                _ => continue,
+            };
+            list.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        n
+    }
+
+    /// Checks the identity against every rule given.
+    pub fn check(&self, id: &Identity) -> Result<(), DenyReason> {
+        if !self.groups.is_empty() && !id.groups.iter().any(|g| self.groups.contains(g)) {
+            return Err(DenyReason::Group);
+        }
+        let email = id.email.as_deref().unwrap_or("");
+        if !self.emails.is_empty() && !self.emails.iter().any(|e| e.eq_ignore_ascii_case(email)) {
+            return Err(DenyReason::LocationEmail);
+        }
+        if !self.email_domains.is_empty() {
+            let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+            let ok = !domain.is_empty()
+                && self
+                    .email_domains
+                    .iter()
+                    .any(|d| d == "*" || d.trim_start_matches('@').eq_ignore_ascii_case(domain));
+            if !ok {
+                return Err(DenyReason::LocationEmail);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -85,5 +150,46 @@ mod tests {
             Err(DenyReason::NoEmail)
         );
         assert_eq!(check_email_domain(&EmailDomains::Any, &who(None)), Ok(()));
+    }
+
+    #[test]
+    fn narrowing_only_narrows() {
+        let mut id = who(Some("a@example.com"));
+        id.groups = vec!["staff".into()];
+        assert_eq!(Narrowing::from_query(None).check(&id), Ok(()));
+        assert_eq!(
+            Narrowing::from_query(Some("allowed_groups=admins,staff")).check(&id),
+            Ok(())
+        );
+        assert_eq!(
+            Narrowing::from_query(Some("allowed_groups=admins")).check(&id),
+            Err(DenyReason::Group)
+        );
+        assert_eq!(
+            Narrowing::from_query(Some("allowed_emails=A%40example.com")).check(&id),
+            Ok(())
+        );
+        assert_eq!(
+            Narrowing::from_query(Some("allowed_emails=b@example.com")).check(&id),
+            Err(DenyReason::LocationEmail)
+        );
+        assert_eq!(
+            Narrowing::from_query(Some("allowed_email_domains=example.com")).check(&id),
+            Ok(())
+        );
+        assert_eq!(
+            Narrowing::from_query(Some("allowed_email_domains=evilexample.com")).check(&id),
+            Err(DenyReason::LocationEmail)
+        );
+        // both rules must hold
+        assert_eq!(
+            Narrowing::from_query(Some("allowed_groups=staff&allowed_emails=b@example.com"))
+                .check(&id),
+            Err(DenyReason::LocationEmail)
+        );
+        assert_eq!(
+            Narrowing::from_query(Some("allowed_email_domains=example.com")).check(&who(None)),
+            Err(DenyReason::LocationEmail)
+        );
     }
 }

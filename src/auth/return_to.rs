@@ -77,6 +77,18 @@ impl FromStr for WhitelistDomain {
     }
 }
 
+/// True when `authority` (a `Host` value, port included if any) is allowed
+/// by `whitelist` for a URL of `scheme`.
+pub fn host_allowed(scheme: &str, authority: &str, whitelist: &[WhitelistDomain]) -> bool {
+    let Ok(a) = authority.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    let default = if scheme == "https" { 443 } else { 80 };
+    let port = a.port_u16().filter(|p| *p != default);
+    let host = a.host().to_ascii_lowercase();
+    whitelist.iter().any(|w| w.allows(&host, port))
+}
+
 impl WhitelistDomain {
     fn allows(&self, host: &str, port: Option<u16>) -> bool {
         let host_ok = host == self.host

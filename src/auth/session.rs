@@ -366,6 +366,8 @@ pub struct LoginState {
     pub pkce_verifier: String,
     /// Where to go once signed in (already validated).
     pub return_to: String,
+    /// The `redirect_uri` sent to the provider (the token request repeats it).
+    pub redirect_uri: String,
     /// Unix seconds after which the login is stale.
     pub exp: u64,
 }

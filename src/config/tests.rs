@@ -26,7 +26,10 @@ fn a_minimal_config_gets_the_defaults() {
     assert_eq!(c.upstreams[0].prefix, "/");
     assert!(!c.pass_access_token);
     assert_eq!(c.trusted_proxies.len(), 2);
-    assert!(!format!("{c:?}").contains("s3cret"), "secrets must not show in Debug");
+    assert!(
+        !format!("{c:?}").contains("s3cret"),
+        "secrets must not show in Debug"
+    );
 }
 
 #[test]
@@ -50,9 +53,17 @@ fn every_problem_is_reported_at_once() {
     )
     .unwrap_err();
     let k = keys(&err);
-    for key in
-        ["http_address", "upstream", "oidc_issuer_url", "client_id", "redirect_url", "cookie_secret", "cookie_expire", "email_domain", "log_format"]
-    {
+    for key in [
+        "http_address",
+        "upstream",
+        "oidc_issuer_url",
+        "client_id",
+        "redirect_url",
+        "cookie_secret",
+        "cookie_expire",
+        "email_domain",
+        "log_format",
+    ] {
         assert!(k.contains(&key), "{key} missing from {k:?}");
     }
 }
@@ -65,11 +76,17 @@ fn type_errors_name_the_key() {
 
 #[test]
 fn plain_http_redirect_needs_cookie_secure_off_unless_loopback() {
-    let cfg = MINIMAL.replace("https://app.example.com/oauth2/callback", "http://app.example.com/oauth2/callback");
+    let cfg = MINIMAL.replace(
+        "https://app.example.com/oauth2/callback",
+        "http://app.example.com/oauth2/callback",
+    );
     let err = Config::from_toml_str(&cfg).unwrap_err();
     assert_eq!(keys(&err), ["redirect_url"]);
     assert!(Config::from_toml_str(&format!("{cfg}\ncookie_secure = false\n")).is_ok());
-    let lo = MINIMAL.replace("https://app.example.com/oauth2/callback", "http://127.0.0.1:4180/oauth2/callback");
+    let lo = MINIMAL.replace(
+        "https://app.example.com/oauth2/callback",
+        "http://127.0.0.1:4180/oauth2/callback",
+    );
     assert!(Config::from_toml_str(&lo).is_ok());
 }
 
@@ -84,13 +101,21 @@ fn upstreams_route_by_longest_prefix() {
     assert_eq!(prefixes, ["/api/v2", "/api", "/"]);
     for bad in ["\"api=http://x\"", "\"/a=notaurl\"", "\"http://x/?q=1\""] {
         let cfg = MINIMAL.replace("\"http://127.0.0.1:8080\"", bad);
-        assert_eq!(keys(&Config::from_toml_str(&cfg).unwrap_err()), ["upstream"], "{bad}");
+        assert_eq!(
+            keys(&Config::from_toml_str(&cfg).unwrap_err()),
+            ["upstream"],
+            "{bad}"
+        );
     }
 }
 
 #[test]
 fn cookie_secrets_accept_raw_and_base64_of_the_right_length() {
-    for ok in ["0123456789abcdef0123456789abcdef", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "0123456789abcdef"] {
+    for ok in [
+        "0123456789abcdef0123456789abcdef",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        "0123456789abcdef",
+    ] {
         assert!(cookie_secret_bytes(&Secret::new(ok)).is_ok(), "{ok}");
     }
     for bad in ["", "short", "0123456789abcdef0123456789abcdef0"] {
@@ -108,8 +133,15 @@ fn higher_sources_override_lower_ones() {
     };
     let c = Config::from_raw(file.overlay(cli)).unwrap();
     assert_eq!(c.client_id, "from-flag");
-    assert_eq!(c.email_domains, EmailDomains::List(vec!["example.com".into()]));
-    assert_eq!(c.upstreams.len(), 1, "lists not given on the higher source stay");
+    assert_eq!(
+        c.email_domains,
+        EmailDomains::List(vec!["example.com".into()])
+    );
+    assert_eq!(
+        c.upstreams.len(),
+        1,
+        "lists not given on the higher source stay"
+    );
 }
 
 #[test]
@@ -117,7 +149,13 @@ fn flags_beat_env_vars_and_env_vars_beat_the_file() {
     use clap::Parser as _;
     // clap reads env vars itself; here the env is given through a flag-less
     // parse of an explicit argument list, never by mutating the process env
-    let cli = crate::cli::Cli::try_parse_from(["gatehouse", "--client-id", "flag", "--cookie-secure=false"]).unwrap();
+    let cli = crate::cli::Cli::try_parse_from([
+        "gatehouse",
+        "--client-id",
+        "flag",
+        "--cookie-secure=false",
+    ])
+    .unwrap();
     assert_eq!(cli.settings.client_id.as_deref(), Some("flag"));
     assert_eq!(cli.settings.cookie_secure, Some(false));
     let cli = crate::cli::Cli::try_parse_from(["gatehouse", "--cookie-secure"]).unwrap();
@@ -130,16 +168,28 @@ fn secrets_from_files() {
     std::fs::create_dir_all(&dir).unwrap();
     let secret = dir.join("client-secret");
     std::fs::write(&secret, "from-file\n").unwrap();
-    let cfg = MINIMAL.replace("client_secret = \"s3cret\"", &format!("client_secret_file = {:?}", secret.display().to_string()));
+    let cfg = MINIMAL.replace(
+        "client_secret = \"s3cret\"",
+        &format!("client_secret_file = {:?}", secret.display().to_string()),
+    );
     let c = Config::from_toml_str(&cfg).unwrap();
     assert_eq!(c.client_secret.unwrap().expose(), "from-file");
-    let missing = MINIMAL.replace("client_secret = \"s3cret\"", "client_secret_file = \"/nonexistent/x\"");
-    assert_eq!(keys(&Config::from_toml_str(&missing).unwrap_err()), ["client_secret_file"]);
+    let missing = MINIMAL.replace(
+        "client_secret = \"s3cret\"",
+        "client_secret_file = \"/nonexistent/x\"",
+    );
+    assert_eq!(
+        keys(&Config::from_toml_str(&missing).unwrap_err()),
+        ["client_secret_file"]
+    );
 }
 
 #[test]
 fn durations_parse() {
-    assert_eq!(parse_duration("168h").unwrap(), Duration::from_secs(168 * 3600));
+    assert_eq!(
+        parse_duration("168h").unwrap(),
+        Duration::from_secs(168 * 3600)
+    );
     assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
     assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
     for bad in ["", "0s", "h", "10", "10x", "-5s", "1.5h"] {

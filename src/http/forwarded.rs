@@ -97,6 +97,92 @@ pub fn forwarded_for(headers: &HeaderMap, peer: IpAddr, trusted: bool) -> Option
     HeaderValue::from_str(&out).ok()
 }
 
+/// The request a front proxy is asking about (forward-auth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalRequest {
+    /// The original method.
+    pub method: http::Method,
+    /// The original absolute URL.
+    pub url: url::Url,
+}
+
+/// The original request could not be understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadOriginal(pub &'static str);
+
+/// Rebuilds the original request from `X-Original-URL`, or from
+/// `X-Forwarded-Proto`, `-Host`, `-Uri` and `-Method`. Only a trusted peer is
+/// believed: from anyone else the headers are ignored (`Ok(None)`). Headers
+/// that are present but malformed are an error, never a guess.
+pub fn original_request(
+    headers: &HeaderMap,
+    trusted: bool,
+) -> Result<Option<OriginalRequest>, BadOriginal> {
+    use crate::http::headers::{X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_URL};
+    if !trusted {
+        return Ok(None);
+    }
+    let text = |name: &http::HeaderName| -> Result<Option<&str>, BadOriginal> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(Some)
+                .map_err(|_e| BadOriginal("original request header is not text")),
+        }
+    };
+    let method = match text(&X_FORWARDED_METHOD)? {
+        None => http::Method::GET,
+        Some(m) => http::Method::from_bytes(m.trim().as_bytes())
+            .map_err(|_e| BadOriginal("bad X-Forwarded-Method"))?,
+    };
+    let raw = if let Some(u) = text(&X_ORIGINAL_URL)? {
+        u.to_owned()
+    } else if let Some(uri) = text(&X_FORWARDED_URI)? {
+        if !uri.starts_with('/') || uri.starts_with("//") {
+            return Err(BadOriginal(
+                "X-Forwarded-Uri must be a path starting with one /",
+            ));
+        }
+        let proto = match first_value(headers, &X_FORWARDED_PROTO)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("http") => "http",
+            Some("https") => "https",
+            Some(_) => return Err(BadOriginal("bad X-Forwarded-Proto")),
+        };
+        let host = first_value(headers, &X_FORWARDED_HOST)
+            .or_else(|| {
+                headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
+            .ok_or(BadOriginal("no X-Forwarded-Host"))?;
+        if host.parse::<http::uri::Authority>().is_err() || host.contains('@') {
+            return Err(BadOriginal("bad X-Forwarded-Host"));
+        }
+        format!("{proto}://{host}{uri}")
+    } else {
+        return Ok(None);
+    };
+    if raw.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'\\') {
+        return Err(BadOriginal(
+            "original URL has control characters, spaces or backslashes",
+        ));
+    }
+    let url = url::Url::parse(&raw).map_err(|_e| BadOriginal("original URL does not parse"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+    {
+        return Err(BadOriginal(
+            "original URL must be http(s) with a host and no credentials",
+        ));
+    }
+    Ok(Some(OriginalRequest { method, url }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +220,55 @@ mod tests {
         assert_eq!(o.proto, "https");
         assert_eq!(o.host.as_deref(), Some("app.example"));
         assert_eq!(forwarded_for(&h, peer, true).unwrap(), "1.2.3.4, 10.1.1.1");
+    }
+
+    #[test]
+    fn original_request_is_rebuilt_only_from_trusted_peers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert("x-forwarded-host", "app.example.com".parse().unwrap());
+        h.insert("x-forwarded-uri", "/a/b?c=1".parse().unwrap());
+        h.insert("x-forwarded-method", "POST".parse().unwrap());
+        assert_eq!(original_request(&h, false), Ok(None));
+        let o = original_request(&h, true).unwrap().unwrap();
+        assert_eq!(o.url.as_str(), "https://app.example.com/a/b?c=1");
+        assert_eq!(o.method, http::Method::POST);
+        let mut n = HeaderMap::new();
+        n.insert(
+            "x-original-url",
+            "https://app.example.com/x".parse().unwrap(),
+        );
+        assert_eq!(
+            original_request(&n, true).unwrap().unwrap().url.path(),
+            "/x"
+        );
+    }
+
+    #[test]
+    fn malformed_original_requests_are_errors() {
+        let bad: &[(&str, &str)] = &[
+            ("x-forwarded-uri", "no-slash"),
+            ("x-forwarded-uri", "//evil.example/x"),
+            ("x-forwarded-uri", "/a b"),
+            ("x-forwarded-uri", "/a\\b"),
+            ("x-original-url", "javascript:alert(1)"),
+            ("x-original-url", "/relative"),
+            ("x-original-url", "https://user@app.example.com/"),
+            ("x-forwarded-method", "BAD METHOD"),
+        ];
+        for (name, value) in bad {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-host", "app.example.com".parse().unwrap());
+            h.insert(*name, value.parse().unwrap());
+            if *name == "x-forwarded-method" {
+                h.insert("x-forwarded-uri", "/".parse().unwrap());
+            }
+            assert!(original_request(&h, true).is_err(), "{name}: {value}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-uri", "/".parse().unwrap());
+        h.insert("x-forwarded-host", "bad host".parse().unwrap());
+        assert!(original_request(&h, true).is_err());
     }
 
     #[test]

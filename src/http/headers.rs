@@ -25,6 +25,24 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`.
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Forwarded-Uri` (Traefik, Caddy): the original path and query.
+pub const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+/// `X-Forwarded-Method` (Traefik, Caddy): the original method.
+pub const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+/// `X-Original-URL`: the original absolute URL (nginx convention).
+pub const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+/// `X-Auth-Request-User`: the subject, on forward-auth answers.
+pub const X_AUTH_REQUEST_USER: HeaderName = HeaderName::from_static("x-auth-request-user");
+/// `X-Auth-Request-Email`.
+pub const X_AUTH_REQUEST_EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
+/// `X-Auth-Request-Preferred-Username`.
+pub const X_AUTH_REQUEST_PREFERRED_USERNAME: HeaderName =
+    HeaderName::from_static("x-auth-request-preferred-username");
+/// `X-Auth-Request-Groups`.
+pub const X_AUTH_REQUEST_GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
+/// `X-Auth-Request-Access-Token`.
+pub const X_AUTH_REQUEST_ACCESS_TOKEN: HeaderName =
+    HeaderName::from_static("x-auth-request-access-token");
 /// `X-Request-Id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -8,7 +8,14 @@ const HOST: Option<&str> = Some("app.example.com");
 
 #[test]
 fn safe_paths_are_kept() {
-    for ok in ["/", "/a/b?c=d#e", "/%41bc", "/path/with%20space", "/a//b", "/a/%2F%2Fb"] {
+    for ok in [
+        "/",
+        "/a/b?c=d#e",
+        "/%41bc",
+        "/path/with%20space",
+        "/a//b",
+        "/a/%2F%2Fb",
+    ] {
         assert_eq!(ReturnTo::parse(ok, HOST, &[]).as_str(), ok, "{ok}");
     }
 }
@@ -56,7 +63,11 @@ fn hostile_return_urls_fall_back_to_root() {
         "/\u{0}evil",
     ];
     for bad in hostile {
-        assert_eq!(ReturnTo::parse(bad, HOST, &[]), ReturnTo::root(), "{bad:?} must be refused");
+        assert_eq!(
+            ReturnTo::parse(bad, HOST, &[]),
+            ReturnTo::root(),
+            "{bad:?} must be refused"
+        );
     }
 }
 
@@ -102,7 +113,15 @@ fn whitelist_matches_on_a_dot_boundary() {
 
 #[test]
 fn whitelist_entries_are_validated() {
-    for bad in ["", ".", "..example.com", "exa mple.com", "example.com:port", "*.example.com", "https://example.com"] {
+    for bad in [
+        "",
+        ".",
+        "..example.com",
+        "exa mple.com",
+        "example.com:port",
+        "*.example.com",
+        "https://example.com",
+    ] {
         assert!(bad.parse::<WhitelistDomain>().is_err(), "{bad}");
     }
 }

@@ -46,8 +46,16 @@ fn a_session_round_trips() {
     let set = write_session(&c, &cfg(), &identity(2), &HeaderMap::new()).unwrap();
     assert_eq!(set.len(), 1);
     let v = set[0].to_str().unwrap();
-    assert!(v.contains("HttpOnly") && v.contains("Secure") && v.contains("SameSite=Lax") && v.contains("Path=/"));
-    assert_eq!(read_session(&c, &cfg(), &as_request(&set)).unwrap(), identity(2));
+    assert!(
+        v.contains("HttpOnly")
+            && v.contains("Secure")
+            && v.contains("SameSite=Lax")
+            && v.contains("Path=/")
+    );
+    assert_eq!(
+        read_session(&c, &cfg(), &as_request(&set)).unwrap(),
+        identity(2)
+    );
 }
 
 #[test]
@@ -65,11 +73,20 @@ fn a_large_session_is_chunked_and_read_back() {
 fn stale_chunks_are_cleared_when_the_session_shrinks() {
     let c = codec("0123456789abcdef0123456789abcdef");
     let mut old = HeaderMap::new();
-    old.insert(http::header::COOKIE, "_gatehouse_0=a; _gatehouse_1=b".parse().unwrap());
+    old.insert(
+        http::header::COOKIE,
+        "_gatehouse_0=a; _gatehouse_1=b".parse().unwrap(),
+    );
     let set = write_session(&c, &cfg(), &identity(1), &old).unwrap();
     let text: Vec<&str> = set.iter().map(|v| v.to_str().unwrap()).collect();
-    assert!(text.iter().any(|v| v.starts_with("_gatehouse=") && !v.starts_with("_gatehouse=;")));
-    assert!(text.iter().any(|v| v.starts_with("_gatehouse_0=;") && v.contains("Max-Age=0")));
+    assert!(
+        text.iter()
+            .any(|v| v.starts_with("_gatehouse=") && !v.starts_with("_gatehouse=;"))
+    );
+    assert!(
+        text.iter()
+            .any(|v| v.starts_with("_gatehouse_0=;") && v.contains("Max-Age=0"))
+    );
     assert!(text.iter().any(|v| v.starts_with("_gatehouse_1=;")));
 }
 
@@ -77,7 +94,16 @@ fn stale_chunks_are_cleared_when_the_session_shrinks() {
 fn tampered_truncated_foreign_and_expired_cookies_are_no_session() {
     let c = codec("0123456789abcdef0123456789abcdef");
     let set = write_session(&c, &cfg(), &identity(1), &HeaderMap::new()).unwrap();
-    let good = set[0].to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    let good = set[0]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
     let mut flipped = good.clone().into_bytes();
     flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).unwrap();
@@ -91,7 +117,10 @@ fn tampered_truncated_foreign_and_expired_cookies_are_no_session() {
     ];
     for value in cases {
         let mut h = HeaderMap::new();
-        h.insert(http::header::COOKIE, format!("_gatehouse={value}").parse().unwrap());
+        h.insert(
+            http::header::COOKIE,
+            format!("_gatehouse={value}").parse().unwrap(),
+        );
         assert!(read_session(&c, &cfg(), &h).is_none(), "{value:.40}");
     }
     // sealed with another key
@@ -100,7 +129,10 @@ fn tampered_truncated_foreign_and_expired_cookies_are_no_session() {
     // sealed for another purpose (a login-state cookie replayed as a session)
     let sealed = c.seal("_gatehouse_csrf_x", b"{}").unwrap();
     let mut h = HeaderMap::new();
-    h.insert(http::header::COOKIE, format!("_gatehouse={sealed}").parse().unwrap());
+    h.insert(
+        http::header::COOKIE,
+        format!("_gatehouse={sealed}").parse().unwrap(),
+    );
     assert!(read_session(&c, &cfg(), &h).is_none());
     // expired
     let mut old = identity(1);
@@ -112,7 +144,9 @@ fn tampered_truncated_foreign_and_expired_cookies_are_no_session() {
 #[test]
 fn more_chunks_than_the_bound_are_not_read() {
     let c = codec("0123456789abcdef0123456789abcdef");
-    let cookie: Vec<String> = (0..MAX_CHUNKS + 5).map(|i| format!("_gatehouse_{i}=AAAA")).collect();
+    let cookie: Vec<String> = (0..MAX_CHUNKS + 5)
+        .map(|i| format!("_gatehouse_{i}=AAAA"))
+        .collect();
     let mut h = HeaderMap::new();
     h.insert(http::header::COOKIE, cookie.join("; ").parse().unwrap());
     assert!(read_session(&c, &cfg(), &h).is_none());
@@ -121,9 +155,11 @@ fn more_chunks_than_the_bound_are_not_read() {
 #[test]
 fn rotated_secrets_still_open_old_cookies() {
     let old = CookieCodec::new(&[Secret::new("old-secret-old-secret-old-secret")]).unwrap();
-    let rotated =
-        CookieCodec::new(&[Secret::new("new-secret-new-secret-new-secret"), Secret::new("old-secret-old-secret-old-secret")])
-            .unwrap();
+    let rotated = CookieCodec::new(&[
+        Secret::new("new-secret-new-secret-new-secret"),
+        Secret::new("old-secret-old-secret-old-secret"),
+    ])
+    .unwrap();
     let set = write_session(&old, &cfg(), &identity(1), &HeaderMap::new()).unwrap();
     assert!(read_session(&rotated, &cfg(), &as_request(&set)).is_some());
     // and the new key seals: the old codec cannot read the rotated cookie
@@ -139,25 +175,50 @@ fn login_state_is_per_state_and_checked() {
         nonce: "n".into(),
         pkce_verifier: "v".into(),
         return_to: "/".into(),
+        redirect_uri: "https://app.example.com/oauth2/callback".into(),
         exp,
     };
     let a = write_login_state(&c, &cfg(), &login("state-a", now_secs() + 60)).unwrap();
     let b = write_login_state(&c, &cfg(), &login("state-b", now_secs() + 60)).unwrap();
     let h = as_request(&[a, b]);
-    assert_eq!(read_login_state(&c, &cfg(), &h, "state-a").unwrap().state, "state-a");
-    assert_eq!(read_login_state(&c, &cfg(), &h, "state-b").unwrap().state, "state-b");
-    assert_eq!(read_login_state(&c, &cfg(), &h, "state-c").unwrap_err(), LoginStateError::Missing);
+    assert_eq!(
+        read_login_state(&c, &cfg(), &h, "state-a").unwrap().state,
+        "state-a"
+    );
+    assert_eq!(
+        read_login_state(&c, &cfg(), &h, "state-b").unwrap().state,
+        "state-b"
+    );
+    assert_eq!(
+        read_login_state(&c, &cfg(), &h, "state-c").unwrap_err(),
+        LoginStateError::Missing
+    );
     let stale = write_login_state(&c, &cfg(), &login("state-d", now_secs() - 1)).unwrap();
-    assert_eq!(read_login_state(&c, &cfg(), &as_request(&[stale]), "state-d").unwrap_err(), LoginStateError::Expired);
+    assert_eq!(
+        read_login_state(&c, &cfg(), &as_request(&[stale]), "state-d").unwrap_err(),
+        LoginStateError::Expired
+    );
     // a cookie moved to another state's name does not open
     let moved = format!(
         "{}={}",
         login_cookie_name("_gatehouse", "state-e"),
-        h.get(http::header::COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1
+        h.get(http::header::COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
     );
     let mut m = HeaderMap::new();
     m.insert(http::header::COOKIE, moved.parse().unwrap());
-    assert_eq!(read_login_state(&c, &cfg(), &m, "state-e").unwrap_err(), LoginStateError::Invalid);
+    assert_eq!(
+        read_login_state(&c, &cfg(), &m, "state-e").unwrap_err(),
+        LoginStateError::Invalid
+    );
 }
 
 #[test]

@@ -1,0 +1,155 @@
+//! `make demo`: gatehouse in front of a demo app, signing in at a mock
+//! OpenID Connect provider, all on 127.0.0.1 and all in this one process.
+//!
+//! Run it with `make demo` or `cargo run --example demo` (`DEMO_PORT=8080`
+//! picks the port; default 4180, or a free one if that is taken). It prints
+//!
+//! ```text
+//! gatehouse demo: open http://127.0.0.1:4180/ in a browser
+//! ```
+//!
+//! and the demo users. Open that URL: gatehouse redirects you to the mock
+//! provider's sign-in page, which lists the users (no passwords). Pick one and
+//! you land back on the upstream app, a page showing the request headers it
+//! received, with the identity headers gatehouse added (`X-Forwarded-User`,
+//! `X-Forwarded-Email`, `X-Forwarded-Groups`, ...) highlighted. "Sign out"
+//! ends the session. Stop it with Ctrl-C.
+//!
+//! The mock provider and the upstream are the ones the integration tests use
+//! (`tests/support/`), so they are not part of the gatehouse binary.
+
+use std::error::Error;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ring::rand::{SecureRandom as _, SystemRandom};
+use tracing_subscriber::EnvFilter;
+
+#[expect(
+    dead_code,
+    unreachable_pub,
+    reason = "shared with the tests, which use the rest"
+)]
+#[path = "../tests/support/idp.rs"]
+mod idp;
+#[expect(
+    dead_code,
+    unreachable_pub,
+    reason = "shared with the tests, which use the rest"
+)]
+#[path = "../tests/support/upstream.rs"]
+mod upstream;
+
+use idp::{IdpOptions, MockIdp};
+use upstream::Recorder;
+
+const DEFAULT_PORT: u16 = 4180;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    // no auto-approve: the provider shows its sign-in page listing the users
+    let idp = MockIdp::try_start(IdpOptions::default()).await?;
+    let app = Recorder::try_start().await?;
+    let listener = bind_listener()?;
+    let port = listener.local_addr()?.port();
+
+    let config = gatehouse::Config::from_toml_str(&demo_config(port, &idp, &app)?)?;
+    let server = gatehouse::Server::start(config, listener).await?;
+    // discovery runs in the background; announce the URL once it can log in
+    for _ in 0..100 {
+        if server.ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !server.ready() {
+        tracing::warn!("provider discovery not finished yet; sign-in may fail for a moment");
+    }
+    print_banner(port, &idp)?;
+
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `DEMO_PORT` (default 4180) on 127.0.0.1, or any free port if it is taken.
+fn bind_listener() -> Result<TcpListener, Box<dyn Error>> {
+    let port = match std::env::var("DEMO_PORT") {
+        Ok(p) => p
+            .parse::<u16>()
+            .map_err(|e| format!("DEMO_PORT={p}: {e}"))?,
+        Err(_) => DEFAULT_PORT,
+    };
+    let listener = match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!(port, error = %e, "port unavailable, using a free one");
+            TcpListener::bind(("127.0.0.1", 0))?
+        }
+    };
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn demo_config(port: u16, idp: &MockIdp, app: &Recorder) -> Result<String, Box<dyn Error>> {
+    // a fresh cookie secret per run: sessions do not outlive the demo
+    let mut secret = [0_u8; 32];
+    SystemRandom::new()
+        .fill(&mut secret)
+        .map_err(|e| format!("no randomness: {e}"))?;
+    let options = idp.options();
+    Ok(format!(
+        r#"
+http_address = "127.0.0.1:{port}"
+upstream = ["{upstream}"]
+provider = "oidc"
+oidc_issuer_url = "{issuer}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+redirect_url = "http://127.0.0.1:{port}/oauth2/callback"
+cookie_secret = ["{secret}"]
+cookie_secure = false
+email_domain = ["*"]
+"#,
+        upstream = app.url(),
+        issuer = idp.issuer(),
+        client_id = options.client_id,
+        client_secret = options.client_secret.as_deref().unwrap_or_default(),
+        secret = STANDARD.encode(secret),
+    ))
+}
+
+fn print_banner(port: u16, idp: &MockIdp) -> std::io::Result<()> {
+    // stdout, not tracing: this is the demo's user interface
+    let mut out = std::io::stdout().lock();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "gatehouse demo: open http://127.0.0.1:{port}/ in a browser"
+    )?;
+    writeln!(
+        out,
+        "  mock OpenID provider at {} (sign-in page, no passwords)",
+        idp.issuer()
+    )?;
+    writeln!(out, "  demo users:")?;
+    for user in &idp.options().users {
+        let groups = user.groups.join(", ");
+        writeln!(
+            out,
+            "    {:<6} {:<22} groups: {groups}",
+            user.username, user.email
+        )?;
+    }
+    writeln!(out, "  press Ctrl-C to stop")?;
+    writeln!(out)?;
+    out.flush()
+}

@@ -1,0 +1,134 @@
+//! Forward-auth: front proxies ask gatehouse about each request.
+//!
+//! - `/oauth2/auth`: nginx `auth_request`. 202 with `X-Auth-Request-*`
+//!   identity headers when allowed, 401 when not signed in, 403 when refused.
+//!   Never a redirect: nginx accepts only 2xx, 401 and 403 there.
+//! - `/oauth2/forward-auth`: Traefik ForwardAuth and Caddy `forward_auth`,
+//!   which hand a non-2xx answer straight to the browser. 200 with identity
+//!   headers when allowed; not signed in, a browser navigation gets a 302 to
+//!   the provider with the original URL remembered, anything else 401;
+//!   refused, 403.
+//!
+//! Invariants: no path here answers 2xx unless the gate said `Allow` and
+//! every narrowing rule held. The original URL is rebuilt from forwarded
+//! headers only for trusted peers; malformed ones get a 400.
+
+use http::request::Parts;
+use http::{HeaderValue, Method, Response, StatusCode};
+
+use crate::auth::Decision;
+use crate::auth::endpoints::{RequestInfo, begin_login, forbidden};
+use crate::auth::identity::Identity;
+use crate::auth::policy::Narrowing;
+use crate::auth::return_to::ReturnTo;
+use crate::error::{Error, Mode, error_response};
+use crate::http::body::{ProxyBody, empty};
+use crate::http::forwarded::original_request;
+use crate::http::headers::{
+    X_AUTH_REQUEST_ACCESS_TOKEN, X_AUTH_REQUEST_EMAIL, X_AUTH_REQUEST_GROUPS,
+    X_AUTH_REQUEST_PREFERRED_USERNAME, X_AUTH_REQUEST_USER, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS,
+    X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
+};
+use crate::state::AppState;
+
+/// `/oauth2/auth` for nginx `auth_request`.
+pub fn auth_request(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
+    match state.gate.decide(&state.config, &parts.headers) {
+        Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
+            Ok(()) => allowed(
+                StatusCode::ACCEPTED,
+                &id,
+                state.config.pass_access_token,
+                false,
+            ),
+            Err(reason) => forbidden(reason, Mode::Json),
+        },
+        Decision::Deny(reason) => forbidden(reason, Mode::Json),
+        // nginx turns a 401 into its error_page (the sign-in redirect)
+        Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
+    }
+}
+
+/// `/oauth2/forward-auth` for Traefik and Caddy.
+pub fn forward_auth(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
+    let original = match original_request(&parts.headers, info.origin.trusted) {
+        Ok(o) => o,
+        Err(bad) => {
+            tracing::debug!(reason = bad.0, "forward-auth: bad original request");
+            return error_response(&Error::BadRequest(bad.0), Mode::Json);
+        }
+    };
+    match state.gate.decide(&state.config, &parts.headers) {
+        Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
+            Ok(()) => allowed(StatusCode::OK, &id, state.config.pass_access_token, true),
+            Err(reason) => forbidden(reason, info.mode),
+        },
+        Decision::Deny(reason) => forbidden(reason, info.mode),
+        Decision::Challenge => {
+            let method = original.as_ref().map_or(&parts.method, |o| &o.method);
+            let navigation =
+                (method == Method::GET || method == Method::HEAD) && info.mode == Mode::Html;
+            if !navigation {
+                return error_response(&Error::Unauthenticated, Mode::Json);
+            }
+            let return_to = original.as_ref().map_or_else(ReturnTo::root, |o| {
+                ReturnTo::parse(
+                    o.url.as_str(),
+                    info.origin.host.as_deref(),
+                    &state.config.whitelist_domains,
+                )
+            });
+            begin_login(state, &return_to, info)
+        }
+    }
+}
+
+/// The allow answer with the identity headers. Every header is present
+/// (empty when unknown), so a front proxy that copies them overwrites any
+/// value the client sent.
+fn allowed(
+    status: StatusCode,
+    id: &Identity,
+    pass_access_token: bool,
+    forwarded_too: bool,
+) -> Response<ProxyBody> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    let groups = id.groups.join(",");
+    let values = [
+        (X_AUTH_REQUEST_USER, X_FORWARDED_USER, id.subject.as_str()),
+        (
+            X_AUTH_REQUEST_EMAIL,
+            X_FORWARDED_EMAIL,
+            id.email.as_deref().unwrap_or(""),
+        ),
+        (
+            X_AUTH_REQUEST_PREFERRED_USERNAME,
+            X_FORWARDED_PREFERRED_USERNAME,
+            id.preferred_username.as_deref().unwrap_or(""),
+        ),
+        (X_AUTH_REQUEST_GROUPS, X_FORWARDED_GROUPS, groups.as_str()),
+    ];
+    for (auth_name, fwd_name, value) in values {
+        let v = HeaderValue::from_bytes(value.as_bytes()).unwrap_or(HeaderValue::from_static(""));
+        if forwarded_too {
+            h.insert(fwd_name, v.clone());
+        }
+        h.insert(auth_name, v);
+    }
+    if pass_access_token
+        && let Some(v) = id
+            .tokens
+            .access_token
+            .as_ref()
+            .and_then(|t| HeaderValue::from_str(t.expose()).ok())
+    {
+        h.insert(X_AUTH_REQUEST_ACCESS_TOKEN, v);
+    }
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}

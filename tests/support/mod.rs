@@ -1,0 +1,27 @@
+//! Shared helpers for the integration tests: a mock OpenID Connect provider
+//! ([`idp`]), a recording upstream ([`upstream`]), a browser-like client with
+//! redirects off and a cookie jar ([`client`]), and the in-process proxy with
+//! the login flow ([`proxy`]).
+//!
+//! `idp` and `upstream` are also compiled into `examples/demo.rs`, so they use
+//! only the crate's regular dependencies and never panic on network input.
+
+// Each test crate uses a different subset of these helpers, so unused items
+// are expected; and `pub` here is the helpers' API, not the crate's. An
+// `#[expect]` would fail in whichever test crate happens to use everything.
+// clippy's `allow-*-in-tests` covers only `#[test]` fns and `#[cfg(test)]`
+// items, not plain helper fns in a test crate, so the helpers' panics (which
+// are their assertions) are allowed here. `idp` and `upstream` are still
+// held to the full lints when `examples/demo.rs` compiles them.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+pub mod client;
+pub mod idp;
+pub mod proxy;
+pub mod upstream;
