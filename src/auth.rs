@@ -14,13 +14,14 @@ pub mod forward_auth;
 pub mod identity;
 pub mod oidc;
 pub mod policy;
+pub mod providers;
 pub mod return_to;
 pub mod session;
 
 use http::HeaderMap;
 
 use crate::auth::identity::Identity;
-use crate::auth::policy::{DenyReason, check_email_domain};
+use crate::auth::policy::DenyReason;
 use crate::auth::session::{CookieCodec, read_session};
 use crate::config::Config;
 
@@ -61,7 +62,7 @@ impl Gate {
             }
             return Decision::Challenge;
         };
-        match check_email_domain(&config.email_domains, &identity) {
+        match policy::check(config, &identity) {
             Ok(()) => Decision::Allow(identity),
             Err(reason) => Decision::Deny(reason),
         }

@@ -29,6 +29,9 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
 
+use crate::auth::providers::{
+    self, IdentitySource, IssuerSlash, LogoutStyle, OtherAudiences, TokenAuthMethod, TokenEncoding,
+};
 use crate::auth::return_to::WhitelistDomain;
 
 pub use raw::RawConfig;
@@ -53,11 +56,74 @@ pub enum CallbackUrl {
     SameHost(String),
 }
 
-/// Which identity provider preset drives login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    /// Generic OpenID Connect with discovery.
-    Oidc,
+/// The identity provider, resolved from its preset and the settings.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The `provider` value.
+    pub name: String,
+    /// OpenID Connect (ID token, nonce) rather than plain OAuth 2.0.
+    pub oidc: bool,
+    /// The issuer as configured, with the preset's slash rule applied. Kept
+    /// as text: it is compared with `iss` claims character for character.
+    pub issuer: String,
+    /// Fetch the discovery document at start.
+    pub discovery: bool,
+    /// Explicit endpoints; each overrides discovery.
+    pub authorize_url: Option<Url>,
+    /// Token endpoint.
+    pub token_url: Option<Url>,
+    /// JWKS.
+    pub jwks_url: Option<Url>,
+    /// Userinfo endpoint.
+    pub userinfo_url: Option<Url>,
+    /// End-session endpoint.
+    pub end_session_url: Option<Url>,
+    /// Token endpoint client auth.
+    pub auth_method: TokenAuthMethod,
+    /// Token request body encoding.
+    pub encoding: TokenEncoding,
+    /// Where the identity comes from.
+    pub identity_source: IdentitySource,
+    /// Verify the access token as a JWT and read claims from it.
+    pub verify_access_token: bool,
+    /// Accept an access token on `azp` = client id whatever its `aud`.
+    pub access_token_azp_audience: bool,
+    /// Which other ID-token audiences pass.
+    pub other_audiences: OtherAudiences,
+    /// `oidc_extra_audience`.
+    pub extra_audiences: Vec<String>,
+    /// Algorithms accepted on access tokens.
+    pub access_token_algs: Vec<jsonwebtoken::Algorithm>,
+    /// `audience`, sent on the authorize request.
+    pub audience: Option<String>,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// Claim names.
+    pub claims: ClaimNames,
+    /// Sign-out fallback.
+    pub logout: LogoutStyle,
+}
+
+/// Which claims hold what.
+#[derive(Debug, Clone)]
+pub struct ClaimNames {
+    /// The user id (`X-Forwarded-User`).
+    pub user_id: String,
+    /// The email.
+    pub email: String,
+    /// The groups: a name, a URL or a dotted path.
+    pub groups: String,
+    /// Claims that stand for each other.
+    pub aliases: Vec<(String, String)>,
+}
+
+/// A claim sent upstream in a header of its own.
+#[derive(Debug, Clone)]
+pub struct ClaimHeader {
+    /// The header.
+    pub header: http::HeaderName,
+    /// The claim: a name, a URL or a dotted path.
+    pub claim: String,
 }
 
 /// Which email addresses may pass once signed in.
@@ -109,22 +175,26 @@ pub struct Config {
     pub http_address: SocketAddr,
     /// Upstreams, longest prefix first.
     pub upstreams: Vec<Upstream>,
-    /// Provider preset.
-    pub provider: ProviderKind,
-    /// Issuer URL as configured.
-    pub issuer_url: Url,
+    /// The identity provider.
+    pub provider: ProviderConfig,
     /// OAuth client id.
     pub client_id: String,
     /// OAuth client secret; `None` for a public client.
     pub client_secret: Option<Secret>,
     /// Where the provider sends the browser back to.
     pub redirect_url: CallbackUrl,
-    /// Scopes requested at login.
-    pub scopes: Vec<String>,
     /// Cookie settings.
     pub cookie: CookieConfig,
     /// Allowed email domains.
     pub email_domains: EmailDomains,
+    /// Roles of which a user needs one (`role` or `client:role`); empty: any.
+    pub allowed_roles: Vec<String>,
+    /// Groups of which a user needs one; empty: any.
+    pub allowed_groups: Vec<String>,
+    /// Let in users whose provider says `email_verified: false`.
+    pub allow_unverified_email: bool,
+    /// Claims sent upstream in headers of their own.
+    pub claim_headers: Vec<ClaimHeader>,
     /// Hosts allowed as post-login and post-logout redirect targets.
     pub whitelist_domains: Vec<WhitelistDomain>,
     /// Send `X-Forwarded-Access-Token` upstream.
@@ -234,14 +304,6 @@ impl Config {
             }),
         );
         let upstreams = p.check("upstream", parse_upstreams(&raw.upstream));
-        let provider = p.check("provider", parse_provider(raw.provider.as_deref()));
-        let issuer_url = match raw.oidc_issuer_url.as_deref() {
-            None => {
-                p.add("oidc_issuer_url", "required for provider oidc");
-                None
-            }
-            Some(s) => p.check("oidc_issuer_url", parse_http_url(s)),
-        };
         let client_id = match raw.client_id.clone() {
             Some(id) if !id.trim().is_empty() => Some(id),
             _ => {
@@ -268,19 +330,8 @@ impl Config {
                 .check("redirect_url", parse_http_url(s))
                 .map(CallbackUrl::Fixed),
         };
-        let scopes: Vec<String> = raw
-            .scope
-            .as_deref()
-            .unwrap_or("openid email profile")
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if !scopes.iter().any(|s| s == "openid") {
-            p.add(
-                "scope",
-                "must include `openid` for an OpenID Connect provider",
-            );
-        }
+        let provider = build_provider(&mut p, &raw, client_secret.is_some());
+        let claim_headers = p.check("claim_header", parse_claim_headers(&raw.claim_header));
         let cookie_secure = raw.cookie_secure.unwrap_or(true);
         let cookie = build_cookie_config(&mut p, &raw, cookie_secure);
         match &redirect_url {
@@ -333,12 +384,12 @@ impl Config {
             http_address,
             upstreams,
             provider,
-            issuer_url,
             client_id,
             redirect_url,
             cookie,
             email_domains,
             whitelist_domains,
+            claim_headers,
             log_format,
             trusted_proxies,
             upstream_timeout,
@@ -347,12 +398,12 @@ impl Config {
                 Some(http_address),
                 Some(upstreams),
                 Some(provider),
-                Some(issuer_url),
                 Some(client_id),
                 Some(redirect_url),
                 Some(cookie),
                 Some(email_domains),
                 Some(whitelist_domains),
+                Some(claim_headers),
                 Some(log_format),
                 Some(trusted_proxies),
                 Some(upstream_timeout),
@@ -360,13 +411,15 @@ impl Config {
                 http_address,
                 upstreams,
                 provider,
-                issuer_url,
                 client_id,
                 client_secret,
                 redirect_url,
-                scopes,
                 cookie,
                 email_domains,
+                allowed_roles: raw.allowed_role.clone(),
+                allowed_groups: raw.allowed_group.clone(),
+                allow_unverified_email: raw.allow_unverified_email.unwrap_or(false),
+                claim_headers,
                 whitelist_domains,
                 pass_access_token: raw.pass_access_token.unwrap_or(false),
                 pass_authorization_header: raw.pass_authorization_header.unwrap_or(false),
@@ -402,11 +455,241 @@ fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
     })
 }
 
-fn parse_provider(s: Option<&str>) -> Result<ProviderKind, String> {
-    match s.unwrap_or("oidc") {
-        "oidc" => Ok(ProviderKind::Oidc),
-        other => Err(format!("unknown provider `{other}`; expected `oidc`")),
+/// Resolves the provider: its preset's defaults under the operator's settings.
+fn build_provider(p: &mut Problems, raw: &RawConfig, has_secret: bool) -> Option<ProviderConfig> {
+    let name = raw.provider.as_deref().unwrap_or("oidc");
+    let Some(preset) = providers::lookup(name).map(|pr| pr.preset()) else {
+        p.add(
+            "provider",
+            format!(
+                "unknown provider `{name}`; expected one of {}",
+                providers::all_names().join(", ")
+            ),
+        );
+        return None;
+    };
+    let url =
+        |p: &mut Problems, key: &str, given: Option<&str>, default: Option<&str>| -> Option<Url> {
+            given
+                .or(default)
+                .and_then(|s| p.check(key, parse_http_url(s)))
+        };
+    let issuer = match raw.oidc_issuer_url.as_deref().or(preset.issuer) {
+        None => {
+            p.add("oidc_issuer_url", format!("required for provider {name}"));
+            None
+        }
+        Some(s) => {
+            let s = apply_slash(s, preset.issuer_slash);
+            p.check("oidc_issuer_url", parse_http_url(&s).map(|_url| s))
+        }
+    };
+    let discovery = !raw.skip_oidc_discovery.unwrap_or(!preset.discovery);
+    let authorize_url = url(
+        p,
+        "oidc_authorize_url",
+        raw.oidc_authorize_url.as_deref(),
+        preset.authorize_url,
+    );
+    let token_url = url(
+        p,
+        "oidc_token_url",
+        raw.oidc_token_url.as_deref(),
+        preset.token_url,
+    );
+    let jwks_url = url(
+        p,
+        "oidc_jwks_url",
+        raw.oidc_jwks_url.as_deref(),
+        preset.jwks_url,
+    );
+    let userinfo_url = url(
+        p,
+        "oidc_userinfo_url",
+        raw.oidc_userinfo_url.as_deref(),
+        None,
+    );
+    let end_session_url = url(
+        p,
+        "oidc_end_session_url",
+        raw.oidc_end_session_url.as_deref(),
+        None,
+    );
+    if !discovery {
+        for (key, missing) in [
+            (
+                "oidc_authorize_url",
+                authorize_url.is_none() && raw.oidc_authorize_url.is_none(),
+            ),
+            (
+                "oidc_token_url",
+                token_url.is_none() && raw.oidc_token_url.is_none(),
+            ),
+            (
+                "oidc_jwks_url",
+                jwks_url.is_none() && raw.oidc_jwks_url.is_none(),
+            ),
+        ] {
+            if missing {
+                p.add(key, "required when discovery is off (skip_oidc_discovery)");
+            }
+        }
     }
+    let auth_method = match raw.token_endpoint_auth_method.as_deref() {
+        Some(m) => p.check(
+            "token_endpoint_auth_method",
+            parse_auth_method(m, has_secret),
+        ),
+        // a preset's choice needs a secret; without one the client is public
+        None if !has_secret => Some(TokenAuthMethod::None),
+        None => Some(preset.auth_method.unwrap_or(TokenAuthMethod::Basic)),
+    };
+    let encoding = match raw.token_request_encoding.as_deref() {
+        None => Some(preset.encoding),
+        Some("form") => Some(TokenEncoding::Form),
+        Some("json") => Some(TokenEncoding::Json),
+        Some(other) => {
+            p.add(
+                "token_request_encoding",
+                format!("expected `form` or `json`, got `{other}`"),
+            );
+            None
+        }
+    };
+    let identity_source = match raw.identity_source.as_deref() {
+        None => Some(preset.identity_source),
+        Some("id_token") => Some(IdentitySource::IdToken),
+        Some("access_token") => Some(IdentitySource::AccessToken),
+        Some("userinfo") => Some(IdentitySource::Userinfo),
+        Some(other) => {
+            p.add(
+                "identity_source",
+                format!("expected `id_token`, `access_token` or `userinfo`, got `{other}`"),
+            );
+            None
+        }
+    };
+    let scopes: Vec<String> = raw
+        .scope
+        .as_deref()
+        .unwrap_or(preset.scope)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let oidc = preset.oidc && identity_source != Some(IdentitySource::AccessToken);
+    if oidc && !scopes.iter().any(|s| s == "openid") {
+        p.add(
+            "scope",
+            format!("must include `openid` for provider {name}"),
+        );
+    }
+    let audience = raw.audience.clone().filter(|a| !a.is_empty());
+    let verify_access_token = preset.verify_access_token
+        || audience.is_some()
+        || identity_source == Some(IdentitySource::AccessToken)
+        || !raw.allowed_role.is_empty();
+    Some(ProviderConfig {
+        name: name.to_owned(),
+        oidc,
+        issuer: issuer?,
+        discovery,
+        authorize_url,
+        token_url,
+        jwks_url,
+        userinfo_url,
+        end_session_url,
+        auth_method: auth_method?,
+        encoding: encoding?,
+        identity_source: identity_source?,
+        verify_access_token,
+        access_token_azp_audience: preset.access_token_azp_audience,
+        other_audiences: preset.other_audiences,
+        extra_audiences: raw.oidc_extra_audience.clone(),
+        access_token_algs: preset.access_token_algs.to_vec(),
+        audience,
+        scopes,
+        claims: ClaimNames {
+            user_id: raw
+                .user_id_claim
+                .clone()
+                .unwrap_or_else(|| "sub".to_owned()),
+            email: raw
+                .oidc_email_claim
+                .clone()
+                .unwrap_or_else(|| "email".to_owned()),
+            groups: raw
+                .oidc_groups_claim
+                .clone()
+                .unwrap_or_else(|| "groups".to_owned()),
+            aliases: preset
+                .claim_aliases
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect(),
+        },
+        logout: preset.logout,
+    })
+}
+
+fn apply_slash(issuer: &str, rule: IssuerSlash) -> String {
+    match rule {
+        IssuerSlash::AsGiven => issuer.to_owned(),
+        IssuerSlash::Strip => issuer.trim_end_matches('/').to_owned(),
+        IssuerSlash::Add if issuer.ends_with('/') => issuer.to_owned(),
+        IssuerSlash::Add => format!("{issuer}/"),
+    }
+}
+
+fn parse_auth_method(m: &str, has_secret: bool) -> Result<TokenAuthMethod, String> {
+    let method = match m {
+        "client_secret_basic" | "basic" => TokenAuthMethod::Basic,
+        "client_secret_post" | "post" => TokenAuthMethod::Post,
+        "none" => TokenAuthMethod::None,
+        other => {
+            return Err(format!(
+                "expected client_secret_basic, client_secret_post or none, got `{other}`"
+            ));
+        }
+    };
+    if method != TokenAuthMethod::None && !has_secret {
+        return Err(format!("`{m}` needs client_secret or client_secret_file"));
+    }
+    Ok(method)
+}
+
+/// `Header-Name=claim` pairs. The header may not be one gatehouse sets or a
+/// hop-by-hop header.
+fn parse_claim_headers(list: &[String]) -> Result<Vec<ClaimHeader>, String> {
+    list.iter()
+        .map(|item| {
+            let (h, claim) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}`: expected Header-Name=claim"))?;
+            let header = http::HeaderName::from_bytes(h.trim().as_bytes())
+                .map_err(|_e| format!("`{h}` is not a header name"))?;
+            let reserved = [
+                "host",
+                "cookie",
+                "authorization",
+                "connection",
+                "content-length",
+                "transfer-encoding",
+            ];
+            if reserved.contains(&header.as_str())
+                || crate::http::headers::is_gatehouse_header(header.as_str())
+            {
+                return Err(format!("`{h}` is a header gatehouse or HTTP reserves"));
+            }
+            let claim = claim.trim();
+            if claim.is_empty() {
+                return Err(format!("`{item}`: no claim named"));
+            }
+            Ok(ClaimHeader {
+                header,
+                claim: claim.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// An absolute http(s) URL with a host and no credentials.
@@ -498,10 +781,13 @@ fn build_cookie_config(p: &mut Problems, raw: &RawConfig, secure: bool) -> Optio
             p.add("cookie_domain", format!("`{d}` is not a domain name"));
         }
     }
-    let expire = p.check(
-        "cookie_expire",
-        parse_duration(raw.cookie_expire.as_deref().unwrap_or("168h")),
-    );
+    let expire = match raw.session_lifetime.as_deref() {
+        Some(s) => p.check("session_lifetime", parse_duration(s)),
+        None => p.check(
+            "cookie_expire",
+            parse_duration(raw.cookie_expire.as_deref().unwrap_or("168h")),
+        ),
+    };
     let mut secrets = raw.cookie_secret.clone();
     if let Some(path) = &raw.cookie_secret_file {
         match std::fs::read_to_string(path) {

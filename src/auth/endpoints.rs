@@ -13,8 +13,8 @@ use http::{HeaderValue, Response, StatusCode};
 use url::Url;
 
 use crate::auth::Decision;
-use crate::auth::oidc::LoginParams;
-use crate::auth::policy::{DenyReason, check_email_domain};
+use crate::auth::oidc::{LoginParams, LogoutTarget};
+use crate::auth::policy::{self, DenyReason};
 use crate::auth::return_to::{ReturnTo, host_allowed};
 use crate::auth::session::{
     self, LOGIN_TTL_SECS, LoginState, clear_session, login_cookie_name, now_secs, read_login_state,
@@ -172,10 +172,10 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     let mut identity = result.identity;
     identity.expires_at = now_secs().saturating_add(config.cookie.expire.as_secs());
     // keep the id token only where something needs it: it is the bulk of the cookie
-    if provider.end_session_endpoint().is_none() && !config.pass_authorization_header {
+    if provider.logout_target().is_none() && !config.pass_authorization_header {
         identity.tokens.id_token = None;
     }
-    if let Err(reason) = check_email_domain(&config.email_domains, &identity) {
+    if let Err(reason) = policy::check(config, &identity) {
         tracing::info!(user = %identity.subject, ?reason, "signed in but not allowed");
         return Ok(forbidden(reason, Mode::Html));
     }
@@ -229,9 +229,9 @@ pub fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response
         .provider
         .get()
         .and_then(|p| {
-            let end = p.end_session_endpoint()?.clone();
+            let target = p.logout_target()?;
             Some(end_session_url(
-                end,
+                target,
                 &return_to,
                 &info.origin,
                 &config.redirect_url,
@@ -248,7 +248,7 @@ pub fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response
 }
 
 fn end_session_url(
-    mut end: Url,
+    target: LogoutTarget,
     return_to: &ReturnTo,
     origin: &Origin,
     redirect_url: &CallbackUrl,
@@ -271,17 +271,31 @@ fn end_session_url(
             },
         }
     };
-    {
-        let mut q = end.query_pairs_mut();
-        if let Some(hint) = session.and_then(|s| s.tokens.id_token.as_ref()) {
-            q.append_pair("id_token_hint", hint.expose());
+    match target {
+        LogoutTarget::Oidc(mut end) => {
+            {
+                let mut q = end.query_pairs_mut();
+                if let Some(hint) = session.and_then(|s| s.tokens.id_token.as_ref()) {
+                    q.append_pair("id_token_hint", hint.expose());
+                }
+                if !absolute.is_empty() {
+                    q.append_pair("post_logout_redirect_uri", &absolute);
+                }
+                q.append_pair("client_id", client_id);
+            }
+            end.to_string()
         }
-        if !absolute.is_empty() {
-            q.append_pair("post_logout_redirect_uri", &absolute);
+        LogoutTarget::Auth0(mut end) => {
+            {
+                let mut q = end.query_pairs_mut();
+                q.append_pair("client_id", client_id);
+                if !absolute.is_empty() {
+                    q.append_pair("returnTo", &absolute);
+                }
+            }
+            end.to_string()
         }
-        q.append_pair("client_id", client_id);
     }
-    end.to_string()
 }
 
 /// `/oauth2/userinfo`: the identity as JSON; 401 without a session.

@@ -14,13 +14,14 @@
 //! headers only for trusted peers; malformed ones get a 400.
 
 use http::request::Parts;
-use http::{HeaderValue, Method, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use crate::auth::Decision;
 use crate::auth::endpoints::{RequestInfo, begin_login, forbidden};
 use crate::auth::identity::Identity;
 use crate::auth::policy::Narrowing;
 use crate::auth::return_to::ReturnTo;
+use crate::auth::session::now_secs;
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::{ProxyBody, empty};
 use crate::http::forwarded::original_request;
@@ -120,11 +121,15 @@ fn allowed(
     if pass_access_token
         && let Some(v) = id
             .tokens
-            .access_token
-            .as_ref()
+            .live_access_token(now_secs())
             .and_then(|t| HeaderValue::from_str(t.expose()).ok())
     {
         h.insert(X_AUTH_REQUEST_ACCESS_TOKEN, v);
+    }
+    for (name, value) in &id.extra_headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
+            h.insert(n, v);
+        }
     }
     h.insert(
         http::header::CACHE_CONTROL,

@@ -24,6 +24,10 @@ pub struct Identity {
     pub name: Option<String>,
     /// Group names.
     pub groups: Vec<String>,
+    /// Roles: realm roles as `role`, client roles as `client:role`.
+    pub roles: Vec<String>,
+    /// Mapped claims for `claim_header`: header name and cleaned value.
+    pub extra_headers: Vec<(String, String)>,
     /// When the session ends (seconds since the Unix epoch).
     pub expires_at: u64,
     /// Tokens, present only where a setting forwards them.
@@ -37,6 +41,19 @@ pub struct Tokens {
     pub id_token: Option<Secret>,
     /// The raw access token.
     pub access_token: Option<Secret>,
+    /// When the access token expires (Unix seconds), if known.
+    pub access_token_expires_at: Option<u64>,
+}
+
+impl Tokens {
+    /// The access token while it is still valid: an expired one is never
+    /// forwarded.
+    pub fn live_access_token(&self, now: u64) -> Option<&Secret> {
+        match self.access_token_expires_at {
+            Some(exp) if exp <= now => None,
+            _ => self.access_token.as_ref(),
+        }
+    }
 }
 
 /// What `/oauth2/userinfo` shows: the identity, never tokens.
@@ -58,6 +75,9 @@ pub struct UserInfo<'a> {
     pub name: Option<&'a str>,
     /// Groups.
     pub groups: &'a [String],
+    /// Roles.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub roles: &'a [String],
     /// Session end, Unix seconds.
     pub expires_at: u64,
 }
@@ -72,6 +92,7 @@ impl Identity {
             preferred_username: self.preferred_username.as_deref(),
             name: self.name.as_deref(),
             groups: &self.groups,
+            roles: &self.roles,
             expires_at: self.expires_at,
         }
     }

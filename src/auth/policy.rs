@@ -5,7 +5,7 @@
 //! Must not: look at anything but the [`Identity`].
 
 use crate::auth::identity::Identity;
-use crate::config::EmailDomains;
+use crate::config::{Config, EmailDomains};
 
 /// Why a signed-in user was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,12 @@ pub enum DenyReason {
     EmailDomain,
     /// The provider gave no email but `email_domain` needs one.
     NoEmail,
+    /// The provider says the email is not verified (`allow_unverified_email`).
+    UnverifiedEmail,
+    /// None of the roles in `allowed_role`.
+    Role,
+    /// None of the groups in `allowed_group`.
+    ConfiguredGroup,
     /// Not in any of the groups a location allows (`allowed_groups`).
     Group,
     /// Not one of the addresses a location allows (`allowed_emails`,
@@ -32,11 +38,32 @@ impl DenyReason {
                 "your account has no email address, and this site allows only certain email domains (email_domain)"
             }
             Self::Group => "you are not in a group allowed here (allowed_groups)",
+            Self::UnverifiedEmail => {
+                "your identity provider says your email address is not verified; an operator can allow unverified addresses with allow_unverified_email"
+            }
+            Self::Role => "you do not have a role allowed here (allowed_role)",
+            Self::ConfiguredGroup => "you are not in a group allowed here (allowed_group)",
             Self::LocationEmail => {
                 "your email address is not allowed here (allowed_emails / allowed_email_domains)"
             }
         }
     }
+}
+
+/// Every site-wide rule: verified email (unless `allow_unverified_email`),
+/// `email_domain`, `allowed_group`, `allowed_role`.
+pub fn check(config: &Config, identity: &Identity) -> Result<(), DenyReason> {
+    if identity.email_verified == Some(false) && !config.allow_unverified_email {
+        return Err(DenyReason::UnverifiedEmail);
+    }
+    check_email_domain(&config.email_domains, identity)?;
+    if !config.allowed_groups.is_empty() && !identity.groups.iter().any(|g| config.allowed_groups.contains(g)) {
+        return Err(DenyReason::ConfiguredGroup);
+    }
+    if !config.allowed_roles.is_empty() && !identity.roles.iter().any(|r| config.allowed_roles.contains(r)) {
+        return Err(DenyReason::Role);
+    }
+    Ok(())
 }
 
 /// Checks an identity against `email_domain`.

@@ -158,11 +158,17 @@ struct SessionPayload {
     nm: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     gr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rl: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    xh: Vec<(String, String)>,
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     it: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ax: Option<u64>,
 }
 
 /// Reads the session from the request's cookies. `None` for anything that is
@@ -185,10 +191,13 @@ pub fn read_session(
         preferred_username: p.pu,
         name: p.nm,
         groups: p.gr,
+        roles: p.rl,
+        extra_headers: p.xh,
         expires_at: p.exp,
         tokens: Tokens {
             id_token: p.it.map(Secret::new),
             access_token: p.at.map(Secret::new),
+            access_token_expires_at: p.ax,
         },
     })
 }
@@ -209,6 +218,8 @@ pub fn write_session(
         pu: identity.preferred_username.clone(),
         nm: identity.name.clone(),
         gr: identity.groups.clone(),
+        rl: identity.roles.clone(),
+        xh: identity.extra_headers.clone(),
         exp: identity.expires_at,
         it: identity
             .tokens
@@ -220,6 +231,7 @@ pub fn write_session(
             .access_token
             .as_ref()
             .map(|s| s.expose().to_owned()),
+        ax: identity.tokens.access_token_expires_at,
     };
     let json = serde_json::to_vec(&payload).ok()?;
     let sealed = codec.seal(&cfg.name, &json)?;

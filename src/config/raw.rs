@@ -133,6 +133,87 @@ pub struct RawConfig {
     /// Send the original Host header upstream (false: the upstream's own) [default: true]
     #[arg(long, env = "GATEHOUSE_PASS_HOST_HEADER", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub pass_host_header: Option<bool>,
+
+    /// Claim holding the email [default: email]
+    #[arg(long, env = "GATEHOUSE_OIDC_EMAIL_CLAIM")]
+    pub oidc_email_claim: Option<String>,
+
+    /// Claim holding the groups; a name, a URL or a dotted path [default: groups]
+    #[arg(long, env = "GATEHOUSE_OIDC_GROUPS_CLAIM")]
+    pub oidc_groups_claim: Option<String>,
+
+    /// Claim that identifies the user (X-Forwarded-User) [default: sub]
+    #[arg(long, env = "GATEHOUSE_USER_ID_CLAIM")]
+    pub user_id_claim: Option<String>,
+
+    /// Another audience accepted in ID tokens besides the client id; repeatable
+    #[arg(long, env = "GATEHOUSE_OIDC_EXTRA_AUDIENCE", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub oidc_extra_audience: Vec<String>,
+
+    /// Token endpoint client auth: client_secret_basic, client_secret_post or none
+    #[arg(long, env = "GATEHOUSE_TOKEN_ENDPOINT_AUTH_METHOD")]
+    pub token_endpoint_auth_method: Option<String>,
+
+    /// Token request body: form or json [default: form]
+    #[arg(long, env = "GATEHOUSE_TOKEN_REQUEST_ENCODING")]
+    pub token_request_encoding: Option<String>,
+
+    /// Where the identity comes from: id_token, access_token (a JWT) or userinfo
+    #[arg(long, env = "GATEHOUSE_IDENTITY_SOURCE")]
+    pub identity_source: Option<String>,
+
+    /// Do not fetch discovery: give the endpoint, JWKS and issuer URLs instead
+    #[arg(long, env = "GATEHOUSE_SKIP_OIDC_DISCOVERY", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub skip_oidc_discovery: Option<bool>,
+
+    /// Authorization endpoint (overrides discovery and presets)
+    #[arg(long, env = "GATEHOUSE_OIDC_AUTHORIZE_URL")]
+    pub oidc_authorize_url: Option<String>,
+
+    /// Token endpoint (overrides discovery and presets)
+    #[arg(long, env = "GATEHOUSE_OIDC_TOKEN_URL")]
+    pub oidc_token_url: Option<String>,
+
+    /// JWKS URL (overrides discovery and presets)
+    #[arg(long, env = "GATEHOUSE_OIDC_JWKS_URL")]
+    pub oidc_jwks_url: Option<String>,
+
+    /// Userinfo endpoint (overrides discovery)
+    #[arg(long, env = "GATEHOUSE_OIDC_USERINFO_URL")]
+    pub oidc_userinfo_url: Option<String>,
+
+    /// End-session (logout) endpoint (overrides discovery)
+    #[arg(long, env = "GATEHOUSE_OIDC_END_SESSION_URL")]
+    pub oidc_end_session_url: Option<String>,
+
+    /// API audience sent on the authorize request (Auth0): the access token
+    /// becomes a JWT for it and is verified
+    #[arg(long, env = "GATEHOUSE_AUDIENCE")]
+    pub audience: Option<String>,
+
+    /// Role required (any of): `role` (realm) or `client:role`; repeatable
+    #[arg(long, env = "GATEHOUSE_ALLOWED_ROLE", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub allowed_role: Vec<String>,
+
+    /// Group required (any of); repeatable
+    #[arg(long, env = "GATEHOUSE_ALLOWED_GROUP", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub allowed_group: Vec<String>,
+
+    /// Let in users whose provider says email_verified: false [default: false]
+    #[arg(long, env = "GATEHOUSE_ALLOW_UNVERIFIED_EMAIL", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub allow_unverified_email: Option<bool>,
+
+    /// `Header-Name=claim`: send a claim upstream in a header; repeatable
+    #[arg(long, env = "GATEHOUSE_CLAIM_HEADER", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub claim_header: Vec<String>,
+
+    /// Session lifetime, independent of the provider's tokens [default: cookie_expire]
+    #[arg(long, env = "GATEHOUSE_SESSION_LIFETIME")]
+    pub session_lifetime: Option<String>,
 }
 
 /// Lets a list setting be written `key = "one"` or `key = ["one", "two"]`.
@@ -172,7 +253,12 @@ impl RawConfig {
                 client_secret_file, redirect_url, scope, cookie_secret_file, cookie_name,
                 cookie_domain, cookie_secure, cookie_expire, pass_access_token,
                 pass_authorization_header, tls_cert_file, tls_key_file, log_format, log_level,
-                upstream_timeout, pass_host_header;
-            lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy)
+                upstream_timeout, pass_host_header, oidc_email_claim, oidc_groups_claim,
+                user_id_claim, token_endpoint_auth_method, token_request_encoding, identity_source,
+                skip_oidc_discovery, oidc_authorize_url, oidc_token_url, oidc_jwks_url,
+                oidc_userinfo_url, oidc_end_session_url, audience, allow_unverified_email,
+                session_lifetime;
+            lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy,
+                oidc_extra_audience, allowed_role, allowed_group, claim_header)
     }
 }

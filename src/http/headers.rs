@@ -79,6 +79,14 @@ pub fn is_identity_header(name: &str) -> bool {
         || IDENTITY_PREFIXES.iter().any(|p| norm.starts_with(p))
 }
 
+/// True for a header gatehouse sets itself on the upstream request.
+pub fn is_gatehouse_header(name: &str) -> bool {
+    is_identity_header(name)
+        || ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&name.replace('_', "-")))
+}
+
 /// Removes every header [`is_identity_header`] matches, plus `extra` names
 /// (normalised the same way).
 pub fn strip_identity_headers(headers: &mut HeaderMap, extra: &[&str]) {

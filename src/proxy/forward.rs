@@ -60,6 +60,9 @@ pub struct Upstreams {
     timeout: Duration,
     pass_host_header: bool,
     identity: IdentityHeaderSettings,
+    /// Headers stripped from clients besides the identity family: mapped
+    /// claim headers, and `Authorization` when we set it.
+    strip_extra: Vec<String>,
 }
 
 impl Upstreams {
@@ -80,6 +83,12 @@ impl Upstreams {
                 pass_access_token: config.pass_access_token,
                 pass_authorization_header: config.pass_authorization_header,
             },
+            strip_extra: config
+                .claim_headers
+                .iter()
+                .map(|c| c.header.as_str().to_owned())
+                .chain(config.pass_authorization_header.then(|| "authorization".to_owned()))
+                .collect(),
         })
     }
 
@@ -142,12 +151,8 @@ impl Upstreams {
     ) {
         strip_hop_by_hop(h, websocket);
         // a client's own identity headers never reach the upstream
-        let extra: &[&str] = if self.identity.pass_authorization_header {
-            &["authorization"]
-        } else {
-            &[]
-        };
-        strip_identity_headers(h, extra);
+        let extra: Vec<&str> = self.strip_extra.iter().map(String::as_str).collect();
+        strip_identity_headers(h, &extra);
         set_identity_headers(h, ctx.identity, self.identity);
         let trusted = ctx.origin.trusted;
         if let Some(v) = forwarded_for(h, ctx.peer, trusted) {
@@ -194,10 +199,16 @@ fn set_identity_headers(h: &mut HeaderMap, id: &Identity, settings: IdentityHead
     if !id.groups.is_empty() {
         put(X_FORWARDED_GROUPS, &id.groups.join(","));
     }
+    // an expired access token is never forwarded
     if settings.pass_access_token
-        && let Some(t) = &id.tokens.access_token
+        && let Some(t) = id.tokens.live_access_token(crate::auth::session::now_secs())
     {
         put(X_FORWARDED_ACCESS_TOKEN, t.expose());
+    }
+    for (name, value) in &id.extra_headers {
+        if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+            put(name, value);
+        }
     }
     if settings.pass_authorization_header
         && let Some(t) = &id.tokens.id_token

@@ -23,8 +23,13 @@ fn identity(groups: usize) -> Identity {
         preferred_username: Some("alice".into()),
         name: Some("Alice".into()),
         groups: (0..groups).map(|i| format!("group-{i}")).collect(),
+        roles: vec!["user".into(), "gatehouse:editor".into()],
+        extra_headers: vec![("x-forwarded-phone".into(), "+15555550100".into())],
         expires_at: now_secs() + 3600,
-        tokens: Tokens::default(),
+        tokens: Tokens {
+            access_token_expires_at: Some(now_secs() + 900),
+            ..Tokens::default()
+        },
     }
 }
 
