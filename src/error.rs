@@ -127,6 +127,19 @@ impl Error {
     }
 }
 
+/// An error and its sources joined with `: `, for log lines. Callers pass
+/// errors that carry no secrets (transport and protocol errors).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// How the client wants errors: a page for browsers, JSON for API clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -127,7 +127,10 @@ fn allowed(
         h.insert(X_AUTH_REQUEST_ACCESS_TOKEN, v);
     }
     for (name, value) in &id.extra_headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
             h.insert(n, v);
         }
     }

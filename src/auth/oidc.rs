@@ -38,16 +38,23 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
-use openidconnect::{ClientId, HttpRequest, HttpResponse, IssuerUrl, Nonce, ProviderMetadataWithLogout};
+use openidconnect::core::{
+    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+};
+use openidconnect::{
+    ClientId, HttpRequest, HttpResponse, IssuerUrl, Nonce, ProviderMetadataWithLogout,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
 use crate::auth::identity::{Identity, Tokens};
-use crate::auth::providers::{IdentitySource, LogoutStyle, OtherAudiences, TokenAuthMethod, TokenEncoding};
+use crate::auth::providers::{
+    IdentitySource, LogoutStyle, OtherAudiences, TokenAuthMethod, TokenEncoding,
+};
 use crate::auth::session::now_secs;
 use crate::config::{ClaimHeader, ClaimNames, Config, ProviderConfig, Secret};
+use crate::error::error_chain;
 
 /// Longest answer read from the provider.
 pub const MAX_IDP_BODY: usize = 1024 * 1024;
@@ -96,7 +103,10 @@ impl IdpHttp {
     /// Builds the client.
     pub fn new(timeout: Duration) -> Result<Self, rustls::Error> {
         let connector = crate::http::client::https_connector(timeout)?;
-        Ok(Self { client: Client::builder(TokioExecutor::new()).build(connector), timeout })
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            timeout,
+        })
     }
 
     /// Sends a request and reads the bounded answer.
@@ -118,12 +128,18 @@ impl IdpHttp {
         Ok(http::Response::from_parts(parts, bytes.to_vec()))
     }
 
-    async fn get_json(&self, url: &Url, bearer: Option<&str>) -> Result<(http::StatusCode, Vec<u8>), IdpError> {
+    async fn get_json(
+        &self,
+        url: &Url,
+        bearer: Option<&str>,
+    ) -> Result<(http::StatusCode, Vec<u8>), IdpError> {
         let mut req = http::Request::get(url.as_str()).header(ACCEPT, "application/json");
         if let Some(t) = bearer {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }
-        let req = req.body(Vec::new()).map_err(|e| IdpError::Transport(format!("{url}: {e}")))?;
+        let req = req
+            .body(Vec::new())
+            .map_err(|e| IdpError::Transport(format!("{url}: {e}")))?;
         let resp = self.send(req).await.map_err(|e| IdpError::Transport(e.0))?;
         Ok((resp.status(), resp.into_body()))
     }
@@ -151,9 +167,14 @@ impl Keys {
         struct Raw {
             keys: Vec<Value>,
         }
-        let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let raw: Raw =
+            serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
         let oidc = serde_json::from_slice(body).map_err(|e| format!("bad JWKS: {e}"))?;
-        let jwt = raw.keys.into_iter().filter_map(|k| serde_json::from_value(k).ok()).collect();
+        let jwt = raw
+            .keys
+            .into_iter()
+            .filter_map(|k| serde_json::from_value(k).ok())
+            .collect();
         Ok(Self { oidc, jwt })
     }
 }
@@ -236,7 +257,10 @@ impl Provider {
                 reason: format!("no {what} configured and discovery is off"),
             };
             let endpoints = Endpoints {
-                authorize: cfg.authorize_url.clone().ok_or_else(|| missing("authorize URL"))?,
+                authorize: cfg
+                    .authorize_url
+                    .clone()
+                    .ok_or_else(|| missing("authorize URL"))?,
                 token: cfg.token_url.clone().ok_or_else(|| missing("token URL"))?,
                 jwks: cfg.jwks_url.clone().ok_or_else(|| missing("JWKS URL"))?,
                 userinfo: cfg.userinfo_url.clone(),
@@ -275,7 +299,11 @@ impl Provider {
             return Some(LogoutTarget::Oidc(end.clone()));
         }
         match self.cfg.logout {
-            LogoutStyle::Auth0 => Url::parse(&self.issuer).ok()?.join("v2/logout").ok().map(LogoutTarget::Auth0),
+            LogoutStyle::Auth0 => Url::parse(&self.issuer)
+                .ok()?
+                .join("v2/logout")
+                .ok()
+                .map(LogoutTarget::Auth0),
             LogoutStyle::Oidc => None,
         }
     }
@@ -283,8 +311,9 @@ impl Provider {
     /// Builds the authorize URL for a login.
     pub fn authorize_url(&self, login: &LoginParams<'_>) -> Result<AuthorizeRequest, IdpError> {
         let mut url = self.endpoints.authorize.clone();
-        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(ring::digest::digest(&ring::digest::SHA256, login.pkce_verifier.as_bytes()));
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+            ring::digest::digest(&ring::digest::SHA256, login.pkce_verifier.as_bytes()),
+        );
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("response_type", "code");
@@ -318,7 +347,9 @@ impl Provider {
         let id_claims = match (&answer.id_token, self.cfg.oidc) {
             (Some(raw), true) => Some(self.verify_id_token(raw, login.nonce).await?),
             (None, true) if source == IdentitySource::IdToken => {
-                return Err(IdpError::TokenExchange("the token response has no id_token".to_owned()));
+                return Err(IdpError::TokenExchange(
+                    "the token response has no id_token".to_owned(),
+                ));
             }
             _ => None,
         };
@@ -333,12 +364,18 @@ impl Provider {
             IdentitySource::Userinfo => Value::Object(serde_json::Map::new()),
         };
         let needs_userinfo = source == IdentitySource::Userinfo
-            || (source == IdentitySource::IdToken && lookup(&claims, &self.cfg.claims.email, &[]).is_none());
+            || (source == IdentitySource::IdToken
+                && lookup(&claims, &self.cfg.claims.email, &[]).is_none());
         if needs_userinfo {
-            if let Some(info) = self.userinfo(&answer.access_token, id_claims.as_ref()).await? {
+            if let Some(info) = self
+                .userinfo(&answer.access_token, id_claims.as_ref())
+                .await?
+            {
                 merge_missing(&mut claims, &info);
             } else if source == IdentitySource::Userinfo {
-                return Err(IdpError::TokenExchange("identity_source is userinfo but there is no userinfo endpoint".to_owned()));
+                return Err(IdpError::TokenExchange(
+                    "identity_source is userinfo but there is no userinfo endpoint".to_owned(),
+                ));
             }
         }
         if let Some(id) = &id_claims {
@@ -346,9 +383,14 @@ impl Provider {
         }
         let mut identity = identity_from_claims(&claims, &self.cfg.claims)?;
         identity.roles = roles(access_claims.as_ref().unwrap_or(&claims));
-        identity.extra_headers = mapped_headers(&claims, &self.claim_headers, &self.cfg.claims.aliases);
-        let access_exp = expires_at(answer.expires_in.as_ref())
-            .or_else(|| access_claims.as_ref().and_then(|c| c.get("exp")).and_then(Value::as_u64));
+        identity.extra_headers =
+            mapped_headers(&claims, &self.claim_headers, &self.cfg.claims.aliases);
+        let access_exp = expires_at(answer.expires_in.as_ref()).or_else(|| {
+            access_claims
+                .as_ref()
+                .and_then(|c| c.get("exp"))
+                .and_then(Value::as_u64)
+        });
         identity.tokens = Tokens {
             id_token: answer.id_token.map(Secret::new),
             access_token: keep_access_token.then(|| Secret::new(answer.access_token)),
@@ -358,7 +400,11 @@ impl Provider {
     }
 
     /// The token request: form or JSON, client auth basic, post or none.
-    async fn token_request(&self, code: &str, login: &LoginParams<'_>) -> Result<TokenAnswer, IdpError> {
+    async fn token_request(
+        &self,
+        code: &str,
+        login: &LoginParams<'_>,
+    ) -> Result<TokenAnswer, IdpError> {
         let method = self.cfg.auth_method;
         let secret = self.client_secret.as_ref().map(Secret::expose);
         let mut fields: Vec<(&str, &str)> = vec![
@@ -379,12 +425,20 @@ impl Provider {
                 for (k, v) in &fields {
                     ser.append_pair(k, v);
                 }
-                ("application/x-www-form-urlencoded", ser.finish().into_bytes())
+                (
+                    "application/x-www-form-urlencoded",
+                    ser.finish().into_bytes(),
+                )
             }
             TokenEncoding::Json => {
-                let map: serde_json::Map<String, Value> =
-                    fields.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect();
-                ("application/json", Value::Object(map).to_string().into_bytes())
+                let map: serde_json::Map<String, Value> = fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+                    .collect();
+                (
+                    "application/json",
+                    Value::Object(map).to_string().into_bytes(),
+                )
             }
         };
         let mut req = http::Request::post(self.endpoints.token.as_str())
@@ -392,74 +446,104 @@ impl Provider {
             .header(ACCEPT, "application/json");
         if let (TokenAuthMethod::Basic, Some(s)) = (method, secret) {
             // RFC 6749 2.3.1: id and secret are form-encoded before base64
-            let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-            let creds = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(&self.client_id), enc(s)));
+            let enc =
+                |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            let creds = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                enc(&self.client_id),
+                enc(s)
+            ));
             req = req.header(AUTHORIZATION, format!("Basic {creds}"));
         }
-        let req = req.body(body).map_err(|e| IdpError::TokenExchange(e.to_string()))?;
-        let resp = self.http.send(req).await.map_err(|e| IdpError::Transport(e.0))?;
+        let req = req
+            .body(body)
+            .map_err(|e| IdpError::TokenExchange(e.to_string()))?;
+        let resp = self
+            .http
+            .send(req)
+            .await
+            .map_err(|e| IdpError::Transport(e.0))?;
         let status = resp.status();
         let body = resp.into_body();
         if !status.is_success() {
-            let reason = serde_json::from_slice::<TokenErrorAnswer>(&body)
-                .map_or_else(|_e| format!("status {status}"), |e| format!("status {status}, provider said {}", e.error));
+            let reason = serde_json::from_slice::<TokenErrorAnswer>(&body).map_or_else(
+                |_e| format!("status {status}"),
+                |e| format!("status {status}, provider said {}", e.error),
+            );
             return Err(IdpError::TokenExchange(reason));
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| IdpError::TokenExchange(format!("unparseable token response ({} bytes): {e}", body.len())))
+        serde_json::from_slice(&body).map_err(|e| {
+            IdpError::TokenExchange(format!(
+                "unparseable token response ({} bytes): {e}",
+                body.len()
+            ))
+        })
     }
 
     /// Verifies an ID token; returns its claims.
     async fn verify_id_token(&self, raw: &str, nonce: &str) -> Result<Value, IdpError> {
-        let token = CoreIdToken::from_str(raw).map_err(|e| IdpError::IdToken(format!("id token does not parse: {e}")))?;
+        let token = CoreIdToken::from_str(raw)
+            .map_err(|e| IdpError::IdToken(format!("id token does not parse: {e}")))?;
         let nonce = Nonce::new(nonce.to_owned());
         if let Err(e) = token.claims(&self.id_verifier()?, &nonce) {
             if !is_unknown_key(&e) || !self.refetch_jwks().await {
                 return Err(IdpError::IdToken(error_chain(&e)));
             }
             // the provider rotated its keys: try once more with the new set
-            token.claims(&self.id_verifier()?, &nonce).map_err(|e| IdpError::IdToken(error_chain(&e)))?;
+            token
+                .claims(&self.id_verifier()?, &nonce)
+                .map_err(|e| IdpError::IdToken(error_chain(&e)))?;
         }
-        let claims = jwt_payload(raw).ok_or_else(|| IdpError::IdToken("payload is not JSON".to_owned()))?;
+        let claims =
+            jwt_payload(raw).ok_or_else(|| IdpError::IdToken("payload is not JSON".to_owned()))?;
         check_iat(&claims)?;
         Ok(claims)
     }
 
     fn id_verifier(&self) -> Result<CoreIdTokenVerifier<'static>, IdpError> {
-        let issuer = IssuerUrl::new(self.issuer.clone()).map_err(|e| IdpError::IdToken(format!("issuer: {e}")))?;
+        let issuer = IssuerUrl::new(self.issuer.clone())
+            .map_err(|e| IdpError::IdToken(format!("issuer: {e}")))?;
         let extra = self.cfg.extra_audiences.clone();
         let any_with_azp = self.cfg.other_audiences == OtherAudiences::AnyWithAzp;
-        Ok(CoreIdTokenVerifier::new_public_client(ClientId::new(self.client_id.clone()), issuer, self.keys.load().oidc.clone())
-            .set_allowed_algs([
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
-                CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-                CoreJwsSigningAlgorithm::RsaSsaPssSha384,
-                CoreJwsSigningAlgorithm::RsaSsaPssSha512,
-                CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-                CoreJwsSigningAlgorithm::EcdsaP384Sha384,
-                CoreJwsSigningAlgorithm::EdDsa,
-            ])
-            // several audiences always need azp = client id (checked by the crate)
-            .set_other_audience_verifier_fn(move |aud| any_with_azp || extra.iter().any(|e| e == aud.as_str())))
+        Ok(CoreIdTokenVerifier::new_public_client(
+            ClientId::new(self.client_id.clone()),
+            issuer,
+            self.keys.load().oidc.clone(),
+        )
+        .set_allowed_algs([
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+            CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+            CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+            CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+            CoreJwsSigningAlgorithm::EdDsa,
+        ])
+        // several audiences always need azp = client id (checked by the crate)
+        .set_other_audience_verifier_fn(move |aud| {
+            any_with_azp || extra.iter().any(|e| e == aud.as_str())
+        }))
     }
 
     /// Verifies a JWT access token; returns its claims.
     async fn verify_access_token(&self, raw: &str) -> Result<Value, IdpError> {
         let reject = |why: String| IdpError::IdToken(format!("access token: {why}"));
-        let header = jsonwebtoken::decode_header(raw).map_err(|e| reject(format!("not a JWT ({e})")))?;
+        let header =
+            jsonwebtoken::decode_header(raw).map_err(|e| reject(format!("not a JWT ({e})")))?;
         if !self.cfg.access_token_algs.contains(&header.alg) {
             return Err(reject(format!("algorithm {:?} is not allowed", header.alg)));
         }
         let key = match self.find_jwk(header.kid.as_deref()) {
             Some(k) => k,
-            None if self.refetch_jwks().await => {
-                self.find_jwk(header.kid.as_deref()).ok_or_else(|| reject("unknown key id".to_owned()))?
-            }
+            None if self.refetch_jwks().await => self
+                .find_jwk(header.kid.as_deref())
+                .ok_or_else(|| reject("unknown key id".to_owned()))?,
             None => return Err(reject("unknown key id".to_owned())),
         };
-        let key = jsonwebtoken::DecodingKey::from_jwk(&key).map_err(|e| reject(format!("bad key: {e}")))?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(&key)
+            .map_err(|e| reject(format!("bad key: {e}")))?;
         let mut v = jsonwebtoken::Validation::new(header.alg);
         v.algorithms = self.cfg.access_token_algs.clone();
         v.leeway = SKEW_SECS;
@@ -471,9 +555,13 @@ impl Provider {
         } else {
             v.set_audience(&expected);
         }
-        let claims = jsonwebtoken::decode::<Value>(raw, &key, &v).map_err(|e| reject(e.to_string()))?.claims;
+        let claims = jsonwebtoken::decode::<Value>(raw, &key, &v)
+            .map_err(|e| reject(e.to_string()))?
+            .claims;
         if self.cfg.access_token_azp_audience {
-            let aud_ok = audiences(&claims).iter().any(|a| expected.iter().any(|e| e == a));
+            let aud_ok = audiences(&claims)
+                .iter()
+                .any(|a| expected.iter().any(|e| e == a));
             let azp_ok = claims.get("azp").and_then(Value::as_str) == Some(self.client_id.as_str());
             if !aud_ok && !azp_ok {
                 return Err(reject("neither aud nor azp names this client".to_owned()));
@@ -492,7 +580,11 @@ impl Provider {
     fn find_jwk(&self, kid: Option<&str>) -> Option<jsonwebtoken::jwk::Jwk> {
         let keys = self.keys.load();
         match kid {
-            Some(kid) => keys.jwt.iter().find(|k| k.common.key_id.as_deref() == Some(kid)).cloned(),
+            Some(kid) => keys
+                .jwt
+                .iter()
+                .find(|k| k.common.key_id.as_deref() == Some(kid))
+                .cloned(),
             // no kid: only unambiguous with a single key
             None if keys.jwt.len() == 1 => keys.jwt.first().cloned(),
             None => None,
@@ -500,19 +592,27 @@ impl Provider {
     }
 
     /// Calls the userinfo endpoint; its `sub` must be the ID token's.
-    async fn userinfo(&self, access_token: &str, id_claims: Option<&Value>) -> Result<Option<Value>, IdpError> {
+    async fn userinfo(
+        &self,
+        access_token: &str,
+        id_claims: Option<&Value>,
+    ) -> Result<Option<Value>, IdpError> {
         let Some(url) = &self.endpoints.userinfo else {
             return Ok(None);
         };
         let (status, body) = self.http.get_json(url, Some(access_token)).await?;
         if !status.is_success() {
-            return Err(IdpError::TokenExchange(format!("userinfo answered {status}")));
+            return Err(IdpError::TokenExchange(format!(
+                "userinfo answered {status}"
+            )));
         }
-        let info: Value =
-            serde_json::from_slice(&body).map_err(|e| IdpError::TokenExchange(format!("userinfo is not JSON: {e}")))?;
+        let info: Value = serde_json::from_slice(&body)
+            .map_err(|e| IdpError::TokenExchange(format!("userinfo is not JSON: {e}")))?;
         if let Some(id) = id_claims {
             if id.get("sub") != info.get("sub") {
-                return Err(IdpError::IdToken("userinfo sub differs from the id token's".to_owned()));
+                return Err(IdpError::IdToken(
+                    "userinfo sub differs from the id token's".to_owned(),
+                ));
             }
         }
         Ok(Some(info))
@@ -554,11 +654,21 @@ pub enum LogoutTarget {
     Auth0(Url),
 }
 
-async fn discover_endpoints(cfg: &ProviderConfig, http: &IdpHttp) -> Result<(String, Endpoints), IdpError> {
-    let err = |reason: String| IdpError::Discovery { issuer: cfg.issuer.clone(), reason };
+async fn discover_endpoints(
+    cfg: &ProviderConfig,
+    http: &IdpHttp,
+) -> Result<(String, Endpoints), IdpError> {
+    let err = |reason: String| IdpError::Discovery {
+        issuer: cfg.issuer.clone(),
+        reason,
+    };
     let base = cfg.issuer.trim_end_matches('/');
-    let url = Url::parse(&format!("{base}/.well-known/openid-configuration")).map_err(|e| err(e.to_string()))?;
-    let (status, body) = http.get_json(&url, None).await.map_err(|e| err(e.to_string()))?;
+    let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
+        .map_err(|e| err(e.to_string()))?;
+    let (status, body) = http
+        .get_json(&url, None)
+        .await
+        .map_err(|e| err(e.to_string()))?;
     if !status.is_success() {
         return Err(err(format!("{url} answered {status}")));
     }
@@ -572,24 +682,38 @@ async fn discover_endpoints(cfg: &ProviderConfig, http: &IdpHttp) -> Result<(Str
     }
     let token = meta.token_endpoint().map(|t| t.url().clone());
     let endpoints = Endpoints {
-        authorize: cfg.authorize_url.clone().unwrap_or_else(|| meta.authorization_endpoint().url().clone()),
+        authorize: cfg
+            .authorize_url
+            .clone()
+            .unwrap_or_else(|| meta.authorization_endpoint().url().clone()),
         token: cfg
             .token_url
             .clone()
             .or(token)
             .ok_or_else(|| err("the discovery document has no token_endpoint".to_owned()))?,
-        jwks: cfg.jwks_url.clone().unwrap_or_else(|| meta.jwks_uri().url().clone()),
-        userinfo: cfg.userinfo_url.clone().or_else(|| meta.userinfo_endpoint().map(|u| u.url().clone())),
-        end_session: cfg
-            .end_session_url
+        jwks: cfg
+            .jwks_url
             .clone()
-            .or_else(|| meta.additional_metadata().end_session_endpoint.as_ref().map(|u| u.url().clone())),
+            .unwrap_or_else(|| meta.jwks_uri().url().clone()),
+        userinfo: cfg
+            .userinfo_url
+            .clone()
+            .or_else(|| meta.userinfo_endpoint().map(|u| u.url().clone())),
+        end_session: cfg.end_session_url.clone().or_else(|| {
+            meta.additional_metadata()
+                .end_session_endpoint
+                .as_ref()
+                .map(|u| u.url().clone())
+        }),
     };
     Ok((discovered, endpoints))
 }
 
 async fn fetch_keys(http: &IdpHttp, url: &Url) -> Result<Keys, IdpError> {
-    let err = |reason: String| IdpError::Discovery { issuer: url.to_string(), reason };
+    let err = |reason: String| IdpError::Discovery {
+        issuer: url.to_string(),
+        reason,
+    };
     let (status, body) = http.get_json(url, None).await?;
     if !status.is_success() {
         return Err(err(format!("JWKS {url} answered {status}")));
@@ -606,22 +730,12 @@ fn is_unknown_key(e: &openidconnect::ClaimsVerificationError) -> bool {
     )
 }
 
-/// The error and its sources, joined: what went wrong, without secrets.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// The JSON payload of a JWT already verified by the caller.
 pub fn jwt_payload(jwt: &str) -> Option<Value> {
     let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -664,7 +778,11 @@ fn merge_missing(into: &mut Value, from: &Value) {
 
 /// Finds a claim: by its exact name first (names may be URLs with dots),
 /// then as a dotted path, then under an alias.
-pub fn lookup<'a>(claims: &'a Value, name: &str, aliases: &[(String, String)]) -> Option<&'a Value> {
+pub fn lookup<'a>(
+    claims: &'a Value,
+    name: &str,
+    aliases: &[(String, String)],
+) -> Option<&'a Value> {
     let direct = |n: &str| -> Option<&'a Value> {
         if let Some(v) = claims.get(n) {
             return Some(v);
@@ -674,9 +792,13 @@ pub fn lookup<'a>(claims: &'a Value, name: &str, aliases: &[(String, String)]) -
         }
         None
     };
-    direct(name)
-        .filter(|v| !v.is_null())
-        .or_else(|| aliases.iter().filter(|(a, _)| a == name).find_map(|(_, b)| direct(b)).filter(|v| !v.is_null()))
+    direct(name).filter(|v| !v.is_null()).or_else(|| {
+        aliases
+            .iter()
+            .filter(|(a, _)| a == name)
+            .find_map(|(_, b)| direct(b))
+            .filter(|v| !v.is_null())
+    })
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -702,7 +824,12 @@ pub fn identity_from_claims(claims: &Value, names: &ClaimNames) -> Result<Identi
     let subject = get(&names.user_id)
         .and_then(text)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| IdpError::IdToken(format!("claim `{}` (the user id) is missing", names.user_id)))?;
+        .ok_or_else(|| {
+            IdpError::IdToken(format!(
+                "claim `{}` (the user id) is missing",
+                names.user_id
+            ))
+        })?;
     let email_verified = match claims.get("email_verified") {
         Some(Value::Bool(b)) => Some(*b),
         Some(Value::String(s)) => Some(s == "true"),
@@ -725,14 +852,22 @@ fn roles(claims: &Value) -> Vec<String> {
     let mut out = strings(claims.pointer("/realm_access/roles"));
     if let Some(Value::Object(clients)) = claims.get("resource_access") {
         for (client, v) in clients {
-            out.extend(strings(v.get("roles")).into_iter().map(|r| format!("{client}:{r}")));
+            out.extend(
+                strings(v.get("roles"))
+                    .into_iter()
+                    .map(|r| format!("{client}:{r}")),
+            );
         }
     }
     out
 }
 
 /// Values for `claim_header`: control characters dropped, length bounded.
-fn mapped_headers(claims: &Value, map: &[ClaimHeader], aliases: &[(String, String)]) -> Vec<(String, String)> {
+fn mapped_headers(
+    claims: &Value,
+    map: &[ClaimHeader],
+    aliases: &[(String, String)],
+) -> Vec<(String, String)> {
     map.iter()
         .filter_map(|m| {
             let v = lookup(claims, &m.claim, aliases)?;
@@ -740,7 +875,11 @@ fn mapped_headers(claims: &Value, map: &[ClaimHeader], aliases: &[(String, Strin
                 Value::Array(_) => strings(Some(v)).join(","),
                 other => text(other)?,
             };
-            let clean: String = raw.chars().filter(|c| !c.is_control()).take(MAX_HEADER_VALUE).collect();
+            let clean: String = raw
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_HEADER_VALUE)
+                .collect();
             Some((m.header.as_str().to_owned(), clean))
         })
         .collect()

@@ -57,10 +57,20 @@ pub fn check(config: &Config, identity: &Identity) -> Result<(), DenyReason> {
         return Err(DenyReason::UnverifiedEmail);
     }
     check_email_domain(&config.email_domains, identity)?;
-    if !config.allowed_groups.is_empty() && !identity.groups.iter().any(|g| config.allowed_groups.contains(g)) {
+    if !config.allowed_groups.is_empty()
+        && !identity
+            .groups
+            .iter()
+            .any(|g| config.allowed_groups.contains(g))
+    {
         return Err(DenyReason::ConfiguredGroup);
     }
-    if !config.allowed_roles.is_empty() && !identity.roles.iter().any(|r| config.allowed_roles.contains(r)) {
+    if !config.allowed_roles.is_empty()
+        && !identity
+            .roles
+            .iter()
+            .any(|r| config.allowed_roles.contains(r))
+    {
         return Err(DenyReason::Role);
     }
     Ok(())

@@ -177,12 +177,18 @@ static PROVIDERS: &[&dyn Provider] = &[
 
 /// The provider for a `provider` value.
 pub fn lookup(name: &str) -> Option<&'static dyn Provider> {
-    PROVIDERS.iter().copied().find(|p| p.names().contains(&name))
+    PROVIDERS
+        .iter()
+        .copied()
+        .find(|p| p.names().contains(&name))
 }
 
 /// Every accepted `provider` value, for error messages.
 pub fn all_names() -> Vec<&'static str> {
-    PROVIDERS.iter().flat_map(|p| p.names().iter().copied()).collect()
+    PROVIDERS
+        .iter()
+        .flat_map(|p| p.names().iter().copied())
+        .collect()
 }
 
 #[cfg(test)]
@@ -191,7 +197,15 @@ mod tests {
 
     #[test]
     fn every_name_resolves_and_presets_are_safe() {
-        for name in ["oidc", "keycloak", "ztrust", "authentik", "auth0", "passage", "zkauth"] {
+        for name in [
+            "oidc",
+            "keycloak",
+            "ztrust",
+            "authentik",
+            "auth0",
+            "passage",
+            "zkauth",
+        ] {
             let p = lookup(name).unwrap_or_else(|| panic!("{name}")).preset();
             assert!(
                 p.access_token_algs.iter().all(|a| ASYMMETRIC.contains(a)),
@@ -199,6 +213,9 @@ mod tests {
             );
         }
         assert!(lookup("okta").is_none());
-        assert_eq!(lookup("ztrust").map(|p| p.names()), lookup("keycloak").map(|p| p.names()));
+        assert_eq!(
+            lookup("ztrust").map(|p| p.names()),
+            lookup("keycloak").map(|p| p.names())
+        );
     }
 }

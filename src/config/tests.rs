@@ -200,32 +200,56 @@ fn durations_parse() {
 
 #[test]
 fn provider_presets_fill_defaults_and_settings_win() {
-    let zk = MINIMAL
-        .replace("oidc_issuer_url = \"https://idp.example.com/realms/main\"\n", "provider = \"zkauth\"\n");
+    let zk = MINIMAL.replace(
+        "oidc_issuer_url = \"https://idp.example.com/realms/main\"\n",
+        "provider = \"zkauth\"\n",
+    );
     let c = Config::from_toml_str(&zk).unwrap();
     assert_eq!(c.provider.issuer, "https://api.zkauth.tech");
     assert!(!c.provider.discovery && !c.provider.oidc);
     assert_eq!(c.provider.encoding, TokenEncoding::Json);
     assert_eq!(c.provider.identity_source, IdentitySource::AccessToken);
-    assert_eq!(c.provider.token_url.as_ref().unwrap().as_str(), "https://api.zkauth.tech/api/oauth/token");
+    assert_eq!(
+        c.provider.token_url.as_ref().unwrap().as_str(),
+        "https://api.zkauth.tech/api/oauth/token"
+    );
     assert!(c.provider.scopes.is_empty());
     // a public client: no secret means no client auth
     let public = zk.replace("client_secret = \"s3cret\"\n", "");
-    assert_eq!(Config::from_toml_str(&public).unwrap().provider.auth_method, TokenAuthMethod::None);
+    assert_eq!(
+        Config::from_toml_str(&public).unwrap().provider.auth_method,
+        TokenAuthMethod::None
+    );
 
-    let kc = MINIMAL.replace("issuer_url = \"https://idp.example.com/realms/main\"", "issuer_url = \"https://kc.example.com/realms/main/\"\nprovider = \"ztrust\"");
+    let kc = MINIMAL.replace(
+        "issuer_url = \"https://idp.example.com/realms/main\"",
+        "issuer_url = \"https://kc.example.com/realms/main/\"\nprovider = \"ztrust\"",
+    );
     let c = Config::from_toml_str(&kc).unwrap();
-    assert_eq!(c.provider.issuer, "https://kc.example.com/realms/main", "keycloak issuers have no trailing slash");
+    assert_eq!(
+        c.provider.issuer, "https://kc.example.com/realms/main",
+        "keycloak issuers have no trailing slash"
+    );
     assert!(c.provider.verify_access_token && c.provider.access_token_azp_audience);
 
     let a0 = MINIMAL.replace("issuer_url = \"https://idp.example.com/realms/main\"", "issuer_url = \"https://t.eu.auth0.com\"\nprovider = \"auth0\"\naudience = \"https://api.example.com\"");
     let c = Config::from_toml_str(&a0).unwrap();
-    assert_eq!(c.provider.issuer, "https://t.eu.auth0.com/", "auth0 issuers end with a slash");
-    assert!(c.provider.verify_access_token, "an audience makes the access token a JWT to verify");
+    assert_eq!(
+        c.provider.issuer, "https://t.eu.auth0.com/",
+        "auth0 issuers end with a slash"
+    );
+    assert!(
+        c.provider.verify_access_token,
+        "an audience makes the access token a JWT to verify"
+    );
 
     let pa = MINIMAL.replace("issuer_url = \"https://idp.example.com/realms/main\"", "issuer_url = \"https://x.withpassage.com\"\nprovider = \"passage\"\ntoken_endpoint_auth_method = \"client_secret_post\"");
     let c = Config::from_toml_str(&pa).unwrap();
-    assert_eq!(c.provider.auth_method, TokenAuthMethod::Post, "the operator's setting wins");
+    assert_eq!(
+        c.provider.auth_method,
+        TokenAuthMethod::Post,
+        "the operator's setting wins"
+    );
     assert_eq!(c.provider.other_audiences, OtherAudiences::AnyWithAzp);
 }
 
@@ -233,7 +257,10 @@ fn provider_presets_fill_defaults_and_settings_win() {
 fn provider_settings_are_validated() {
     let bad = [
         ("provider = \"okta\"", "provider"),
-        ("token_endpoint_auth_method = \"magic\"", "token_endpoint_auth_method"),
+        (
+            "token_endpoint_auth_method = \"magic\"",
+            "token_endpoint_auth_method",
+        ),
         ("token_request_encoding = \"xml\"", "token_request_encoding"),
         ("identity_source = \"cookie\"", "identity_source"),
         ("claim_header = \"X-Forwarded-User=email\"", "claim_header"),
@@ -246,8 +273,14 @@ fn provider_settings_are_validated() {
         assert!(keys(&err).contains(&key), "{line}: {err}");
     }
     let public = MINIMAL.replace("client_secret = \"s3cret\"\n", "");
-    let err = Config::from_toml_str(&format!("{public}\ntoken_endpoint_auth_method = \"client_secret_basic\"\n")).unwrap_err();
+    let err = Config::from_toml_str(&format!(
+        "{public}\ntoken_endpoint_auth_method = \"client_secret_basic\"\n"
+    ))
+    .unwrap_err();
     assert_eq!(keys(&err), ["token_endpoint_auth_method"]);
-    let ok = Config::from_toml_str(&format!("{MINIMAL}\nclaim_header = [\"X-Forwarded-Phone=phone_number\"]\n")).unwrap();
+    let ok = Config::from_toml_str(&format!(
+        "{MINIMAL}\nclaim_header = [\"X-Forwarded-Phone=phone_number\"]\n"
+    ))
+    .unwrap();
     assert_eq!(ok.claim_headers[0].header.as_str(), "x-forwarded-phone");
 }

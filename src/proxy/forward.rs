@@ -87,7 +87,11 @@ impl Upstreams {
                 .claim_headers
                 .iter()
                 .map(|c| c.header.as_str().to_owned())
-                .chain(config.pass_authorization_header.then(|| "authorization".to_owned()))
+                .chain(
+                    config
+                        .pass_authorization_header
+                        .then(|| "authorization".to_owned()),
+                )
                 .collect(),
         })
     }
@@ -124,7 +128,7 @@ impl Upstreams {
             Ok(Err(e)) => {
                 return Err(Error::UpstreamUnavailable {
                     upstream: route.label.clone(),
-                    reason: source_chain(&e),
+                    reason: crate::error::error_chain(&e),
                 });
             }
             Ok(Ok(r)) => r,
@@ -201,7 +205,9 @@ fn set_identity_headers(h: &mut HeaderMap, id: &Identity, settings: IdentityHead
     }
     // an expired access token is never forwarded
     if settings.pass_access_token
-        && let Some(t) = id.tokens.live_access_token(crate::auth::session::now_secs())
+        && let Some(t) = id
+            .tokens
+            .live_access_token(crate::auth::session::now_secs())
     {
         put(X_FORWARDED_ACCESS_TOKEN, t.expose());
     }
@@ -276,17 +282,6 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %e, "upgraded connection closed with an error");
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -1,7 +1,12 @@
 use super::*;
 
 fn names() -> ClaimNames {
-    ClaimNames { user_id: "sub".into(), email: "email".into(), groups: "groups".into(), aliases: Vec::new() }
+    ClaimNames {
+        user_id: "sub".into(),
+        email: "email".into(),
+        groups: "groups".into(),
+        aliases: Vec::new(),
+    }
 }
 
 #[test]
@@ -22,11 +27,20 @@ fn claims_are_found_by_url_name_dotted_path_or_alias() {
         "phone": "+1555",
         "a.b": "flat"
     });
-    assert_eq!(lookup(&c, "https://example.com/roles", &[]), Some(&serde_json::json!(["admin"])));
-    assert_eq!(lookup(&c, "realm_access.roles", &[]), Some(&serde_json::json!(["user"])));
+    assert_eq!(
+        lookup(&c, "https://example.com/roles", &[]),
+        Some(&serde_json::json!(["admin"]))
+    );
+    assert_eq!(
+        lookup(&c, "realm_access.roles", &[]),
+        Some(&serde_json::json!(["user"]))
+    );
     assert_eq!(lookup(&c, "a.b", &[]), Some(&serde_json::json!("flat")));
     let aliases = vec![("phone_number".to_owned(), "phone".to_owned())];
-    assert_eq!(lookup(&c, "phone_number", &aliases), Some(&serde_json::json!("+1555")));
+    assert_eq!(
+        lookup(&c, "phone_number", &aliases),
+        Some(&serde_json::json!("+1555"))
+    );
     assert_eq!(lookup(&c, "missing.path", &[]), None);
 }
 
@@ -45,10 +59,22 @@ fn keycloak_roles_are_read_from_realm_and_client_access() {
 fn mapped_header_values_are_cleaned_and_bounded() {
     let c = serde_json::json!({"phone_number": "+1\r\nX-Evil: 1", "long": "x".repeat(5000), "list": ["a", "b"]});
     let map = vec![
-        ClaimHeader { header: http::HeaderName::from_static("x-phone"), claim: "phone_number".into() },
-        ClaimHeader { header: http::HeaderName::from_static("x-long"), claim: "long".into() },
-        ClaimHeader { header: http::HeaderName::from_static("x-list"), claim: "list".into() },
-        ClaimHeader { header: http::HeaderName::from_static("x-none"), claim: "absent".into() },
+        ClaimHeader {
+            header: http::HeaderName::from_static("x-phone"),
+            claim: "phone_number".into(),
+        },
+        ClaimHeader {
+            header: http::HeaderName::from_static("x-long"),
+            claim: "long".into(),
+        },
+        ClaimHeader {
+            header: http::HeaderName::from_static("x-list"),
+            claim: "list".into(),
+        },
+        ClaimHeader {
+            header: http::HeaderName::from_static("x-none"),
+            claim: "absent".into(),
+        },
     ];
     let h = mapped_headers(&c, &map, &[]);
     assert_eq!(h[0], ("x-phone".to_owned(), "+1X-Evil: 1".to_owned()));

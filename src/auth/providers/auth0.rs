@@ -17,6 +17,10 @@ impl Provider for Auth0 {
     }
 
     fn preset(&self) -> Preset {
-        Preset { issuer_slash: IssuerSlash::Add, logout: LogoutStyle::Auth0, ..Preset::oidc() }
+        Preset {
+            issuer_slash: IssuerSlash::Add,
+            logout: LogoutStyle::Auth0,
+            ..Preset::oidc()
+        }
     }
 }
