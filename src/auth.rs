@@ -27,6 +27,10 @@ use crate::config::Config;
 
 /// What the gate decided about one request.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "Allow is the common case on the hot path; boxing it would add an allocation per request"
+)]
 pub enum Decision {
     /// Signed in and allowed.
     Allow(Identity),

@@ -608,12 +608,10 @@ impl Provider {
         }
         let info: Value = serde_json::from_slice(&body)
             .map_err(|e| IdpError::TokenExchange(format!("userinfo is not JSON: {e}")))?;
-        if let Some(id) = id_claims {
-            if id.get("sub") != info.get("sub") {
-                return Err(IdpError::IdToken(
-                    "userinfo sub differs from the id token's".to_owned(),
-                ));
-            }
+        if let Some(id) = id_claims
+            && id.get("sub") != info.get("sub")
+        {
+            return Err(IdpError::IdToken("userinfo sub differs from the id token's".to_owned()));
         }
         Ok(Some(info))
     }
