@@ -104,28 +104,91 @@ async fn main() -> BoxResult<()> {
     )?;
     let peak_under_load = sampler.await.unwrap_or(0);
     let hwm = rss_kib(pid, "VmHWM:");
+    let mut rows = vec![
+        ("upstream direct", direct),
+        ("through gatehouse (signed in)", proxied),
+    ];
+    let auth = wrk(&format!("{base}/oauth2/auth"), Some(&cookie), threads, connections, duration)?;
+    rows.push(("gatehouse /oauth2/auth asked directly", auth));
+    match nginx_rows(port, upstream, &cookie, threads, connections, duration) {
+        Ok(mut more) => rows.append(&mut more),
+        Err(e) => emit(&format!("(nginx rows skipped: {e})\n")),
+    }
 
+    let mut table = String::from("| target | requests/s | p99 latency | non-2xx |\n|---|---|---|---|\n");
+    for (name, r) in &rows {
+        table.push_str(&format!("| {name} | {:.0} | {} | {} |\n", r.rps, r.p99, r.non_2xx));
+    }
     emit(&format!(
-        "| target | requests/s | p99 latency | non-2xx |\n|---|---|---|---|\n\
-         | upstream direct | {:.0} | {} | {} |\n| through gatehouse (signed in) | {:.0} | {} | {} |\n\n\
-         gatehouse RSS: idle {} KiB, under load (max sampled) {} KiB, peak (VmHWM) {} KiB\n\
-         wrk -t{threads} -c{connections} -d{duration}s, 1 KiB upstream page, log level warn, on {} cores\n",
-        direct.rps,
-        direct.p99,
-        direct.non_2xx,
-        proxied.rps,
-        proxied.p99,
-        proxied.non_2xx,
-        idle_rss,
-        peak_under_load,
-        hwm,
+        "{table}\ngatehouse RSS: idle {idle_rss} KiB, under load (max sampled) {peak_under_load} KiB, \
+         peak (VmHWM) {hwm} KiB\nwrk -t{threads} -c{connections} -d{duration}s, 1 KiB upstream page, \
+         log level warn, on {} cores\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
     ));
     drop(child);
-    if proxied.non_2xx > 0 {
-        return Err("some proxied requests were not 2xx: the session did not hold".into());
+    if rows.iter().any(|(_, r)| r.non_2xx > 0) {
+        return Err("some requests were not 2xx: the session did not hold".into());
     }
     Ok(())
+}
+
+/// Runs nginx from `deploy/nginx/gatehouse.conf` (auth_request in front of
+/// the upstream) next to a plain nginx server block proxying to the same
+/// upstream without auth, and measures both.
+fn nginx_rows(
+    gatehouse_port: u16,
+    upstream: SocketAddr,
+    cookie: &str,
+    threads: u64,
+    connections: u64,
+    duration: u64,
+) -> BoxResult<Vec<(&'static str, WrkResult)>> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or("nginx not found: apt-get install -y nginx")?;
+    let dir = std::env::temp_dir().join(format!("gatehouse-bench-nginx-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("logs"))?;
+    let (auth_port, plain_port) = (free_port()?, free_port()?);
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/gatehouse.conf"))?;
+    // the first server block is the protected app
+    let end = template.find("\n}\n").ok_or("deploy/nginx/gatehouse.conf: no server block")? + 3;
+    let start = template.find("server {").ok_or("deploy/nginx/gatehouse.conf: no server block")?;
+    let protected = template[start..end]
+        .replace("listen 80;", &format!("listen 127.0.0.1:{auth_port};"))
+        .replace("127.0.0.1:4180", &format!("127.0.0.1:{gatehouse_port}"))
+        .replace("127.0.0.1:8080", &upstream.to_string());
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
+         events {{ worker_connections 1024; }}\nhttp {{\n access_log off;\n\
+         client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
+         uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+         upstream app {{ server {upstream}; keepalive 64; }}\n\
+         server {{ listen 127.0.0.1:{plain_port}; location / {{ proxy_pass http://app; \
+         proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n{protected}\n}}\n",
+        d = dir.display(),
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let child = Command::new(nginx)
+        .args(["-p", &dir.display().to_string(), "-c", &conf_path.display().to_string()])
+        .stderr(Stdio::null())
+        .spawn()?;
+    let _nginx = ChildGuard(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", auth_port)).is_err() {
+        if Instant::now() > deadline {
+            return Err("nginx did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let plain = wrk(&format!("http://127.0.0.1:{plain_port}/"), None, threads, connections, duration)?;
+    let through = wrk(&format!("http://127.0.0.1:{auth_port}/"), Some(cookie), threads, connections, duration)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(vec![
+        ("nginx, no auth", plain),
+        ("nginx auth_request + gatehouse /oauth2/auth", through),
+    ])
 }
 
 #[expect(clippy::print_stdout, reason = "the benchmark's report is its output")]
