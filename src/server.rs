@@ -53,7 +53,7 @@ pub struct Server {
     local_addr: SocketAddr,
     state: Arc<AppState>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
     discovery: JoinHandle<()>,
 }
 
@@ -91,7 +91,7 @@ impl Server {
             local_addr,
             state,
             stop,
-            task,
+            task: Some(task),
             discovery,
         })
     }
@@ -107,12 +107,23 @@ impl Server {
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded), returns.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         self.discovery.abort();
-        if let Err(e) = self.task.await {
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
             tracing::warn!(error = %e, "accept loop ended abnormally");
         }
+    }
+}
+
+impl Drop for Server {
+    /// Dropped without `shutdown`: stop accepting and stop discovery; open
+    /// connections are left to finish on their own.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.discovery.abort();
     }
 }
 
