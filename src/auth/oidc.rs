@@ -611,7 +611,9 @@ impl Provider {
         if let Some(id) = id_claims
             && id.get("sub") != info.get("sub")
         {
-            return Err(IdpError::IdToken("userinfo sub differs from the id token's".to_owned()));
+            return Err(IdpError::IdToken(
+                "userinfo sub differs from the id token's".to_owned(),
+            ));
         }
         Ok(Some(info))
     }

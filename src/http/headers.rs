@@ -65,18 +65,23 @@ const IDENTITY_PREFIXES: &[&str] = &["x-auth-request-"];
 /// True when `name` could be taken for an identity header by an upstream:
 /// compared case-insensitively with `_` read as `-`.
 pub fn is_identity_header(name: &str) -> bool {
-    let norm: String = name
-        .chars()
-        .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect();
-    IDENTITY_HEADERS.contains(&norm.as_str())
-        || IDENTITY_PREFIXES.iter().any(|p| norm.starts_with(p))
+    IDENTITY_HEADERS.iter().any(|h| same_header(name, h))
+        || IDENTITY_PREFIXES
+            .iter()
+            .any(|p| name.get(..p.len()).is_some_and(|head| same_header(head, p)))
+}
+
+/// Header names equal ignoring ASCII case, with `_` read as `-`. Compares
+/// byte by byte: no allocation on the request path.
+pub fn same_header(a: &str, b: &str) -> bool {
+    let norm = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }
 
 /// True for a header gatehouse sets itself on the upstream request.
@@ -84,21 +89,17 @@ pub fn is_gatehouse_header(name: &str) -> bool {
     is_identity_header(name)
         || ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
             .iter()
-            .any(|h| h.eq_ignore_ascii_case(&name.replace('_', "-")))
+            .any(|h| same_header(name, h))
 }
 
 /// Removes every header [`is_identity_header`] matches, plus `extra` names
-/// (normalised the same way).
-pub fn strip_identity_headers(headers: &mut HeaderMap, extra: &[&str]) {
+/// (compared the same way).
+pub fn strip_identity_headers<S: AsRef<str>>(headers: &mut HeaderMap, extra: &[S]) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|k| {
             let n = k.as_str();
-            is_identity_header(n)
-                || extra.iter().any(|e| {
-                    n.replace('_', "-")
-                        .eq_ignore_ascii_case(&e.replace('_', "-"))
-                })
+            is_identity_header(n) || extra.iter().any(|e| same_header(n, e.as_ref()))
         })
         .cloned()
         .collect();

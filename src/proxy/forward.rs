@@ -155,8 +155,7 @@ impl Upstreams {
     ) {
         strip_hop_by_hop(h, websocket);
         // a client's own identity headers never reach the upstream
-        let extra: Vec<&str> = self.strip_extra.iter().map(String::as_str).collect();
-        strip_identity_headers(h, &extra);
+        strip_identity_headers(h, &self.strip_extra);
         set_identity_headers(h, ctx.identity, self.identity);
         let trusted = ctx.origin.trusted;
         if let Some(v) = forwarded_for(h, ctx.peer, trusted) {
