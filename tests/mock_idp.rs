@@ -1,5 +1,9 @@
-//! Smoke tests of the test support code itself (mock IdP, recording
-//! upstream, test client), talking to them directly, without gatehouse.
+//! Checks that the mocks speak the real protocol, so the other tests can
+//! trust them: the mock IdP (discovery, JWKS, authorize with PKCE S256, the
+//! token endpoint with client authentication, logout, and its failure knobs),
+//! the recording upstream (records, downloads, uploads, WebSocket echo, h2c)
+//! and the test client's cookie jar, each talked to directly over HTTP,
+//! without gatehouse; plus the `login` helpers that drive gatehouse.
 
 // helpers below are not `#[test]` fns, which clippy's allow-*-in-tests skips
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -33,3 +33,47 @@ where
 {
     body.map_err(Into::into).boxed()
 }
+
+/// A request body that says when it has been sent in full (or failed, or
+/// was dropped): the upstream timeout counts from then, so a long upload is
+/// not cut off while it is still streaming.
+pub struct NotifyOnEnd<B> {
+    inner: B,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<B> NotifyOnEnd<B> {
+    /// Wraps `inner`; `done` fires once, at its end.
+    pub fn new(inner: B, done: tokio::sync::oneshot::Sender<()>) -> Self {
+        Self { inner, done: Some(done) }
+    }
+}
+
+impl<B> http_body::Body for NotifyOnEnd<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

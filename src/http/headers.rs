@@ -109,9 +109,11 @@ pub fn strip_identity_headers<S: AsRef<str>>(headers: &mut HeaderMap, extra: &[S
 }
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
+    // not standard, but still sent by old clients and never end to end
+    HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,

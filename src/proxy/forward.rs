@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::auth::identity::Identity;
 use crate::config::{Config, Upstream};
 use crate::error::Error;
-use crate::http::body::{ProxyBody, stream};
+use crate::http::body::{NotifyOnEnd, ProxyBody, stream};
 use crate::http::forwarded::{Origin, forwarded_for};
 use crate::http::headers::{
     X_FORWARDED_ACCESS_TOKEN, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_HOST,
@@ -55,7 +55,7 @@ struct Route {
 
 /// The upstreams and the pooled client that reaches them. Built once.
 pub struct Upstreams {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, NotifyOnEnd<Incoming>>,
     routes: Vec<Route>,
     timeout: Duration,
     pass_host_header: bool,
@@ -122,9 +122,19 @@ impl Upstreams {
             websocket,
         );
 
-        let sent = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let (body_sent, body_sent_rx) = tokio::sync::oneshot::channel();
+        let req = req.map(|b| NotifyOnEnd::new(b, body_sent));
+        // the timeout counts from the end of the request body: an upload
+        // still streaming is not the upstream being slow
+        let sent = tokio::select! {
+            r = self.client.request(req) => Ok(r),
+            () = async {
+                let _ = body_sent_rx.await;
+                tokio::time::sleep(self.timeout).await;
+            } => Err(()),
+        };
         let mut resp = match sent {
-            Err(_elapsed) => return Err(Error::UpstreamTimeout(route.label.clone())),
+            Err(()) => return Err(Error::UpstreamTimeout(route.label.clone())),
             Ok(Err(e)) => {
                 return Err(Error::UpstreamUnavailable {
                     upstream: route.label.clone(),
