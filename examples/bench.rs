@@ -108,16 +108,26 @@ async fn main() -> BoxResult<()> {
         ("upstream direct", direct),
         ("through gatehouse (signed in)", proxied),
     ];
-    let auth = wrk(&format!("{base}/oauth2/auth"), Some(&cookie), threads, connections, duration)?;
+    let auth = wrk(
+        &format!("{base}/oauth2/auth"),
+        Some(&cookie),
+        threads,
+        connections,
+        duration,
+    )?;
     rows.push(("gatehouse /oauth2/auth asked directly", auth));
     match nginx_rows(port, upstream, &cookie, threads, connections, duration) {
         Ok(mut more) => rows.append(&mut more),
         Err(e) => emit(&format!("(nginx rows skipped: {e})\n")),
     }
 
-    let mut table = String::from("| target | requests/s | p99 latency | non-2xx |\n|---|---|---|---|\n");
+    let mut table =
+        String::from("| target | requests/s | p99 latency | non-2xx |\n|---|---|---|---|\n");
     for (name, r) in &rows {
-        table.push_str(&format!("| {name} | {:.0} | {} | {} |\n", r.rps, r.p99, r.non_2xx));
+        table.push_str(&format!(
+            "| {name} | {:.0} | {} | {} |\n",
+            r.rps, r.p99, r.non_2xx
+        ));
     }
     emit(&format!(
         "{table}\ngatehouse RSS: idle {idle_rss} KiB, under load (max sampled) {peak_under_load} KiB, \
@@ -150,10 +160,18 @@ fn nginx_rows(
     let dir = std::env::temp_dir().join(format!("gatehouse-bench-nginx-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("logs"))?;
     let (auth_port, plain_port) = (free_port()?, free_port()?);
-    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/gatehouse.conf"))?;
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/nginx/gatehouse.conf"
+    ))?;
     // the first server block is the protected app
-    let end = template.find("\n}\n").ok_or("deploy/nginx/gatehouse.conf: no server block")? + 3;
-    let start = template.find("server {").ok_or("deploy/nginx/gatehouse.conf: no server block")?;
+    let end = template
+        .find("\n}\n")
+        .ok_or("deploy/nginx/gatehouse.conf: no server block")?
+        + 3;
+    let start = template
+        .find("server {")
+        .ok_or("deploy/nginx/gatehouse.conf: no server block")?;
     let protected = template[start..end]
         .replace("listen 80;", &format!("listen 127.0.0.1:{auth_port};"))
         .replace("127.0.0.1:4180", &format!("127.0.0.1:{gatehouse_port}"))
@@ -171,7 +189,12 @@ fn nginx_rows(
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf)?;
     let child = Command::new(nginx)
-        .args(["-p", &dir.display().to_string(), "-c", &conf_path.display().to_string()])
+        .args([
+            "-p",
+            &dir.display().to_string(),
+            "-c",
+            &conf_path.display().to_string(),
+        ])
         .stderr(Stdio::null())
         .spawn()?;
     let _nginx = ChildGuard(child);
@@ -182,8 +205,20 @@ fn nginx_rows(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let plain = wrk(&format!("http://127.0.0.1:{plain_port}/"), None, threads, connections, duration)?;
-    let through = wrk(&format!("http://127.0.0.1:{auth_port}/"), Some(cookie), threads, connections, duration)?;
+    let plain = wrk(
+        &format!("http://127.0.0.1:{plain_port}/"),
+        None,
+        threads,
+        connections,
+        duration,
+    )?;
+    let through = wrk(
+        &format!("http://127.0.0.1:{auth_port}/"),
+        Some(cookie),
+        threads,
+        connections,
+        duration,
+    )?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(vec![
         ("nginx, no auth", plain),

@@ -93,6 +93,13 @@ fn allowed(
     pass_access_token: bool,
     forwarded_too: bool,
 ) -> Response<ProxyBody> {
+    if HeaderValue::from_bytes(id.subject.as_bytes()).is_err() {
+        // never an allow without the user id the front proxy will pass on
+        return error_response(
+            &Error::Internal("user id cannot be sent as a header"),
+            Mode::Json,
+        );
+    }
     let mut r = Response::new(empty());
     *r.status_mut() = status;
     let h = r.headers_mut();

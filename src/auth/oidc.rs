@@ -821,9 +821,11 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 /// Maps claims to an identity with the configured claim names.
 pub fn identity_from_claims(claims: &Value, names: &ClaimNames) -> Result<Identity, IdpError> {
     let get = |n: &str| lookup(claims, n, &names.aliases);
+    // a user id that cannot travel in a header would mean an allowed request
+    // with no identity upstream: refuse the login instead
     let subject = get(&names.user_id)
         .and_then(text)
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
         .ok_or_else(|| {
             IdpError::IdToken(format!(
                 "claim `{}` (the user id) is missing",

@@ -45,7 +45,10 @@ pub struct NotifyOnEnd<B> {
 impl<B> NotifyOnEnd<B> {
     /// Wraps `inner`; `done` fires once, at its end.
     pub fn new(inner: B, done: tokio::sync::oneshot::Sender<()>) -> Self {
-        Self { inner, done: Some(done) }
+        Self {
+            inner,
+            done: Some(done),
+        }
     }
 }
 

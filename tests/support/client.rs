@@ -1,18 +1,26 @@
 //! `TestClient`: a browser stand-in for the integration tests.
 //!
 //! HTTP/1.1 (or h2c with [`TestClient::h2c`]) over plain TCP, redirects OFF
-//! so every 302 is asserted, and a cookie jar keyed by host. Like a browser,
-//! the jar ignores ports (cookies for `127.0.0.1` go to every port on it) and
-//! honours `Path`, `Max-Age` and `Expires`; unlike one it ignores `Secure`
-//! and `Domain` (tests run over http on loopback).
+//! so every 302 is asserted, and a cookie jar. Like a browser, the jar
+//! ignores ports (cookies for `127.0.0.1` go to every port on it) and honours
+//! `Path`, `Max-Age`, `Expires` and `Domain` (a `Domain=.gatehouse.test`
+//! cookie goes to every subdomain; one without `Domain` only to the host that
+//! set it); unlike one it ignores `Secure` (tests run over http on loopback).
+//!
+//! Several host names on one machine: [`TestClient::with_resolve`] sends
+//! requests for the names given to `127.0.0.1` (same port), keeping the
+//! `Host` header and the jar's host from the URL, as a browser would with an
+//! `/etc/hosts` entry. Use the reserved `.test` names, e.g.
+//! `app1.gatehouse.test`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cookie::Cookie;
 use cookie::time::OffsetDateTime;
+use http::uri::{Authority, Uri};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Empty, Full};
@@ -33,7 +41,9 @@ pub const ACCEPT_HTML: &str = "text/html,application/xhtml+xml,application/xml;q
 /// A client with redirects off and a cookie jar.
 pub struct TestClient {
     client: Client<HttpConnector, ClientBody>,
-    jar: Mutex<HashMap<String, Vec<StoredCookie>>>,
+    jar: Mutex<Vec<StoredCookie>>,
+    /// Host names (lowercase) connected to on `127.0.0.1`.
+    resolve: HashSet<String>,
     timeout: Duration,
 }
 
@@ -51,6 +61,10 @@ pub struct TestResponse {
 struct StoredCookie {
     name: String,
     value: String,
+    /// The host that set it (host-only) or its `Domain`, lowercase, no dot.
+    domain: String,
+    /// No `Domain` attribute: sent only to `domain` itself (RFC 6265 5.3).
+    host_only: bool,
     path: String,
     expires: Option<OffsetDateTime>,
 }
@@ -82,8 +96,17 @@ impl TestClient {
         Self {
             client,
             jar: Mutex::default(),
+            resolve: HashSet::new(),
             timeout: Duration::from_secs(30),
         }
+    }
+
+    /// Connects to `127.0.0.1` (the URL's port) for requests to any of
+    /// `names`, sending `Host` and keeping cookies as for the URL's host.
+    pub fn with_resolve(mut self, names: &[&str]) -> Self {
+        self.resolve
+            .extend(names.iter().map(|n| n.to_ascii_lowercase()));
+        self
     }
 
     /// Per-request timeout (headers and body).
@@ -172,7 +195,7 @@ impl TestClient {
         let url = Url::parse(&req.uri().to_string())?;
         let host = host_key(&url);
         if !req.headers().contains_key(header::COOKIE)
-            && let Some(cookie) = self.cookie_header(&host, url.path())
+            && let Some(cookie) = self.jar_header(&host, url.path())
         {
             req.headers_mut()
                 .insert(header::COOKIE, HeaderValue::from_str(&cookie)?);
@@ -180,20 +203,65 @@ impl TestClient {
         req.headers_mut()
             .entry(header::USER_AGENT)
             .or_insert(HeaderValue::from_static("gatehouse-tests"));
+        if self.resolve.contains(&host) {
+            self.connect_to_loopback(&mut req)?;
+        }
         let resp = self.client.request(req).await?;
         self.store(&host, &url, resp.headers());
         Ok(resp)
     }
 
-    /// Cookies the jar would send to `host` at path `/` and below, name →
-    /// value. `host` may be `127.0.0.1`, `127.0.0.1:PORT` or a URL.
+    /// Points `req` at `127.0.0.1` on the same port, with `Host` (unless
+    /// given) still naming the URL's host: what `/etc/hosts` would do.
+    fn connect_to_loopback(&self, req: &mut Request<ClientBody>) -> Result<(), BoxError> {
+        let authority = req
+            .uri()
+            .authority()
+            .ok_or("request URL without a host")?
+            .clone();
+        let port = authority
+            .port_u16()
+            .unwrap_or(if req.uri().scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        req.headers_mut()
+            .entry(header::HOST)
+            .or_insert(HeaderValue::from_str(authority.as_str())?);
+        let mut parts = req.uri().clone().into_parts();
+        parts.authority = Some(Authority::try_from(format!("127.0.0.1:{port}"))?);
+        *req.uri_mut() = Uri::from_parts(parts)?;
+        Ok(())
+    }
+
+    /// The `Cookie` header the jar would send with a request to `url`
+    /// (e.g. to replay what a browser sent through a front proxy).
+    pub fn cookie_header_for(&self, url: &str) -> Option<String> {
+        let url = Url::parse(url)
+            .map_err(|e| format!("bad test url {url}: {e}"))
+            .unwrap();
+        self.jar_header(&host_key(&url), url.path())
+    }
+
+    /// Applies the `Set-Cookie` headers in `headers` as if they came in a
+    /// response to `url` (e.g. a forward-auth answer a front proxy relayed).
+    pub fn store_cookies(&self, url: &str, headers: &HeaderMap) {
+        let url = Url::parse(url)
+            .map_err(|e| format!("bad test url {url}: {e}"))
+            .unwrap();
+        self.store(&host_key(&url), &url, headers);
+    }
+
+    /// Cookies the jar would send to `host`, any path, name → value. `host`
+    /// may be `127.0.0.1`, `127.0.0.1:PORT`, `app1.gatehouse.test` or a URL;
+    /// `Domain` cookies covering it are included.
     pub fn cookies_for(&self, host: &str) -> BTreeMap<String, String> {
         let now = OffsetDateTime::now_utc();
+        let host = normalise_host(host);
         let jar = self.jar.lock().unwrap();
-        jar.get(&normalise_host(host))
-            .into_iter()
-            .flatten()
-            .filter(|c| c.expires.is_none_or(|e| e > now))
+        jar.iter()
+            .filter(|c| c.sent_to(&host) && c.expires.is_none_or(|e| e > now))
             .map(|c| (c.name.clone(), c.value.clone()))
             .collect()
     }
@@ -203,39 +271,46 @@ impl TestClient {
         self.cookies_for(host).remove(name)
     }
 
-    /// Sets (or overwrites) a cookie with `Path=/`, as a tampering browser would.
+    /// Sets (or overwrites) a host-only cookie with `Path=/`, as a tampering
+    /// browser would.
     pub fn set_cookie(&self, host: &str, name: &str, value: &str) {
+        let host = normalise_host(host);
         let cookie = StoredCookie {
             name: name.to_owned(),
             value: value.to_owned(),
+            domain: host.clone(),
+            host_only: true,
             path: "/".into(),
             expires: None,
         };
         let mut jar = self.jar.lock().unwrap();
-        let cookies = jar.entry(normalise_host(host)).or_default();
-        cookies.retain(|c| !(c.name == name && c.path == "/"));
-        cookies.push(cookie);
+        jar.retain(|c| !(c.name == name && c.path == "/" && c.domain == host));
+        jar.push(cookie);
     }
 
-    /// Removes every cookie called `name` for `host`, whatever its path.
+    /// Removes every cookie called `name` that would be sent to `host`,
+    /// whatever its path (`Domain` cookies covering `host` included).
     pub fn remove_cookie(&self, host: &str, name: &str) {
-        if let Some(cookies) = self.jar.lock().unwrap().get_mut(&normalise_host(host)) {
-            cookies.retain(|c| c.name != name);
-        }
+        let host = normalise_host(host);
+        self.jar
+            .lock()
+            .unwrap()
+            .retain(|c| !(c.name == name && c.sent_to(&host)));
     }
 
     pub fn clear_cookies(&self) {
         self.jar.lock().unwrap().clear();
     }
 
-    /// `name=value; …` for a request to `path`, longest paths first.
-    fn cookie_header(&self, host: &str, path: &str) -> Option<String> {
+    /// `name=value; …` for a request to `host` at `path`, longest paths first.
+    fn jar_header(&self, host: &str, path: &str) -> Option<String> {
         let now = OffsetDateTime::now_utc();
         let jar = self.jar.lock().unwrap();
         let mut matching: Vec<&StoredCookie> = jar
-            .get(host)?
             .iter()
-            .filter(|c| c.expires.is_none_or(|e| e > now) && path_matches(path, &c.path))
+            .filter(|c| {
+                c.sent_to(host) && c.expires.is_none_or(|e| e > now) && path_matches(path, &c.path)
+            })
             .collect();
         if matching.is_empty() {
             return None;
@@ -249,10 +324,11 @@ impl TestClient {
     }
 
     /// Applies `Set-Cookie` headers from a response to a request for `url`.
+    /// A `Domain` that does not cover `host` makes the browser drop the
+    /// cookie, and so does this jar.
     fn store(&self, host: &str, url: &Url, headers: &HeaderMap) {
         let now = OffsetDateTime::now_utc();
         let mut jar = self.jar.lock().unwrap();
-        let cookies = jar.entry(host.to_owned()).or_default();
         for value in headers.get_all(header::SET_COOKIE) {
             let Some(parsed) = value
                 .to_str()
@@ -261,6 +337,15 @@ impl TestClient {
             else {
                 continue;
             };
+            let (domain, host_only) = match parsed
+                .domain()
+                .map(|d| d.trim_start_matches('.').to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+            {
+                None => (host.to_owned(), true),
+                Some(d) if domain_matches(host, &d) => (d, false),
+                Some(_) => continue,
+            };
             let path = parsed
                 .path()
                 .map_or_else(|| default_path(url.path()), str::to_owned);
@@ -268,16 +353,31 @@ impl TestClient {
                 (Some(max_age), _) => Some(now + max_age),
                 (None, expires) => expires,
             };
-            cookies.retain(|c| !(c.name == parsed.name() && c.path == path));
+            jar.retain(|c| !(c.name == parsed.name() && c.path == path && c.domain == domain));
             if expires.is_none_or(|e| e > now) {
                 let (name, value) = (parsed.name().to_owned(), parsed.value().to_owned());
-                cookies.push(StoredCookie {
+                jar.push(StoredCookie {
                     name,
                     value,
+                    domain,
+                    host_only,
                     path,
                     expires,
                 });
             }
+        }
+    }
+}
+
+// === impl StoredCookie ===
+
+impl StoredCookie {
+    /// Whether a browser sends this cookie to `host` (lowercase, no port).
+    fn sent_to(&self, host: &str) -> bool {
+        if self.host_only {
+            host == self.domain
+        } else {
+            domain_matches(host, &self.domain)
         }
     }
 }
@@ -376,6 +476,23 @@ fn normalise_host(host: &str) -> String {
         _ => host,
     };
     bare.to_ascii_lowercase()
+}
+
+/// RFC 6265 5.1.3 domain-match, plus the browsers' refusal of a `Domain`
+/// with no inner dot (a stand-in for the public suffix list) and of any
+/// `Domain` on an IP address other than the address itself.
+fn domain_matches(host: &str, domain: &str) -> bool {
+    if host == domain {
+        return true;
+    }
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok()
+        || host.starts_with('[')
+        || domain.parse::<std::net::IpAddr>().is_ok();
+    !is_ip
+        && domain.contains('.')
+        && host.len() > domain.len()
+        && host.ends_with(domain)
+        && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
 }
 
 /// RFC 6265 5.1.4 default-path.

@@ -7,6 +7,12 @@
 //! HTTP Basic or form body), `/userinfo` and `/logout`. Tokens are RS256 JWTs
 //! signed with the committed test-only keys in `keys/`.
 //!
+//! [`IdpOptions::profile`] makes it behave like a particular provider
+//! (Keycloak, Authentik, Auth0, Passage, ZKAuth): its issuer form, endpoint
+//! paths, discovery document, token shapes and claims, client authentication
+//! and token request encoding; see [`Profile`] and `idp/profiles.rs`. The
+//! default, [`Profile::Generic`], is the endpoints listed above.
+//!
 //! Knobs (`MockIdp::knobs`) change its behaviour at runtime so tests can
 //! simulate a misbehaving or hostile provider: mutated tokens, key rotation,
 //! error redirects, failing endpoints.
@@ -16,8 +22,9 @@
 //! depends only on the crate's regular dependencies so the demo can include it.
 //!
 //! Layout: this file holds the options, knobs, state and the endpoints except
-//! `/token`, which is in `idp/token_endpoint.rs`; keys, claims and token
-//! mutations are in `idp/tokens.rs`; response builders in `idp/web.rs`.
+//! `/token`, which is in `idp/token_endpoint.rs`; keys, token claims and
+//! mutations are in `idp/tokens.rs`; each profile's paths, discovery document
+//! and profile claims in `idp/profiles.rs`; response builders in `idp/web.rs`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -42,6 +49,8 @@ use url::Url;
 
 // explicit paths: this file is also compiled from examples/demo.rs via
 // `#[path]`, where implicit nested module lookup would differ
+#[path = "idp/profiles.rs"]
+mod profiles;
 #[path = "idp/token_endpoint.rs"]
 mod token_endpoint;
 #[path = "idp/tokens.rs"]
@@ -49,13 +58,22 @@ mod tokens;
 #[path = "idp/web.rs"]
 mod web;
 
+pub use profiles::Profile;
 pub use tokens::{TokenMutation, pkce_challenge};
 pub use web::escape_html;
 
-use tokens::Minter;
+use profiles::{Route, Routes};
+use tokens::{Grant, Minter};
 use web::{
     Resp, html_page, json_response, oauth_error, parse_basic, redirect_with, respond, status_from,
 };
+
+/// Second audience Passage puts in every ID token (see [`Knobs::extra_audiences`]).
+pub const PASSAGE_OTHER_AUDIENCE: &str = "https://passage.example/other";
+/// The namespaced claim an Auth0 Action adds with the user's app roles.
+pub const AUTH0_ROLES_CLAIM: &str = "https://example.com/roles";
+/// Realm roles every Keycloak user has (`realm_access.roles`).
+pub const KEYCLOAK_REALM_ROLES: [&str; 2] = ["offline_access", "user"];
 
 /// PEM of the public half of `key1` (SPKI), e.g. for static-key bearer configs.
 pub const KEY1_PUBLIC_PEM: &str = include_str!("keys/key1.pub.pem");
@@ -77,6 +95,13 @@ pub struct DemoUser {
     pub email_verified: bool,
     pub name: String,
     pub groups: Vec<String>,
+    /// Phone number (Passage's `phone` claim).
+    pub phone: Option<String>,
+    /// Roles of our client: Keycloak `resource_access.<client_id>.roles`,
+    /// Auth0 `permissions`.
+    pub client_roles: Vec<String>,
+    /// Application roles: Auth0's namespaced [`AUTH0_ROLES_CLAIM`].
+    pub app_roles: Vec<String>,
 }
 
 /// Startup options. Runtime behaviour lives in [`Knobs`].
@@ -89,8 +114,11 @@ pub struct IdpOptions {
     /// Username: `/authorize` redirects straight back as that user instead
     /// of showing the login page. Copied into [`Knobs::auto_approve`].
     pub auto_approve: Option<String>,
-    /// Advertise the issuer as `http://127.0.0.1:PORT/` (with a slash).
+    /// Advertise the issuer as `http://127.0.0.1:PORT/` (with a slash);
+    /// only for [`Profile::Generic`], the others have their own issuer form.
     pub issuer_trailing_slash: bool,
+    /// Which provider to behave like.
+    pub profile: Profile,
 }
 
 /// Runtime behaviour, changed through [`MockIdp::knobs`].
@@ -124,23 +152,43 @@ pub struct Knobs {
     pub extra_access_token_claims: Map<String, Value>,
     /// Sleep this long before answering any request (timeout tests).
     pub response_delay: Option<Duration>,
+    /// Overrides every user's `email_verified`; Authentik starts at
+    /// `Some(false)` (it does not verify addresses by default).
+    pub email_verified: Option<bool>,
+    /// Advertise (and serve) the profile's `end_session_endpoint`; starts
+    /// false only for Auth0, whose `/oidc/logout` is opt-in (its
+    /// `/v2/logout` is always served).
+    pub advertise_end_session: bool,
+    /// Audiences after the client id in ID tokens' `aud`, which is an array
+    /// when there are any (Passage: always an array; starts with
+    /// [`PASSAGE_OTHER_AUDIENCE`]; empty makes a one-element array).
+    pub extra_audiences: Vec<String>,
+    /// Leave `azp` out of ID tokens.
+    pub omit_azp: bool,
+    /// The `iss` claim of every token minted, instead of the issuer
+    /// (discovery still advertises the real one).
+    pub issuer_claim: Option<String>,
 }
 
 /// Query or form parameters in the order received.
 #[derive(Clone, Debug, Default)]
 pub struct Params(pub Vec<(String, String)>);
 
-/// One request to `/token`, recorded before any validation.
+/// One request to the token endpoint, recorded before any validation.
 #[derive(Clone, Debug)]
 pub struct TokenRequest {
     pub headers: HeaderMap,
+    /// The raw body.
     pub body: String,
+    /// The form fields, or for ZKAuth the JSON body's scalar members.
     pub params: Params,
 }
 
-/// One request to `/logout`.
+/// One request to a logout endpoint.
 #[derive(Clone, Debug)]
 pub struct LogoutRequest {
+    /// The path (e.g. `/logout`, Auth0's `/v2/logout` or `/oidc/logout`).
+    pub path: String,
     /// Raw query string (empty if none).
     pub query: String,
     pub params: Params,
@@ -156,6 +204,7 @@ pub struct MockIdp {
 struct State {
     issuer: String,
     base: String,
+    routes: Routes,
     opts: IdpOptions,
     minter: Minter,
     rng: SystemRandom,
@@ -179,6 +228,9 @@ struct CodeGrant {
     nonce: Option<String>,
     username: String,
     scope: String,
+    /// Auth0: the API the access token is for.
+    audience: Option<String>,
+    sid: String,
     issued: Instant,
 }
 
@@ -187,6 +239,8 @@ struct RefreshGrant {
     username: String,
     nonce: Option<String>,
     scope: String,
+    audience: Option<String>,
+    sid: String,
 }
 
 // === impl DemoUser ===
@@ -200,19 +254,25 @@ impl DemoUser {
             email_verified: true,
             name: name.to_owned(),
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            phone: None,
+            client_roles: Vec::new(),
+            app_roles: Vec::new(),
         }
     }
 
-    /// The profile claims shared by ID tokens, access tokens and userinfo.
-    fn profile_claims(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("sub".into(), json!(self.sub));
-        m.insert("email".into(), json!(self.email));
-        m.insert("email_verified".into(), json!(self.email_verified));
-        m.insert("name".into(), json!(self.name));
-        m.insert("preferred_username".into(), json!(self.username));
-        m.insert("groups".into(), json!(self.groups));
-        m
+    pub fn with_phone(mut self, phone: &str) -> Self {
+        self.phone = Some(phone.to_owned());
+        self
+    }
+
+    pub fn with_client_roles(mut self, roles: &[&str]) -> Self {
+        self.client_roles = roles.iter().map(|r| (*r).to_owned()).collect();
+        self
+    }
+
+    pub fn with_app_roles(mut self, roles: &[&str]) -> Self {
+        self.app_roles = roles.iter().map(|r| (*r).to_owned()).collect();
+        self
     }
 }
 
@@ -229,8 +289,12 @@ impl Default for IdpOptions {
                     "alice@example.com",
                     "Alice Admin",
                     &["admins", "staff"],
-                ),
-                DemoUser::new("bob", "bob@example.com", "Bob Builder", &["staff"]),
+                )
+                .with_phone("+15555550100")
+                .with_client_roles(&["editor"])
+                .with_app_roles(&["admin"]),
+                DemoUser::new("bob", "bob@example.com", "Bob Builder", &["staff"])
+                    .with_phone("+15555550101"),
                 DemoUser::new(
                     "carol",
                     "carol@other.example",
@@ -240,6 +304,7 @@ impl Default for IdpOptions {
             ],
             auto_approve: None,
             issuer_trailing_slash: false,
+            profile: Profile::Generic,
         }
     }
 }
@@ -252,12 +317,21 @@ impl IdpOptions {
             ..Self::default()
         }
     }
+
+    /// Default options behaving like `profile`, auto-approving as `username`.
+    pub fn provider(profile: Profile, username: &str) -> Self {
+        Self {
+            profile,
+            ..Self::auto_approving(username)
+        }
+    }
 }
 
 // === impl Knobs ===
 
 impl Knobs {
-    fn new(auto_approve: Option<String>) -> Self {
+    fn new(profile: &Profile, auto_approve: Option<String>) -> Self {
+        let zkauth = *profile == Profile::ZkAuth;
         Self {
             auto_approve,
             authorize_error: None,
@@ -269,11 +343,21 @@ impl Knobs {
             publish_keys: vec!["key1"],
             signing_kid: "key1",
             id_token_ttl_secs: 300,
-            access_token_ttl_secs: 300,
-            issue_refresh_tokens: true,
+            // ZKAuth: `expires_in: 900`, and no refresh tokens at all
+            access_token_ttl_secs: if zkauth { 900 } else { 300 },
+            issue_refresh_tokens: !zkauth,
             extra_id_token_claims: Map::new(),
             extra_access_token_claims: Map::new(),
             response_delay: None,
+            email_verified: matches!(profile, Profile::Authentik { .. }).then_some(false),
+            advertise_end_session: *profile != Profile::Auth0,
+            extra_audiences: if *profile == Profile::Passage {
+                vec![PASSAGE_OTHER_AUDIENCE.to_owned()]
+            } else {
+                Vec::new()
+            },
+            omit_azp: false,
+            issuer_claim: None,
         }
     }
 }
@@ -287,6 +371,26 @@ impl Params {
                 .into_owned()
                 .collect(),
         )
+    }
+
+    /// The scalar members of a JSON object (numbers and booleans as text);
+    /// `None` if `s` is not a JSON object.
+    fn from_json(s: &str) -> Option<Self> {
+        let Ok(Value::Object(members)) = serde_json::from_str::<Value>(s) else {
+            return None;
+        };
+        let scalar = |v: Value| match v {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        Some(Self(
+            members
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, scalar(v)?)))
+                .collect(),
+        ))
     }
 
     /// First value of `name`; `None` if absent.
@@ -314,6 +418,18 @@ impl TokenRequest {
     pub fn basic_auth(&self) -> Option<(String, String)> {
         parse_basic(&self.headers)
     }
+
+    /// The `content-type` header, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
 }
 
 // === impl MockIdp ===
@@ -332,18 +448,15 @@ impl MockIdp {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let base = format!("http://{addr}");
-        let issuer = if opts.issuer_trailing_slash {
-            format!("{base}/")
-        } else {
-            base.clone()
-        };
-        let minter = Minter::load(issuer.clone(), opts.client_id.clone())?;
+        let issuer = opts.profile.issuer(&base, opts.issuer_trailing_slash);
+        let minter = Minter::load(opts.profile.clone(), issuer.clone(), opts.client_id.clone())?;
         let state = Arc::new(State {
             issuer,
             base,
+            routes: opts.profile.routes(),
             minter,
             rng: SystemRandom::new(),
-            knobs: Mutex::new(Knobs::new(opts.auto_approve.clone())),
+            knobs: Mutex::new(Knobs::new(&opts.profile, opts.auto_approve.clone())),
             opts,
             codes: Mutex::default(),
             refresh_tokens: Mutex::default(),
@@ -377,6 +490,78 @@ impl MockIdp {
         &self.state.opts
     }
 
+    pub fn profile(&self) -> &Profile {
+        &self.state.opts.profile
+    }
+
+    /// Where discovery is (ZKAuth answers 404 there).
+    pub fn discovery_url(&self) -> String {
+        self.url(&self.state.routes.discovery)
+    }
+
+    pub fn authorize_endpoint(&self) -> String {
+        self.url(&self.state.routes.authorize)
+    }
+
+    pub fn token_endpoint(&self) -> String {
+        self.url(&self.state.routes.token)
+    }
+
+    pub fn jwks_uri(&self) -> String {
+        self.url(&self.state.routes.jwks)
+    }
+
+    /// `None` for ZKAuth.
+    pub fn userinfo_endpoint(&self) -> Option<String> {
+        self.state.routes.userinfo.as_deref().map(|p| self.url(p))
+    }
+
+    /// The profile's RP-initiated logout endpoint, advertised in discovery
+    /// only while [`Knobs::advertise_end_session`] is set. `None` for
+    /// Passage and ZKAuth.
+    pub fn end_session_endpoint(&self) -> Option<String> {
+        self.state
+            .routes
+            .end_session
+            .as_deref()
+            .map(|p| self.url(p))
+    }
+
+    /// Auth0's `/v2/logout`; `None` for the other profiles.
+    pub fn auth0_logout_endpoint(&self) -> Option<String> {
+        self.state
+            .routes
+            .auth0_logout
+            .as_deref()
+            .map(|p| self.url(p))
+    }
+
+    /// `authorize` (an authorize URL the proxy built) turned into the login
+    /// page's "sign in as `user`" link, which approves without auto-approve.
+    pub fn approve_url(&self, authorize: &Url, user: &str) -> Url {
+        let mut url = authorize.clone();
+        url.set_path(&self.state.routes.approve);
+        url.query_pairs_mut().append_pair("user", user);
+        url
+    }
+
+    /// Sets `mutation` on whichever token carries the identity: the access
+    /// token for ZKAuth (it has no ID token), else the ID token.
+    pub fn set_identity_token_mutation(&self, mutation: Option<TokenMutation>) {
+        let zkauth = !self.profile().is_oidc();
+        self.set_knobs(|k| {
+            if zkauth {
+                k.access_token_mutation = mutation;
+            } else {
+                k.id_token_mutation = mutation;
+            }
+        });
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.state.base)
+    }
+
     /// Runtime knobs. Do not hold the guard across an `.await`.
     pub fn knobs(&self) -> MutexGuard<'_, Knobs> {
         lock(&self.state.knobs)
@@ -387,12 +572,12 @@ impl MockIdp {
         change(&mut self.knobs());
     }
 
-    /// Every `/authorize` and `/authorize/approve` query, in order.
+    /// Every authorize and approve query, in order.
     pub fn authorize_requests(&self) -> Vec<Params> {
         lock(&self.state.authorize_requests).clone()
     }
 
-    /// Every `/token` request (headers and form body), in order.
+    /// Every token endpoint request (headers and body), in order.
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         lock(&self.state.token_requests).clone()
     }
@@ -419,11 +604,24 @@ impl MockIdp {
         lock(&self.state.refresh_tokens).clear();
     }
 
-    /// Mints an access token for `username` as `/token` would (also valid at
-    /// `/userinfo`), applying `mutation` instead of the knob.
+    /// Mints an access token for `username` as the token endpoint would
+    /// (also valid at `/userinfo`), applying `mutation` instead of the knob.
+    /// For Auth0 this is the opaque kind; see
+    /// [`MockIdp::try_mint_access_token_for`].
     pub fn try_mint_access_token(
         &self,
         username: &str,
+        mutation: Option<TokenMutation>,
+    ) -> Result<String, String> {
+        self.try_mint_access_token_for(username, None, mutation)
+    }
+
+    /// [`MockIdp::try_mint_access_token`] for an authorize request that
+    /// carried `audience` (Auth0: then the token is a JWT for that API).
+    pub fn try_mint_access_token_for(
+        &self,
+        username: &str,
+        audience: Option<&str>,
         mutation: Option<TokenMutation>,
     ) -> Result<String, String> {
         let user = self.state.user(username).ok_or("unknown user")?;
@@ -431,16 +629,22 @@ impl MockIdp {
             access_token_mutation: mutation,
             ..self.knobs().clone()
         };
+        let sid = self.state.random_token()?;
+        let grant = Grant {
+            user,
+            nonce: None,
+            scope: "openid email profile",
+            audience,
+            sid: &sid,
+        };
         let jti = self.state.random_token()?;
-        let token = self
-            .state
-            .minter
-            .access_token(&knobs, user, "openid email profile", &jti)?;
+        let token = self.state.minter.access_token(&knobs, &grant, &jti)?;
         lock(&self.state.access_tokens).insert(token.clone(), user.username.clone());
         Ok(token)
     }
 
     /// Mints an ID token for `username` with `nonce`, applying `mutation`.
+    /// An error for ZKAuth, which has no ID tokens.
     pub fn try_mint_id_token(
         &self,
         username: &str,
@@ -452,7 +656,15 @@ impl MockIdp {
             id_token_mutation: mutation,
             ..self.knobs().clone()
         };
-        self.state.minter.id_token(&knobs, user, nonce)
+        let sid = self.state.random_token()?;
+        let grant = Grant {
+            user,
+            nonce,
+            scope: "openid email profile",
+            audience: None,
+            sid: &sid,
+        };
+        self.state.minter.id_token(&knobs, &grant)
     }
 
     #[cfg(test)]
@@ -498,36 +710,35 @@ impl State {
         Ok(URL_SAFE_NO_PAD.encode(buf))
     }
 
-    /// Mints the token response for `user` and stores the refresh token.
-    fn issue_tokens(
-        &self,
-        user: &DemoUser,
-        client_id: &str,
-        nonce: Option<&str>,
-        scope: &str,
-    ) -> Result<Value, String> {
+    /// Mints the token response for `grant` and stores the refresh token.
+    fn issue_tokens(&self, grant: &Grant<'_>, client_id: &str) -> Result<Value, String> {
         let knobs = self.knobs();
-        let id_token = self.minter.id_token(&knobs, user, nonce)?;
         let access_token = self
             .minter
-            .access_token(&knobs, user, scope, &self.random_token()?)?;
-        lock(&self.access_tokens).insert(access_token.clone(), user.username.clone());
+            .access_token(&knobs, grant, &self.random_token()?)?;
+        lock(&self.access_tokens).insert(access_token.clone(), grant.user.username.clone());
         let mut body = json!({
             "access_token": access_token,
             "token_type": "Bearer",
             "expires_in": knobs.access_token_ttl_secs,
-            "id_token": id_token,
-            "scope": scope,
         });
+        if !self.opts.profile.is_oidc() {
+            // ZKAuth answers exactly these three members
+            return Ok(body);
+        }
+        body["id_token"] = json!(self.minter.id_token(&knobs, grant)?);
+        body["scope"] = json!(grant.scope);
         if knobs.issue_refresh_tokens {
             let refresh_token = self.random_token()?;
-            let grant = RefreshGrant {
+            let refresh = RefreshGrant {
                 client_id: client_id.to_owned(),
-                username: user.username.clone(),
-                nonce: nonce.map(str::to_owned),
-                scope: scope.to_owned(),
+                username: grant.user.username.clone(),
+                nonce: grant.nonce.map(str::to_owned),
+                scope: grant.scope.to_owned(),
+                audience: grant.audience.map(str::to_owned),
+                sid: grant.sid.to_owned(),
             };
-            lock(&self.refresh_tokens).insert(refresh_token.clone(), grant);
+            lock(&self.refresh_tokens).insert(refresh_token.clone(), refresh);
             body["refresh_token"] = json!(refresh_token);
         }
         Ok(body)
@@ -566,50 +777,44 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
         tokio::time::sleep(delay).await;
     }
     let query = req.uri().query().unwrap_or_default().to_owned();
-    let resp = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/.well-known/openid-configuration") => discovery(&state),
-        (&Method::GET, "/jwks") => jwks(&state),
-        (&Method::GET, "/authorize") => authorize(&state, &query, false),
-        (&Method::GET, "/authorize/approve") => authorize(&state, &query, true),
-        (&Method::POST, "/token") => token_endpoint::token(&state, req).await,
-        (&Method::GET | &Method::POST, "/userinfo") => userinfo(&state, req.headers()),
-        (&Method::GET, "/logout") => logout(&state, &query),
-        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found"),
+    let path = req.uri().path().to_owned();
+    let resp = match (req.method(), state.routes.route(&path)) {
+        (&Method::GET, Some(Route::Discovery)) => discovery(&state),
+        (&Method::GET, Some(Route::Jwks)) => jwks(&state),
+        (&Method::GET, Some(Route::Authorize)) => authorize(&state, &query, false),
+        (&Method::GET, Some(Route::Approve)) => authorize(&state, &query, true),
+        (&Method::POST, Some(Route::Token)) => token_endpoint::token(&state, req).await,
+        (&Method::GET | &Method::POST, Some(Route::Userinfo)) => userinfo(&state, req.headers()),
+        (&Method::GET, Some(Route::EndSession)) if state.knobs().advertise_end_session => {
+            logout(&state, &path, &query, "post_logout_redirect_uri")
+        }
+        (&Method::GET, Some(Route::Auth0Logout)) => logout(&state, &path, &query, "returnTo"),
+        _ => not_found(),
     };
     Ok(resp)
 }
 
+fn not_found() -> Resp {
+    respond(StatusCode::NOT_FOUND, "text/plain", "not found")
+}
+
 fn discovery(state: &State) -> Resp {
     state.discovery_fetches.fetch_add(1, Ordering::SeqCst);
-    if let Some(status) = state.knobs().discovery_status {
+    if !state.opts.profile.is_oidc() {
+        return not_found();
+    }
+    let knobs = state.knobs();
+    if let Some(status) = knobs.discovery_status {
         return json_response(
             status_from(status),
             &json!({ "error": "discovery disabled" }),
         );
     }
-    let base = &state.base;
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "issuer": state.issuer,
-            "authorization_endpoint": format!("{base}/authorize"),
-            "token_endpoint": format!("{base}/token"),
-            "jwks_uri": format!("{base}/jwks"),
-            "userinfo_endpoint": format!("{base}/userinfo"),
-            "end_session_endpoint": format!("{base}/logout"),
-            "response_types_supported": ["code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "code_challenge_methods_supported": ["S256"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "scopes_supported": ["openid", "email", "profile", "groups", "offline_access"],
-            "claims_supported": [
-                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "email",
-                "email_verified", "name", "preferred_username", "groups",
-            ],
-        }),
-    )
+    let doc = state
+        .opts
+        .profile
+        .discovery(&state.issuer, &state.base, &knobs);
+    json_response(StatusCode::OK, &doc)
 }
 
 fn jwks(state: &State) -> Resp {
@@ -621,7 +826,8 @@ fn jwks(state: &State) -> Resp {
     json_response(StatusCode::OK, &state.minter.jwks(&knobs.publish_keys))
 }
 
-/// `/authorize`, and `/authorize/approve` (`approve`: the login page's links).
+/// The authorize endpoint, and its `/approve` (`approve`: the login page's
+/// links).
 fn authorize(state: &State, query: &str, approve: bool) -> Resp {
     let params = Params::parse(query);
     lock(&state.authorize_requests).push(params.clone());
@@ -668,12 +874,13 @@ fn authorize(state: &State, query: &str, approve: bool) -> Resp {
     if params.get("code_challenge_method") != Some("S256") {
         return fail("invalid_request", "code_challenge_method must be S256");
     }
-    if !params
+    let openid = params
         .get("scope")
         .unwrap_or_default()
         .split(' ')
-        .any(|s| s == "openid")
-    {
+        .any(|s| s == "openid");
+    // OAuth-only ZKAuth takes any scope (or none)
+    if !openid && state.opts.profile.is_oidc() {
         return fail("invalid_scope", "scope must include openid");
     }
     let knobs = state.knobs();
@@ -691,7 +898,7 @@ fn authorize(state: &State, query: &str, approve: bool) -> Resp {
     let Some(user) = state.user(&username) else {
         return html_page(StatusCode::BAD_REQUEST, "Error", "<p>unknown user</p>");
     };
-    let Ok(code) = state.random_token() else {
+    let (Ok(code), Ok(sid)) = (state.random_token(), state.random_token()) else {
         return fail("server_error", "no randomness");
     };
     let grant = CodeGrant {
@@ -702,6 +909,8 @@ fn authorize(state: &State, query: &str, approve: bool) -> Resp {
         nonce: params.get("nonce").map(str::to_owned),
         username: user.username.clone(),
         scope: params.get("scope").unwrap_or_default().to_owned(),
+        audience: params.get("audience").map(str::to_owned),
+        sid,
         issued: Instant::now(),
     };
     lock(&state.codes).insert(code.clone(), grant);
@@ -717,8 +926,9 @@ fn login_page(state: &State, params: &Params) -> Resp {
             link.append_pair(k, v);
         }
         items.push_str(&format!(
-            "<li><a href=\"/authorize/approve?{}\">Sign in as <b>{}</b></a> \
+            "<li><a href=\"{}?{}\">Sign in as <b>{}</b></a> \
              <small>{} &middot; groups: {}</small></li>\n",
+            escape_html(&state.routes.approve),
             escape_html(&link.finish()),
             escape_html(&user.username),
             escape_html(&user.email),
@@ -741,7 +951,10 @@ fn userinfo(state: &State, headers: &HeaderMap) -> Resp {
         .and_then(|v| v.strip_prefix("Bearer "));
     let username = token.and_then(|t| lock(&state.access_tokens).get(t).cloned());
     match username.as_deref().and_then(|u| state.user(u)) {
-        Some(user) => json_response(StatusCode::OK, &Value::Object(user.profile_claims())),
+        Some(user) => {
+            let claims = state.opts.profile.user_claims(user, &state.knobs());
+            json_response(StatusCode::OK, &Value::Object(claims))
+        }
         None => {
             let mut resp = oauth_error(
                 StatusCode::UNAUTHORIZED,
@@ -757,18 +970,21 @@ fn userinfo(state: &State, headers: &HeaderMap) -> Resp {
     }
 }
 
-fn logout(state: &State, query: &str) -> Resp {
+/// A logout endpoint; `return_param` names where to send the browser after
+/// (`post_logout_redirect_uri`, or Auth0 `/v2/logout`'s `returnTo`).
+fn logout(state: &State, path: &str, query: &str, return_param: &str) -> Resp {
     let params = Params::parse(query);
     lock(&state.logout_requests).push(LogoutRequest {
+        path: path.to_owned(),
         query: query.to_owned(),
         params: params.clone(),
     });
-    match params.get("post_logout_redirect_uri").map(Url::parse) {
+    match params.get(return_param).map(Url::parse) {
         Some(Ok(target)) => redirect_with(&target, &[], params.get("state")),
         Some(Err(_)) => html_page(
             StatusCode::BAD_REQUEST,
             "Error",
-            "<p>invalid post_logout_redirect_uri</p>",
+            "<p>invalid logout return address</p>",
         ),
         None => html_page(
             StatusCode::OK,

@@ -1,7 +1,8 @@
 //! Shared helpers for the integration tests: a mock OpenID Connect provider
 //! ([`idp`]), a recording upstream ([`upstream`]), a browser-like client with
-//! redirects off and a cookie jar ([`client`]), and the in-process proxy with
-//! the login flow ([`proxy`]).
+//! redirects off and a cookie jar ([`client`]), the in-process proxy with
+//! the login flow ([`proxy`]), and real front proxies for the end-to-end
+//! tests ([`e2e`]).
 //!
 //! `idp` and `upstream` are also compiled into `examples/demo.rs`, so they use
 //! only the crate's regular dependencies and never panic on network input.
@@ -22,6 +23,7 @@
 )]
 
 pub mod client;
+pub mod e2e;
 pub mod idp;
 pub mod proxy;
 pub mod upstream;

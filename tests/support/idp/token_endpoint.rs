@@ -1,5 +1,9 @@
-//! `POST /token`: client authentication (HTTP Basic or form body), the
-//! authorization code grant with PKCE S256, and refresh token rotation.
+//! The token endpoint: client authentication, the authorization code grant
+//! with PKCE S256, and refresh token rotation.
+//!
+//! Per profile: a form body with HTTP Basic or form-body client credentials
+//! (most); HTTP Basic only (Passage: a secret in the body is refused); a JSON
+//! body with the credentials in it and no refresh grant (ZKAuth).
 //!
 //! Every request is recorded before validation so tests can inspect what the
 //! proxy sent. Failures follow RFC 6749 5.2 (`invalid_client` is a 401).
@@ -11,8 +15,9 @@ use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use super::tokens::Grant;
 use super::web::{Resp, json_response, oauth_error, parse_basic, status_from};
-use super::{Params, State, TokenRequest, lock, pkce_challenge};
+use super::{Params, Profile, State, TokenRequest, lock, pkce_challenge};
 
 /// Authorization codes older than this are rejected, as real providers do.
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
@@ -29,7 +34,14 @@ pub(super) async fn token(state: &State, req: Request<Incoming>) -> Resp {
         );
     };
     let body = String::from_utf8_lossy(&body.to_bytes()).into_owned();
-    let params = Params::parse(&body);
+    let profile = &state.opts.profile;
+    let json = *profile == Profile::ZkAuth;
+    let parsed = if json {
+        Params::from_json(&body)
+    } else {
+        Some(Params::parse(&body))
+    };
+    let params = parsed.clone().unwrap_or_default();
     let record = TokenRequest {
         headers: parts.headers.clone(),
         body,
@@ -44,16 +56,17 @@ pub(super) async fn token(state: &State, req: Request<Incoming>) -> Resp {
             "token endpoint told to fail",
         );
     }
-    let form = parts
+    let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    if !form.is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded")) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected a form body",
-        );
+    let (expected, description) = if json {
+        ("application/json", "expected a JSON body")
+    } else {
+        ("application/x-www-form-urlencoded", "expected a form body")
+    };
+    if !content_type.is_some_and(|ct| ct.starts_with(expected)) || parsed.is_none() {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description);
     }
     if let Some(name) = params.repeated() {
         let description = format!("parameter {name} repeated");
@@ -65,7 +78,7 @@ pub(super) async fn token(state: &State, req: Request<Incoming>) -> Resp {
     };
     let result = match params.get("grant_type") {
         Some("authorization_code") => code_grant(state, &client_id, &params),
-        Some("refresh_token") => refresh_grant(state, &client_id, &params),
+        Some("refresh_token") if !json => refresh_grant(state, &client_id, &params),
         _ => Err(("unsupported_grant_type", "grant_type not supported")),
     };
     match result {
@@ -81,7 +94,11 @@ fn authenticate_client(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<String, Box<Resp>> {
-    let basic = parse_basic(headers);
+    let basic = match state.opts.profile {
+        // ZKAuth reads the credentials from the JSON body only
+        Profile::ZkAuth => None,
+        _ => parse_basic(headers),
+    };
     let post = params.get("client_secret");
     if basic.is_some() && post.is_some() {
         let description = "use one client authentication method";
@@ -90,6 +107,10 @@ fn authenticate_client(
             "invalid_request",
             description,
         )));
+    }
+    // Passage registers every client as client_secret_basic
+    if state.opts.profile == Profile::Passage && basic.is_none() {
+        return Err(Box::new(invalid_client()));
     }
     let (client_id, secret) = match basic {
         Some((id, secret)) => (Some(id), Some(secret)),
@@ -105,19 +126,21 @@ fn authenticate_client(
     };
     match client_id {
         Some(client_id) if id_ok && secret_ok => Ok(client_id),
-        _ => {
-            let mut resp = oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "client authentication failed",
-            );
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"mock-idp\""),
-            );
-            Err(Box::new(resp))
-        }
+        _ => Err(Box::new(invalid_client())),
     }
+}
+
+fn invalid_client() -> Resp {
+    let mut resp = oauth_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "client authentication failed",
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"mock-idp\""),
+    );
+    resp
 }
 
 type GrantResult = Result<Result<Value, String>, (&'static str, &'static str)>;
@@ -160,7 +183,14 @@ fn code_grant(state: &State, client_id: &str, params: &Params) -> GrantResult {
     let user = state
         .user(&grant.username)
         .ok_or(("invalid_grant", "user gone"))?;
-    Ok(state.issue_tokens(user, client_id, grant.nonce.as_deref(), &grant.scope))
+    let grant = Grant {
+        user,
+        nonce: grant.nonce.as_deref(),
+        scope: &grant.scope,
+        audience: grant.audience.as_deref(),
+        sid: &grant.sid,
+    };
+    Ok(state.issue_tokens(&grant, client_id))
 }
 
 fn refresh_grant(state: &State, client_id: &str, params: &Params) -> GrantResult {
@@ -180,5 +210,12 @@ fn refresh_grant(state: &State, client_id: &str, params: &Params) -> GrantResult
     let user = state
         .user(&grant.username)
         .ok_or(("invalid_grant", "user gone"))?;
-    Ok(state.issue_tokens(user, client_id, grant.nonce.as_deref(), &grant.scope))
+    let grant = Grant {
+        user,
+        nonce: grant.nonce.as_deref(),
+        scope: &grant.scope,
+        audience: grant.audience.as_deref(),
+        sid: &grant.sid,
+    };
+    Ok(state.issue_tokens(&grant, client_id))
 }

@@ -12,7 +12,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
 
-use super::{DemoUser, KEY1_JWK, KEY1_PUBLIC_PEM, KEY2_JWK, Knobs};
+use super::{
+    AUTH0_ROLES_CLAIM, DemoUser, KEY1_JWK, KEY1_PUBLIC_PEM, KEY2_JWK, KEYCLOAK_REALM_ROLES, Knobs,
+    Profile,
+};
 
 const KEY1_PRIVATE_PEM: &str = include_str!("../keys/key1.pem");
 const KEY2_PRIVATE_PEM: &str = include_str!("../keys/key2.pem");
@@ -44,6 +47,7 @@ pub enum TokenMutation {
 
 /// Mints ID and access tokens for one issuer and client.
 pub(super) struct Minter {
+    profile: Profile,
     issuer: String,
     client_id: String,
     key1: EncodingKey,
@@ -54,13 +58,26 @@ pub(super) struct Minter {
     jwk2: Value,
 }
 
+/// What one grant's tokens are about.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Grant<'a> {
+    pub(super) user: &'a DemoUser,
+    pub(super) nonce: Option<&'a str>,
+    pub(super) scope: &'a str,
+    /// Auth0: the `audience` the authorize request asked for.
+    pub(super) audience: Option<&'a str>,
+    /// The provider session (Keycloak `sid` and `session_state`, Auth0 `sid`).
+    pub(super) sid: &'a str,
+}
+
 // === impl Minter ===
 
 impl Minter {
-    pub(super) fn load(issuer: String, client_id: String) -> io::Result<Self> {
+    pub(super) fn load(profile: Profile, issuer: String, client_id: String) -> io::Result<Self> {
         let jwk = |s: &str| serde_json::from_str::<Value>(s).map_err(io::Error::other);
         let rsa = |pem: &str| EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(io::Error::other);
         Ok(Self {
+            profile,
             issuer,
             client_id,
             key1: rsa(KEY1_PRIVATE_PEM)?,
@@ -84,49 +101,160 @@ impl Minter {
         json!({ "keys": keys })
     }
 
-    pub(super) fn id_token(
-        &self,
-        knobs: &Knobs,
-        user: &DemoUser,
-        nonce: Option<&str>,
-    ) -> Result<String, String> {
+    /// The ID token of `grant`; an error for ZKAuth, which has none.
+    pub(super) fn id_token(&self, knobs: &Knobs, grant: &Grant<'_>) -> Result<String, String> {
+        if !self.profile.is_oidc() {
+            return Err("this provider issues no id token".to_owned());
+        }
         let now = unix_now();
-        let mut claims = user.profile_claims();
-        claims.insert("iss".into(), json!(self.issuer));
-        claims.insert("aud".into(), json!(self.client_id));
-        claims.insert("azp".into(), json!(self.client_id));
+        let mut claims = self.profile.user_claims(grant.user, knobs);
+        claims.insert("iss".into(), json!(self.iss(knobs)));
+        let array_aud = self.profile == Profile::Passage || !knobs.extra_audiences.is_empty();
+        let aud = if array_aud {
+            let mut aud = vec![self.client_id.clone()];
+            aud.extend(knobs.extra_audiences.iter().cloned());
+            json!(aud)
+        } else {
+            json!(self.client_id)
+        };
+        claims.insert("aud".into(), aud);
+        if !knobs.omit_azp {
+            claims.insert("azp".into(), json!(self.client_id));
+        }
         claims.insert("iat".into(), json!(now));
         claims.insert("auth_time".into(), json!(now));
         claims.insert("exp".into(), json!(now + knobs.id_token_ttl_secs));
-        if let Some(nonce) = nonce {
+        if let Some(nonce) = grant.nonce {
             claims.insert("nonce".into(), json!(nonce));
+        }
+        match &self.profile {
+            Profile::Keycloak { .. } => {
+                claims.insert("typ".into(), json!("ID"));
+                claims.insert("sid".into(), json!(grant.sid));
+                claims.insert("session_state".into(), json!(grant.sid));
+                claims.insert("acr".into(), json!("1"));
+            }
+            Profile::Authentik { .. } => {
+                claims.insert(
+                    "acr".into(),
+                    json!("goauthentik.io/providers/oauth2/default"),
+                );
+            }
+            Profile::Auth0 => {
+                claims.insert("sid".into(), json!(grant.sid));
+            }
+            Profile::Passage => {
+                claims.insert("client_id".into(), json!(self.client_id));
+            }
+            Profile::Generic | Profile::ZkAuth => {}
         }
         merge_claims(&mut claims, &knobs.extra_id_token_claims);
         self.sign(knobs, claims, knobs.id_token_mutation)
     }
 
-    /// A Keycloak-shaped access token (`aud` "account", roles in
-    /// `realm_access`); `jti` must be unique.
+    /// The access token of `grant`, shaped as the profile's provider shapes
+    /// it (Generic: Keycloak-like, `aud` "account" and the groups as
+    /// `realm_access` roles). Auth0 without an `audience` gets an opaque
+    /// string (`jti` itself). `jti` must be unique.
     pub(super) fn access_token(
         &self,
         knobs: &Knobs,
-        user: &DemoUser,
-        scope: &str,
+        grant: &Grant<'_>,
         jti: &str,
     ) -> Result<String, String> {
         let now = unix_now();
-        let mut claims = user.profile_claims();
-        claims.insert("iss".into(), json!(self.issuer));
-        claims.insert("aud".into(), json!("account"));
-        claims.insert("azp".into(), json!(self.client_id));
-        claims.insert("typ".into(), json!("Bearer"));
-        claims.insert("jti".into(), json!(jti));
-        claims.insert("iat".into(), json!(now));
-        claims.insert("exp".into(), json!(now + knobs.access_token_ttl_secs));
-        claims.insert("scope".into(), json!(scope));
-        claims.insert("realm_access".into(), json!({ "roles": user.groups }));
+        let user = grant.user;
+        let mut claims = match &self.profile {
+            Profile::Generic
+            | Profile::Keycloak { .. }
+            | Profile::Authentik { .. }
+            | Profile::ZkAuth => self.profile.user_claims(user, knobs),
+            // an API token, not a profile
+            Profile::Auth0 | Profile::Passage => {
+                let mut m = Map::new();
+                m.insert("sub".into(), json!(user.sub));
+                m
+            }
+        };
+        let mut set = |k: &str, v: Value| {
+            claims.insert(k.to_owned(), v);
+        };
+        set("iss", json!(self.iss(knobs)));
+        set("iat", json!(now));
+        set("exp", json!(now + knobs.access_token_ttl_secs));
+        match &self.profile {
+            Profile::Generic => {
+                set("aud", json!("account"));
+                set("azp", json!(self.client_id));
+                set("typ", json!("Bearer"));
+                set("jti", json!(jti));
+                set("scope", json!(grant.scope));
+                set("realm_access", json!({ "roles": user.groups }));
+            }
+            Profile::Keycloak { .. } => {
+                set("aud", json!("account"));
+                set("azp", json!(self.client_id));
+                set("typ", json!("Bearer"));
+                set("jti", json!(jti));
+                set("auth_time", json!(now));
+                set("sid", json!(grant.sid));
+                set("session_state", json!(grant.sid));
+                set("acr", json!("1"));
+                set("scope", json!(grant.scope));
+                set("allowed-origins", json!(["/*"]));
+                set("realm_access", json!({ "roles": KEYCLOAK_REALM_ROLES }));
+                let mut resource = Map::new();
+                if !user.client_roles.is_empty() {
+                    resource.insert(
+                        self.client_id.clone(),
+                        json!({ "roles": user.client_roles }),
+                    );
+                }
+                resource.insert(
+                    "account".into(),
+                    json!({ "roles": ["manage-account", "view-profile"] }),
+                );
+                set("resource_access", Value::Object(resource));
+            }
+            Profile::Authentik { .. } => {
+                set("aud", json!(self.client_id));
+                set("azp", json!(self.client_id));
+                set("auth_time", json!(now));
+                set("jti", json!(jti));
+                set("scope", json!(grant.scope));
+            }
+            Profile::Auth0 => {
+                let Some(audience) = grant.audience else {
+                    // no API asked for: Auth0 hands out a token only its
+                    // /userinfo understands
+                    return Ok(jti.to_owned());
+                };
+                set("aud", json!([audience, format!("{}userinfo", self.issuer)]));
+                set("azp", json!(self.client_id));
+                set("scope", json!(grant.scope));
+                set("permissions", json!(user.client_roles));
+                set(AUTH0_ROLES_CLAIM, json!(user.app_roles));
+            }
+            Profile::Passage => {
+                set("aud", json!([self.client_id]));
+                set("client_id", json!(self.client_id));
+                set("jti", json!(jti));
+                set("scope", json!(grant.scope));
+            }
+            Profile::ZkAuth => {
+                set("aud", json!(self.client_id));
+            }
+        }
         merge_claims(&mut claims, &knobs.extra_access_token_claims);
         self.sign(knobs, claims, knobs.access_token_mutation)
+    }
+
+    /// The `iss` claim: the issuer unless a knob overrides it.
+    fn iss(&self, knobs: &Knobs) -> String {
+        knobs
+            .issuer_claim
+            .clone()
+            .unwrap_or_else(|| self.issuer.clone())
     }
 
     /// Applies `mutation` to the claims, then signs (or deliberately mis-signs).
