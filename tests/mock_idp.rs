@@ -8,6 +8,8 @@
 // helpers below are not `#[test]` fns, which clippy's allow-*-in-tests skips
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "mock_idp/profiles.rs"]
+mod profiles;
 mod support;
 
 use std::time::Duration;

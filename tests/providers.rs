@@ -76,7 +76,7 @@ fn oidc() -> Preset {
         toml: |idp| {
             format!(
                 r#"oidc_issuer_url = "{}"
-                claim_header = ["X-Forwarded-Name=name"]"#,
+                claim_header = ["X-Forwarded-Full-Name=name"]"#,
                 idp.issuer()
             )
         },
@@ -86,7 +86,7 @@ fn oidc() -> Preset {
             email: Some("alice@example.com"),
             preferred_username: Some("alice"),
             groups: Some("admins,staff"),
-            mapped: ("x-forwarded-name", "Alice Admin"),
+            mapped: ("x-forwarded-full-name", "Alice Admin"),
             client_auth: ClientAuth::Basic,
         },
     }
@@ -101,7 +101,7 @@ fn keycloak(name: &'static str) -> Preset {
             format!(
                 r#"oidc_issuer_url = "{}"
                 allowed_role = ["user", "gatehouse:editor"]
-                claim_header = ["X-Forwarded-Name=name"]"#,
+                claim_header = ["X-Forwarded-Full-Name=name"]"#,
                 idp.issuer()
             )
         },
@@ -112,7 +112,7 @@ fn keycloak(name: &'static str) -> Preset {
             preferred_username: Some("alice"),
             // full group paths, as Keycloak's group mapper sends them
             groups: Some("/admins,/staff"),
-            mapped: ("x-forwarded-name", "Alice Admin"),
+            mapped: ("x-forwarded-full-name", "Alice Admin"),
             client_auth: ClientAuth::Basic,
         },
     }
@@ -207,7 +207,7 @@ fn zkauth() -> Preset {
                 oidc_jwks_url = "{}"
                 session_lifetime = "8h"
                 pass_access_token = true
-                claim_header = ["X-Forwarded-Name=name"]"#,
+                claim_header = ["X-Forwarded-Full-Name=name"]"#,
                 idp.base_url(),
                 idp.authorize_endpoint(),
                 idp.token_endpoint(),
@@ -220,7 +220,7 @@ fn zkauth() -> Preset {
             email: Some("alice@example.com"),
             preferred_username: None,
             groups: None,
-            mapped: ("x-forwarded-name", "Alice Admin"),
+            mapped: ("x-forwarded-full-name", "Alice Admin"),
             client_auth: ClientAuth::JsonBody,
         },
     }
@@ -542,8 +542,21 @@ async fn passage_several_audiences_without_azp_are_rejected() {
     let resp = refused_login(&client, &env, None).await;
     assert!(resp.status.is_client_error(), "{}", resp.status);
 
+    // nor does an azp naming another client
+    env.idp.set_knobs(|k| {
+        k.omit_azp = false;
+        k.extra_id_token_claims
+            .insert("azp".into(), "another-client".into());
+    });
+    let resp = refused_login(&TestClient::new(), &env, None).await;
+    assert!(resp.status.is_client_error(), "{}", resp.status);
+
     // one audience needs no azp
-    env.idp.set_knobs(|k| k.extra_audiences.clear());
+    env.idp.set_knobs(|k| {
+        k.omit_azp = true;
+        k.extra_id_token_claims.clear();
+        k.extra_audiences.clear();
+    });
     let client = TestClient::new();
     login(&client, &env, "/").await;
 }
@@ -699,12 +712,7 @@ async fn login(client: &TestClient, env: &Env, path: &str) -> TestResponse {
 }
 
 /// The whole login, as `user` through the login page link when given.
-async fn login_as(
-    client: &TestClient,
-    env: &Env,
-    path: &str,
-    user: Option<&str>,
-) -> TestResponse {
+async fn login_as(client: &TestClient, env: &Env, path: &str, user: Option<&str>) -> TestResponse {
     let callback = callback_url(client, env, path, user).await;
     finish_login(client, &env.proxy, &callback, path).await
 }

@@ -497,6 +497,7 @@ impl Provider {
         let claims =
             jwt_payload(raw).ok_or_else(|| IdpError::IdToken("payload is not JSON".to_owned()))?;
         check_iat(&claims)?;
+        self.check_azp(&claims)?;
         Ok(claims)
     }
 
@@ -545,7 +546,9 @@ impl Provider {
         let key = jsonwebtoken::DecodingKey::from_jwk(&key)
             .map_err(|e| reject(format!("bad key: {e}")))?;
         let mut v = jsonwebtoken::Validation::new(header.alg);
-        v.algorithms = self.cfg.access_token_algs.clone();
+        // header.alg is on the allow-list (checked above); jsonwebtoken wants
+        // every listed algorithm to fit the key's family, so list just it
+        v.algorithms = vec![header.alg];
         v.leeway = SKEW_SECS;
         v.set_issuer(&[self.issuer.as_str()]);
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
@@ -568,6 +571,20 @@ impl Provider {
             }
         }
         Ok(claims)
+    }
+
+    /// OpenID Connect Core 3.1.3.7 steps 4-5, which `openidconnect` 4.1
+    /// leaves to the caller: with several audiences `azp` is required, and
+    /// when present it must be this client.
+    fn check_azp(&self, claims: &Value) -> Result<(), IdpError> {
+        match claims.get("azp").map(Value::as_str) {
+            Some(Some(azp)) if azp == self.client_id => Ok(()),
+            Some(_) => Err(IdpError::IdToken("azp names another client".to_owned())),
+            None if audiences(claims).len() > 1 => {
+                Err(IdpError::IdToken("several audiences and no azp".to_owned()))
+            }
+            None => Ok(()),
+        }
     }
 
     fn expected_access_audiences(&self) -> Vec<String> {

@@ -142,9 +142,10 @@ pub struct Knobs {
     /// key1 (so an unpublished name also makes an unknown kid).
     pub signing_kid: &'static str,
     pub id_token_ttl_secs: i64,
-    /// Access token lifetime, also the `expires_in` of the token response.
+    /// Access token lifetime, also the `expires_in` of the token response;
+    /// 300, or 900 for ZKAuth.
     pub access_token_ttl_secs: i64,
-    /// Include a `refresh_token` in token responses.
+    /// Include a `refresh_token` in token responses (never for ZKAuth).
     pub issue_refresh_tokens: bool,
     /// Merged into ID token claims; a `null` value removes the claim.
     pub extra_id_token_claims: Map<String, Value>,
@@ -540,7 +541,7 @@ impl MockIdp {
     /// page's "sign in as `user`" link, which approves without auto-approve.
     pub fn approve_url(&self, authorize: &Url, user: &str) -> Url {
         let mut url = authorize.clone();
-        url.set_path(&self.state.routes.approve);
+        url.set_path(&self.state.routes.approve());
         url.query_pairs_mut().append_pair("user", user);
         url
     }
@@ -928,7 +929,7 @@ fn login_page(state: &State, params: &Params) -> Resp {
         items.push_str(&format!(
             "<li><a href=\"{}?{}\">Sign in as <b>{}</b></a> \
              <small>{} &middot; groups: {}</small></li>\n",
-            escape_html(&state.routes.approve),
+            escape_html(&state.routes.approve()),
             escape_html(&link.finish()),
             escape_html(&user.username),
             escape_html(&user.email),

@@ -43,9 +43,9 @@ pub enum Profile {
 pub(super) struct Routes {
     /// Where discovery would be; ZKAuth answers 404 there.
     pub(super) discovery: String,
+    /// The authorize endpoint; `<it without a trailing slash>/approve` is
+    /// where the login page's "sign in as" links go.
     pub(super) authorize: String,
-    /// The login page's "sign in as" links.
-    pub(super) approve: String,
     pub(super) token: String,
     pub(super) jwks: String,
     pub(super) userinfo: Option<String>,
@@ -115,11 +115,10 @@ impl Profile {
 
     pub(super) fn routes(&self) -> Routes {
         let s = str::to_owned;
-        let routes = match self {
+        match self {
             Self::Generic => Routes {
                 discovery: s("/.well-known/openid-configuration"),
                 authorize: s("/authorize"),
-                approve: String::new(),
                 token: s("/token"),
                 jwks: s("/jwks"),
                 userinfo: Some(s("/userinfo")),
@@ -131,7 +130,6 @@ impl Profile {
                 Routes {
                     discovery: format!("/realms/{realm}/.well-known/openid-configuration"),
                     authorize: format!("{oidc}/auth"),
-                    approve: String::new(),
                     token: format!("{oidc}/token"),
                     jwks: format!("{oidc}/certs"),
                     userinfo: Some(format!("{oidc}/userinfo")),
@@ -142,7 +140,6 @@ impl Profile {
             Self::Authentik { slug } => Routes {
                 discovery: format!("/application/o/{slug}/.well-known/openid-configuration"),
                 authorize: s("/application/o/authorize/"),
-                approve: String::new(),
                 token: s("/application/o/token/"),
                 jwks: format!("/application/o/{slug}/jwks/"),
                 userinfo: Some(s("/application/o/userinfo/")),
@@ -152,7 +149,6 @@ impl Profile {
             Self::Auth0 => Routes {
                 discovery: s("/.well-known/openid-configuration"),
                 authorize: s("/authorize"),
-                approve: String::new(),
                 token: s("/oauth/token"),
                 jwks: s("/.well-known/jwks.json"),
                 userinfo: Some(s("/userinfo")),
@@ -162,7 +158,6 @@ impl Profile {
             Self::Passage => Routes {
                 discovery: s("/.well-known/openid-configuration"),
                 authorize: s("/authorize"),
-                approve: String::new(),
                 token: s("/token"),
                 jwks: s("/.well-known/jwks.json"),
                 userinfo: Some(s("/userinfo")),
@@ -172,17 +167,12 @@ impl Profile {
             Self::ZkAuth => Routes {
                 discovery: s("/.well-known/openid-configuration"),
                 authorize: s("/api/oauth/authorize"),
-                approve: String::new(),
                 token: s("/api/oauth/token"),
                 jwks: s("/.well-known/jwks.json"),
                 userinfo: None,
                 end_session: None,
                 auth0_logout: None,
             },
-        };
-        Routes {
-            approve: format!("{}/approve", routes.authorize.trim_end_matches('/')),
-            ..routes
         }
     }
 
@@ -357,8 +347,16 @@ impl Profile {
 // === impl Routes ===
 
 impl Routes {
+    /// The login page's "sign in as" links.
+    pub(super) fn approve(&self) -> String {
+        format!("{}/approve", self.authorize.trim_end_matches('/'))
+    }
+
     pub(super) fn route(&self, path: &str) -> Option<Route> {
         let is = |p: &str| p == path;
+        let approve = path
+            .strip_suffix("/approve")
+            .is_some_and(|p| p == self.authorize.trim_end_matches('/'));
         let opt = |p: &Option<String>| p.as_deref() == Some(path);
         Some(if is(&self.discovery) {
             Route::Discovery
@@ -366,7 +364,7 @@ impl Routes {
             Route::Jwks
         } else if is(&self.authorize) {
             Route::Authorize
-        } else if is(&self.approve) {
+        } else if approve {
             Route::Approve
         } else if is(&self.token) {
             Route::Token

@@ -100,6 +100,11 @@ fn authenticate_client(
         _ => parse_basic(headers),
     };
     let post = params.get("client_secret");
+    // Passage registers every client as client_secret_basic: a secret in
+    // the body, or none in the header, is a failed client authentication
+    if state.opts.profile == Profile::Passage && (basic.is_none() || post.is_some()) {
+        return Err(Box::new(invalid_client()));
+    }
     if basic.is_some() && post.is_some() {
         let description = "use one client authentication method";
         return Err(Box::new(oauth_error(
@@ -107,10 +112,6 @@ fn authenticate_client(
             "invalid_request",
             description,
         )));
-    }
-    // Passage registers every client as client_secret_basic
-    if state.opts.profile == Profile::Passage && basic.is_none() {
-        return Err(Box::new(invalid_client()));
     }
     let (client_id, secret) = match basic {
         Some((id, secret)) => (Some(id), Some(secret)),

@@ -4,20 +4,15 @@
 //! authentication and token request encoding. `tests/providers.rs` then runs
 //! gatehouse against them.
 
-// Test helpers outside #[test] fns assert by panicking, as the tests do.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::client::{TestClient, TestResponse};
+use crate::support::idp::{
+    self, AUTH0_ROLES_CLAIM, DemoUser, IdpOptions, MockIdp, PASSAGE_OTHER_AUDIENCE, Profile,
+    TokenMutation,
+};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
-use support::client::{TestClient, TestResponse};
-use support::idp::{
-    self, AUTH0_ROLES_CLAIM, DemoUser, IdpOptions, MockIdp, PASSAGE_OTHER_AUDIENCE, Profile,
-    TokenMutation,
-};
 use url::Url;
 
 const REDIRECT: &str = "http://127.0.0.1:9/oauth2/callback";
@@ -347,6 +342,13 @@ async fn passage_takes_only_client_secret_basic_and_sends_aud_as_an_array() {
     let resp = token_form(&client, &idp, &[], &code_form(&c, &post)).await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
     assert_eq!(resp.json()["error"], "invalid_client");
+    let c = code(&client, &idp, &[]).await;
+    let resp = token_form(&client, &idp, &[BASIC], &code_form(&c, &post)).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::UNAUTHORIZED,
+        "a secret in the body too"
+    );
 
     let c = code(&client, &idp, &[]).await;
     let resp = token_form(&client, &idp, &[BASIC], &code_form(&c, &[])).await;
@@ -443,7 +445,9 @@ async fn zkauth_is_oauth_with_a_json_token_request_and_no_id_token() {
     // the identity token is the access token, for mutations and the issuer knob
     idp.set_identity_token_mutation(Some(TokenMutation::WrongAudience));
     assert!(idp.knobs().id_token_mutation.is_none());
-    let wrong = idp.mint_access_token("alice", idp.knobs().access_token_mutation);
+    // (a knobs guard must not live into the mint, which locks them too)
+    let mutation = idp.knobs().access_token_mutation;
+    let wrong = idp.mint_access_token("alice", mutation);
     assert!(verify(&wrong, &base, "gatehouse").is_err());
     idp.set_identity_token_mutation(None);
     idp.set_knobs(|k| k.issuer_claim = Some("https://api.zkauth.tech".into()));
