@@ -4,6 +4,9 @@
 //! authentication and token request encoding. `tests/providers.rs` then runs
 //! gatehouse against them.
 
+// Test helpers outside #[test] fns assert by panicking, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use crate::support::client::{TestClient, TestResponse};
 use crate::support::idp::{
     self, AUTH0_ROLES_CLAIM, DemoUser, IdpOptions, MockIdp, PASSAGE_OTHER_AUDIENCE, Profile,
