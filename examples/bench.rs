@@ -164,26 +164,19 @@ fn nginx_rows(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/nginx/gatehouse.conf"
     ))?;
-    // the first server block is the protected app
-    let end = template
-        .find("\n}\n")
-        .ok_or("deploy/nginx/gatehouse.conf: no server block")?
-        + 3;
-    let start = template
-        .find("server {")
-        .ok_or("deploy/nginx/gatehouse.conf: no server block")?;
-    let protected = template[start..end]
+    // the whole deploy file: its first server block is the protected app
+    // (the default server on its port), the second the central sign-in host
+    let protected = template
         .replace("listen 80;", &format!("listen 127.0.0.1:{auth_port};"))
         .replace("127.0.0.1:4180", &format!("127.0.0.1:{gatehouse_port}"))
         .replace("127.0.0.1:8080", &upstream.to_string());
     let conf = format!(
-        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
          events {{ worker_connections 1024; }}\nhttp {{\n access_log off;\n\
          client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
          uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-         upstream app {{ server {upstream}; keepalive 64; }}\n\
-         server {{ listen 127.0.0.1:{plain_port}; location / {{ proxy_pass http://app; \
-         proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n{protected}\n}}\n",
+         server {{ listen 127.0.0.1:{plain_port}; location / {{ proxy_pass http://{upstream}; }} }}\n\
+         {protected}\n}}\n",
         d = dir.display(),
     );
     let conf_path = dir.join("nginx.conf");
@@ -195,6 +188,7 @@ fn nginx_rows(
             "-c",
             &conf_path.display().to_string(),
         ])
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let _nginx = ChildGuard(child);
