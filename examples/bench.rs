@@ -35,6 +35,22 @@ mod idp;
 
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
+/// Stops nginx on drop with SIGTERM, so the master takes its workers with it
+/// (a SIGKILL would leave them running).
+struct NginxGuard(Child);
+
+impl Drop for NginxGuard {
+    fn drop(&mut self) {
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        if stopped.is_err() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// Kills the child process on drop.
 struct ChildGuard(Child);
 
@@ -171,7 +187,7 @@ fn nginx_rows(
         .replace("127.0.0.1:4180", &format!("127.0.0.1:{gatehouse_port}"))
         .replace("127.0.0.1:8080", &upstream.to_string());
     let conf = format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
+        "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
          events {{ worker_connections 1024; }}\nhttp {{\n access_log off;\n\
          client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
          uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
@@ -191,7 +207,7 @@ fn nginx_rows(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let _nginx = ChildGuard(child);
+    let _nginx = NginxGuard(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", auth_port)).is_err() {
         if Instant::now() > deadline {
