@@ -1,8 +1,9 @@
 //! Authentication: who is asking, and may they pass.
 //!
-//! Owns: the [`Gate`], which decides from the request head alone (no body,
-//! no provider call) whether a request is allowed, and the `/oauth2/*`
-//! endpoints that sign users in and out.
+//! Owns: the [`Gate`], which decides from the request head alone (never the
+//! body) whether a request is allowed, and the `/oauth2/*` endpoints that sign
+//! users in and out. A decision needs the provider only when `cookie_refresh`
+//! is set and the session's tokens are due for a refresh.
 //! Must not: talk to the upstream or build upstream URLs. It reaches the
 //! provider only through the client held in the app state.
 //!
@@ -18,12 +19,23 @@ pub mod providers;
 pub mod return_to;
 pub mod session;
 
-use http::HeaderMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
 
 use crate::auth::identity::Identity;
+use crate::auth::oidc::{ProviderSlot, RefreshError};
 use crate::auth::policy::DenyReason;
-use crate::auth::session::{CookieCodec, read_session};
+use crate::auth::session::{CookieCodec, clear_session, now_secs, read_session, write_session};
 use crate::config::Config;
+
+/// Most refreshes remembered at once (see [`Gate`]).
+const REFRESH_CACHE_CAPACITY: u64 = 10_000;
+/// How long a refresh's outcome is reused for the same old cookie.
+const REFRESH_REUSE: Duration = Duration::from_secs(30);
+/// An access token this close to expiry is refreshed when forwarded.
+const ACCESS_TOKEN_MARGIN_SECS: u64 = 30;
 
 /// What the gate decided about one request.
 #[derive(Debug)]
@@ -34,21 +46,47 @@ use crate::config::Config;
 pub enum Decision {
     /// Signed in and allowed.
     Allow(Identity),
-    /// Not signed in (no cookie, or one that did not decode or has expired).
+    /// Not signed in (no cookie, or one that did not decode, has expired, or
+    /// whose refresh the provider refused).
     Challenge,
     /// Signed in but refused by policy.
     Deny(DenyReason),
+    /// The session is due for a refresh and the provider could not be
+    /// reached: no answer can be given (never an allow).
+    Unavailable,
 }
+
+/// A decision plus the `Set-Cookie` values the response must carry (a
+/// refreshed session, or the clearing of a dead one).
+#[derive(Debug)]
+pub struct Decided {
+    /// The decision.
+    pub decision: Decision,
+    /// Cookies to set on whatever response answers the request.
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+/// The outcome of one refresh, shared by every request that carried the
+/// same old session.
+type RefreshOutcome = Result<(Identity, Vec<HeaderValue>), Arc<RefreshError>>;
 
 /// Decides requests. Built once at start.
 pub struct Gate {
     codec: CookieCodec,
+    /// Refreshes in flight or just done, keyed by a hash of the old refresh
+    /// token: concurrent requests with the same stale cookie make one
+    /// refresh, not one each (a rotating provider would refuse the second).
+    refreshes: moka::future::Cache<[u8; 32], Arc<RefreshOutcome>>,
 }
 
 impl Gate {
     /// Builds the gate around the cookie codec.
     pub fn new(codec: CookieCodec) -> Self {
-        Self { codec }
+        let refreshes = moka::future::Cache::builder()
+            .max_capacity(REFRESH_CACHE_CAPACITY)
+            .time_to_live(REFRESH_REUSE)
+            .build();
+        Self { codec, refreshes }
     }
 
     /// The cookie codec (shared with the endpoints).
@@ -56,21 +94,122 @@ impl Gate {
         &self.codec
     }
 
-    /// Decides from the request's headers alone.
-    pub fn decide(&self, config: &Config, headers: &HeaderMap) -> Decision {
-        let Some(identity) = read_session(&self.codec, &config.cookie, headers) else {
+    /// Decides from the request's headers, refreshing the session first
+    /// when it is due.
+    pub async fn decide(
+        &self,
+        config: &Config,
+        provider: &ProviderSlot,
+        headers: &HeaderMap,
+    ) -> Decided {
+        let Some(mut identity) = read_session(&self.codec, &config.cookie, headers) else {
             if session::request_cookies(headers)
                 .any(|(n, _)| session::is_session_cookie(n, &config.cookie.name))
             {
                 tracing::debug!("session cookie present but not valid: challenging");
             }
-            return Decision::Challenge;
+            return Decided {
+                decision: Decision::Challenge,
+                set_cookies: Vec::new(),
+            };
         };
-        match policy::check(config, &identity) {
+        let mut set_cookies = Vec::new();
+        if due_for_refresh(config, &identity, now_secs()) {
+            match self.refresh(config, provider, &identity, headers).await {
+                Ok((fresh, cookies)) => {
+                    identity = fresh;
+                    set_cookies = cookies;
+                }
+                Err(e) => {
+                    return match &*e {
+                        RefreshError::Rejected(why) => {
+                            tracing::info!(user = %identity.subject, reason = %why, "session refresh refused: signing out");
+                            Decided {
+                                decision: Decision::Challenge,
+                                set_cookies: clear_session(&config.cookie, headers),
+                            }
+                        }
+                        RefreshError::Unavailable(why) => {
+                            tracing::warn!(user = %identity.subject, reason = %why, "session refresh failed");
+                            Decided {
+                                decision: Decision::Unavailable,
+                                set_cookies,
+                            }
+                        }
+                    };
+                }
+            }
+        }
+        let decision = match policy::check(config, &identity) {
             Ok(()) => Decision::Allow(identity),
             Err(reason) => Decision::Deny(reason),
+        };
+        Decided {
+            decision,
+            set_cookies,
         }
     }
+
+    async fn refresh(
+        &self,
+        config: &Config,
+        provider: &ProviderSlot,
+        identity: &Identity,
+        headers: &HeaderMap,
+    ) -> RefreshOutcome {
+        let Some(token) = identity.tokens.refresh_token.as_ref() else {
+            return Err(Arc::new(RefreshError::Rejected(
+                "no refresh token".to_owned(),
+            )));
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.expose().as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        let outcome = self
+            .refreshes
+            .get_with(key, async {
+                let Some(p) = provider.get() else {
+                    return Arc::new(Err(Arc::new(RefreshError::Unavailable(
+                        "provider not discovered".to_owned(),
+                    ))));
+                };
+                let result = match p.refresh(identity, config.pass_access_token).await {
+                    Ok(fresh) => {
+                        match write_session(&self.codec, &config.cookie, &fresh, headers) {
+                            Some(cookies) => {
+                                tracing::info!(user = %fresh.subject, "session refreshed");
+                                Ok((fresh, cookies))
+                            }
+                            None => Err(Arc::new(RefreshError::Rejected(
+                                "refreshed session too large".to_owned(),
+                            ))),
+                        }
+                    }
+                    Err(e) => Err(Arc::new(e)),
+                };
+                Arc::new(result)
+            })
+            .await;
+        (*outcome).clone()
+    }
+}
+
+/// A session is refreshed when `cookie_refresh` has passed since its tokens
+/// were obtained, or when its forwarded access token is (about to be) stale.
+fn due_for_refresh(config: &Config, id: &Identity, now: u64) -> bool {
+    let Some(every) = config.cookie.refresh else {
+        return false;
+    };
+    if id.tokens.refresh_token.is_none() {
+        return false;
+    }
+    let periodic = now >= id.refreshed_at.saturating_add(every.as_secs());
+    let stale_token = config.pass_access_token
+        && id
+            .tokens
+            .access_token_expires_at
+            .is_some_and(|exp| exp <= now + ACCESS_TOKEN_MARGIN_SECS);
+    periodic || stale_token
 }
 
 /// Removes gatehouse's own cookies from the `Cookie` headers, keeping the

@@ -155,6 +155,8 @@ pub struct CookieConfig {
     pub secure: bool,
     /// Session lifetime.
     pub expire: Duration,
+    /// Refresh the tokens at the provider this long after the last refresh.
+    pub refresh: Option<Duration>,
     /// Secrets as given: the first encrypts, every one decrypts.
     pub secrets: Vec<Secret>,
 }
@@ -811,11 +813,16 @@ fn build_cookie_config(p: &mut Problems, raw: &RawConfig, secure: bool) -> Optio
             p.add("cookie_secret", format!("secret #{}: {reason}", i + 1));
         }
     }
+    let refresh = match raw.cookie_refresh.as_deref() {
+        None => Some(None),
+        Some(r) => p.check("cookie_refresh", parse_duration(r)).map(Some),
+    };
     Some(CookieConfig {
         name,
         domain,
         secure,
         expire: expire?,
+        refresh: refresh?,
         secrets,
     })
 }

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use crate::auth::endpoints::{self, RequestInfo};
 use crate::auth::forward_auth;
 use crate::auth::return_to::ReturnTo;
-use crate::auth::{Decision, strip_own_cookies};
+use crate::auth::{Decided, Decision, strip_own_cookies};
 use crate::config::CallbackUrl;
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
@@ -98,10 +98,12 @@ async fn dispatch(
                 (Method::GET | Method::POST, "/oauth2/sign_out") => {
                     endpoints::sign_out(state, &parts, &info)
                 }
-                (Method::GET, "/oauth2/userinfo") => endpoints::userinfo(state, &parts),
+                (Method::GET, "/oauth2/userinfo") => endpoints::userinfo(state, &parts).await,
                 // front proxies ask with the original method (nginx) or GET
-                (_, "/oauth2/auth") => forward_auth::auth_request(state, &parts),
-                (_, "/oauth2/forward-auth") => forward_auth::forward_auth(state, &parts, &info),
+                (_, "/oauth2/auth") => forward_auth::auth_request(state, &parts).await,
+                (_, "/oauth2/forward-auth") => {
+                    forward_auth::forward_auth(state, &parts, &info).await
+                }
                 (
                     _,
                     "/oauth2/start" | "/oauth2/callback" | "/oauth2/sign_out" | "/oauth2/userinfo",
@@ -117,7 +119,11 @@ async fn dispatch(
         }
         _ => {}
     }
-    match state.gate.decide(&state.config, req.headers()) {
+    let Decided {
+        decision,
+        set_cookies,
+    } = state.decide(req.headers()).await;
+    let resp = match decision {
         Decision::Allow(identity) => {
             *user = Some(identity.subject.clone());
             *upstream = true;
@@ -135,7 +141,9 @@ async fn dispatch(
         }
         Decision::Deny(reason) => endpoints::forbidden(reason, info.mode),
         Decision::Challenge => challenge(state, &req, &info),
-    }
+        Decision::Unavailable => error_response(&Error::IdpNotReady, info.mode),
+    };
+    endpoints::with_cookies(resp, set_cookies)
 }
 
 /// Not signed in: browsers go to the provider; everyone else gets a 401.

@@ -28,6 +28,13 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The gate's decision for a request's headers.
+    pub async fn decide(&self, headers: &http::HeaderMap) -> crate::auth::Decided {
+        self.gate
+            .decide(&self.config, &self.provider, headers)
+            .await
+    }
+
     /// Builds the state; no network is touched here.
     pub fn new(config: Config) -> Result<Self, StartupError> {
         let codec = CookieCodec::new(&config.cookie.secrets)

@@ -12,7 +12,6 @@ use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use url::Url;
 
-use crate::auth::Decision;
 use crate::auth::oidc::{LoginParams, LogoutTarget};
 use crate::auth::policy::{self, DenyReason};
 use crate::auth::return_to::{ReturnTo, host_allowed};
@@ -20,6 +19,7 @@ use crate::auth::session::{
     self, LOGIN_TTL_SECS, LoginState, clear_session, login_cookie_name, now_secs, read_login_state,
     read_session, set_cookie, write_login_state, write_session,
 };
+use crate::auth::{Decided, Decision};
 use crate::config::{CallbackUrl, Config};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
@@ -171,6 +171,10 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         .map_err(Error::Idp)?;
     let mut identity = result.identity;
     identity.expires_at = now_secs().saturating_add(config.cookie.expire.as_secs());
+    // a refresh token is a long-lived credential: kept only when used
+    if config.cookie.refresh.is_none() {
+        identity.tokens.refresh_token = None;
+    }
     // keep the id token only where something needs it: it is the bulk of the cookie
     if provider.logout_target().is_none() && !config.pass_authorization_header {
         identity.tokens.id_token = None;
@@ -299,15 +303,21 @@ fn end_session_url(
 }
 
 /// `/oauth2/userinfo`: the identity as JSON; 401 without a session.
-pub fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
-    match state.gate.decide(&state.config, &parts.headers) {
+pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
+    let Decided {
+        decision,
+        set_cookies,
+    } = state.decide(&parts.headers).await;
+    let resp = match decision {
         Decision::Allow(id) => match serde_json::to_value(id.user_info()) {
             Ok(v) => json(StatusCode::OK, &v),
             Err(_e) => error_response(&Error::Internal("cannot encode userinfo"), Mode::Json),
         },
         Decision::Deny(reason) => forbidden(reason, Mode::Json),
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
-    }
+        Decision::Unavailable => error_response(&Error::IdpNotReady, Mode::Json),
+    };
+    with_cookies(resp, set_cookies)
 }
 
 /// Appends `Set-Cookie` values to a response.

@@ -16,12 +16,12 @@
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use crate::auth::Decision;
-use crate::auth::endpoints::{RequestInfo, begin_login, forbidden};
+use crate::auth::endpoints::{RequestInfo, begin_login, forbidden, with_cookies};
 use crate::auth::identity::Identity;
 use crate::auth::policy::Narrowing;
 use crate::auth::return_to::ReturnTo;
 use crate::auth::session::now_secs;
+use crate::auth::{Decided, Decision};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::{ProxyBody, empty};
 use crate::http::forwarded::original_request;
@@ -33,8 +33,12 @@ use crate::http::headers::{
 use crate::state::AppState;
 
 /// `/oauth2/auth` for nginx `auth_request`.
-pub fn auth_request(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
-    match state.gate.decide(&state.config, &parts.headers) {
+pub async fn auth_request(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
+    let Decided {
+        decision,
+        set_cookies,
+    } = state.decide(&parts.headers).await;
+    let resp = match decision {
         Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
             Ok(()) => allowed(
                 StatusCode::ACCEPTED,
@@ -47,11 +51,18 @@ pub fn auth_request(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
         Decision::Deny(reason) => forbidden(reason, Mode::Json),
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
-    }
+        Decision::Unavailable => error_response(&Error::IdpNotReady, Mode::Json),
+    };
+    // a refreshed session goes back to the browser through the front proxy
+    with_cookies(resp, set_cookies)
 }
 
 /// `/oauth2/forward-auth` for Traefik and Caddy.
-pub fn forward_auth(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
+pub async fn forward_auth(
+    state: &AppState,
+    parts: &Parts,
+    info: &RequestInfo,
+) -> Response<ProxyBody> {
     let original = match original_request(&parts.headers, info.origin.trusted) {
         Ok(o) => o,
         Err(bad) => {
@@ -59,7 +70,11 @@ pub fn forward_auth(state: &AppState, parts: &Parts, info: &RequestInfo) -> Resp
             return error_response(&Error::BadRequest(bad.0), Mode::Json);
         }
     };
-    match state.gate.decide(&state.config, &parts.headers) {
+    let Decided {
+        decision,
+        set_cookies,
+    } = state.decide(&parts.headers).await;
+    let resp = match decision {
         Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
             Ok(()) => allowed(StatusCode::OK, &id, state.config.pass_access_token, true),
             Err(reason) => forbidden(reason, info.mode),
@@ -81,7 +96,9 @@ pub fn forward_auth(state: &AppState, parts: &Parts, info: &RequestInfo) -> Resp
             });
             begin_login(state, &return_to, info)
         }
-    }
+        Decision::Unavailable => error_response(&Error::IdpNotReady, info.mode),
+    };
+    with_cookies(resp, set_cookies)
 }
 
 /// The allow answer with the identity headers. Every header is present

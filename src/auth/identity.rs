@@ -30,6 +30,8 @@ pub struct Identity {
     pub extra_headers: Vec<(String, String)>,
     /// When the session ends (seconds since the Unix epoch).
     pub expires_at: u64,
+    /// When the tokens were last obtained (login or refresh), Unix seconds.
+    pub refreshed_at: u64,
     /// Tokens, present only where a setting forwards them.
     pub tokens: Tokens,
 }
@@ -41,6 +43,8 @@ pub struct Tokens {
     pub id_token: Option<Secret>,
     /// The raw access token.
     pub access_token: Option<Secret>,
+    /// The refresh token, kept only when `cookie_refresh` is set.
+    pub refresh_token: Option<Secret>,
     /// When the access token expires (Unix seconds), if known.
     pub access_token_expires_at: Option<u64>,
 }

@@ -237,6 +237,28 @@ struct TokenAnswer {
     expires_in: Option<Value>,
     #[serde(default)]
     id_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// A grant at the token endpoint.
+#[derive(Debug, Clone, Copy)]
+enum Grant<'a> {
+    /// The authorization code, with the PKCE verifier and callback URL.
+    Code(&'a str, &'a LoginParams<'a>),
+    /// A refresh token.
+    Refresh(&'a str),
+}
+
+/// Why a refresh did not give a new session.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The provider refused it (revoked, expired, another user): sign in again.
+    #[error("refresh refused: {0}")]
+    Rejected(String),
+    /// The provider could not be reached or answered garbage.
+    #[error("refresh failed: {0}")]
+    Unavailable(String),
 }
 
 /// The token endpoint's error answer (RFC 6749 5.2).
@@ -342,11 +364,64 @@ impl Provider {
         login: &LoginParams<'_>,
         keep_access_token: bool,
     ) -> Result<LoginResult, IdpError> {
-        let answer = self.token_request(code, login).await?;
+        let answer = self.token_request(Grant::Code(code, login)).await?;
+        let identity = self
+            .identity_from_answer(answer, Some(login.nonce), keep_access_token, None)
+            .await?;
+        Ok(LoginResult { identity })
+    }
+
+    /// Redeems the session's refresh token. The new identity keeps the old
+    /// one's fields the provider did not send again, must have the same
+    /// subject, and carries the rotated refresh token (or the old one).
+    pub async fn refresh(
+        &self,
+        previous: &Identity,
+        keep_access_token: bool,
+    ) -> Result<Identity, RefreshError> {
+        let Some(refresh_token) = previous.tokens.refresh_token.as_ref() else {
+            return Err(RefreshError::Rejected("no refresh token".to_owned()));
+        };
+        let answer = match self
+            .token_request(Grant::Refresh(refresh_token.expose()))
+            .await
+        {
+            Ok(a) => a,
+            // a 4xx from the token endpoint: revoked, expired, or not ours
+            Err(IdpError::TokenExchange(why)) if why.starts_with("status 4") => {
+                return Err(RefreshError::Rejected(why));
+            }
+            Err(e) => return Err(RefreshError::Unavailable(e.to_string())),
+        };
+        let mut identity = self
+            .identity_from_answer(answer, None, keep_access_token, Some(previous))
+            .await
+            .map_err(|e| RefreshError::Rejected(e.to_string()))?;
+        if identity.subject != previous.subject {
+            return Err(RefreshError::Rejected(
+                "the refreshed tokens name another user".to_owned(),
+            ));
+        }
+        if identity.tokens.refresh_token.is_none() {
+            identity.tokens.refresh_token = Some(refresh_token.clone());
+        }
+        Ok(identity)
+    }
+
+    /// Verifies what the token endpoint sent and maps it to an identity.
+    /// `nonce` is checked at login; a refreshed ID token carries none to
+    /// check. On refresh, `previous` fills in what was not sent again.
+    async fn identity_from_answer(
+        &self,
+        answer: TokenAnswer,
+        nonce: Option<&str>,
+        keep_access_token: bool,
+        previous: Option<&Identity>,
+    ) -> Result<Identity, IdpError> {
         let source = self.cfg.identity_source;
         let id_claims = match (&answer.id_token, self.cfg.oidc) {
-            (Some(raw), true) => Some(self.verify_id_token(raw, login.nonce).await?),
-            (None, true) if source == IdentitySource::IdToken => {
+            (Some(raw), true) => Some(self.verify_id_token(raw, nonce).await?),
+            (None, true) if source == IdentitySource::IdToken && previous.is_none() => {
                 return Err(IdpError::TokenExchange(
                     "the token response has no id_token".to_owned(),
                 ));
@@ -358,19 +433,67 @@ impl Provider {
         } else {
             None
         };
+        let mut identity = match (previous, &id_claims, source) {
+            // a refresh without a new ID token: the identity stands as it was
+            (Some(prev), None, IdentitySource::IdToken | IdentitySource::Userinfo) => prev.clone(),
+            _ => {
+                self.identity_from_claims(
+                    &answer,
+                    id_claims.as_ref(),
+                    access_claims.as_ref(),
+                    previous,
+                )
+                .await?
+            }
+        };
+        if access_claims.is_some() || previous.is_none() {
+            identity.roles = roles(
+                access_claims
+                    .as_ref()
+                    .or(id_claims.as_ref())
+                    .unwrap_or(&Value::Null),
+            );
+        }
+        let access_exp = expires_at(answer.expires_in.as_ref()).or_else(|| {
+            access_claims
+                .as_ref()
+                .and_then(|c| c.get("exp"))
+                .and_then(Value::as_u64)
+        });
+        identity.refreshed_at = now_secs();
+        identity.tokens = Tokens {
+            id_token: answer
+                .id_token
+                .map(Secret::new)
+                .or_else(|| previous.and_then(|p| p.tokens.id_token.clone())),
+            access_token: keep_access_token.then(|| Secret::new(answer.access_token)),
+            refresh_token: answer.refresh_token.map(Secret::new),
+            access_token_expires_at: access_exp,
+        };
+        Ok(identity)
+    }
+
+    /// Builds the identity from verified claims (plus userinfo at login when
+    /// the ID token has no email).
+    async fn identity_from_claims(
+        &self,
+        answer: &TokenAnswer,
+        id_claims: Option<&Value>,
+        access_claims: Option<&Value>,
+        previous: Option<&Identity>,
+    ) -> Result<Identity, IdpError> {
+        let source = self.cfg.identity_source;
         let mut claims = match source {
-            IdentitySource::IdToken => id_claims.clone().unwrap_or(Value::Null),
-            IdentitySource::AccessToken => access_claims.clone().unwrap_or(Value::Null),
+            IdentitySource::IdToken => id_claims.cloned().unwrap_or(Value::Null),
+            IdentitySource::AccessToken => access_claims.cloned().unwrap_or(Value::Null),
             IdentitySource::Userinfo => Value::Object(serde_json::Map::new()),
         };
         let needs_userinfo = source == IdentitySource::Userinfo
             || (source == IdentitySource::IdToken
+                && previous.is_none()
                 && lookup(&claims, &self.cfg.claims.email, &[]).is_none());
         if needs_userinfo {
-            if let Some(info) = self
-                .userinfo(&answer.access_token, id_claims.as_ref())
-                .await?
-            {
+            if let Some(info) = self.userinfo(&answer.access_token, id_claims).await? {
                 merge_missing(&mut claims, &info);
             } else if source == IdentitySource::Userinfo {
                 return Err(IdpError::TokenExchange(
@@ -378,41 +501,39 @@ impl Provider {
                 ));
             }
         }
-        if let Some(id) = &id_claims {
+        if let Some(id) = id_claims {
             merge_missing(&mut claims, id);
         }
         let mut identity = identity_from_claims(&claims, &self.cfg.claims)?;
-        identity.roles = roles(access_claims.as_ref().unwrap_or(&claims));
         identity.extra_headers =
             mapped_headers(&claims, &self.claim_headers, &self.cfg.claims.aliases);
-        let access_exp = expires_at(answer.expires_in.as_ref()).or_else(|| {
-            access_claims
-                .as_ref()
-                .and_then(|c| c.get("exp"))
-                .and_then(Value::as_u64)
-        });
-        identity.tokens = Tokens {
-            id_token: answer.id_token.map(Secret::new),
-            access_token: keep_access_token.then(|| Secret::new(answer.access_token)),
-            access_token_expires_at: access_exp,
-        };
-        Ok(LoginResult { identity })
+        if let Some(prev) = previous {
+            identity.email = identity.email.or_else(|| prev.email.clone());
+            identity.email_verified = identity.email_verified.or(prev.email_verified);
+            identity.preferred_username = identity
+                .preferred_username
+                .or_else(|| prev.preferred_username.clone());
+            identity.name = identity.name.or_else(|| prev.name.clone());
+            identity.expires_at = prev.expires_at;
+        }
+        Ok(identity)
     }
 
     /// The token request: form or JSON, client auth basic, post or none.
-    async fn token_request(
-        &self,
-        code: &str,
-        login: &LoginParams<'_>,
-    ) -> Result<TokenAnswer, IdpError> {
+    async fn token_request(&self, grant: Grant<'_>) -> Result<TokenAnswer, IdpError> {
         let method = self.cfg.auth_method;
         let secret = self.client_secret.as_ref().map(Secret::expose);
-        let mut fields: Vec<(&str, &str)> = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", login.redirect_uri),
-            ("code_verifier", login.pkce_verifier),
-        ];
+        let mut fields: Vec<(&str, &str)> = match grant {
+            Grant::Code(code, login) => vec![
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", login.redirect_uri),
+                ("code_verifier", login.pkce_verifier),
+            ],
+            Grant::Refresh(token) => {
+                vec![("grant_type", "refresh_token"), ("refresh_token", token)]
+            }
+        };
         if method != TokenAuthMethod::Basic {
             fields.push(("client_id", &self.client_id));
         }
@@ -480,19 +601,24 @@ impl Provider {
         })
     }
 
-    /// Verifies an ID token; returns its claims.
-    async fn verify_id_token(&self, raw: &str, nonce: &str) -> Result<Value, IdpError> {
+    /// Verifies an ID token; returns its claims. `nonce: None` is for a
+    /// refreshed ID token, which carries no nonce to check (OIDC Core 12.2).
+    async fn verify_id_token(&self, raw: &str, nonce: Option<&str>) -> Result<Value, IdpError> {
         let token = CoreIdToken::from_str(raw)
             .map_err(|e| IdpError::IdToken(format!("id token does not parse: {e}")))?;
-        let nonce = Nonce::new(nonce.to_owned());
-        if let Err(e) = token.claims(&self.id_verifier()?, &nonce) {
+        let nonce = nonce.map(|n| Nonce::new(n.to_owned()));
+        let check = |verifier: &CoreIdTokenVerifier<'static>| match &nonce {
+            Some(n) => token.claims(verifier, n).map(|_c| ()),
+            None => token
+                .claims(verifier, |_n: Option<&Nonce>| Ok(()))
+                .map(|_c| ()),
+        };
+        if let Err(e) = check(&self.id_verifier()?) {
             if !is_unknown_key(&e) || !self.refetch_jwks().await {
                 return Err(IdpError::IdToken(error_chain(&e)));
             }
             // the provider rotated its keys: try once more with the new set
-            token
-                .claims(&self.id_verifier()?, &nonce)
-                .map_err(|e| IdpError::IdToken(error_chain(&e)))?;
+            check(&self.id_verifier()?).map_err(|e| IdpError::IdToken(error_chain(&e)))?;
         }
         let claims =
             jwt_payload(raw).ok_or_else(|| IdpError::IdToken("payload is not JSON".to_owned()))?;

@@ -169,6 +169,10 @@ struct SessionPayload {
     at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ax: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rt: Option<String>,
+    #[serde(default)]
+    ra: u64,
 }
 
 /// Reads the session from the request's cookies. `None` for anything that is
@@ -194,9 +198,11 @@ pub fn read_session(
         roles: p.rl,
         extra_headers: p.xh,
         expires_at: p.exp,
+        refreshed_at: p.ra,
         tokens: Tokens {
             id_token: p.it.map(Secret::new),
             access_token: p.at.map(Secret::new),
+            refresh_token: p.rt.map(Secret::new),
             access_token_expires_at: p.ax,
         },
     })
@@ -232,6 +238,12 @@ pub fn write_session(
             .as_ref()
             .map(|s| s.expose().to_owned()),
         ax: identity.tokens.access_token_expires_at,
+        rt: identity
+            .tokens
+            .refresh_token
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+        ra: identity.refreshed_at,
     };
     let json = serde_json::to_vec(&payload).ok()?;
     let sealed = codec.seal(&cfg.name, &json)?;

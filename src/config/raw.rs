@@ -81,6 +81,11 @@ pub struct RawConfig {
     #[arg(long, env = "GATEHOUSE_COOKIE_SECURE", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub cookie_secure: Option<bool>,
 
+    /// Refresh the session's tokens at the provider this long after the last
+    /// refresh (needs a refresh token); unset: never [default: unset]
+    #[arg(long, env = "GATEHOUSE_COOKIE_REFRESH")]
+    pub cookie_refresh: Option<String>,
+
     /// Session lifetime, e.g. `168h`, `30m`, `1h30m` [default: 168h]
     #[arg(long, env = "GATEHOUSE_COOKIE_EXPIRE")]
     pub cookie_expire: Option<String>,
@@ -251,7 +256,7 @@ impl RawConfig {
         overlay_fields!(low, high;
             scalars: http_address, provider, oidc_issuer_url, client_id, client_secret,
                 client_secret_file, redirect_url, scope, cookie_secret_file, cookie_name,
-                cookie_domain, cookie_secure, cookie_expire, pass_access_token,
+                cookie_domain, cookie_secure, cookie_expire, cookie_refresh, pass_access_token,
                 pass_authorization_header, tls_cert_file, tls_key_file, log_format, log_level,
                 upstream_timeout, pass_host_header, oidc_email_claim, oidc_groups_claim,
                 user_id_claim, token_endpoint_auth_method, token_request_encoding, identity_source,

@@ -7,6 +7,7 @@ fn cfg() -> CookieConfig {
         domain: None,
         secure: true,
         expire: Duration::from_secs(3600),
+        refresh: None,
         secrets: vec![Secret::new("0123456789abcdef0123456789abcdef")],
     }
 }
@@ -26,8 +27,10 @@ fn identity(groups: usize) -> Identity {
         roles: vec!["user".into(), "gatehouse:editor".into()],
         extra_headers: vec![("x-forwarded-phone".into(), "+15555550100".into())],
         expires_at: now_secs() + 3600,
+        refreshed_at: now_secs(),
         tokens: Tokens {
             access_token_expires_at: Some(now_secs() + 900),
+            refresh_token: Some(Secret::new("rt-1")),
             ..Tokens::default()
         },
     }
