@@ -165,13 +165,15 @@ impl Gate {
         let digest = ring::digest::digest(&ring::digest::SHA256, token.expose().as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
+        // successes and refusals are remembered; an unreachable provider is
+        // not (try_get_with caches no error), so the next request tries again
         let outcome = self
             .refreshes
-            .get_with(key, async {
+            .try_get_with(key, async {
                 let Some(p) = provider.get() else {
-                    return Arc::new(Err(Arc::new(RefreshError::Unavailable(
+                    return Err(RefreshError::Unavailable(
                         "provider not discovered".to_owned(),
-                    ))));
+                    ));
                 };
                 let result = match p.refresh(identity, config.pass_access_token).await {
                     Ok(fresh) => {
@@ -185,12 +187,16 @@ impl Gate {
                             ))),
                         }
                     }
+                    Err(e @ RefreshError::Unavailable(_)) => return Err(e),
                     Err(e) => Err(Arc::new(e)),
                 };
-                Arc::new(result)
+                Ok(Arc::new(result))
             })
             .await;
-        (*outcome).clone()
+        match outcome {
+            Ok(shared) => (*shared).clone(),
+            Err(unavailable) => Err(unavailable),
+        }
     }
 }
 

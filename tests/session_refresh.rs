@@ -1,0 +1,219 @@
+//! `cookie_refresh`: a session's tokens are refreshed at the provider when
+//! due, the new session cookie travels on whatever answers the request
+//! (proxied page, `/oauth2/auth`), concurrent requests make one refresh, and
+//! a refused or failed refresh never lets a request through.
+
+// Test helpers outside #[test] fns assert by panicking, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use support::client::TestClient;
+use support::idp::{IdpOptions, MockIdp};
+use support::proxy::{TestProxy, login};
+use support::upstream::Recorder;
+
+async fn stack(extra: &str) -> (MockIdp, Recorder, TestProxy) {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let upstream = Recorder::start().await;
+    let proxy = TestProxy::start(extra, &idp, &upstream).await;
+    (idp, upstream, proxy)
+}
+
+fn refresh_grants(idp: &MockIdp) -> usize {
+    idp.token_requests()
+        .iter()
+        .filter(|t| t.params.get("grant_type") == Some("refresh_token"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_due_session_is_refreshed_and_the_new_cookie_comes_back() {
+    let (idp, upstream, proxy) = stack("cookie_refresh = \"1s\"\npass_access_token = true").await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    let first_cookie = client.cookie("127.0.0.1", "_gatehouse").unwrap();
+    let first_token = {
+        assert_eq!(client.get(&proxy.url("/")).await.status, StatusCode::OK);
+        upstream
+            .last()
+            .unwrap()
+            .header("x-forwarded-access-token")
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(refresh_grants(&idp), 0, "not due yet");
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let resp = client.get(&proxy.url("/")).await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(refresh_grants(&idp), 1);
+    assert!(
+        resp.set_cookie("_gatehouse").is_some(),
+        "the refreshed session is set on the proxied answer"
+    );
+    let second_cookie = client.cookie("127.0.0.1", "_gatehouse").unwrap();
+    assert_ne!(first_cookie, second_cookie);
+    let second_token = upstream
+        .last()
+        .unwrap()
+        .header("x-forwarded-access-token")
+        .unwrap()
+        .to_owned();
+    assert_ne!(
+        first_token, second_token,
+        "the upstream gets the new access token"
+    );
+
+    // the rotated refresh token is the one used next time
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(client.get(&proxy.url("/")).await.status, StatusCode::OK);
+    assert_eq!(refresh_grants(&idp), 2);
+    let used: Vec<String> = idp
+        .token_requests()
+        .iter()
+        .filter_map(|t| t.params.get("refresh_token").map(str::to_owned))
+        .collect();
+    assert_ne!(
+        used[0], used[1],
+        "each refresh redeems the newest refresh token"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_stale_cookie_make_one_refresh() {
+    let (idp, _upstream, proxy) = stack("cookie_refresh = \"1s\"").await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    let cookie = format!(
+        "_gatehouse={}",
+        client.cookie("127.0.0.1", "_gatehouse").unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let url = proxy.url("/");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (url, cookie) = (url.clone(), cookie.clone());
+        tasks.push(tokio::spawn(async move {
+            TestClient::new()
+                .get_with(&url, &[("cookie", &cookie), ("accept", "application/json")])
+                .await
+                .status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(refresh_grants(&idp), 1, "one refresh for eight requests");
+}
+
+#[tokio::test]
+async fn a_refused_refresh_signs_the_user_out() {
+    let (idp, upstream, proxy) = stack("cookie_refresh = \"1s\"").await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    idp.revoke_refresh_tokens();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let before = upstream.count();
+    let resp = client.get_api(&proxy.url("/")).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(upstream.count(), before, "nothing reaches the upstream");
+    let cleared = resp
+        .set_cookie("_gatehouse")
+        .expect("the dead session is cleared");
+    assert_eq!(cleared.value(), "");
+}
+
+#[tokio::test]
+async fn forward_auth_carries_the_refreshed_cookie_and_never_allows_when_the_provider_fails() {
+    let (idp, _upstream, proxy) = stack("cookie_refresh = \"1s\"").await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let ok = client.get(&proxy.url("/oauth2/auth")).await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED);
+    assert!(
+        ok.set_cookie("_gatehouse").is_some(),
+        "nginx passes this Set-Cookie back"
+    );
+
+    // due again, and the token endpoint is failing: no 2xx
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    idp.set_knobs(|k| k.token_endpoint_status = Some(500));
+    let down = client.get(&proxy.url("/oauth2/auth")).await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    let fwd = client.get(&proxy.url("/oauth2/forward-auth")).await;
+    assert!(!fwd.status.is_success(), "{}", fwd.status);
+    let page = client.get_api(&proxy.url("/")).await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+    // and once it is back the session lives on
+    idp.set_knobs(|k| k.token_endpoint_status = None);
+    assert_eq!(
+        client.get(&proxy.url("/oauth2/auth")).await.status,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn without_cookie_refresh_no_refresh_token_is_kept_and_expired_tokens_are_not_forwarded() {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    idp.set_knobs(|k| k.access_token_ttl_secs = 1);
+    let upstream = Recorder::start().await;
+    let proxy = TestProxy::start("pass_access_token = true", &idp, &upstream).await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    assert_eq!(client.get(&proxy.url("/")).await.status, StatusCode::OK);
+    assert!(
+        upstream
+            .last()
+            .unwrap()
+            .header("x-forwarded-access-token")
+            .is_some()
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        client.get(&proxy.url("/")).await.status,
+        StatusCode::OK,
+        "the session outlives the token"
+    );
+    assert!(
+        upstream
+            .last()
+            .unwrap()
+            .header("x-forwarded-access-token")
+            .is_none(),
+        "an expired token is never forwarded"
+    );
+    assert_eq!(refresh_grants(&idp), 0);
+}
+
+#[tokio::test]
+async fn a_stale_access_token_is_refreshed_when_it_is_forwarded() {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    // expires inside the refresh margin straight away
+    idp.set_knobs(|k| k.access_token_ttl_secs = 5);
+    let upstream = Recorder::start().await;
+    let proxy = TestProxy::start(
+        "pass_access_token = true\ncookie_refresh = \"1h\"",
+        &idp,
+        &upstream,
+    )
+    .await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    assert_eq!(client.get(&proxy.url("/")).await.status, StatusCode::OK);
+    assert!(
+        refresh_grants(&idp) >= 1,
+        "a token about to expire is refreshed before it is forwarded"
+    );
+    assert!(
+        upstream
+            .last()
+            .unwrap()
+            .header("x-forwarded-access-token")
+            .is_some()
+    );
+}
