@@ -81,10 +81,14 @@ pub struct Gate {
 
 impl Gate {
     /// Builds the gate around the cookie codec.
-    pub fn new(codec: CookieCodec) -> Self {
+    pub fn new(codec: CookieCodec, cookie_refresh: Option<Duration>) -> Self {
+        // an outcome is reused as long as a refresh interval: a browser that
+        // did not get the new cookie (a front proxy dropped it) keeps
+        // presenting the old one, which must not redeem a rotated token again
+        let reuse = cookie_refresh.map_or(REFRESH_REUSE, |r| r.max(REFRESH_REUSE));
         let refreshes = moka::future::Cache::builder()
             .max_capacity(REFRESH_CACHE_CAPACITY)
-            .time_to_live(REFRESH_REUSE)
+            .time_to_live(reuse)
             .build();
         Self { codec, refreshes }
     }

@@ -100,7 +100,7 @@ async fn dispatch(
                 }
                 (Method::GET, "/oauth2/userinfo") => endpoints::userinfo(state, &parts).await,
                 // front proxies ask with the original method (nginx) or GET
-                (_, "/oauth2/auth") => forward_auth::auth_request(state, &parts).await,
+                (_, "/oauth2/auth") => forward_auth::auth_request(state, &parts, &info).await,
                 (_, "/oauth2/forward-auth") => {
                     forward_auth::forward_auth(state, &parts, &info).await
                 }

@@ -41,9 +41,10 @@ impl AppState {
             .map_err(|e| StartupError::Cookie(e.to_string()))?;
         let idp_http = IdpHttp::new(Duration::from_secs(10)).map_err(StartupError::Tls)?;
         let upstreams = Upstreams::new(&config).map_err(StartupError::Tls)?;
+        let refresh = config.cookie.refresh;
         Ok(Self {
             config: Arc::new(config),
-            gate: Gate::new(codec),
+            gate: Gate::new(codec, refresh),
             provider: ProviderSlot::default(),
             idp_http,
             upstreams,

@@ -1054,3 +1054,28 @@ async fn forward_auth_endpoints_never_redirect_anywhere_but_the_provider() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_access_token_is_never_handed_to_an_untrusted_caller() {
+    // 127.0.0.1 is not a trusted proxy here: a browser (and any script on
+    // the page) asking the check endpoints must not get the token
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let upstream = Recorder::start().await;
+    let proxy = TestProxy::start(
+        "pass_access_token = true\ntrusted_proxy = [\"10.0.0.0/8\"]",
+        &idp,
+        &upstream,
+    )
+    .await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
+        let r = client.get(&proxy.url(path)).await;
+        assert!(r.status.is_success(), "{path}: {}", r.status);
+        assert!(r.header("x-auth-request-user").is_some(), "{path}");
+        assert!(
+            r.header("x-auth-request-access-token").is_none(),
+            "{path} leaked the access token"
+        );
+    }
+}

@@ -33,19 +33,18 @@ use crate::http::headers::{
 use crate::state::AppState;
 
 /// `/oauth2/auth` for nginx `auth_request`.
-pub async fn auth_request(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
+pub async fn auth_request(
+    state: &AppState,
+    parts: &Parts,
+    info: &RequestInfo,
+) -> Response<ProxyBody> {
     let Decided {
         decision,
         set_cookies,
     } = state.decide(&parts.headers).await;
     let resp = match decision {
         Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
-            Ok(()) => allowed(
-                StatusCode::ACCEPTED,
-                &id,
-                state.config.pass_access_token,
-                false,
-            ),
+            Ok(()) => allowed(StatusCode::ACCEPTED, &id, token_allowed(state, info), false),
             Err(reason) => forbidden(reason, Mode::Json),
         },
         Decision::Deny(reason) => forbidden(reason, Mode::Json),
@@ -76,7 +75,7 @@ pub async fn forward_auth(
     } = state.decide(&parts.headers).await;
     let resp = match decision {
         Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
-            Ok(()) => allowed(StatusCode::OK, &id, state.config.pass_access_token, true),
+            Ok(()) => allowed(StatusCode::OK, &id, token_allowed(state, info), true),
             Err(reason) => forbidden(reason, info.mode),
         },
         Decision::Deny(reason) => forbidden(reason, info.mode),
@@ -99,6 +98,14 @@ pub async fn forward_auth(
         Decision::Unavailable => error_response(&Error::IdpNotReady, info.mode),
     };
     with_cookies(resp, set_cookies)
+}
+
+/// The access token goes on an answer only with `pass_access_token` and
+/// only to a trusted front proxy: these endpoints are reachable from the
+/// page's own origin, and a script there must not read the token the
+/// HttpOnly cookie keeps from it.
+fn token_allowed(state: &AppState, info: &RequestInfo) -> bool {
+    state.config.pass_access_token && info.origin.trusted
 }
 
 /// The allow answer with the identity headers. Every header is present

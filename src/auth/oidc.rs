@@ -388,7 +388,12 @@ impl Provider {
         {
             Ok(a) => a,
             // a 4xx from the token endpoint: revoked, expired, or not ours
-            Err(IdpError::TokenExchange(why)) if why.starts_with("status 4") => {
+            // the provider refused the grant itself (revoked, expired, not ours);
+            // anything else (429, 5xx, garbage) is the provider being unwell
+            Err(IdpError::TokenExchange(why))
+                if (why.starts_with("status 400") || why.starts_with("status 401"))
+                    && (why.contains("invalid_grant") || why.contains("invalid_client")) =>
+            {
                 return Err(RefreshError::Rejected(why));
             }
             Err(e) => return Err(RefreshError::Unavailable(e.to_string())),
