@@ -16,9 +16,7 @@ use hyper::body::Incoming;
 
 use crate::auth::endpoints::{self, RequestInfo};
 use crate::auth::forward_auth;
-use crate::auth::return_to::ReturnTo;
 use crate::auth::{Decided, Decision, strip_own_cookies};
-use crate::config::CallbackUrl;
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::{is_trusted, origin};
@@ -155,33 +153,8 @@ fn challenge(state: &AppState, req: &Request<Incoming>, info: &RequestInfo) -> R
         .uri()
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    let host = info.origin.host.as_deref();
-    // with a central callback host the browser comes back there: remember
-    // the whole URL of the host it started on (still checked as any return URL)
-    let absolute = match (&state.config.redirect_url, host) {
-        (CallbackUrl::Fixed(cb), Some(h)) if !same_authority(cb, h) => {
-            Some(format!("{}://{h}{target}", info.origin.proto))
-        }
-        _ => None,
-    };
-    let return_to = ReturnTo::parse(
-        absolute.as_deref().unwrap_or(target),
-        host,
-        &state.config.whitelist_domains,
-    );
+    let return_to = endpoints::remembered(&state.config, &info.origin, target);
     endpoints::begin_login(state, &return_to, info)
-}
-
-/// True when `url` points at `authority` (host and port, default ports
-/// filled in).
-fn same_authority(url: &url::Url, authority: &str) -> bool {
-    let Ok(a) = authority.parse::<http::uri::Authority>() else {
-        return false;
-    };
-    let port = a.port_u16().or_else(|| url.port_or_known_default());
-    url.host_str()
-        .is_some_and(|h| h.eq_ignore_ascii_case(a.host()))
-        && url.port_or_known_default() == port
 }
 
 /// A GET or HEAD from a browser that wants a page, not an API call.

@@ -648,3 +648,29 @@ async fn a_session_too_big_for_one_cookie_is_chunked() {
         300
     );
 }
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_client_do_not_reach_the_upstream() {
+    let s = stack("trusted_proxy = [\"10.0.0.0/8\"]").await;
+    let client = TestClient::new();
+    login(&client, &s.proxy, "/").await;
+    let spoofs = [
+        ("Forwarded", "for=1.2.3.4;proto=https"),
+        ("X-Real-IP", "1.2.3.4"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("X-Original-URL", "https://evil.example/"),
+    ];
+    assert_eq!(
+        client.get_with(&s.proxy.url("/"), &spoofs).await.status,
+        StatusCode::OK
+    );
+    let seen = s.upstream.last().unwrap();
+    for (name, _) in spoofs {
+        assert!(
+            seen.header(name).is_none(),
+            "{name} from an untrusted client reached the upstream"
+        );
+    }
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+}

@@ -50,14 +50,40 @@ pub fn query_param<'a>(parts: &'a Parts, key: &str) -> Option<Cow<'a, str>> {
 /// `/oauth2/start?rd=URL`: begin a login, then come back to `rd`.
 pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let rd = query_param(parts, "rd");
-    let return_to = rd.map_or_else(ReturnTo::root, |rd| {
-        ReturnTo::parse(
-            &rd,
-            info.origin.host.as_deref(),
-            &state.config.whitelist_domains,
-        )
-    });
+    let target = rd.as_deref().unwrap_or("/");
+    let return_to = remembered(&state.config, &info.origin, target);
     begin_login(state, &return_to, info)
+}
+
+/// The URL to come back to after a login started at `target` (a path, or an
+/// absolute URL) on `origin`. With a central callback host on another
+/// authority, a path is made absolute on the host the browser is on, else it
+/// would land on the callback host. Always checked as any return URL.
+pub fn remembered(config: &Config, origin: &Origin, target: &str) -> ReturnTo {
+    let host = origin.host.as_deref();
+    let absolute = match (&config.redirect_url, host) {
+        (CallbackUrl::Fixed(cb), Some(h)) if target.starts_with('/') && !same_authority(cb, h) => {
+            Some(format!("{}://{h}{target}", origin.proto))
+        }
+        _ => None,
+    };
+    ReturnTo::parse(
+        absolute.as_deref().unwrap_or(target),
+        host,
+        &config.whitelist_domains,
+    )
+}
+
+/// True when `url` points at `authority` (host and port, default ports
+/// filled in).
+fn same_authority(url: &Url, authority: &str) -> bool {
+    let Ok(a) = authority.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    let port = a.port_u16().or_else(|| url.port_or_known_default());
+    url.host_str()
+        .is_some_and(|h| h.eq_ignore_ascii_case(a.host()))
+        && url.port_or_known_default() == port
 }
 
 /// Sends the browser to the provider, remembering `return_to` in a
@@ -339,4 +365,57 @@ pub fn sets_session(r: &Response<ProxyBody>, base: &str) -> bool {
                 .next()
                 .is_some_and(|n| session::is_session_cookie(n, base))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(redirect_url: &str) -> Config {
+        Config::from_toml_str(&format!(
+            r#"
+            upstream = "http://127.0.0.1:9"
+            oidc_issuer_url = "https://idp.example.com"
+            client_id = "gatehouse"
+            client_secret = "s3cret"
+            redirect_url = "{redirect_url}"
+            cookie_secret = "0123456789abcdef0123456789abcdef"
+            email_domain = "*"
+            whitelist_domain = ".example.com"
+            "#
+        ))
+        .unwrap()
+    }
+
+    fn origin(host: &str) -> Origin {
+        Origin {
+            proto: "https",
+            host: Some(host.to_owned()),
+            trusted: false,
+        }
+    }
+
+    #[test]
+    fn with_a_central_callback_host_a_path_is_remembered_on_the_starting_host() {
+        let central = config("https://auth.example.com/oauth2/callback");
+        assert_eq!(
+            remembered(&central, &origin("app1.example.com"), "/x?y=1").as_str(),
+            "https://app1.example.com/x?y=1"
+        );
+        // on the callback host itself a path stays a path
+        assert_eq!(
+            remembered(&central, &origin("auth.example.com"), "/x").as_str(),
+            "/x"
+        );
+        // hostile targets still fall back
+        assert_eq!(
+            remembered(&central, &origin("app1.example.com"), "https://evil.test/").as_str(),
+            "/"
+        );
+        let per_host = config("/oauth2/callback");
+        assert_eq!(
+            remembered(&per_host, &origin("app1.example.com"), "/x").as_str(),
+            "/x"
+        );
+    }
 }

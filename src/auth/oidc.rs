@@ -1025,11 +1025,13 @@ fn mapped_headers(
                 Value::Array(_) => strings(Some(v)).join(","),
                 other => text(other)?,
             };
-            let clean: String = raw
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_HEADER_VALUE)
-                .collect();
+            let mut clean = String::with_capacity(raw.len().min(MAX_HEADER_VALUE));
+            for c in raw.chars().filter(|c| !c.is_control()) {
+                if clean.len() + c.len_utf8() > MAX_HEADER_VALUE {
+                    break;
+                }
+                clean.push(c);
+            }
             Some((m.header.as_str().to_owned(), clean))
         })
         .collect()

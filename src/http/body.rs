@@ -63,7 +63,13 @@ where
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        let mut polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        // trailers are headers too: an identity header may not arrive there
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &mut polled
+            && let Some(trailers) = frame.trailers_mut()
+        {
+            crate::http::headers::strip_identity_headers(trailers, &[] as &[&str]);
+        }
         if matches!(polled, std::task::Poll::Ready(None | Some(Err(_))))
             && let Some(done) = self.done.take()
         {

@@ -168,6 +168,13 @@ impl Upstreams {
         strip_identity_headers(h, &self.strip_extra);
         set_identity_headers(h, ctx.identity, self.identity);
         let trusted = ctx.origin.trusted;
+        if !trusted {
+            // frameworks read these as the client's address, port or path
+            // prefix: only a trusted proxy may state them
+            for name in UNTRUSTED_FORWARDING {
+                h.remove(*name);
+            }
+        }
         if let Some(v) = forwarded_for(h, ctx.peer, trusted) {
             h.insert(crate::http::headers::X_FORWARDED_FOR, v);
         }
@@ -193,6 +200,19 @@ impl Upstreams {
         }
     }
 }
+
+/// Forwarding headers besides `X-Forwarded-For/-Proto/-Host` (which are
+/// rebuilt) that are dropped when the peer is not a trusted proxy.
+const UNTRUSTED_FORWARDING: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-url",
+];
 
 /// Adds the identity headers. Values that cannot be header values (control
 /// characters from a hostile provider) are left out rather than mangled.
