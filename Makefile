@@ -15,7 +15,7 @@ build:
 	$(CARGO) build --release
 
 demo:
-	$(CARGO) run --release --example demo
+	$(CARGO) run --example demo
 
 test:
 	$(CARGO) test --all-targets --no-fail-fast
