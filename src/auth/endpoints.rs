@@ -16,7 +16,7 @@ use crate::auth::oidc::{LoginParams, LogoutTarget};
 use crate::auth::policy::{self, DenyReason};
 use crate::auth::return_to::{ReturnTo, host_allowed};
 use crate::auth::session::{
-    self, LOGIN_TTL_SECS, LoginState, clear_session, login_cookie_name, now_secs, read_login_state,
+    LOGIN_TTL_SECS, LoginState, clear_session, login_cookie_name, now_secs, read_login_state,
     read_session, set_cookie, write_login_state, write_session,
 };
 use crate::auth::{Decided, Decision};
@@ -352,19 +352,6 @@ pub fn with_cookies(mut r: Response<ProxyBody>, cookies: Vec<HeaderValue>) -> Re
         r.headers_mut().append(SET_COOKIE, c);
     }
     r
-}
-
-/// True when a `Set-Cookie` for the session exists in `r` (tests, logging).
-pub fn sets_session(r: &Response<ProxyBody>, base: &str) -> bool {
-    r.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split('=')
-                .next()
-                .is_some_and(|n| session::is_session_cookie(n, base))
-        })
 }
 
 #[cfg(test)]

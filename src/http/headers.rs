@@ -43,8 +43,6 @@ pub const X_AUTH_REQUEST_GROUPS: HeaderName = HeaderName::from_static("x-auth-re
 /// `X-Auth-Request-Access-Token`.
 pub const X_AUTH_REQUEST_ACCESS_TOKEN: HeaderName =
     HeaderName::from_static("x-auth-request-access-token");
-/// `X-Request-Id`.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Identity headers, normalised (lower case, `-`), that only gatehouse may set.
 const IDENTITY_HEADERS: &[&str] = &[
