@@ -26,4 +26,5 @@ pub mod client;
 pub mod e2e;
 pub mod idp;
 pub mod proxy;
+pub mod redis;
 pub mod upstream;
