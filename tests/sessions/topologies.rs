@@ -1,0 +1,84 @@
+//! Redis Sentinel and Redis Cluster behind the session store (issue 8):
+//! sessions made through Sentinel outlive a failover, and sessions made
+//! through a Cluster work and spread over its masters.
+
+use std::time::{Duration, Instant};
+
+use crate::support::redis::{RedisCluster, RedisSentinel, redis_available};
+use crate::{Backend, Store, Via, World, assert_allowed_everywhere, signed_in, status};
+
+#[tokio::test]
+async fn a_redis_session_made_through_sentinel_still_works_after_a_failover() {
+    if !redis_available("a_redis_session_made_through_sentinel_still_works_after_a_failover") {
+        return;
+    }
+    let mut set = RedisSentinel::start().await;
+    let world = World::start().await;
+    let gatehouse = world.gatehouse(Store::Redis, Backend::Sentinel(&set)).await;
+    let (_browser, cookie) = signed_in(&gatehouse).await;
+    assert_allowed_everywhere(&gatehouse, &cookie, "before the failover").await;
+    assert!(
+        !set.master().keys().await.is_empty(),
+        "the session is not on the master the sentinel names"
+    );
+    // the replica has everything before the master dies
+    let acked = set.master().cmd(&["WAIT", "1", "2000"]).await.unwrap();
+    assert_eq!(acked.int(), 1, "the replica did not acknowledge the writes");
+
+    set.kill_master();
+    set.wait_for_promotion().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(&gatehouse, Via::Auth, &cookie).await;
+        if s.is_success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session does not work 20 s after the failover: /oauth2/auth answers {s}\n{}",
+            set.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_allowed_everywhere(&gatehouse, &cookie, "after the failover").await;
+    // and new sessions go to the new master
+    let (_browser, fresh) = signed_in(&gatehouse).await;
+    assert_allowed_everywhere(&gatehouse, &fresh, "a login after the failover").await;
+}
+
+#[tokio::test]
+async fn redis_sessions_made_through_a_cluster_work_and_spread_over_its_masters() {
+    if !redis_available("redis_sessions_made_through_a_cluster_work_and_spread_over_its_masters") {
+        return;
+    }
+    let cluster = RedisCluster::start().await;
+    let world = World::start().await;
+    let one = world
+        .gatehouse(Store::Redis, Backend::Cluster(&cluster))
+        .await;
+    let two = world
+        .gatehouse(Store::Redis, Backend::Cluster(&cluster))
+        .await;
+    let mut cookies = Vec::new();
+    for i in 0..12 {
+        let at = if i % 2 == 0 { &one } else { &two };
+        let (_browser, cookie) = signed_in(at).await;
+        cookies.push(cookie);
+    }
+    for cookie in &cookies {
+        assert_allowed_everywhere(&one, cookie, "a cluster session at replica one").await;
+        assert_allowed_everywhere(&two, cookie, "a cluster session at replica two").await;
+    }
+    let mut per_node = Vec::new();
+    for node in cluster.nodes() {
+        per_node.push(node.keys().await.len());
+    }
+    let total: usize = per_node.iter().sum();
+    assert!(total >= cookies.len(), "keys per node: {per_node:?}");
+    let holding = per_node.iter().filter(|&&n| n > 0).count();
+    // 12 random session ids all on one of three masters: odds 1 in 177,147
+    assert!(
+        holding >= 2,
+        "sessions are not spread over the cluster: keys per node {per_node:?}"
+    );
+}
