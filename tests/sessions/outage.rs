@@ -237,3 +237,85 @@ async fn with_the_redis_store_a_redis_outage_under_load_fails_closed_and_recover
     )
     .await;
 }
+
+/// A sign-out while Redis is away: refused at once where it happened, and
+/// at the other replica once Redis is back (never allowed in between).
+async fn sign_out_during_an_outage(store: Store, test: &str) {
+    if !redis_available(test) {
+        return;
+    }
+    let mut redis = RedisServer::start().await;
+    let world = World::start().await;
+    let one = world.gatehouse(store, Backend::Standalone(&redis)).await;
+    let two = world.gatehouse(store, Backend::Standalone(&redis)).await;
+    let (browser, cookie) = signed_in(&one).await;
+    assert_allowed_everywhere(&two, &cookie, "before the outage").await;
+
+    let saved = redis.cmd(&["SAVE"]).await.unwrap();
+    assert_eq!(saved.text(), "OK");
+    redis.stop();
+    tokio::time::sleep(NOTICE).await;
+    sign_out(&browser, &one).await;
+    for via in [Via::Proxy, Via::Auth, Via::ForwardAuth] {
+        for (name, at) in [("one", &one), ("two", &two)] {
+            let s = status(at, via, &cookie).await;
+            assert!(
+                !s.is_success(),
+                "replica {name}, {via:?}, during the outage: {s}"
+            );
+        }
+    }
+    redis.start_again().await;
+    let back = Instant::now();
+    // until both replicas are back in sync, the cookie is never allowed;
+    // then it is refused as signed out
+    let mut statuses = Vec::new();
+    loop {
+        let s = status(&two, Via::Auth, &cookie).await;
+        statuses.push(s);
+        assert!(
+            !s.is_success(),
+            "replica two allowed the signed-out cookie: {statuses:?}"
+        );
+        if s == StatusCode::UNAUTHORIZED && ready(&two).await == StatusCode::OK {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "replica two not back to 401 10 s after Redis returned: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // in sync: the revocation made during the outage reached replica two
+    for (name, at) in [("one", &one), ("two", &two)] {
+        for via in [Via::Proxy, Via::Auth, Via::ForwardAuth] {
+            assert_eq!(
+                status(at, via, &cookie).await,
+                StatusCode::UNAUTHORIZED,
+                "replica {name}, {via:?}, after Redis returned"
+            );
+        }
+    }
+    let (_other_browser, other) = signed_in(&two).await;
+    assert_allowed_everywhere(&one, &other, "a new session after the outage").await;
+}
+
+#[tokio::test]
+async fn with_the_cookie_store_a_sign_out_during_an_outage_reaches_the_other_replica_when_redis_returns()
+ {
+    sign_out_during_an_outage(
+        Store::Cookie,
+        "with_the_cookie_store_a_sign_out_during_an_outage_reaches_the_other_replica_when_redis_returns",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_the_redis_store_a_sign_out_during_an_outage_reaches_the_other_replica_when_redis_returns()
+ {
+    sign_out_during_an_outage(
+        Store::Redis,
+        "with_the_redis_store_a_sign_out_during_an_outage_reaches_the_other_replica_when_redis_returns",
+    )
+    .await;
+}

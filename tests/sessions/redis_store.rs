@@ -248,3 +248,72 @@ async fn a_redis_dump_shows_no_identity_no_token_and_no_cookie() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_password_protected_redis_works_with_redis_password_and_with_redis_password_file() {
+    if !redis_available(
+        "a_password_protected_redis_works_with_redis_password_and_with_redis_password_file",
+    ) {
+        return;
+    }
+    let redis = RedisServer::start_with_password("s3cret-for-redis").await;
+    let world = World::start().await;
+    // `with_redis` sets `redis_password` for a server that has one
+    let by_value = world
+        .gatehouse(Store::Redis, Backend::Standalone(&redis))
+        .await;
+    let (_browser, cookie) = signed_in(&by_value).await;
+    assert_allowed_everywhere(&by_value, &cookie, "redis_password").await;
+
+    let dir = crate::support::e2e::TempDir::new("redis-password");
+    let file = dir.write("redis-password", "s3cret-for-redis\n");
+    let by_file = world
+        .builder(Store::Redis, Backend::Standalone(&redis))
+        .remove("redis_password")
+        .set("redis_password_file", file.display().to_string())
+        .start()
+        .await;
+    assert_allowed_everywhere(&by_file, &cookie, "redis_password_file, same session").await;
+    let (_browser, other) = signed_in(&by_file).await;
+    assert_allowed_everywhere(&by_file, &other, "redis_password_file, new session").await;
+    assert!(
+        redis.keys().await.len() >= 2,
+        "both sessions are in the password-protected Redis"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_redis_password_never_lets_a_request_through() {
+    if !redis_available("a_wrong_redis_password_never_lets_a_request_through") {
+        return;
+    }
+    let redis = RedisServer::start_with_password("the-right-one").await;
+    let world = World::start().await;
+    let started = world
+        .builder(Store::Cookie, Backend::Standalone(&redis))
+        .set("redis_password", "a-wrong-one")
+        .no_wait()
+        .try_start()
+        .await;
+    // refusing to start is fine; starting is fine only if never ready
+    let Ok(gatehouse) = started else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_millis(2500);
+    while std::time::Instant::now() < deadline {
+        let ready = crate::support::client::TestClient::new()
+            .get_api(&gatehouse.url("/ready"))
+            .await
+            .status;
+        assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "/ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // a login cannot complete into an allowed session either
+    let browser = crate::support::client::TestClient::new();
+    let first = browser.get(&gatehouse.url("/")).await;
+    assert!(!first.status.is_success(), "{}", first.status);
+    for via in crate::VIAS {
+        let s = status(&gatehouse, via, "").await;
+        assert!(!s.is_success(), "{via:?} answered {s} without a session");
+    }
+}
