@@ -13,7 +13,9 @@
 //! you land back on the upstream app, a page showing the request headers it
 //! received, with the identity headers gatehouse added (`X-Forwarded-User`,
 //! `X-Forwarded-Email`, `X-Forwarded-Groups`, ...) highlighted. "Sign out"
-//! ends the session. Stop it with Ctrl-C.
+//! ends the session server-side: a copy of the old cookie is refused from then
+//! on (the demo keeps revocations in memory; no Redis needed). Stop it with
+//! Ctrl-C.
 //!
 //! The mock provider and the upstream are the ones the integration tests use
 //! (`tests/support/`), so they are not part of the gatehouse binary.
@@ -149,6 +151,14 @@ fn print_banner(port: u16, idp: &MockIdp) -> std::io::Result<()> {
             user.username, user.email
         )?;
     }
+    writeln!(
+        out,
+        "  sign-out is server-side: copy the _gatehouse cookie, sign out at /oauth2/sign_out,"
+    )?;
+    writeln!(
+        out,
+        "  and the copied cookie is refused from then on (try: curl -H 'Cookie: _gatehouse=...' http://127.0.0.1:{port}/)"
+    )?;
     writeln!(out, "  press Ctrl-C to stop")?;
     writeln!(out)?;
     out.flush()

@@ -159,8 +159,9 @@ fn auth0() -> Preset {
         seen: Seen {
             user: ALICE,
             email: Some("alice@example.com"),
-            // Auth0 sends `nickname`, not `preferred_username`
-            preferred_username: None,
+            // Auth0 sends `nickname`, not `preferred_username`: the nickname
+            // stands in (issue 8)
+            preferred_username: Some("alice"),
             groups: Some("admin"),
             mapped: (
                 "x-forwarded-picture",

@@ -102,3 +102,29 @@ fn jwks_with_unknown_key_types_still_parse() {
     let keys = Keys::parse(jwks).unwrap();
     assert_eq!(keys.jwt.len(), 1);
 }
+
+#[test]
+fn an_alias_fills_the_preferred_username_only_when_it_is_missing() {
+    // the auth0 preset: nickname stands in for preferred_username
+    let mut n = names();
+    n.aliases = vec![("preferred_username".into(), "nickname".into())];
+    let from_nickname = identity_from_claims(
+        &serde_json::json!({"sub": "auth0|1", "nickname": "jdoe"}),
+        &n,
+    )
+    .unwrap();
+    assert_eq!(from_nickname.preferred_username.as_deref(), Some("jdoe"));
+    let both = identity_from_claims(
+        &serde_json::json!({"sub": "1", "nickname": "jdoe", "preferred_username": "john"}),
+        &n,
+    )
+    .unwrap();
+    assert_eq!(both.preferred_username.as_deref(), Some("john"));
+    // without the alias a nickname is not a username
+    let plain = identity_from_claims(
+        &serde_json::json!({"sub": "1", "nickname": "jdoe"}),
+        &names(),
+    )
+    .unwrap();
+    assert_eq!(plain.preferred_username, None);
+}
