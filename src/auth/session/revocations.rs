@@ -31,6 +31,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub const FRESH_WINDOW: Duration = Duration::from_secs(1);
 /// Entries read from the stream per call.
 const PAGE: usize = 5_000;
+/// How often the loop wakes without Redis (sweeps only).
+const LOCAL_SWEEP_TICK: Duration = Duration::from_secs(10);
 /// How often expired entries are dropped from memory.
 const SWEEP_EVERY_MS: u64 = 60_000;
 
@@ -429,9 +431,15 @@ impl Revocations {
         }
     }
 
-    /// Polls every [`POLL_INTERVAL`] until dropped (spawned at start).
+    /// Polls every [`POLL_INTERVAL`] until dropped (spawned at start);
+    /// without Redis only the sweep is left, so it wakes rarely.
     pub async fn run(self: std::sync::Arc<Self>) {
-        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        let every = if self.feed.is_some() {
+            POLL_INTERVAL
+        } else {
+            LOCAL_SWEEP_TICK
+        };
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
