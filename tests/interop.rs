@@ -221,9 +221,15 @@ async fn logout_at_the_provider_ends_the_gatehouse_session_by_back_channel() {
          logout; provider log:\n{}",
         stack.provider.stderr()
     );
+    // its log line comes through a pipe and a reader thread: wait for it
+    let delivered = "backchannel.success client=gatehouse";
+    let deadline = Instant::now() + BACKCHANNEL_TIMEOUT;
+    while !stack.provider.stderr().contains(delivered) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = stack.provider.stderr();
     assert!(
-        log.contains("backchannel.success client=gatehouse"),
+        log.contains(delivered),
         "the provider should report the logout token delivered:\n{log}"
     );
 
