@@ -377,9 +377,15 @@ impl Stack {
         eprintln!("interop: oidc-provider at {issuer} (node {})", node.version);
 
         let upstream = Recorder::start().await;
-        let server = start_gatehouse(listener, &issuer, &upstream).await?;
+        // the provider is dropped without a panic on these errors: keep its log
+        let with_log = |e: String| format!("{e}\noidc-provider stderr:\n{}", provider.stderr());
+        let server = start_gatehouse(listener, &issuer, &upstream)
+            .await
+            .map_err(with_log)?;
         let client = TestClient::new().with_timeout(REQUEST_TIMEOUT);
-        wait_ready(&client, &proxy_base, &server).await?;
+        wait_ready(&client, &proxy_base, &server)
+            .await
+            .map_err(with_log)?;
         Ok(Some(Self {
             provider,
             server,
