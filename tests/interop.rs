@@ -3,10 +3,10 @@
 //! `tests/interop/package.json` (+ `package-lock.json`) and configured by
 //! `tests/interop/provider.js`.
 //!
-//! The test installs the package (`npm ci`, only when `node_modules` lacks
-//! the pinned version), starts the provider with `node` on an ephemeral
-//! loopback port, starts gatehouse in process against it, and fills in the
-//! provider's own sign-in and consent forms. The provider requires PKCE
+//! The tests install the package (`npm ci`, once, only when `node_modules`
+//! lacks the pinned version); each starts its own provider with `node` on an
+//! ephemeral loopback port, starts gatehouse in process against it, and fills
+//! in the provider's own sign-in and consent forms. The provider requires PKCE
 //! (S256) and `client_secret_basic` for this client, so a completed login
 //! shows gatehouse speaks both.
 //!
