@@ -162,10 +162,12 @@ async fn token_endpoint_takes_only_the_registered_client_authentication_method()
         .await;
         assert_eq!(idp.client_auth(), registered);
         let client = TestClient::new();
-        let attempts: [(ClientAuth, &[(&str, &str)], &[(&str, &str)]); 3] = [
-            (ClientAuth::Basic, &[BASIC], basic),
-            (ClientAuth::Post, &[], post),
-            (ClientAuth::None, &[], none),
+        // `None` as the method sent: both at once, which no registration takes
+        let attempts: [(Option<ClientAuth>, &[(&str, &str)], &[(&str, &str)]); 4] = [
+            (Some(ClientAuth::Basic), &[BASIC], basic),
+            (Some(ClientAuth::Post), &[], post),
+            (Some(ClientAuth::None), &[], none),
+            (None, &[BASIC], post),
         ];
         for (method, headers, fields) in attempts {
             let c = code_for(&client, &idp, VERIFIER).await;
@@ -177,7 +179,7 @@ async fn token_endpoint_takes_only_the_registered_client_authentication_method()
             ];
             form.extend_from_slice(fields);
             let resp = token_form(&client, &idp, headers, &form).await;
-            let expected = if method == registered {
+            let expected = if method == Some(registered) {
                 (StatusCode::OK, String::new())
             } else {
                 (StatusCode::UNAUTHORIZED, "invalid_client".to_owned())
