@@ -146,8 +146,7 @@ fn authenticate_client(
                 && body_id.is_none_or(|b| b == registered_id)
         }),
         ClientAuth::Post => {
-            basic.is_none()
-                && (!authorization || state.opts.profile == Profile::ZkAuth)
+            (!authorization || state.opts.profile == Profile::ZkAuth)
                 && body_id == Some(registered_id)
                 && post.is_some_and(secret_ok)
         }
