@@ -14,6 +14,11 @@
 
 mod support;
 
+#[path = "providers/client_auth.rs"]
+mod client_auth;
+#[path = "providers/signing.rs"]
+mod signing;
+
 use std::time::Duration;
 
 use http::StatusCode;
