@@ -16,6 +16,8 @@ mod support;
 
 #[path = "providers/client_auth.rs"]
 mod client_auth;
+#[path = "providers/examples.rs"]
+mod examples;
 #[path = "providers/signing.rs"]
 mod signing;
 
