@@ -665,7 +665,7 @@ impl MockIdp {
     /// a random `jti` and the back-channel logout `events` member, signed
     /// like the other tokens (the `signing_kid` knob) with `typ`
     /// "logout+jwt"; then spoilt by `mutation`.
-    pub fn mint_logout_token(
+    pub fn try_mint_logout_token(
         &self,
         sid: Option<&str>,
         sub: Option<&str>,
@@ -782,6 +782,18 @@ impl MockIdp {
             sid: &sid,
         };
         self.state.minter.id_token(&knobs, &grant)
+    }
+
+    /// [`MockIdp::try_mint_logout_token`]; panics if signing fails.
+    #[cfg(test)]
+    pub fn mint_logout_token(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        mutation: Option<LogoutTokenMutation>,
+    ) -> String {
+        self.try_mint_logout_token(sid, sub, mutation)
+            .expect("mint logout token")
     }
 
     #[cfg(test)]
