@@ -157,7 +157,9 @@ pub struct IdpOptions {
     /// The registered client authentication method; `None` picks the one
     /// gatehouse's preset for the profile uses: `ClientAuth::None` without a
     /// secret, else `Basic` (Passage, Generic, Keycloak, Authentik, Auth0) or
-    /// `Post` (ZKAuth).
+    /// `Post` (ZKAuth). Stricter than Keycloak and Authentik, which take
+    /// either secret method: every profile holds the client to one, so each
+    /// method gatehouse can send is really exercised.
     pub client_auth: Option<ClientAuth>,
 }
 
