@@ -32,6 +32,7 @@ use tracing_subscriber::EnvFilter;
 
 #[expect(
     dead_code,
+    unused_imports,
     unreachable_pub,
     reason = "shared with the tests, which use the rest"
 )]
@@ -55,11 +56,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    // no auto-approve: the provider shows its sign-in page listing the users
-    let idp = MockIdp::try_start(IdpOptions::default()).await?;
-    let app = Recorder::try_start().await?;
     let listener = bind_listener()?;
     let port = listener.local_addr()?.port();
+    // no auto-approve: the provider shows its sign-in page listing the
+    // users; like a real one it only sends browsers back to the callback
+    // registered for this client
+    let idp = MockIdp::try_start(IdpOptions {
+        redirect_uris: vec![format!("http://127.0.0.1:{port}/oauth2/callback")],
+        ..IdpOptions::default()
+    })
+    .await?;
+    let app = Recorder::try_start().await?;
 
     let config = gatehouse::Config::from_toml_str(&demo_config(port, &idp, &app)?)?;
     let server = gatehouse::Server::start(config, listener).await?;

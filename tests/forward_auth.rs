@@ -44,6 +44,11 @@ async fn stack_with(opts: IdpOptions, extra: &str) -> Stack {
     let idp = MockIdp::start(opts).await;
     let upstream = Recorder::start().await;
     let proxy = TestProxy::start(extra, &idp, &upstream).await;
+    // the callbacks a deployment on these hosts registers at its provider
+    for host in [APP1, APP2, AUTH] {
+        let port = proxy.addr().port();
+        idp.register_redirect_uri(&format!("http://{host}:{port}/oauth2/callback"));
+    }
     Stack {
         idp,
         upstream,

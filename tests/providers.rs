@@ -14,6 +14,13 @@
 
 mod support;
 
+#[path = "providers/client_auth.rs"]
+mod client_auth;
+#[path = "providers/examples.rs"]
+mod examples;
+#[path = "providers/signing.rs"]
+mod signing;
+
 use std::time::Duration;
 
 use http::StatusCode;

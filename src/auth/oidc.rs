@@ -674,6 +674,7 @@ impl Provider {
                 .ok_or_else(|| reject("unknown key id".to_owned()))?,
             None => return Err(reject("unknown key id".to_owned())),
         };
+        key_fits(&key, header.alg).map_err(reject)?;
         let key = jsonwebtoken::DecodingKey::from_jwk(&key)
             .map_err(|e| reject(format!("bad key: {e}")))?;
         let mut v = jsonwebtoken::Validation::new(header.alg);
@@ -961,6 +962,26 @@ async fn fetch_keys(http: &IdpHttp, url: &Url) -> Result<Keys, IdpError> {
         return Err(err(format!("JWKS {url} answered {status}")));
     }
     Keys::parse(&body).map_err(err)
+}
+
+/// A key is for the one algorithm its JWK names, and only for signatures
+/// (RFC 7517 4.2, 4.4), as `openidconnect` holds ID tokens to; the key's
+/// family is checked by `jsonwebtoken` when it verifies.
+fn key_fits(key: &jsonwebtoken::jwk::Jwk, alg: jsonwebtoken::Algorithm) -> Result<(), String> {
+    if let Some(key_alg) = key.common.key_algorithm
+        && key_alg.to_string() != format!("{alg:?}")
+    {
+        return Err(format!("the key is for {key_alg}, the token says {alg:?}"));
+    }
+    if key
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature)
+    {
+        return Err("the key is not a signing key".to_owned());
+    }
+    Ok(())
 }
 
 fn is_unknown_key(e: &openidconnect::ClaimsVerificationError) -> bool {
