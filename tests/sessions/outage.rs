@@ -277,12 +277,16 @@ async fn sign_out_during_an_outage(store: Store, test: &str) {
             !s.is_success(),
             "replica two allowed the signed-out cookie: {statuses:?}"
         );
-        if s == StatusCode::UNAUTHORIZED && ready(&two).await == StatusCode::OK {
+        if s == StatusCode::UNAUTHORIZED
+            && ready(&one).await == StatusCode::OK
+            && ready(&two).await == StatusCode::OK
+        {
             break;
         }
         assert!(
             back.elapsed() < Duration::from_secs(10),
-            "replica two not back to 401 10 s after Redis returned: {statuses:?}"
+            "replicas not both ready, or two not back to 401, 10 s after Redis returned: \
+             {statuses:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
