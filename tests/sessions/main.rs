@@ -8,11 +8,15 @@
 //!   store type: a sign-out on one is refused by the other within 1 s, in
 //!   proxy mode, at `/oauth2/auth` and at `/oauth2/forward-auth`.
 //! - [`redis_store`]: the Redis store's cookie is a small ticket, its
-//!   sessions survive a gatehouse restart, and a Redis dump reveals nothing.
+//!   sessions survive a gatehouse restart, a Redis dump reveals nothing, and
+//!   `redis_password` / `redis_password_file` work (a wrong one lets
+//!   nothing through).
 //! - [`topologies`]: sessions through Sentinel survive a failover; sessions
 //!   through a Cluster work and spread over its masters.
-//! - [`outage`]: Redis stopped and started again under load: closed while
-//!   it is away, recovered without a restart, nobody signed out.
+//! - [`outage`]: Redis stopped and started again under load, or frozen:
+//!   closed while it is away, answers in bounded time, recovered without a
+//!   restart, nobody signed out; a sign-out made during an outage reaches
+//!   the other replica when Redis is back.
 //!
 //! A missing `redis-server`/`redis-cli` skips these tests with one loud line
 //! saying how to install them; under `GATEHOUSE_REQUIRE_E2E=1` (CI) it fails

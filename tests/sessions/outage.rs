@@ -16,8 +16,12 @@ use http::StatusCode;
 
 use crate::support::client::TestClient;
 use crate::support::proxy::TestProxy;
+use crate::support::proxy::start_login;
 use crate::support::redis::{RedisServer, redis_available};
-use crate::{Backend, Store, Via, World, assert_allowed_everywhere, sign_out, signed_in, status};
+use crate::{
+    Backend, Store, Via, World, assert_allowed_everywhere, is_session_cookie, sign_out, signed_in,
+    status,
+};
 
 /// How long gatehouse may take to notice Redis is gone (freshness window
 /// of 1 s, the poll that finds it, a margin).
@@ -320,6 +324,109 @@ async fn with_the_redis_store_a_sign_out_during_an_outage_reaches_the_other_repl
     sign_out_during_an_outage(
         Store::Redis,
         "with_the_redis_store_a_sign_out_during_an_outage_reaches_the_other_replica_when_redis_returns",
+    )
+    .await;
+}
+
+/// Redis frozen (`CLIENT PAUSE ... ALL`: connected, accepting, answering
+/// nothing) rather than gone: every answer still comes within a bounded
+/// time, a frozen Redis vouches for nobody, and the thaw needs no restart.
+async fn redis_frozen(store: Store, test: &str) {
+    if !redis_available(test) {
+        return;
+    }
+    const FROZEN: Duration = Duration::from_secs(5);
+    // Redis commands time out after about 1 s
+    const FROZEN_ANSWER: Duration = Duration::from_millis(2500);
+    let redis = RedisServer::start().await;
+    let world = World::start().await;
+    let gatehouse = world.gatehouse(store, Backend::Standalone(&redis)).await;
+    let (_browser, valid) = signed_in(&gatehouse).await;
+    assert_allowed_everywhere(&gatehouse, &valid, "before the freeze").await;
+
+    let millis = FROZEN.as_millis().to_string();
+    let paused = redis
+        .cmd(&["CLIENT", "PAUSE", &millis, "ALL"])
+        .await
+        .unwrap();
+    assert_eq!(paused.text(), "OK");
+    let frozen = Instant::now();
+    // a login while frozen: every step answers in bounded time, and what it
+    // ends with is not a session that gets through while Redis is frozen
+    // (checked below, once gatehouse had time to notice)
+    let browser = TestClient::new().with_timeout(ANSWER);
+    let authorize = start_login(&browser, &gatehouse, "/").await;
+    let to_callback = browser.get(authorize.as_str()).await;
+    let callback = to_callback
+        .location_url()
+        .expect("the provider redirects back");
+    let sent = Instant::now();
+    let answer = browser.get(callback.as_str()).await;
+    let took = sent.elapsed();
+    assert!(
+        took <= FROZEN_ANSWER,
+        "the callback took {took:?} while Redis was frozen ({})",
+        answer.status
+    );
+    let mut seen = Vec::new();
+    let mut ready_503 = false;
+    while frozen.elapsed() < FROZEN - Duration::from_millis(1500) {
+        let via = [Via::Auth, Via::Proxy, Via::ForwardAuth][seen.len() % 3];
+        let sent = Instant::now();
+        let s = status(&gatehouse, via, &valid).await;
+        let took = sent.elapsed();
+        assert!(
+            took <= FROZEN_ANSWER,
+            "{via:?} took {took:?} while Redis was frozen"
+        );
+        seen.push((sent.duration_since(frozen), via, s));
+        if sent.duration_since(frozen) > NOTICE {
+            assert!(
+                !s.is_success(),
+                "{via:?} answered {s} {:?} into the freeze: {seen:?}",
+                sent.duration_since(frozen)
+            );
+            ready_503 |= ready(&gatehouse).await == StatusCode::SERVICE_UNAVAILABLE;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        ready_503,
+        "/ready never answered 503 while Redis was frozen"
+    );
+    if let Some(cookie) = browser
+        .cookies_for("127.0.0.1")
+        .into_iter()
+        .find(|(name, _)| is_session_cookie(name))
+        .map(|(name, value)| format!("{name}={value}"))
+        && frozen.elapsed() < FROZEN - Duration::from_millis(300)
+    {
+        let s = status(&gatehouse, Via::Auth, &cookie).await;
+        assert!(!s.is_success(), "a session made while frozen got {s}");
+    }
+    // the thaw: back by itself
+    let deadline = frozen + FROZEN + Duration::from_secs(10);
+    while !status(&gatehouse, Via::Auth, &valid).await.is_success() {
+        assert!(Instant::now() < deadline, "not back 10 s after the thaw");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_allowed_everywhere(&gatehouse, &valid, "after the thaw: nobody signed out").await;
+}
+
+#[tokio::test]
+async fn with_the_cookie_store_a_frozen_redis_gets_bounded_answers_and_never_a_2xx() {
+    redis_frozen(
+        Store::Cookie,
+        "with_the_cookie_store_a_frozen_redis_gets_bounded_answers_and_never_a_2xx",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_the_redis_store_a_frozen_redis_gets_bounded_answers_and_never_a_2xx() {
+    redis_frozen(
+        Store::Redis,
+        "with_the_redis_store_a_frozen_redis_gets_bounded_answers_and_never_a_2xx",
     )
     .await;
 }
