@@ -12,7 +12,8 @@
 //!   `redis_password` / `redis_password_file` work (a wrong one lets
 //!   nothing through).
 //! - [`topologies`]: sessions through Sentinel survive a failover; sessions
-//!   through a Cluster work and spread over its masters.
+//!   through a Cluster work and spread over its masters; sign-outs cross
+//!   replicas through both (after a failover, too).
 //! - [`outage`]: Redis stopped and started again under load, or frozen:
 //!   closed while it is away, answers in bounded time, recovered without a
 //!   restart, nobody signed out; a sign-out made during an outage reaches

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::proxy::TestProxy;
 use crate::support::redis::{RedisServer, redis_available};
 use crate::{
     Backend, Store, VIAS, World, assert_allowed_everywhere, assert_refused_everywhere, sign_out,
@@ -24,21 +25,27 @@ async fn sign_out_on_one_is_refused_by_the_other(store: Store, test: &str) {
     let world = World::start().await;
     let one = world.gatehouse(store, Backend::Standalone(&redis)).await;
     let two = world.gatehouse(store, Backend::Standalone(&redis)).await;
+    assert_sign_out_crosses_replicas(&one, &two).await;
+}
 
-    let (browser, cookie) = signed_in(&one).await;
-    assert_allowed_everywhere(&one, &cookie, "signed in, at the replica that signed in").await;
-    assert_allowed_everywhere(&two, &cookie, "signed in, at the other replica").await;
+/// Signs in at `one`, signs out there, and asserts `two` refuses the old
+/// cookie through every way in within [`LAG`], while another session of
+/// the same user stays signed in at both.
+pub(crate) async fn assert_sign_out_crosses_replicas(one: &TestProxy, two: &TestProxy) {
+    let (browser, cookie) = signed_in(one).await;
+    assert_allowed_everywhere(one, &cookie, "signed in, at the replica that signed in").await;
+    assert_allowed_everywhere(two, &cookie, "signed in, at the other replica").await;
     // a second session of the same user stays signed in
-    let (_other_browser, other_cookie) = signed_in(&two).await;
+    let (_other_browser, other_cookie) = signed_in(two).await;
 
-    sign_out(&browser, &one).await;
+    sign_out(&browser, one).await;
     let signed_out = Instant::now();
-    assert_refused_everywhere(&one, &cookie, "replayed at the replica that signed out").await;
+    assert_refused_everywhere(one, &cookie, "replayed at the replica that signed out").await;
     // the other replica: every way in refuses the old cookie within LAG
     let mut refused_at = Vec::new();
     for via in VIAS {
         loop {
-            let s = status(&two, via, &cookie).await;
+            let s = status(two, via, &cookie).await;
             if !s.is_success() {
                 assert_eq!(s, http::StatusCode::UNAUTHORIZED, "{via:?} after sign-out");
                 refused_at.push((via, signed_out.elapsed()));
@@ -60,9 +67,9 @@ async fn sign_out_on_one_is_refused_by_the_other(store: Store, test: &str) {
         );
     }
     // ... and keeps refusing it, while the other session is untouched
-    assert_refused_everywhere(&two, &cookie, "replayed at the other replica").await;
-    assert_allowed_everywhere(&one, &other_cookie, "another session of the same user").await;
-    assert_allowed_everywhere(&two, &other_cookie, "another session of the same user").await;
+    assert_refused_everywhere(two, &cookie, "replayed at the other replica").await;
+    assert_allowed_everywhere(one, &other_cookie, "another session of the same user").await;
+    assert_allowed_everywhere(two, &other_cookie, "another session of the same user").await;
 }
 
 #[tokio::test]

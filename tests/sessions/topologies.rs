@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::replicas::assert_sign_out_crosses_replicas;
 use crate::support::redis::{RedisCluster, RedisSentinel, redis_available};
 use crate::{Backend, Store, Via, World, assert_allowed_everywhere, signed_in, status};
 
@@ -92,4 +93,41 @@ async fn redis_sessions_made_through_a_cluster_work_and_spread_over_its_masters(
         holding >= 2,
         "sessions are not spread over the cluster: session records per node {per_node:?}"
     );
+}
+
+#[tokio::test]
+async fn through_sentinel_a_sign_out_after_a_failover_is_refused_by_the_other_replica() {
+    if !redis_available(
+        "through_sentinel_a_sign_out_after_a_failover_is_refused_by_the_other_replica",
+    ) {
+        return;
+    }
+    let mut set = RedisSentinel::start().await;
+    let world = World::start().await;
+    let one = world
+        .gatehouse(Store::Cookie, Backend::Sentinel(&set))
+        .await;
+    let two = world
+        .gatehouse(Store::Cookie, Backend::Sentinel(&set))
+        .await;
+    set.kill_master();
+    set.wait_for_promotion().await;
+    // both replicas follow the new master by themselves
+    one.wait_ready().await;
+    two.wait_ready().await;
+    assert_sign_out_crosses_replicas(&one, &two).await;
+}
+
+#[tokio::test]
+async fn through_a_cluster_a_sign_out_on_one_replica_is_refused_by_the_other() {
+    if !redis_available("through_a_cluster_a_sign_out_on_one_replica_is_refused_by_the_other") {
+        return;
+    }
+    let cluster = RedisCluster::start().await;
+    let world = World::start().await;
+    for store in [Store::Cookie, Store::Redis] {
+        let one = world.gatehouse(store, Backend::Cluster(&cluster)).await;
+        let two = world.gatehouse(store, Backend::Cluster(&cluster)).await;
+        assert_sign_out_crosses_replicas(&one, &two).await;
+    }
 }
