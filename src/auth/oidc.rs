@@ -723,6 +723,7 @@ impl Provider {
                 .ok_or_else(|| reject("unknown key id"))?,
             None => return Err(reject("unknown key id")),
         };
+        key_fits(&key, header.alg).map_err(|e| reject(&e))?;
         let key = jsonwebtoken::DecodingKey::from_jwk(&key).map_err(|_e| reject("unusable key"))?;
         let mut v = jsonwebtoken::Validation::new(header.alg);
         v.algorithms = vec![header.alg];
