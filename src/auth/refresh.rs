@@ -114,7 +114,12 @@ impl SharedRefresh {
             .await
             .map_err(unavailable)?;
         if took.is_some() {
-            let outcome = redeem().await;
+            // the winner may have finished between our look and our lock
+            let outcome = match self.result(&names, session).await {
+                Ok(Some(done)) => done,
+                Ok(None) => redeem().await,
+                Err(e) => Err(e),
+            };
             let sealed = match &outcome {
                 Ok(fresh) => fresh.to_bytes().and_then(|b| self.seal(&names, OK_TAG, &b)),
                 Err(RefreshError::Rejected(why)) => self.seal(&names, REJECTED_TAG, why.as_bytes()),

@@ -14,6 +14,11 @@
 //! - [`topologies`]: sessions through Sentinel survive a failover; sessions
 //!   through a Cluster work and spread over its masters; sign-outs cross
 //!   replicas through both (after a failover, too).
+//! - [`contract`]: the store contract, one suite run against the cookie
+//!   store (alone and sharing revocations through Redis) and the Redis store.
+//! - [`revocation`]: sign-out and back-channel logout revoke sessions
+//!   server-side, with no Redis at all; hostile logout tokens revoke nothing.
+//! - [`refresh_race`]: two replicas redeem a rotating refresh token once.
 //! - [`outage`]: Redis stopped and started again under load, or frozen:
 //!   closed while it is away, answers in bounded time, recovered without a
 //!   restart, nobody signed out; a sign-out made during an outage reaches
@@ -29,10 +34,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod contract;
 mod harness;
 mod outage;
 mod redis_store;
+mod refresh_race;
 mod replicas;
+mod revocation;
 mod topologies;
 
 use std::time::Duration;

@@ -31,6 +31,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub const FRESH_WINDOW: Duration = Duration::from_secs(1);
 /// Entries read from the stream per call.
 const PAGE: usize = 5_000;
+/// After an outage (or at start), how long reads must succeed before this
+/// replica vouches again: longer than every replica's next poll, which is
+/// when each publishes the revocations it queued during the outage.
+const RECOVERY_GRACE: Duration = Duration::from_millis(3 * 200);
 /// How often the loop wakes without Redis (sweeps only).
 const LOCAL_SWEEP_TICK: Duration = Duration::from_secs(10);
 /// How often expired entries are dropped from memory.
@@ -233,6 +237,8 @@ struct Feed {
     pending: Mutex<Vec<Revocation>>,
     /// Whether the last read failed (to log an outage once).
     failing: std::sync::atomic::AtomicBool,
+    /// Unix ms of the first good read after an outage (0: not recovering).
+    recovering_since_ms: AtomicU64,
 }
 
 /// The revocations, shared by the stores and the endpoints.
@@ -274,6 +280,7 @@ impl Revocations {
                 heard_at_ms: AtomicU64::new(0),
                 pending: Mutex::new(Vec::new()),
                 failing: std::sync::atomic::AtomicBool::new(false),
+                recovering_since_ms: AtomicU64::new(0),
             }),
             ..Self::local()
         }
@@ -358,12 +365,30 @@ impl Revocations {
         };
         match self.poll_feed(feed).await {
             Ok(()) => {
-                feed.heard_at_ms.store(now_millis(), Ordering::Release);
-                if feed.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!("redis reachable again: revocations in sync");
+                let now = now_millis();
+                if feed.heard_at_ms.load(Ordering::Acquire) == 0
+                    || feed.failing.load(Ordering::Relaxed)
+                {
+                    // back after an outage (or just started): other replicas
+                    // publish what they queued meanwhile on their next poll,
+                    // so vouch again only after reading once more past that
+                    let since = feed.recovering_since_ms.load(Ordering::Relaxed);
+                    if since == 0 {
+                        feed.recovering_since_ms.store(now, Ordering::Relaxed);
+                        return;
+                    }
+                    if now.saturating_sub(since) < millis(RECOVERY_GRACE) {
+                        return;
+                    }
+                    feed.recovering_since_ms.store(0, Ordering::Relaxed);
+                    if feed.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!("redis reachable again: revocations in sync");
+                    }
                 }
+                feed.heard_at_ms.store(now, Ordering::Release);
             }
             Err(e) => {
+                feed.recovering_since_ms.store(0, Ordering::Relaxed);
                 if !feed.failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "redis unreachable: sessions are not vouched for until it answers");
                 }
@@ -446,6 +471,10 @@ impl Revocations {
             self.poll().await;
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn expired(r: &Revocation, now: u64) -> bool {
