@@ -124,8 +124,38 @@ fn a_flag_beats_its_env_var_which_beats_the_file() {
     assert!(err.contains("`from-file`"), "{err}");
 }
 
+/// Every setting's flag is also read from `GATEHOUSE_` + its key in upper
+/// case, as README says; clap reads the variable named here, and
+/// [`required_settings_come_from_the_environment`] shows the binary doing it.
 #[test]
 fn every_setting_can_come_from_the_environment() {
+    use clap::CommandFactory as _;
+    let cmd = gatehouse::cli::Cli::command();
+    let mut settings = 0;
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        if ["check_config", "help", "version"].contains(&id) {
+            continue;
+        }
+        let want = format!("GATEHOUSE_{}", id.to_uppercase());
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some(want.as_str()),
+            "--{id} has no env var of its own"
+        );
+        assert_eq!(
+            arg.get_long(),
+            Some(id.replace('_', "-").as_str()),
+            "the flag is the key in kebab case"
+        );
+        settings += 1;
+    }
+    // every TOML key is a setting: RawConfig fills both from one struct
+    assert!(settings >= 40, "only {settings} settings found");
+}
+
+#[test]
+fn required_settings_come_from_the_environment() {
     let env = [
         ("GATEHOUSE_UPSTREAM", "http://127.0.0.1:9"),
         ("GATEHOUSE_OIDC_ISSUER_URL", "http://127.0.0.1:9"),
@@ -152,7 +182,7 @@ fn every_setting_can_come_from_the_environment() {
 }
 
 #[test]
-fn check_config_fetches_discovery() {
+fn check_config_fetches_discovery_and_jwks() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
     let path = write_config(
@@ -164,7 +194,14 @@ fn check_config_fetches_discovery() {
     );
     let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(idp.discovery_fetches() >= 1);
+    assert_eq!(idp.discovery_fetches(), 1);
+    assert_eq!(idp.jwks_fetches(), 1, "README: it fetches the JWKS too");
+
+    // a JWKS that cannot be fetched is a problem found
+    idp.set_knobs(|k| k.jwks_status = Some(500));
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{}", stderr(&out));
+    assert_eq!(idp.jwks_fetches(), 2);
 
     // the provider is unreachable: named, non-zero
     let path = write_config("check-down.toml", VALID);
@@ -251,6 +288,8 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
     let mut child = Child(child);
 
     let client = TestClient::new();
+    // every request this test sends to the binary, in order
+    let mut sent: Vec<(&str, String)> = Vec::new();
     let (session, code) = rt.block_on(async {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         // the port answers only once the binary has bound it
@@ -264,13 +303,18 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        while client.get(&format!("{base}/ready")).await.status != http::StatusCode::OK {
+        loop {
+            sent.push(("GET", "/ready".to_owned()));
+            if client.get(&format!("{base}/ready")).await.status == http::StatusCode::OK {
+                break;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "binary never became ready"
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        sent.push(("GET", "/private".to_owned()));
         let to_idp = client
             .get(&format!("{base}/private?q=1"))
             .await
@@ -284,7 +328,9 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
             .unwrap()
             .1
             .into_owned();
+        sent.push(("GET", "/oauth2/callback".to_owned()));
         assert_eq!(client.get(&callback).await.status, http::StatusCode::FOUND);
+        sent.push(("GET", "/private".to_owned()));
         assert_eq!(
             client.get(&format!("{base}/private?q=1")).await.status,
             http::StatusCode::OK
@@ -303,6 +349,17 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
         .iter()
         .filter(|e| e["target"] == "gatehouse::access")
         .collect();
+    // one access event per request, in the order they were sent
+    let logged: Vec<(&str, String)> = access
+        .iter()
+        .map(|e| {
+            (
+                e["method"].as_str().unwrap(),
+                e["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(logged, sent, "access events:\n{logs}");
     let proxied = access
         .iter()
         .find(|e| e["path"] == "/private" && e["status"] == 200)
