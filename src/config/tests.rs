@@ -146,10 +146,11 @@ fn higher_sources_override_lower_ones() {
 }
 
 #[test]
-fn flags_beat_env_vars_and_env_vars_beat_the_file() {
+fn flags_fill_the_settings_and_a_bare_bool_flag_means_true() {
     use clap::Parser as _;
-    // clap reads env vars itself; here the env is given through a flag-less
-    // parse of an explicit argument list, never by mutating the process env
+    // flags only: the precedence flag > env > file is checked end to end
+    // against the binary in tests/binary.rs, without mutating this
+    // process's environment
     let cli = crate::cli::Cli::try_parse_from([
         "gatehouse",
         "--client-id",
