@@ -1166,11 +1166,11 @@ async fn truncated_bodies_stay_truncated_in_both_directions() {
     );
 }
 
-// === known gaps in src/ (see the notes on each) ===
+// === edge cases of the forwarding rules ===
 
 /// RFC 9110 7.6.1: intermediaries remove `Proxy-Connection` even when
-/// `Connection` does not name it. Fix: add it to `HOP_BY_HOP` in
-/// `src/http/headers.rs`.
+/// `Connection` does not name it (it is in `HOP_BY_HOP` in
+/// `src/http/headers.rs`).
 #[tokio::test]
 async fn legacy_proxy_connection_header_is_not_forwarded() {
     let s = signed_in("").await;
@@ -1187,10 +1187,9 @@ async fn legacy_proxy_connection_header_is_not_forwarded() {
     );
 }
 
-/// `upstream_timeout` is for the upstream's answer, but `forward` starts the
-/// clock before the request body is sent, so an upload that is still
-/// streaming steadily when it runs out gets a 504 (with the default 30 s:
-/// every upload that takes longer than 30 s).
+/// `upstream_timeout` is for the upstream's answer: the clock must not run
+/// while the request body is still streaming, or every upload taking longer
+/// than the timeout (30 s by default) would get a 504.
 #[tokio::test]
 async fn an_upload_still_streaming_is_not_cut_off_by_the_upstream_timeout() {
     let s = signed_in("upstream_timeout = \"1s\"").await;
