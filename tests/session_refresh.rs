@@ -252,3 +252,54 @@ async fn a_stale_access_token_is_refreshed_when_it_is_forwarded() {
         "the refreshed token is the one forwarded, not the stale one"
     );
 }
+
+/// README: a refused refresh signs the user out, a provider that cannot
+/// refresh gets a 503. `invalid_grant` and `invalid_client` are refusals
+/// (the grant or this client is no longer good: sign in again); any other
+/// error answer, such as `invalid_request`, is the provider failing, so the
+/// session is kept for the next try.
+#[tokio::test]
+async fn a_refresh_refused_with_invalid_client_signs_the_user_out_but_invalid_request_does_not() {
+    let (idp, upstream, proxy) = stack("cookie_refresh = \"1s\"").await;
+    let refused = TestClient::new();
+    login(&refused, &proxy, "/").await;
+    let failed = TestClient::new();
+    login(&failed, &proxy, "/").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = upstream.count();
+
+    idp.set_knobs(|k| k.token_endpoint_error = Some("invalid_client"));
+    let resp = refused.get_api(&proxy.url("/")).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", resp.text());
+    let cleared = resp
+        .set_cookie("_gatehouse")
+        .expect("invalid_client clears the session");
+    assert_eq!(cleared.value(), "");
+    assert_eq!(refresh_grants(&idp), 1);
+
+    idp.set_knobs(|k| k.token_endpoint_error = Some("invalid_request"));
+    for path in ["/", "/oauth2/auth", "/oauth2/forward-auth"] {
+        let resp = failed.get_api(&proxy.url(path)).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            resp.text()
+        );
+        assert!(
+            resp.set_cookie("_gatehouse").is_none(),
+            "{path}: invalid_request signed the user out"
+        );
+    }
+    assert_eq!(refresh_grants(&idp), 4, "each request asked again");
+    assert_eq!(upstream.count(), before, "nothing reaches the upstream");
+
+    // once the provider answers again, the kept session refreshes
+    idp.set_knobs(|k| k.token_endpoint_error = None);
+    let resp = failed.get(&proxy.url("/oauth2/auth")).await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+    assert!(resp.set_cookie("_gatehouse").is_some());
+    // and the refused one stays signed out
+    let resp = refused.get_api(&proxy.url("/")).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+}
