@@ -184,6 +184,56 @@ fn secrets_from_files() {
         keys(&Config::from_toml_str(&missing).unwrap_err()),
         ["client_secret_file"]
     );
+
+    // cookie secrets: one per line, blank lines skipped, after any given inline
+    let cookie = dir.join("cookie-secrets");
+    std::fs::write(
+        &cookie,
+        "\nfedcba9876543210fedcba9876543210\n  \nMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n",
+    )
+    .unwrap();
+    let cfg = format!(
+        "{MINIMAL}\ncookie_secret_file = {:?}\n",
+        cookie.display().to_string()
+    );
+    let c = Config::from_toml_str(&cfg).unwrap();
+    let secrets: Vec<&str> = c.cookie.secrets.iter().map(Secret::expose).collect();
+    assert_eq!(
+        secrets,
+        [
+            "0123456789abcdef0123456789abcdef",
+            "fedcba9876543210fedcba9876543210",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ]
+    );
+    let only_file = MINIMAL.replace(
+        "cookie_secret = \"0123456789abcdef0123456789abcdef\"",
+        &format!("cookie_secret_file = {:?}", cookie.display().to_string()),
+    );
+    assert_eq!(
+        Config::from_toml_str(&only_file)
+            .unwrap()
+            .cookie
+            .secrets
+            .len(),
+        2
+    );
+    let bad = dir.join("cookie-bad");
+    std::fs::write(&bad, "too-short\n").unwrap();
+    let cfg = MINIMAL.replace(
+        "cookie_secret = \"0123456789abcdef0123456789abcdef\"",
+        &format!("cookie_secret_file = {:?}", bad.display().to_string()),
+    );
+    assert_eq!(
+        keys(&Config::from_toml_str(&cfg).unwrap_err()),
+        ["cookie_secret"]
+    );
+    let missing = MINIMAL.replace(
+        "cookie_secret = \"0123456789abcdef0123456789abcdef\"",
+        "cookie_secret_file = \"/nonexistent/y\"",
+    );
+    let k = keys(&Config::from_toml_str(&missing).unwrap_err()).join(",");
+    assert!(k.contains("cookie_secret_file"), "{k}");
 }
 
 #[test]
