@@ -27,6 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[expect(
     dead_code,
+    unused_imports,
     unreachable_pub,
     reason = "shared with the tests, which use the rest"
 )]

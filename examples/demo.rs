@@ -13,7 +13,9 @@
 //! you land back on the upstream app, a page showing the request headers it
 //! received, with the identity headers gatehouse added (`X-Forwarded-User`,
 //! `X-Forwarded-Email`, `X-Forwarded-Groups`, ...) highlighted. "Sign out"
-//! ends the session. Stop it with Ctrl-C.
+//! ends the session server-side: a copy of the old cookie is refused from then
+//! on (the demo keeps revocations in memory; no Redis needed). Stop it with
+//! Ctrl-C.
 //!
 //! The mock provider and the upstream are the ones the integration tests use
 //! (`tests/support/`), so they are not part of the gatehouse binary.
@@ -30,6 +32,7 @@ use tracing_subscriber::EnvFilter;
 
 #[expect(
     dead_code,
+    unused_imports,
     unreachable_pub,
     reason = "shared with the tests, which use the rest"
 )]
@@ -53,11 +56,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    // no auto-approve: the provider shows its sign-in page listing the users
-    let idp = MockIdp::try_start(IdpOptions::default()).await?;
-    let app = Recorder::try_start().await?;
     let listener = bind_listener()?;
     let port = listener.local_addr()?.port();
+    // no auto-approve: the provider shows its sign-in page listing the
+    // users; like a real one it only sends browsers back to the callback
+    // registered for this client
+    let idp = MockIdp::try_start(IdpOptions {
+        redirect_uris: vec![format!("http://127.0.0.1:{port}/oauth2/callback")],
+        ..IdpOptions::default()
+    })
+    .await?;
+    let app = Recorder::try_start().await?;
 
     let config = gatehouse::Config::from_toml_str(&demo_config(port, &idp, &app)?)?;
     let server = gatehouse::Server::start(config, listener).await?;
@@ -149,6 +158,14 @@ fn print_banner(port: u16, idp: &MockIdp) -> std::io::Result<()> {
             user.username, user.email
         )?;
     }
+    writeln!(
+        out,
+        "  sign-out is server-side: copy the _gatehouse cookie, sign out at /oauth2/sign_out,"
+    )?;
+    writeln!(
+        out,
+        "  and the copied cookie is refused from then on (try: curl -H 'Cookie: _gatehouse=...' http://127.0.0.1:{port}/)"
+    )?;
     writeln!(out, "  press Ctrl-C to stop")?;
     writeln!(out)?;
     out.flush()

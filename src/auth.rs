@@ -10,12 +10,14 @@
 //! Not being signed in is a [`Decision`], not an error: the router renders a
 //! challenge as a redirect to the provider or as a 401, depending on who asked.
 
+pub mod backchannel;
 pub mod endpoints;
 pub mod forward_auth;
 pub mod identity;
 pub mod oidc;
 pub mod policy;
 pub mod providers;
+pub mod refresh;
 pub mod return_to;
 pub mod session;
 
@@ -27,7 +29,11 @@ use http::{HeaderMap, HeaderValue};
 use crate::auth::identity::Identity;
 use crate::auth::oidc::{ProviderSlot, RefreshError};
 use crate::auth::policy::DenyReason;
-use crate::auth::session::{CookieCodec, clear_session, now_secs, read_session, write_session};
+use crate::auth::refresh::SharedRefresh;
+use crate::auth::session::store::{SessionStore as _, Store, StoreError};
+use crate::auth::session::{
+    CookieCodec, Session, clear_session, now_secs, session_cookie_value, session_cookies,
+};
 use crate::config::Config;
 
 /// Most refreshes remembered at once (see [`Gate`]).
@@ -46,14 +52,34 @@ const ACCESS_TOKEN_MARGIN_SECS: u64 = 30;
 pub enum Decision {
     /// Signed in and allowed.
     Allow(Identity),
-    /// Not signed in (no cookie, or one that did not decode, has expired, or
-    /// whose refresh the provider refused).
+    /// Not signed in (no cookie, or one that did not decode, has expired,
+    /// was revoked, or whose refresh the provider refused).
     Challenge,
     /// Signed in but refused by policy.
     Deny(DenyReason),
-    /// The session is due for a refresh and the provider could not be
-    /// reached: no answer can be given (never an allow).
-    Unavailable,
+    /// No answer can be given (never an allow): the session is due for a
+    /// refresh and the provider could not be reached, or the session store
+    /// cannot vouch for the session.
+    Unavailable(Unavailable),
+}
+
+/// What a [`Decision::Unavailable`] is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The identity provider (a refresh was due).
+    Provider,
+    /// The session store (Redis).
+    Store,
+}
+
+impl Unavailable {
+    /// The error to answer with.
+    pub fn error(self) -> crate::error::Error {
+        match self {
+            Self::Provider => crate::error::Error::IdpNotReady,
+            Self::Store => crate::error::Error::StoreUnavailable,
+        }
+    }
 }
 
 /// A decision plus the `Set-Cookie` values the response must carry (a
@@ -68,20 +94,28 @@ pub struct Decided {
 
 /// The outcome of one refresh, shared by every request that carried the
 /// same old session.
-type RefreshOutcome = Result<(Identity, Vec<HeaderValue>), Arc<RefreshError>>;
+type RefreshOutcome = Result<(Session, Vec<HeaderValue>), Arc<RefreshError>>;
 
 /// Decides requests. Built once at start.
 pub struct Gate {
-    codec: CookieCodec,
+    codec: Arc<CookieCodec>,
+    store: Store,
     /// Refreshes in flight or just done, keyed by a hash of the old refresh
     /// token: concurrent requests with the same stale cookie make one
     /// refresh, not one each (a rotating provider would refuse the second).
     refreshes: moka::future::Cache<[u8; 32], Arc<RefreshOutcome>>,
+    /// With Redis: the same rule across replicas.
+    shared_refresh: Option<SharedRefresh>,
 }
 
 impl Gate {
-    /// Builds the gate around the cookie codec.
-    pub fn new(codec: CookieCodec, cookie_refresh: Option<Duration>) -> Self {
+    /// Builds the gate around the cookie codec and the session store.
+    pub fn new(
+        codec: Arc<CookieCodec>,
+        store: Store,
+        shared_refresh: Option<SharedRefresh>,
+        cookie_refresh: Option<Duration>,
+    ) -> Self {
         // an outcome is reused as long as a refresh interval: a browser that
         // did not get the new cookie (a front proxy dropped it) keeps
         // presenting the old one, which must not redeem a rotated token again
@@ -90,12 +124,34 @@ impl Gate {
             .max_capacity(REFRESH_CACHE_CAPACITY)
             .time_to_live(reuse)
             .build();
-        Self { codec, refreshes }
+        Self {
+            codec,
+            store,
+            refreshes,
+            shared_refresh,
+        }
     }
 
     /// The cookie codec (shared with the endpoints).
     pub fn codec(&self) -> &CookieCodec {
         &self.codec
+    }
+
+    /// The session store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The request's session: `Ok(None)` when there is none that is valid.
+    pub async fn session(
+        &self,
+        config: &Config,
+        headers: &HeaderMap,
+    ) -> Result<Option<Session>, StoreError> {
+        match session_cookie_value(headers, &config.cookie.name) {
+            Some(value) => self.store.load(&value).await,
+            None => Ok(None),
+        }
     }
 
     /// Decides from the request's headers, refreshing the session first
@@ -106,37 +162,48 @@ impl Gate {
         provider: &ProviderSlot,
         headers: &HeaderMap,
     ) -> Decided {
-        let Some(mut identity) = read_session(&self.codec, &config.cookie, headers) else {
-            if session::request_cookies(headers)
-                .any(|(n, _)| session::is_session_cookie(n, &config.cookie.name))
-            {
-                tracing::debug!("session cookie present but not valid: challenging");
+        let mut session = match self.session(config, headers).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                if session::request_cookies(headers)
+                    .any(|(n, _)| session::is_session_cookie(n, &config.cookie.name))
+                {
+                    tracing::debug!("session cookie present but not valid: challenging");
+                }
+                return Decided {
+                    decision: Decision::Challenge,
+                    set_cookies: Vec::new(),
+                };
             }
-            return Decided {
-                decision: Decision::Challenge,
-                set_cookies: Vec::new(),
-            };
+            Err(e) => {
+                tracing::warn!(error = %e, "session not checked");
+                return Decided {
+                    decision: Decision::Unavailable(Unavailable::Store),
+                    set_cookies: Vec::new(),
+                };
+            }
         };
         let mut set_cookies = Vec::new();
-        if due_for_refresh(config, &identity, now_secs()) {
-            match self.refresh(config, provider, &identity, headers).await {
+        if due_for_refresh(config, &session.identity, now_secs()) {
+            match self.refresh(config, provider, &session, headers).await {
                 Ok((fresh, cookies)) => {
-                    identity = fresh;
+                    session = fresh;
                     set_cookies = cookies;
                 }
                 Err(e) => {
+                    let user = &session.identity.subject;
                     return match &*e {
                         RefreshError::Rejected(why) => {
-                            tracing::info!(user = %identity.subject, reason = %why, "session refresh refused: signing out");
+                            tracing::info!(user = %user, reason = %why, "session refresh refused: signing out");
                             Decided {
                                 decision: Decision::Challenge,
                                 set_cookies: clear_session(&config.cookie, headers),
                             }
                         }
                         RefreshError::Unavailable(why) => {
-                            tracing::warn!(user = %identity.subject, reason = %why, "session refresh failed");
+                            tracing::warn!(user = %user, reason = %why, "session refresh failed");
                             Decided {
-                                decision: Decision::Unavailable,
+                                decision: Decision::Unavailable(Unavailable::Provider),
                                 set_cookies,
                             }
                         }
@@ -144,6 +211,7 @@ impl Gate {
                 }
             }
         }
+        let identity = session.identity;
         let decision = match policy::check(config, &identity) {
             Ok(()) => Decision::Allow(identity),
             Err(reason) => Decision::Deny(reason),
@@ -158,10 +226,10 @@ impl Gate {
         &self,
         config: &Config,
         provider: &ProviderSlot,
-        identity: &Identity,
+        session: &Session,
         headers: &HeaderMap,
     ) -> RefreshOutcome {
-        let Some(token) = identity.tokens.refresh_token.as_ref() else {
+        let Some(token) = session.identity.tokens.refresh_token.as_ref() else {
             return Err(Arc::new(RefreshError::Rejected(
                 "no refresh token".to_owned(),
             )));
@@ -174,27 +242,24 @@ impl Gate {
         let outcome = self
             .refreshes
             .try_get_with(key, async {
-                let Some(p) = provider.get() else {
-                    return Err(RefreshError::Unavailable(
-                        "provider not discovered".to_owned(),
-                    ));
-                };
-                let result = match p.refresh(identity, config.pass_access_token).await {
-                    Ok(fresh) => {
-                        match write_session(&self.codec, &config.cookie, &fresh, headers) {
-                            Some(cookies) => {
-                                tracing::info!(user = %fresh.subject, "session refreshed");
-                                Ok((fresh, cookies))
-                            }
-                            None => Err(Arc::new(RefreshError::Rejected(
-                                "refreshed session too large".to_owned(),
-                            ))),
-                        }
+                let fresh = match &self.shared_refresh {
+                    Some(shared) => {
+                        shared
+                            .refresh(session, || redeem(config, provider, session))
+                            .await
                     }
+                    None => redeem(config, provider, session).await,
+                };
+                let result = match fresh {
+                    Ok(fresh) => self.store_refreshed(config, fresh, headers).await,
                     Err(e @ RefreshError::Unavailable(_)) => return Err(e),
                     Err(e) => Err(Arc::new(e)),
                 };
-                Ok(Arc::new(result))
+                match result {
+                    Err(e) if matches!(*e, RefreshError::Unavailable(_)) => Err(Arc::try_unwrap(e)
+                        .unwrap_or_else(|e| RefreshError::Unavailable(e.to_string()))),
+                    other => Ok(Arc::new(other)),
+                }
             })
             .await;
         match outcome {
@@ -202,6 +267,50 @@ impl Gate {
             Err(unavailable) => Err(unavailable),
         }
     }
+
+    /// Saves a refreshed session and makes its cookies.
+    async fn store_refreshed(
+        &self,
+        config: &Config,
+        fresh: Session,
+        headers: &HeaderMap,
+    ) -> RefreshOutcome {
+        let value = self.store.save(&fresh).await.map_err(|e| {
+            Arc::new(match e {
+                StoreError::Unavailable(why) => RefreshError::Unavailable(why),
+                StoreError::Unstorable(why) => RefreshError::Rejected(why.to_owned()),
+            })
+        })?;
+        let cookies = session_cookies(&config.cookie, &value, fresh.identity.expires_at, headers)
+            .ok_or_else(|| {
+            Arc::new(RefreshError::Rejected(
+                "refreshed session too large".to_owned(),
+            ))
+        })?;
+        tracing::info!(user = %fresh.identity.subject, "session refreshed");
+        Ok((fresh, cookies))
+    }
+}
+
+/// Redeems the session's refresh token at the provider: the same session
+/// (id, provider session, secret) with fresh tokens.
+async fn redeem(
+    config: &Config,
+    provider: &ProviderSlot,
+    session: &Session,
+) -> Result<Session, RefreshError> {
+    let Some(p) = provider.get() else {
+        return Err(RefreshError::Unavailable(
+            "provider not discovered".to_owned(),
+        ));
+    };
+    let identity = p
+        .refresh(&session.identity, config.pass_access_token)
+        .await?;
+    Ok(Session {
+        identity,
+        ..session.clone()
+    })
 }
 
 /// A session is refreshed when `cookie_refresh` has passed since its tokens

@@ -161,6 +161,50 @@ pub struct CookieConfig {
     pub secrets: Vec<Secret>,
 }
 
+/// Where sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    /// In the browser's cookie; revocations are kept server-side.
+    Cookie,
+    /// In Redis, encrypted with a key only the cookie (a ticket) carries.
+    Redis,
+}
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub enum RedisTopology {
+    /// One server (`redis_connection_url`).
+    Single(Url),
+    /// The master the sentinels name.
+    Sentinel {
+        /// `redis_sentinel_master_name`.
+        master: String,
+        /// `redis_sentinel_connection_urls`.
+        urls: Vec<Url>,
+    },
+    /// A Redis Cluster (`redis_cluster_connection_urls`).
+    Cluster(Vec<Url>),
+}
+
+/// Redis settings.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Where it is.
+    pub topology: RedisTopology,
+    /// `redis_password` / `redis_password_file`, for every node.
+    pub password: Option<Secret>,
+}
+
+/// The session store settings.
+#[derive(Debug, Clone)]
+pub struct SessionStoreConfig {
+    /// `session_store_type`.
+    pub kind: SessionStoreKind,
+    /// Redis, when configured: it holds the sessions (kind `Redis`) or
+    /// shares revocations and refreshes between replicas (kind `Cookie`).
+    pub redis: Option<RedisConfig>,
+}
+
 /// Certificate chain and key to serve HTTPS with.
 #[derive(Debug)]
 pub struct TlsConfig {
@@ -215,6 +259,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Time allowed for the upstream's response head.
     pub upstream_timeout: Duration,
+    /// Where sessions and revocations live.
+    pub session_store: SessionStoreConfig,
 }
 
 /// One problem with one setting.
@@ -316,7 +362,11 @@ impl Config {
         let client_secret = p
             .check(
                 "client_secret_file",
-                read_optional_secret(raw.client_secret.clone(), raw.client_secret_file.as_deref()),
+                read_optional_secret(
+                    "client_secret",
+                    raw.client_secret.clone(),
+                    raw.client_secret_file.as_deref(),
+                ),
             )
             .flatten();
         let redirect_url = match raw.redirect_url.as_deref() {
@@ -381,6 +431,7 @@ impl Config {
             "upstream_timeout",
             parse_duration(raw.upstream_timeout.as_deref().unwrap_or("30s")),
         );
+        let session_store = build_session_store(&mut p, &raw);
 
         match (
             http_address,
@@ -395,6 +446,7 @@ impl Config {
             log_format,
             trusted_proxies,
             upstream_timeout,
+            session_store,
         ) {
             (
                 Some(http_address),
@@ -409,6 +461,7 @@ impl Config {
                 Some(log_format),
                 Some(trusted_proxies),
                 Some(upstream_timeout),
+                Some(session_store),
             ) if p.0.is_empty() => Ok(Self {
                 http_address,
                 upstreams,
@@ -431,6 +484,7 @@ impl Config {
                 log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
                 trusted_proxies,
                 upstream_timeout,
+                session_store,
             }),
             _ => Err(ConfigError { problems: p.0 }),
         }
@@ -736,12 +790,108 @@ fn parse_upstreams(list: &[String]) -> Result<Vec<Upstream>, String> {
     Ok(out)
 }
 
+fn build_session_store(p: &mut Problems, raw: &RawConfig) -> Option<SessionStoreConfig> {
+    let kind = p.check(
+        "session_store_type",
+        match raw.session_store_type.as_deref().unwrap_or("cookie") {
+            "cookie" => Ok(SessionStoreKind::Cookie),
+            "redis" => Ok(SessionStoreKind::Redis),
+            other => Err(format!("expected `cookie` or `redis`, got `{other}`")),
+        },
+    );
+    let password = p
+        .check(
+            "redis_password_file",
+            read_optional_secret(
+                "redis_password",
+                raw.redis_password.clone(),
+                raw.redis_password_file.as_deref(),
+            ),
+        )
+        .flatten();
+    let sentinel = raw.redis_use_sentinel.unwrap_or(false);
+    let cluster = raw.redis_use_cluster.unwrap_or(false);
+    let urls = |p: &mut Problems, key: &str, list: &[String]| -> Option<Vec<Url>> {
+        if list.is_empty() {
+            p.add(key, "required: at least one redis:// or rediss:// URL");
+            return None;
+        }
+        p.check(key, list.iter().map(|u| parse_redis_url(u)).collect())
+    };
+    let topology = match (sentinel, cluster) {
+        (true, true) => {
+            p.add(
+                "redis_use_cluster",
+                "redis_use_sentinel and redis_use_cluster exclude each other",
+            );
+            None
+        }
+        (true, false) => {
+            let master = match raw.redis_sentinel_master_name.as_deref().map(str::trim) {
+                Some(m) if !m.is_empty() => Some(m.to_owned()),
+                _ => {
+                    p.add(
+                        "redis_sentinel_master_name",
+                        "required with redis_use_sentinel",
+                    );
+                    None
+                }
+            };
+            let urls = urls(
+                p,
+                "redis_sentinel_connection_urls",
+                &raw.redis_sentinel_connection_urls,
+            );
+            Some(Some(RedisTopology::Sentinel {
+                master: master?,
+                urls: urls?,
+            }))
+        }
+        (false, true) => urls(
+            p,
+            "redis_cluster_connection_urls",
+            &raw.redis_cluster_connection_urls,
+        )
+        .map(|u| Some(RedisTopology::Cluster(u))),
+        (false, false) => match raw.redis_connection_url.as_deref() {
+            Some(u) => p
+                .check("redis_connection_url", parse_redis_url(u))
+                .map(|u| Some(RedisTopology::Single(u))),
+            None => Some(None),
+        },
+    }?;
+    let kind = kind?;
+    if kind == SessionStoreKind::Redis && topology.is_none() {
+        p.add(
+            "session_store_type",
+            "`redis` needs redis_connection_url (or the sentinel or cluster settings)",
+        );
+        return None;
+    }
+    Some(SessionStoreConfig {
+        kind,
+        redis: topology.map(|topology| RedisConfig { topology, password }),
+    })
+}
+
+fn parse_redis_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    match url.scheme() {
+        "redis" | "rediss" if url.host_str().is_some() => Ok(url),
+        "redis" | "rediss" => Err(format!("`{s}` has no host")),
+        other => Err(format!(
+            "`{s}`: scheme `{other}` is not supported, use redis:// or rediss:// (TLS)"
+        )),
+    }
+}
+
 fn read_optional_secret(
+    key: &str,
     inline: Option<Secret>,
     file: Option<&str>,
 ) -> Result<Option<Secret>, String> {
     match (inline, file) {
-        (Some(_), Some(_)) => Err("give client_secret or client_secret_file, not both".to_owned()),
+        (Some(_), Some(_)) => Err(format!("give {key} or {key}_file, not both")),
         (Some(s), None) => Ok(Some(s)),
         (None, Some(path)) => {
             let text =

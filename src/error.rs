@@ -51,6 +51,9 @@ pub enum Error {
     /// The provider is not discovered yet.
     #[error("provider not ready")]
     IdpNotReady,
+    /// The session store cannot vouch for sessions (Redis unreachable).
+    #[error("session store unavailable")]
+    StoreUnavailable,
     /// The code exchange failed at the provider.
     #[error(transparent)]
     Idp(IdpError),
@@ -83,7 +86,7 @@ impl Error {
             Self::LoginState(_) | Self::ProviderDenied { .. } => ErrorKind::LoginFailed,
             Self::Idp(IdpError::IdToken(_)) => ErrorKind::LoginFailed,
             Self::MissingParam(_) | Self::BadRequest(_) => ErrorKind::BadRequest,
-            Self::IdpNotReady | Self::Idp(_) => ErrorKind::IdpUnavailable,
+            Self::IdpNotReady | Self::Idp(_) | Self::StoreUnavailable => ErrorKind::IdpUnavailable,
             Self::UpstreamUnavailable { .. } => ErrorKind::UpstreamUnavailable,
             Self::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             Self::Unauthenticated => ErrorKind::Unauthenticated,
@@ -107,6 +110,9 @@ impl Error {
             Self::MissingParam(p) => format!("The request is missing the `{p}` parameter."),
             Self::IdpNotReady => {
                 "The identity provider is not reachable yet. Please try again shortly.".to_owned()
+            }
+            Self::StoreUnavailable => {
+                "The session store is not reachable right now. Please try again shortly.".to_owned()
             }
             Self::Idp(IdpError::IdToken(_)) => {
                 "The sign-in could not be verified. Please start again.".to_owned()

@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod proxy;
+pub mod redis_conn;
 pub mod router;
 pub mod server;
 pub mod state;

@@ -15,8 +15,8 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::auth::endpoints::{self, RequestInfo};
-use crate::auth::forward_auth;
 use crate::auth::{Decided, Decision, strip_own_cookies};
+use crate::auth::{backchannel, forward_auth};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::{is_trusted, origin};
@@ -77,15 +77,18 @@ async fn dispatch(
     match req.uri().path() {
         "/ping" => return text(StatusCode::OK, "OK"),
         "/ready" => {
-            return if state.provider.get().is_some() {
-                text(StatusCode::OK, "OK")
-            } else {
+            return if state.provider.get().is_none() {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "provider not discovered yet",
                 )
+            } else if !state.store_ready() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "session store unreachable")
+            } else {
+                text(StatusCode::OK, "OK")
             };
         }
+        "/oauth2/backchannel-logout" => return backchannel::logout(state, req).await,
         p if p.starts_with("/oauth2/") || p == "/oauth2" => {
             let (parts, _body) = req.into_parts(); // endpoints read no body
             return match (parts.method.clone(), parts.uri.path()) {
@@ -94,7 +97,7 @@ async fn dispatch(
                     endpoints::callback(state, &parts, &info).await
                 }
                 (Method::GET | Method::POST, "/oauth2/sign_out") => {
-                    endpoints::sign_out(state, &parts, &info)
+                    endpoints::sign_out(state, &parts, &info).await
                 }
                 (Method::GET, "/oauth2/userinfo") => endpoints::userinfo(state, &parts).await,
                 // front proxies ask with the original method (nginx) or GET
@@ -139,7 +142,7 @@ async fn dispatch(
         }
         Decision::Deny(reason) => endpoints::forbidden(reason, info.mode),
         Decision::Challenge => challenge(state, &req, &info),
-        Decision::Unavailable => error_response(&Error::IdpNotReady, info.mode),
+        Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
     endpoints::with_cookies(resp, set_cookies)
 }

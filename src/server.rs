@@ -46,6 +46,9 @@ pub enum StartupError {
     /// The cookie key could not be built.
     #[error("cookie: {0}")]
     Cookie(String),
+    /// The Redis client could not be built.
+    #[error("{0}")]
+    Redis(String),
 }
 
 /// A running gatehouse.
@@ -55,6 +58,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     discovery: JoinHandle<()>,
+    /// Keeps revocations in sync (and swept) in the background.
+    revocations: JoinHandle<()>,
 }
 
 impl Server {
@@ -84,6 +89,7 @@ impl Server {
                     .await;
             })
         };
+        let revocations = tokio::spawn(state.revocations().run());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, tls, state.clone(), stopped));
         tracing::info!(address = %local_addr, tls = state.config.tls.is_some(), "listening");
@@ -93,6 +99,7 @@ impl Server {
             stop,
             task: Some(task),
             discovery,
+            revocations,
         })
     }
 
@@ -101,15 +108,17 @@ impl Server {
         self.local_addr
     }
 
-    /// True once the provider has been discovered.
+    /// True once the provider has been discovered and the session store
+    /// can vouch for sessions.
     pub fn ready(&self) -> bool {
-        self.state.provider.get().is_some()
+        self.state.provider.get().is_some() && self.state.store_ready()
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded), returns.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         self.discovery.abort();
+        self.revocations.abort();
         if let Some(task) = self.task.take()
             && let Err(e) = task.await
         {
@@ -124,6 +133,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         self.discovery.abort();
+        self.revocations.abort();
     }
 }
 

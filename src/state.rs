@@ -7,10 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Gate;
+use crate::auth::backchannel::ReplayGuard;
 use crate::auth::oidc::{IdpHttp, ProviderSlot};
+use crate::auth::refresh::SharedRefresh;
 use crate::auth::session::CookieCodec;
-use crate::config::Config;
+use crate::auth::session::redis_store::RedisStore;
+use crate::auth::session::revocations::Revocations;
+use crate::auth::session::store::{CookieStore, SessionStore as _, Store};
+use crate::config::{Config, SessionStoreKind};
 use crate::proxy::Upstreams;
+use crate::redis_conn::RedisConn;
 use crate::server::StartupError;
 
 /// Shared state.
@@ -25,6 +31,8 @@ pub struct AppState {
     pub idp_http: IdpHttp,
     /// Upstreams and their client.
     pub upstreams: Upstreams,
+    /// Back-channel logout tokens already used.
+    pub logout_replays: ReplayGuard,
 }
 
 impl AppState {
@@ -35,19 +43,83 @@ impl AppState {
             .await
     }
 
+    /// The revocations (to keep in sync in the background).
+    pub fn revocations(&self) -> Arc<Revocations> {
+        self.gate.store().revocations().clone()
+    }
+
+    /// Whether the session store can vouch for sessions now.
+    pub fn store_ready(&self) -> bool {
+        self.gate.store().revocations().fresh()
+    }
+
     /// Builds the state; no network is touched here.
     pub fn new(config: Config) -> Result<Self, StartupError> {
-        let codec = CookieCodec::new(&config.cookie.secrets)
-            .map_err(|e| StartupError::Cookie(e.to_string()))?;
+        let codec = Arc::new(
+            CookieCodec::new(
+                &config.cookie.secrets,
+                &config.provider.issuer,
+                &config.client_id,
+            )
+            .map_err(|e| StartupError::Cookie(e.to_string()))?,
+        );
         let idp_http = IdpHttp::new(Duration::from_secs(10)).map_err(StartupError::Tls)?;
         let upstreams = Upstreams::new(&config).map_err(StartupError::Tls)?;
+        let redis = config
+            .session_store
+            .redis
+            .as_ref()
+            .map(RedisConn::new)
+            .transpose()
+            .map_err(StartupError::Redis)?;
+        let prefix = key_prefix(&config.provider.issuer, &config.client_id);
+        // revocations must outlive every session they can hit
+        let retention = config.cookie.expire + Duration::from_secs(60);
+        let revocations = Arc::new(match &redis {
+            Some(conn) => {
+                Revocations::shared(conn.clone(), format!("{prefix}revocations"), retention)
+            }
+            None => Revocations::local(),
+        });
+        let name = &config.cookie.name;
+        let store = match (&redis, config.session_store.kind) {
+            (Some(conn), SessionStoreKind::Redis) => Store::Redis(RedisStore::new(
+                codec.clone(),
+                name,
+                conn.clone(),
+                prefix.clone(),
+                revocations,
+            )),
+            _ => Store::Cookie(CookieStore::new(codec.clone(), name, revocations)),
+        };
+        let shared_refresh = redis
+            .as_ref()
+            .map(|conn| SharedRefresh::new(conn.clone(), prefix.clone()));
+        let logout_replays = ReplayGuard::new(redis, prefix);
         let refresh = config.cookie.refresh;
         Ok(Self {
             config: Arc::new(config),
-            gate: Gate::new(codec, refresh),
+            gate: Gate::new(codec, store, shared_refresh, refresh),
             provider: ProviderSlot::default(),
             idp_http,
             upstreams,
+            logout_replays,
         })
     }
+}
+
+/// `gatehouse:<deployment>:`: every Redis key starts so. The deployment part
+/// is a hash of issuer and client id, so deployments sharing a Redis never
+/// see each other's sessions or revocations.
+fn key_prefix(issuer: &str, client_id: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(issuer.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(client_id.as_bytes());
+    let digest = ctx.finish();
+    let tag: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("gatehouse:{tag}:")
 }

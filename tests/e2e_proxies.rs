@@ -94,7 +94,11 @@ impl Stack {
         // callback URL) before the front binds it; retry if it was taken
         for attempt in 1..=3 {
             let port = free_port();
-            let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+            let idp = MockIdp::start(IdpOptions {
+                redirect_uris: redirect_uris(sign_in, port),
+                ..IdpOptions::auto_approving("alice")
+            })
+            .await;
             let upstream = Recorder::start().await;
             let gatehouse = TestProxy::start(&gatehouse_toml(sign_in, port), &idp, &upstream).await;
             let g = gatehouse.host();
@@ -274,6 +278,19 @@ fn query(url: &Url, key: &str) -> String {
 }
 
 // === rendering the deploy configs ===
+
+/// The callback URLs registered at the provider: those the front proxy's
+/// hosts answer on.
+fn redirect_uris(sign_in: SignIn, port: u16) -> Vec<String> {
+    let hosts = match sign_in {
+        SignIn::PerHost => vec![APP1, APP2],
+        SignIn::Central => vec![AUTH],
+    };
+    hosts
+        .into_iter()
+        .map(|h| format!("http://{h}:{port}/oauth2/callback"))
+        .collect()
+}
 
 fn gatehouse_toml(sign_in: SignIn, port: u16) -> String {
     let redirect_url = match sign_in {

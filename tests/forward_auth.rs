@@ -44,6 +44,11 @@ async fn stack_with(opts: IdpOptions, extra: &str) -> Stack {
     let idp = MockIdp::start(opts).await;
     let upstream = Recorder::start().await;
     let proxy = TestProxy::start(extra, &idp, &upstream).await;
+    // the callbacks a deployment on these hosts registers at its provider
+    for host in [APP1, APP2, AUTH] {
+        let port = proxy.addr().port();
+        idp.register_redirect_uri(&format!("http://{host}:{port}/oauth2/callback"));
+    }
     Stack {
         idp,
         upstream,
@@ -292,16 +297,21 @@ async fn auth_sends_the_access_token_only_with_pass_access_token() {
 #[tokio::test]
 async fn signed_in_but_outside_email_domain_gets_403_from_both_endpoints() {
     // carol signs in where any domain is allowed; a second gatehouse with the
-    // same cookie secret allows only example.com
+    // same cookie secret, provider and client allows only example.com
     let open = stack("").await;
     let carol = signed_in(&open, "carol").await;
-    let strict = stack("email_domain = [\"example.com\"]").await;
+    let strict = TestProxy::start(
+        "email_domain = [\"example.com\"]",
+        &open.idp,
+        &open.upstream,
+    )
+    .await;
     let cookie = carol.cookie_header_for(&open.proxy.url("/")).unwrap();
     for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
         for accept in [ACCEPT_HTML, "application/json"] {
             let resp = get(
                 &TestClient::new(),
-                &strict.proxy.url(path),
+                &strict.url(path),
                 &[("cookie", &cookie), ("accept", accept)],
             )
             .await;
@@ -311,9 +321,7 @@ async fn signed_in_but_outside_email_domain_gets_403_from_both_endpoints() {
     // narrowing never widens: a location allowing carol's domain still 403s
     let resp = get(
         &TestClient::new(),
-        &strict
-            .proxy
-            .url("/oauth2/auth?allowed_email_domains=other.example"),
+        &strict.url("/oauth2/auth?allowed_email_domains=other.example"),
         &[("cookie", &cookie)],
     )
     .await;

@@ -3,16 +3,22 @@
 //! `tests/interop/package.json` (+ `package-lock.json`) and configured by
 //! `tests/interop/provider.js`.
 //!
-//! The test installs the package (`npm ci`, only when `node_modules` lacks
-//! the pinned version), starts the provider with `node` on an ephemeral
-//! loopback port, starts gatehouse in process against it, and fills in the
-//! provider's own sign-in and consent forms. The provider requires PKCE
+//! The tests install the package (`npm ci`, once, only when `node_modules`
+//! lacks the pinned version); each starts its own provider with `node` on an
+//! ephemeral loopback port, starts gatehouse in process against it, and fills
+//! in the provider's own sign-in and consent forms. The provider requires PKCE
 //! (S256) and `client_secret_basic` for this client, so a completed login
 //! shows gatehouse speaks both.
 //!
 //! Needs Node.js >= 18 and npm (`apt-get install -y nodejs npm`). Without
 //! them it prints one `SKIPPED` line and passes, unless
 //! `GATEHOUSE_REQUIRE_E2E=1` (set by `.ci/run`), where it fails.
+//!
+//! With the provider's back-channel logout enabled, the tests also end the
+//! session at the provider (its `end_session_endpoint` and confirm form) and
+//! check that gatehouse refuses the old cookie once oidc-provider has POSTed
+//! its logout token to `/oauth2/backchannel-logout` (issue 8), and that
+//! gatehouse's sign-out continues at that endpoint in a way it accepts.
 //!
 //! Run: `cargo test --test interop -- --nocapture`; `RUST_LOG=gatehouse=debug`
 //! adds gatehouse's log.
@@ -49,61 +55,34 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Redirects and forms at the provider before giving up (a login takes ~6).
 const MAX_PROVIDER_STEPS: usize = 16;
+/// How long a back-channel logout may take to refuse the old cookie.
+const BACKCHANNEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One `npm ci` at a time: the tests in this file start together.
+static INSTALL: Mutex<()> = Mutex::new(());
 
 #[tokio::test]
 async fn logs_in_against_oidc_provider() {
-    if let Ok(filter) = std::env::var("RUST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
-    }
-    let node = match find_node() {
-        Ok(node) => node,
-        Err(why) => {
-            assert!(
-                std::env::var("GATEHOUSE_REQUIRE_E2E").as_deref() != Ok("1"),
-                "GATEHOUSE_REQUIRE_E2E=1 but the interop test cannot run: {why} \
-                 (install with apt-get install -y nodejs npm)"
-            );
-            // straight to stderr, not `eprintln!`: libtest hides what the
-            // print macros write in a passing test, and a skip must be seen
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED interop test: {why}; install with apt-get install -y nodejs npm"
-            );
-            return;
-        }
+    let Some(stack) = Stack::start().await.unwrap_or_else(|e| panic!("{e}")) else {
+        return;
     };
-    install_oidc_provider(&node.npm).unwrap_or_else(|e| panic!("{e}"));
-
-    // The provider must know gatehouse's redirect URI before gatehouse can
-    // start (gatehouse discovers the provider at startup), so bind gatehouse's
-    // listener first and hand it over later: no port is ever guessed.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy_base = format!("http://{}", listener.local_addr().unwrap());
-    let redirect_uri = format!("{proxy_base}/oauth2/callback");
-    let provider = OidcProvider::spawn(&node.node, &redirect_uri).unwrap_or_else(|e| panic!("{e}"));
-    let issuer = provider.issuer.clone();
-    eprintln!("interop: oidc-provider at {issuer} (node {})", node.version);
-
-    let upstream = Recorder::start().await;
-    let server = start_gatehouse(listener, &issuer, &upstream)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let client = TestClient::new().with_timeout(REQUEST_TIMEOUT);
-    wait_ready(&client, &proxy_base, &server)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let Stack {
+        client,
+        proxy_base,
+        redirect_uri,
+        issuer,
+        upstream,
+        ..
+    } = &stack;
 
     // 1. the protected page sends the browser (via the proxy) to the provider
     let page = format!("{proxy_base}/private/page?x=1");
-    let authorize = leave_proxy(&client, &page)
+    let authorize = leave_proxy(client, &page)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         authorize.origin(),
-        Url::parse(&issuer).unwrap().origin(),
+        Url::parse(issuer).unwrap().origin(),
         "gatehouse should redirect to the provider's authorization endpoint"
     );
     let params = query(&authorize);
@@ -123,8 +102,8 @@ async fn logs_in_against_oidc_provider() {
     }
 
     // 2. the provider's own sign-in and consent forms, until it redirects back
-    let proxy_origin = Url::parse(&proxy_base).unwrap().origin();
-    let signed_in = sign_in_at_provider(&client, authorize, &proxy_origin)
+    let proxy_origin = Url::parse(proxy_base).unwrap().origin();
+    let signed_in = sign_in_at_provider(client, authorize, &proxy_origin)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -179,8 +158,287 @@ async fn logs_in_against_oidc_provider() {
         seen.headers
     );
 
-    server.shutdown().await;
-    drop(provider);
+    stack.stop().await;
+}
+
+/// Issue 8: the user signs out at the provider (RP-initiated logout at its
+/// `end_session_endpoint`, confirmed in its own form); oidc-provider POSTs
+/// a logout token (with `sid`) to `/oauth2/backchannel-logout`, and the
+/// gatehouse cookie the browser still holds stops working.
+#[tokio::test]
+async fn logout_at_the_provider_ends_the_gatehouse_session_by_back_channel() {
+    let Some(stack) = Stack::start().await.unwrap_or_else(|e| panic!("{e}")) else {
+        return;
+    };
+    let client = &stack.client;
+    let page = format!("{}/private/page", stack.proxy_base);
+    let auth = format!("{}/oauth2/auth", stack.proxy_base);
+    stack.sign_in(&page).await.unwrap_or_else(|e| panic!("{e}"));
+    let cookie = client
+        .cookie_header_for(&page)
+        .expect("signed in, but no cookie for gatehouse");
+    let with_cookie = [("cookie", cookie.as_str()), ("accept", "application/json")];
+    for url in [&page, &auth] {
+        let resp = client.get_with(url, &with_cookie).await;
+        assert!(
+            resp.status.is_success(),
+            "{url} before the provider logout: {} {}",
+            resp.status,
+            resp.text()
+        );
+    }
+
+    // the user ends the session at the provider, not at gatehouse
+    let end_session = stack
+        .end_session_endpoint()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = end_session_at_provider(client, &end_session)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        done.as_str(),
+        format!("{}/session/end/success", stack.issuer),
+        "the provider should end its session"
+    );
+    // oidc-provider awaits the back-channel POST before redirecting, so
+    // this is immediate; a short poll tolerates a slow revocation write
+    let deadline = Instant::now() + BACKCHANNEL_TIMEOUT;
+    let statuses = loop {
+        let mut statuses = Vec::new();
+        for url in [&page, &auth] {
+            statuses.push(client.get_with(url, &with_cookie).await.status);
+        }
+        if statuses == [StatusCode::UNAUTHORIZED; 2] || Instant::now() >= deadline {
+            break statuses;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        statuses,
+        [StatusCode::UNAUTHORIZED; 2],
+        "the old cookie still works at {page} and {auth} after the provider's \
+         logout; provider log:\n{}",
+        stack.provider.stderr()
+    );
+    // its log line comes through a pipe and a reader thread: wait for it
+    let delivered = "backchannel.success client=gatehouse";
+    let deadline = Instant::now() + BACKCHANNEL_TIMEOUT;
+    while !stack.provider.stderr().contains(delivered) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = stack.provider.stderr();
+    assert!(
+        log.contains(delivered),
+        "the provider should report the logout token delivered:\n{log}"
+    );
+
+    stack.stop().await;
+}
+
+/// gatehouse's own sign-out continues at the provider's discovered
+/// `end_session_endpoint` with a `state`, which the provider accepts: it
+/// confirms, ends its session, and returns to gatehouse with that `state`.
+#[tokio::test]
+async fn sign_out_redirects_to_the_providers_end_session_endpoint_with_state() {
+    let Some(stack) = Stack::start().await.unwrap_or_else(|e| panic!("{e}")) else {
+        return;
+    };
+    let client = &stack.client;
+    let page = format!("{}/private/page", stack.proxy_base);
+    stack.sign_in(&page).await.unwrap_or_else(|e| panic!("{e}"));
+
+    let resp = client
+        .get(&format!("{}/oauth2/sign_out", stack.proxy_base))
+        .await;
+    let end_session = redirect_target(&resp).unwrap_or_else(|e| panic!("{e}"));
+    let want = stack
+        .end_session_endpoint()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (end_session.origin(), end_session.path()),
+        (want.origin(), want.path()),
+        "sign-out should continue at the discovered end_session_endpoint"
+    );
+    let params = query(&end_session);
+    let state = param(&params, "state")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| panic!("no state: {end_session}"))
+        .to_owned();
+    let home = format!("{}/", stack.proxy_base);
+    for (name, want) in [
+        ("client_id", Some("gatehouse")),
+        ("post_logout_redirect_uri", Some(home.as_str())),
+    ] {
+        assert_eq!(param(&params, name), want, "{name} in {end_session}");
+    }
+    assert!(
+        param(&params, "id_token_hint").is_some(),
+        "no id_token_hint: {end_session}"
+    );
+
+    // the provider validates the hint and the registered return address,
+    // asks to confirm, and returns to gatehouse with the same state
+    let back = end_session_at_provider(client, &end_session)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (back.origin(), back.path()),
+        (Url::parse(&home).unwrap().origin(), "/"),
+        "the provider should return to post_logout_redirect_uri: {back}"
+    );
+    assert_eq!(
+        param(&query(&back), "state"),
+        Some(state.as_str()),
+        "{back}"
+    );
+
+    // the provider's session is over: the next visit signs in again
+    let authorize = leave_proxy(client, &page)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let proxy_origin = Url::parse(&stack.proxy_base).unwrap().origin();
+    let again = sign_in_at_provider(client, authorize, &proxy_origin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        again.prompts.first().map(String::as_str),
+        Some("login"),
+        "the provider should ask to sign in again: {:#?}",
+        again.trail
+    );
+
+    stack.stop().await;
+}
+
+// === the stack ===
+
+/// oidc-provider, gatehouse in front of a recording upstream, and a browser.
+struct Stack {
+    provider: OidcProvider,
+    server: Server,
+    upstream: Recorder,
+    client: TestClient,
+    /// `http://127.0.0.1:PORT` of gatehouse.
+    proxy_base: String,
+    redirect_uri: String,
+    issuer: String,
+}
+
+impl Stack {
+    /// Everything started and ready; `None` when node is missing and the
+    /// test is skipped.
+    async fn start() -> Result<Option<Self>, String> {
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        let node = match find_node() {
+            Ok(node) => node,
+            Err(why) => {
+                if std::env::var("GATEHOUSE_REQUIRE_E2E").as_deref() == Ok("1") {
+                    return Err(format!(
+                        "GATEHOUSE_REQUIRE_E2E=1 but the interop test cannot run: {why} \
+                         (install with apt-get install -y nodejs npm)"
+                    ));
+                }
+                // straight to stderr, not `eprintln!`: libtest hides what the
+                // print macros write in a passing test, and a skip must be seen
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED interop test: {why}; install with apt-get install -y nodejs npm"
+                );
+                return Ok(None);
+            }
+        };
+        install_oidc_provider(&node.npm)?;
+
+        // The provider must know gatehouse's addresses before gatehouse can
+        // start (gatehouse discovers the provider at startup), so bind
+        // gatehouse's listener first and hand it over later: no port is
+        // ever guessed.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let proxy_base = format!("http://{addr}");
+        let redirect_uri = format!("{proxy_base}/oauth2/callback");
+        let provider = OidcProvider::spawn(
+            &node.node,
+            &[
+                &redirect_uri,
+                &format!("{proxy_base}/oauth2/backchannel-logout"),
+                // where sign-out returns without `rd`
+                &format!("{proxy_base}/"),
+            ],
+        )?;
+        let issuer = provider.issuer.clone();
+        eprintln!("interop: oidc-provider at {issuer} (node {})", node.version);
+
+        let upstream = Recorder::start().await;
+        // the provider is dropped without a panic on these errors: keep its log
+        let with_log = |e: String| format!("{e}\noidc-provider stderr:\n{}", provider.stderr());
+        let server = start_gatehouse(listener, &issuer, &upstream)
+            .await
+            .map_err(with_log)?;
+        let client = TestClient::new().with_timeout(REQUEST_TIMEOUT);
+        wait_ready(&client, &proxy_base, &server)
+            .await
+            .map_err(with_log)?;
+        Ok(Some(Self {
+            provider,
+            server,
+            upstream,
+            client,
+            proxy_base,
+            redirect_uri,
+            issuer,
+        }))
+    }
+
+    /// Signs in through gatehouse at the provider, starting at `page`,
+    /// until the page answers 200 from the upstream.
+    async fn sign_in(&self, page: &str) -> Result<(), String> {
+        let authorize = leave_proxy(&self.client, page).await?;
+        let proxy_origin = Url::parse(&self.proxy_base)
+            .map_err(|e| e.to_string())?
+            .origin();
+        let signed_in = sign_in_at_provider(&self.client, authorize, &proxy_origin).await?;
+        let resp = self.client.get(signed_in.callback.as_str()).await;
+        let back = redirect_target(&resp)?;
+        if back.as_str() != page {
+            return Err(format!("the callback returned to {back}, not {page}"));
+        }
+        let resp = self.client.get(page).await;
+        if resp.status != StatusCode::OK {
+            return Err(format!(
+                "{page} after signing in: {} {}",
+                resp.status,
+                resp.text()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The provider's discovered `end_session_endpoint`.
+    async fn end_session_endpoint(&self) -> Result<Url, String> {
+        let url = format!("{}/.well-known/openid-configuration", self.issuer);
+        let resp = self.client.get_api(&url).await;
+        if resp.status != StatusCode::OK {
+            return Err(format!("{url}: {} {}", resp.status, resp.text()));
+        }
+        let end = resp.json()["end_session_endpoint"]
+            .as_str()
+            .map(Url::parse)
+            .ok_or_else(|| format!("no end_session_endpoint in {}", resp.text()))?;
+        end.map_err(|e| format!("bad end_session_endpoint: {e}"))
+    }
+
+    async fn stop(self) {
+        self.server.shutdown().await;
+        drop(self.provider);
+    }
 }
 
 // === node and npm ===
@@ -229,6 +487,7 @@ fn interop_dir() -> PathBuf {
 /// Runs `npm ci` unless `node_modules` already holds the pinned version.
 /// Network: the npm registry only; the lockfile pins every package's hash.
 fn install_oidc_provider(npm: &Path) -> Result<(), String> {
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(PoisonError::into_inner);
     let dir = interop_dir();
     let read_json =
         |p: PathBuf| -> Option<Value> { serde_json::from_slice(&std::fs::read(p).ok()?).ok() };
@@ -318,12 +577,13 @@ struct OidcProvider {
 }
 
 impl OidcProvider {
-    /// Starts the provider and waits for its `{"issuer": …}` line.
-    fn spawn(node: &Path, redirect_uri: &str) -> Result<Self, String> {
+    /// Starts the provider with `args` (see provider.js) and waits for its
+    /// `{"issuer": …}` line.
+    fn spawn(node: &Path, args: &[&str]) -> Result<Self, String> {
         let dir = interop_dir();
         let mut child = Command::new(node)
             .arg("provider.js")
-            .arg(redirect_uri)
+            .args(args)
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -388,6 +648,14 @@ impl OidcProvider {
                 ))
             }
         }
+    }
+
+    /// What it has written to stderr so far.
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Kills and reaps the process; returns all it wrote to stderr.
@@ -543,6 +811,39 @@ async fn sign_in_at_provider(
     Err(format!(
         "no redirect back to gatehouse after {MAX_PROVIDER_STEPS} steps: {trail:#?}"
     ))
+}
+
+/// RP-initiated logout at the provider: opens `end_session` (its
+/// `end_session_endpoint`, with or without parameters), confirms in its
+/// sign-out form ("Yes, sign me out") and returns where it redirects.
+async fn end_session_at_provider(client: &TestClient, end_session: &Url) -> Result<Url, String> {
+    let resp = client.get(end_session.as_str()).await;
+    let html = resp.text();
+    let form = (resp.status == StatusCode::OK)
+        .then(|| Form::parse(&html))
+        .flatten()
+        .ok_or_else(|| {
+            format!(
+                "the provider should ask to confirm the logout, got {}: {html}\nfrom {end_session}",
+                resp.status
+            )
+        })?;
+    if form.hidden("xsrf").is_none() {
+        return Err(format!("not the provider's logout form: {html}"));
+    }
+    let action = resp
+        .url
+        .join(&form.action)
+        .map_err(|e| format!("bad form action {:?}: {e}", form.action))?;
+    let mut fields: Vec<(&str, &str)> = form
+        .hidden
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // the "Yes, sign me out" button
+    fields.push(("logout", "yes"));
+    let resp = client.post_form(action.as_str(), &fields).await;
+    redirect_target(&resp)
 }
 
 fn redirect_target(resp: &TestResponse) -> Result<Url, String> {

@@ -10,6 +10,8 @@
 
 #[path = "mock_idp/profiles.rs"]
 mod profiles;
+#[path = "mock_idp/strict.rs"]
+mod strict;
 mod support;
 
 use std::time::Duration;
@@ -89,6 +91,33 @@ async fn exchange(
                 // base64("gatehouse:s3cret")
                 ("authorization", "Basic Z2F0ZWhvdXNlOnMzY3JldA=="),
             ],
+            Some(Bytes::from(body)),
+        )
+        .await
+}
+
+/// base64("gatehouse:s3cret")
+const BASIC: &str = "Basic Z2F0ZWhvdXNlOnMzY3JldA==";
+
+/// `POST`s `form` to the token endpoint with `authorization` (if not empty).
+async fn token_form(
+    client: &TestClient,
+    idp: &MockIdp,
+    authorization: &str,
+    form: &[(&str, &str)],
+) -> support::client::TestResponse {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    if !authorization.is_empty() {
+        headers.push(("authorization", authorization));
+    }
+    client
+        .request(
+            Method::POST,
+            &idp.token_endpoint(),
+            &headers,
             Some(Bytes::from(body)),
         )
         .await
@@ -176,17 +205,11 @@ async fn code_flow_with_pkce_mints_verifiable_tokens() {
 
     // refresh rotates the refresh token
     let refresh = tokens["refresh_token"].as_str().unwrap();
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh),
-        ("client_id", "gatehouse"),
-        ("client_secret", "s3cret"),
-    ];
-    let url = format!("{}/token", idp.base_url());
-    let refreshed = client.post_form(&url, &form).await;
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    let refreshed = token_form(&client, &idp, BASIC, &form).await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
     assert_ne!(refreshed.json()["refresh_token"].as_str(), Some(refresh));
-    let reused = client.post_form(&url, &form).await;
+    let reused = token_form(&client, &idp, BASIC, &form).await;
     assert_eq!(reused.json()["error"], "invalid_grant");
 }
 
@@ -208,19 +231,18 @@ async fn token_endpoint_rejects_bad_verifier_and_bad_secret() {
         ("code", c.as_str()),
         ("redirect_uri", REDIRECT),
         ("code_verifier", VERIFIER),
-        ("client_id", "gatehouse"),
-        ("client_secret", "wrong"),
     ];
-    let resp = client
-        .post_form(&format!("{}/token", idp.base_url()), &form)
-        .await;
+    // base64("gatehouse:wrong"), with the registered method
+    let wrong_secret = "Basic Z2F0ZWhvdXNlOndyb25n";
+    let resp = token_form(&client, &idp, wrong_secret, &form).await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
     assert_eq!(resp.json()["error"], "invalid_client");
+    // the code was not spent by a request from an unauthenticated client
+    let resp = token_form(&client, &idp, BASIC, &form).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
 
     idp.set_knobs(|k| k.token_endpoint_status = Some(503));
-    let resp = client
-        .post_form(&format!("{}/token", idp.base_url()), &form)
-        .await;
+    let resp = token_form(&client, &idp, BASIC, &form).await;
     assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
 }
 

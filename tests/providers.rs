@@ -14,6 +14,13 @@
 
 mod support;
 
+#[path = "providers/client_auth.rs"]
+mod client_auth;
+#[path = "providers/examples.rs"]
+mod examples;
+#[path = "providers/signing.rs"]
+mod signing;
+
 use std::time::Duration;
 
 use http::StatusCode;
@@ -159,8 +166,9 @@ fn auth0() -> Preset {
         seen: Seen {
             user: ALICE,
             email: Some("alice@example.com"),
-            // Auth0 sends `nickname`, not `preferred_username`
-            preferred_username: None,
+            // Auth0 sends `nickname`, not `preferred_username`: the nickname
+            // stands in (issue 8)
+            preferred_username: Some("alice"),
             groups: Some("admin"),
             mapped: (
                 "x-forwarded-picture",

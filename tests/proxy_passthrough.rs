@@ -664,7 +664,11 @@ fn jar_header(jar: &BTreeMap<String, String>) -> String {
 
 #[tokio::test]
 async fn tls_with_alpn_h2_serves_http2() {
-    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let idp = MockIdp::start(IdpOptions {
+        redirect_uris: vec!["https://127.0.0.1/oauth2/callback".to_owned()],
+        ..IdpOptions::auto_approving("alice")
+    })
+    .await;
     let upstream = Recorder::start().await;
     let proxy = TestProxy::builder(&idp, &upstream)
         .set("tls_cert_file", TLS_CERT)

@@ -15,9 +15,12 @@ use url::Url;
 use crate::auth::oidc::{LoginParams, LogoutTarget};
 use crate::auth::policy::{self, DenyReason};
 use crate::auth::return_to::{ReturnTo, host_allowed};
+use crate::auth::session::revocations::Revocation;
+use crate::auth::session::store::{SessionStore as _, StoreError};
 use crate::auth::session::{
-    LOGIN_TTL_SECS, LoginState, clear_session, login_cookie_name, now_secs, read_login_state,
-    read_session, set_cookie, write_login_state, write_session,
+    LOGIN_TTL_SECS, LoginState, Session, SessionId, clear_session, login_cookie_name, now_millis,
+    now_secs, read_login_state, session_cookie_value, session_cookies, set_cookie,
+    write_login_state,
 };
 use crate::auth::{Decided, Decision};
 use crate::config::{CallbackUrl, Config};
@@ -209,25 +212,68 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         tracing::info!(user = %identity.subject, ?reason, "signed in but not allowed");
         return Ok(forbidden(reason, Mode::Html));
     }
-    let codec = state.gate.codec();
-    let mut cookies = write_session(codec, &config.cookie, &identity, &parts.headers);
-    if cookies.is_none() && identity.tokens.id_token.is_some() && !config.pass_authorization_header
+    let provider_sid = identity
+        .tokens
+        .id_token
+        .as_ref()
+        .and_then(|t| crate::auth::oidc::jwt_payload(t.expose()))
+        .and_then(|c| c.get("sid").and_then(|v| v.as_str()).map(str::to_owned));
+    let mut session = Session {
+        id: SessionId::random(state.gate.codec())
+            .ok_or(Error::Internal("random number generator failed"))?,
+        provider_sid,
+        issuer: provider.issuer().to_owned(),
+        issued_at_ms: now_millis(),
+        identity,
+        secret: None,
+    };
+    let mut cookies = seal_session(state, &session, &parts.headers).await?;
+    if cookies.is_none()
+        && session.identity.tokens.id_token.is_some()
+        && !config.pass_authorization_header
     {
         // over the chunk bound: the id token, kept only as a sign-out hint,
         // is the part to give up
-        tracing::warn!(user = %identity.subject, "session too large for cookies: dropping the id token hint");
-        identity.tokens.id_token = None;
-        cookies = write_session(codec, &config.cookie, &identity, &parts.headers);
+        tracing::warn!(user = %session.identity.subject, "session too large for cookies: dropping the id token hint");
+        session.identity.tokens.id_token = None;
+        cookies = seal_session(state, &session, &parts.headers).await?;
     }
     let cookies = cookies.ok_or(Error::Internal(
         "session too large for cookies (too many groups or claims)",
     ))?;
+    let identity = session.identity;
     tracing::info!(user = %identity.subject, "signed in");
     let mut r = redirect(&login.return_to);
     for c in cookies {
         r.headers_mut().append(SET_COOKIE, c);
     }
     Ok(r)
+}
+
+/// Stores a new session; its cookies, or `None` when it is too large for
+/// them.
+async fn seal_session(
+    state: &AppState,
+    session: &Session,
+    request: &http::HeaderMap,
+) -> Result<Option<Vec<HeaderValue>>, Error> {
+    let value = match state.gate.store().save(session).await {
+        Ok(v) => v,
+        Err(StoreError::Unavailable(why)) => {
+            tracing::warn!(reason = %why, "session not stored");
+            return Err(Error::StoreUnavailable);
+        }
+        Err(StoreError::Unstorable(why)) => {
+            tracing::warn!(reason = %why, "session not stored");
+            return Err(Error::Internal("cannot store the session"));
+        }
+    };
+    Ok(session_cookies(
+        &state.config.cookie,
+        &value,
+        session.identity.expires_at,
+        request,
+    ))
 }
 
 /// The 403 answer for a signed-in user refused by policy.
@@ -246,15 +292,45 @@ pub fn forbidden(reason: DenyReason, mode: Mode) -> Response<ProxyBody> {
     }
 }
 
-/// `/oauth2/sign_out?rd=URL`: clear the session; end the provider's session
-/// too when it advertises an `end_session_endpoint`.
-pub fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
+/// `/oauth2/sign_out?rd=URL`: revoke the session (here and, with Redis, on
+/// every replica), clear its cookies, and end the provider's session too
+/// when it advertises an `end_session_endpoint`.
+pub async fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let config = &state.config;
     let host = info.origin.host.as_deref();
     let return_to = query_param(parts, "rd").map_or_else(ReturnTo::root, |rd| {
         ReturnTo::parse(&rd, host, &config.whitelist_domains)
     });
-    let session = read_session(state.gate.codec(), &config.cookie, &parts.headers);
+    // the session is read for its id token hint; its id alone is enough to
+    // revoke it, so a store outage does not keep the cookie alive
+    let session = state
+        .gate
+        .session(config, &parts.headers)
+        .await
+        .ok()
+        .flatten();
+    let cookie_value = session_cookie_value(&parts.headers, &config.cookie.name);
+    let id = session
+        .as_ref()
+        .map(|s| s.id)
+        .or_else(|| cookie_value.and_then(|v| state.gate.store().session_id(&v)));
+    if let Some(id) = id {
+        let until = session.as_ref().map_or_else(
+            || now_secs().saturating_add(config.cookie.expire.as_secs()),
+            |s| s.identity.expires_at,
+        );
+        if let Err(e) = state
+            .gate
+            .store()
+            .revoke(Revocation::Session { id, until })
+            .await
+        {
+            tracing::warn!(error = %e, "sign-out: session not revoked");
+        }
+        if let Some(s) = &session {
+            tracing::info!(user = %s.identity.subject, "signed out");
+        }
+    }
     let target = state
         .provider
         .get()
@@ -266,7 +342,8 @@ pub fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response
                 &info.origin,
                 &config.redirect_url,
                 p.client_id(),
-                session.as_ref(),
+                session.as_ref().map(|s| &s.identity),
+                state.gate.codec().random_token().as_deref(),
             ))
         })
         .unwrap_or_else(|| return_to.as_str().to_owned());
@@ -284,6 +361,7 @@ fn end_session_url(
     redirect_url: &CallbackUrl,
     client_id: &str,
     session: Option<&crate::auth::identity::Identity>,
+    state: Option<&str>,
 ) -> String {
     // the provider needs an absolute URL; a path is made absolute on the
     // host the browser used, or on the callback's host
@@ -312,6 +390,11 @@ fn end_session_url(
                     q.append_pair("post_logout_redirect_uri", &absolute);
                 }
                 q.append_pair("client_id", client_id);
+                // some providers (Glewlwyd) return to post_logout_redirect_uri
+                // only when a state is sent
+                if let Some(state) = state {
+                    q.append_pair("state", state);
+                }
             }
             end.to_string()
         }
@@ -341,7 +424,7 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
         },
         Decision::Deny(reason) => forbidden(reason, Mode::Json),
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
-        Decision::Unavailable => error_response(&Error::IdpNotReady, Mode::Json),
+        Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };
     with_cookies(resp, set_cookies)
 }

@@ -50,7 +50,7 @@ pub async fn auth_request(
         Decision::Deny(reason) => forbidden(reason, Mode::Json),
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
-        Decision::Unavailable => error_response(&Error::IdpNotReady, Mode::Json),
+        Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };
     // a refreshed session goes back to the browser through the front proxy
     with_cookies(resp, set_cookies)
@@ -95,7 +95,7 @@ pub async fn forward_auth(
             });
             begin_login(state, &return_to, info)
         }
-        Decision::Unavailable => error_response(&Error::IdpNotReady, info.mode),
+        Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
     with_cookies(resp, set_cookies)
 }

@@ -674,6 +674,7 @@ impl Provider {
                 .ok_or_else(|| reject("unknown key id".to_owned()))?,
             None => return Err(reject("unknown key id".to_owned())),
         };
+        key_fits(&key, header.alg).map_err(reject)?;
         let key = jsonwebtoken::DecodingKey::from_jwk(&key)
             .map_err(|e| reject(format!("bad key: {e}")))?;
         let mut v = jsonwebtoken::Validation::new(header.alg);
@@ -702,6 +703,72 @@ impl Provider {
             }
         }
         Ok(claims)
+    }
+
+    /// Verifies a back-channel logout token (OpenID Connect Back-Channel
+    /// Logout 1.0, 2.6) as an ID token is verified: signature against the
+    /// provider's keys with the ID-token algorithm allow-list, `iss`, `aud`,
+    /// `iat` within [`LOGOUT_TOKEN_MAX_AGE_SECS`], `exp` when present; then the
+    /// logout event, a `sid` or `sub`, no `nonce`, and a `jti`.
+    pub async fn verify_logout_token(&self, raw: &str) -> Result<LogoutClaims, IdpError> {
+        let reject = |why: &str| IdpError::IdToken(format!("logout token: {why}"));
+        let header = jsonwebtoken::decode_header(raw).map_err(|_e| reject("not a JWT"))?;
+        if !LOGOUT_TOKEN_ALGS.contains(&header.alg) {
+            return Err(reject("algorithm not allowed"));
+        }
+        let key = match self.find_jwk(header.kid.as_deref()) {
+            Some(k) => k,
+            None if self.refetch_jwks().await => self
+                .find_jwk(header.kid.as_deref())
+                .ok_or_else(|| reject("unknown key id"))?,
+            None => return Err(reject("unknown key id")),
+        };
+        let key = jsonwebtoken::DecodingKey::from_jwk(&key).map_err(|_e| reject("unusable key"))?;
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.algorithms = vec![header.alg];
+        v.leeway = SKEW_SECS;
+        v.set_issuer(&[self.issuer.as_str()]);
+        v.set_audience(&[self.client_id.as_str()]);
+        v.set_required_spec_claims(&["iss", "aud"]);
+        let claims = jsonwebtoken::decode::<Value>(raw, &key, &v)
+            .map_err(|e| reject(&e.to_string()))?
+            .claims;
+        let now = now_secs();
+        match claims.get("iat").and_then(Value::as_u64) {
+            Some(iat) if iat > now + SKEW_SECS => return Err(reject("iat is in the future")),
+            Some(iat) if now.saturating_sub(iat) > LOGOUT_TOKEN_MAX_AGE_SECS => {
+                return Err(reject("iat is too old"));
+            }
+            Some(_) => {}
+            None => return Err(reject("no numeric iat")),
+        }
+        let event = claims
+            .get("events")
+            .and_then(Value::as_object)
+            .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT));
+        if !event.is_some_and(Value::is_object) {
+            return Err(reject("no back-channel logout event"));
+        }
+        if claims.get("nonce").is_some() {
+            return Err(reject("a logout token must not carry a nonce"));
+        }
+        let text = |name: &str| -> Result<Option<String>, IdpError> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => Ok(Some(s.clone())),
+                Some(_) => Err(reject(&format!("{name} is not a non-empty string"))),
+            }
+        };
+        let sid = text("sid")?;
+        let sub = text("sub")?;
+        if sid.is_none() && sub.is_none() {
+            return Err(reject("neither sid nor sub"));
+        }
+        let jti = text("jti")?.ok_or_else(|| reject("no jti"))?;
+        // a logout token names this client when it has several audiences
+        self.check_azp(&claims)
+            .map_err(|_e| reject("azp names another client"))?;
+        Ok(LogoutClaims { sid, sub, jti })
     }
 
     /// OpenID Connect Core 3.1.3.7 steps 4-5, which `openidconnect` 4.1
@@ -793,6 +860,34 @@ impl Provider {
     }
 }
 
+/// What a verified logout token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutClaims {
+    /// The provider session to end.
+    pub sid: Option<String>,
+    /// The user whose sessions to end (all of them when there is no `sid`).
+    pub sub: Option<String>,
+    /// The token's id, redeemable once.
+    pub jti: String,
+}
+
+/// The `events` member a logout token must carry.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// Oldest `iat` a logout token may carry.
+pub const LOGOUT_TOKEN_MAX_AGE_SECS: u64 = 300;
+/// Signature algorithms accepted on logout tokens: the ID-token list.
+const LOGOUT_TOKEN_ALGS: [jsonwebtoken::Algorithm; 9] = [
+    jsonwebtoken::Algorithm::RS256,
+    jsonwebtoken::Algorithm::RS384,
+    jsonwebtoken::Algorithm::RS512,
+    jsonwebtoken::Algorithm::PS256,
+    jsonwebtoken::Algorithm::PS384,
+    jsonwebtoken::Algorithm::PS512,
+    jsonwebtoken::Algorithm::ES256,
+    jsonwebtoken::Algorithm::ES384,
+    jsonwebtoken::Algorithm::EdDSA,
+];
+
 /// Where sign-out continues at the provider.
 #[derive(Debug, Clone)]
 pub enum LogoutTarget {
@@ -867,6 +962,26 @@ async fn fetch_keys(http: &IdpHttp, url: &Url) -> Result<Keys, IdpError> {
         return Err(err(format!("JWKS {url} answered {status}")));
     }
     Keys::parse(&body).map_err(err)
+}
+
+/// A key is for the one algorithm its JWK names, and only for signatures
+/// (RFC 7517 4.2, 4.4), as `openidconnect` holds ID tokens to; the key's
+/// family is checked by `jsonwebtoken` when it verifies.
+fn key_fits(key: &jsonwebtoken::jwk::Jwk, alg: jsonwebtoken::Algorithm) -> Result<(), String> {
+    if let Some(key_alg) = key.common.key_algorithm
+        && key_alg.to_string() != format!("{alg:?}")
+    {
+        return Err(format!("the key is for {key_alg}, the token says {alg:?}"));
+    }
+    if key
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature)
+    {
+        return Err("the key is not a signing key".to_owned());
+    }
+    Ok(())
 }
 
 fn is_unknown_key(e: &openidconnect::ClaimsVerificationError) -> bool {
@@ -989,7 +1104,7 @@ pub fn identity_from_claims(claims: &Value, names: &ClaimNames) -> Result<Identi
         subject,
         email: get(&names.email).and_then(text),
         email_verified,
-        preferred_username: claims.get("preferred_username").and_then(text),
+        preferred_username: get("preferred_username").and_then(text),
         name: claims.get("name").and_then(text),
         groups: strings(get(&names.groups)),
         ..Identity::default()

@@ -23,6 +23,10 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::{Deserialize, Serialize};
 
+pub mod redis_store;
+pub mod revocations;
+pub mod store;
+
 use crate::auth::identity::{Identity, Tokens};
 use crate::config::{CookieConfig, Secret, cookie_secret_bytes};
 
@@ -38,6 +42,10 @@ const KDF_INFO: &[u8] = b"gatehouse cookie v1";
 pub struct CookieCodec {
     keys: Vec<LessSafeKey>,
     rng: SystemRandom,
+    /// Issuer and client id, bound into every value's associated data: a
+    /// cookie sealed by another deployment that shares the secret (another
+    /// provider or client) does not open here.
+    binding: Vec<u8>,
 }
 
 impl std::fmt::Debug for CookieCodec {
@@ -61,8 +69,9 @@ impl ring::hkdf::KeyType for KeyLen {
 }
 
 impl CookieCodec {
-    /// Derives one key per secret. The first secret seals.
-    pub fn new(secrets: &[Secret]) -> Result<Self, CodecError> {
+    /// Derives one key per secret. The first secret seals. `issuer` and
+    /// `client_id` are bound into every sealed value.
+    pub fn new(secrets: &[Secret], issuer: &str, client_id: &str) -> Result<Self, CodecError> {
         if secrets.is_empty() {
             return Err(CodecError("no secret configured".to_owned()));
         }
@@ -79,10 +88,29 @@ impl CookieCodec {
                 .map_err(|e| CodecError(format!("bad key: {e}")))?;
             keys.push(LessSafeKey::new(key));
         }
+        let mut binding = Vec::with_capacity(issuer.len() + client_id.len() + 1);
+        binding.extend_from_slice(issuer.as_bytes());
+        binding.push(0);
+        binding.extend_from_slice(client_id.as_bytes());
         Ok(Self {
             keys,
             rng: SystemRandom::new(),
+            binding,
         })
+    }
+
+    /// The associated data for `purpose`: the purpose, then the deployment.
+    fn aad(&self, purpose: &str) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(purpose.len() + 1 + self.binding.len());
+        aad.extend_from_slice(purpose.as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(&self.binding);
+        aad
+    }
+
+    /// Fills `buf` with random bytes; `None` if the system RNG failed.
+    pub fn fill_random(&self, buf: &mut [u8]) -> Option<()> {
+        self.rng.fill(buf).ok()
     }
 
     /// Encrypts `plain` for `purpose` (the cookie name). URL-safe base64.
@@ -93,7 +121,7 @@ impl CookieCodec {
         let key = self.keys.first()?;
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(purpose.as_bytes()),
+            Aad::from(self.aad(purpose)),
             &mut buf,
         )
         .ok()?;
@@ -114,12 +142,13 @@ impl CookieCodec {
         }
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+        let aad = self.aad(purpose);
         self.keys.iter().find_map(|key| {
             let mut buf = sealed.to_vec();
             let plain = key
                 .open_in_place(
                     Nonce::assume_unique_for_key(nonce),
-                    Aad::from(purpose.as_bytes()),
+                    Aad::from(&aad),
                     &mut buf,
                 )
                 .ok()?;
@@ -143,10 +172,95 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// The session as stored in the cookie. Short field names keep it small.
+/// A session's random id: 128 bits from the system RNG, made at login and
+/// kept across refreshes. Revocation by id ends exactly one session.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    /// A fresh id; `None` if the system RNG failed.
+    pub fn random(codec: &CookieCodec) -> Option<Self> {
+        let mut b = [0u8; 16];
+        codec.fill_random(&mut b)?;
+        Some(Self(b))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// Wraps raw bytes (tests, stores that kept them).
+    pub fn from_bytes(b: [u8; 16]) -> Self {
+        Self(b)
+    }
+
+    /// URL-safe base64, as stored in the payload.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Parses [`SessionId::encode`]'s form.
+    pub fn decode(s: &str) -> Option<Self> {
+        let raw = URL_SAFE_NO_PAD.decode(s).ok()?;
+        Some(Self(raw.try_into().ok()?))
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the id is a bearer-free handle, but keep logs short and uniform
+        write!(f, "SessionId({}..)", &self.encode()[..6])
+    }
+}
+
+/// A signed-in session: who (the identity) plus what identifies the session
+/// itself, for revocation (by id, by the provider's `sid`, by `sub`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Random id, made at login.
+    pub id: SessionId,
+    /// The provider's session id (`sid` claim of the ID token), if sent.
+    pub provider_sid: Option<String>,
+    /// The issuer that signed the user in.
+    pub issuer: String,
+    /// When the login happened, Unix milliseconds.
+    pub issued_at_ms: u64,
+    /// The user.
+    pub identity: Identity,
+    /// The key that seals this session's record in Redis; it travels only
+    /// in the browser's ticket (`None` until a Redis store saved it).
+    pub secret: Option<SessionSecret>,
+}
+
+/// A per-session key for the Redis store. Never logged, never stored server-side.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionSecret(pub [u8; 32]);
+
+impl std::fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionSecret([redacted])")
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The session as stored (in the cookie, or sealed in Redis). Short field
+/// names keep it small.
 #[derive(Debug, Serialize, Deserialize)]
 struct SessionPayload {
     v: u8,
+    id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    iss: String,
+    iat: u64,
     sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     em: Option<String>,
@@ -175,86 +289,113 @@ struct SessionPayload {
     ra: u64,
 }
 
-/// Reads the session from the request's cookies. `None` for anything that is
-/// not a valid, unexpired session sealed by us.
+/// The payload format's version; anything else is no session.
+const PAYLOAD_VERSION: u8 = 2;
+
+impl Session {
+    /// The session as JSON bytes (to be sealed before it leaves memory).
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        let identity = &self.identity;
+        let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        let payload = SessionPayload {
+            v: PAYLOAD_VERSION,
+            id: self.id.encode(),
+            sid: self.provider_sid.clone(),
+            iss: self.issuer.clone(),
+            iat: self.issued_at_ms,
+            sub: identity.subject.clone(),
+            em: identity.email.clone(),
+            ev: identity.email_verified,
+            pu: identity.preferred_username.clone(),
+            nm: identity.name.clone(),
+            gr: identity.groups.clone(),
+            rl: identity.roles.clone(),
+            xh: identity.extra_headers.clone(),
+            exp: identity.expires_at,
+            it: expose(&identity.tokens.id_token),
+            at: expose(&identity.tokens.access_token),
+            ax: identity.tokens.access_token_expires_at,
+            rt: expose(&identity.tokens.refresh_token),
+            ra: identity.refreshed_at,
+        };
+        serde_json::to_vec(&payload).ok()
+    }
+
+    /// Parses [`Session::to_bytes`]; `None` for another version, a
+    /// malformed payload, or an expired session.
+    pub fn from_bytes(plain: &[u8]) -> Option<Self> {
+        let p: SessionPayload = serde_json::from_slice(plain).ok()?;
+        if p.v != PAYLOAD_VERSION || p.exp <= now_secs() {
+            return None;
+        }
+        Some(Self {
+            id: SessionId::decode(&p.id)?,
+            provider_sid: p.sid,
+            issuer: p.iss,
+            issued_at_ms: p.iat,
+            secret: None,
+            identity: Identity {
+                subject: p.sub,
+                email: p.em,
+                email_verified: p.ev,
+                preferred_username: p.pu,
+                name: p.nm,
+                groups: p.gr,
+                roles: p.rl,
+                extra_headers: p.xh,
+                expires_at: p.exp,
+                refreshed_at: p.ra,
+                tokens: Tokens {
+                    id_token: p.it.map(Secret::new),
+                    access_token: p.at.map(Secret::new),
+                    refresh_token: p.rt.map(Secret::new),
+                    access_token_expires_at: p.ax,
+                },
+            },
+        })
+    }
+}
+
+/// Reads a session sealed whole into the request's cookies. `None` for
+/// anything that is not a valid, unexpired session sealed by us.
 pub fn read_session(
     codec: &CookieCodec,
     cfg: &CookieConfig,
     headers: &HeaderMap,
-) -> Option<Identity> {
-    let value = read_chunked(headers, &cfg.name)?;
-    let plain = codec.open(&cfg.name, &value)?;
-    let p: SessionPayload = serde_json::from_slice(&plain).ok()?;
-    if p.v != 1 || p.exp <= now_secs() {
-        return None;
-    }
-    Some(Identity {
-        subject: p.sub,
-        email: p.em,
-        email_verified: p.ev,
-        preferred_username: p.pu,
-        name: p.nm,
-        groups: p.gr,
-        roles: p.rl,
-        extra_headers: p.xh,
-        expires_at: p.exp,
-        refreshed_at: p.ra,
-        tokens: Tokens {
-            id_token: p.it.map(Secret::new),
-            access_token: p.at.map(Secret::new),
-            refresh_token: p.rt.map(Secret::new),
-            access_token_expires_at: p.ax,
-        },
-    })
+) -> Option<Session> {
+    let value = session_cookie_value(headers, &cfg.name)?;
+    Session::from_bytes(&codec.open(&cfg.name, &value)?)
 }
 
-/// Seals `identity` into `Set-Cookie` values (chunked when long), clearing
-/// any chunk or whole cookie in `request` that the new layout does not use.
+/// Seals `session` whole into `Set-Cookie` values (chunked when long).
 pub fn write_session(
     codec: &CookieCodec,
     cfg: &CookieConfig,
-    identity: &Identity,
+    session: &Session,
     request: &HeaderMap,
 ) -> Option<Vec<HeaderValue>> {
-    let payload = SessionPayload {
-        v: 1,
-        sub: identity.subject.clone(),
-        em: identity.email.clone(),
-        ev: identity.email_verified,
-        pu: identity.preferred_username.clone(),
-        nm: identity.name.clone(),
-        gr: identity.groups.clone(),
-        rl: identity.roles.clone(),
-        xh: identity.extra_headers.clone(),
-        exp: identity.expires_at,
-        it: identity
-            .tokens
-            .id_token
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        at: identity
-            .tokens
-            .access_token
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        ax: identity.tokens.access_token_expires_at,
-        rt: identity
-            .tokens
-            .refresh_token
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        ra: identity.refreshed_at,
-    };
-    let json = serde_json::to_vec(&payload).ok()?;
-    let sealed = codec.seal(&cfg.name, &json)?;
-    let max_age = identity.expires_at.saturating_sub(now_secs());
+    let sealed = codec.seal(&cfg.name, &session.to_bytes()?)?;
+    session_cookies(cfg, &sealed, session.identity.expires_at, request)
+}
+
+/// `Set-Cookie` values carrying `value` (chunked when long) until
+/// `expires_at`, clearing any chunk or whole cookie in `request` that the new
+/// layout does not use. `None` when the value needs more than
+/// [`MAX_CHUNKS`] chunks.
+pub fn session_cookies(
+    cfg: &CookieConfig,
+    value: &str,
+    expires_at: u64,
+    request: &HeaderMap,
+) -> Option<Vec<HeaderValue>> {
+    let max_age = expires_at.saturating_sub(now_secs());
     let mut names: Vec<String> = Vec::new();
     let mut out = Vec::new();
-    if sealed.len() <= CHUNK_LEN {
+    if value.len() <= CHUNK_LEN {
         names.push(cfg.name.clone());
-        out.push(set_cookie(cfg, &cfg.name, &sealed, Some(max_age))?);
+        out.push(set_cookie(cfg, &cfg.name, value, Some(max_age))?);
     } else {
-        let chunks: Vec<&str> = sealed
+        let chunks: Vec<&str> = value
             .as_bytes()
             .chunks(CHUNK_LEN)
             .map(|c| std::str::from_utf8(c).unwrap_or_default())
@@ -354,7 +495,7 @@ fn session_cookie_names(headers: &HeaderMap, base: &str) -> Vec<String> {
 
 /// The session cookie's value: the whole cookie, or chunks `_0`, `_1`, ...
 /// joined. At most [`MAX_CHUNKS`] chunks are read; a gap ends the value.
-fn read_chunked(headers: &HeaderMap, base: &str) -> Option<String> {
+pub fn session_cookie_value(headers: &HeaderMap, base: &str) -> Option<String> {
     let mut whole = None;
     let mut chunks: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
     for (name, value) in request_cookies(headers) {
@@ -451,7 +592,7 @@ pub fn read_login_state(
 }
 
 /// Compares without stopping at the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

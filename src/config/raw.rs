@@ -219,6 +219,54 @@ pub struct RawConfig {
     /// Session lifetime, independent of the provider's tokens [default: cookie_expire]
     #[arg(long, env = "GATEHOUSE_SESSION_LIFETIME")]
     pub session_lifetime: Option<String>,
+
+    /// Where sessions live: `cookie` (in the browser's cookie; revocations
+    /// kept server-side) or `redis` (in Redis; the cookie is a ticket) [default: cookie]
+    #[arg(long, env = "GATEHOUSE_SESSION_STORE_TYPE")]
+    pub session_store_type: Option<String>,
+
+    /// Redis URL (`redis://host:port/db` or `rediss://` for TLS): shares
+    /// revocations (and with session_store_type = redis, sessions) between replicas
+    #[arg(long, env = "GATEHOUSE_REDIS_CONNECTION_URL")]
+    pub redis_connection_url: Option<String>,
+
+    /// Redis password (prefer --redis-password-file or the env var)
+    #[arg(long, env = "GATEHOUSE_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<Secret>,
+
+    /// File holding the Redis password
+    #[arg(long, env = "GATEHOUSE_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<String>,
+
+    /// Find the Redis master through Sentinel [default: false]
+    #[arg(long, env = "GATEHOUSE_REDIS_USE_SENTINEL", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub redis_use_sentinel: Option<bool>,
+
+    /// The master name the sentinels monitor
+    #[arg(long, env = "GATEHOUSE_REDIS_SENTINEL_MASTER_NAME")]
+    pub redis_sentinel_master_name: Option<String>,
+
+    /// Sentinel URLs (`redis://host:26379`); repeatable
+    #[arg(
+        long,
+        env = "GATEHOUSE_REDIS_SENTINEL_CONNECTION_URLS",
+        value_delimiter = ','
+    )]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub redis_sentinel_connection_urls: Vec<String>,
+
+    /// Talk to a Redis Cluster [default: false]
+    #[arg(long, env = "GATEHOUSE_REDIS_USE_CLUSTER", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub redis_use_cluster: Option<bool>,
+
+    /// Cluster node URLs (any few; the rest are discovered); repeatable
+    #[arg(
+        long,
+        env = "GATEHOUSE_REDIS_CLUSTER_CONNECTION_URLS",
+        value_delimiter = ','
+    )]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub redis_cluster_connection_urls: Vec<String>,
 }
 
 /// Lets a list setting be written `key = "one"` or `key = ["one", "two"]`.
@@ -262,8 +310,11 @@ impl RawConfig {
                 user_id_claim, token_endpoint_auth_method, token_request_encoding, identity_source,
                 skip_oidc_discovery, oidc_authorize_url, oidc_token_url, oidc_jwks_url,
                 oidc_userinfo_url, oidc_end_session_url, audience, allow_unverified_email,
-                session_lifetime;
+                session_lifetime, session_store_type, redis_connection_url, redis_password,
+                redis_password_file, redis_use_sentinel, redis_sentinel_master_name,
+                redis_use_cluster;
             lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy,
-                oidc_extra_audience, allowed_role, allowed_group, claim_header)
+                oidc_extra_audience, allowed_role, allowed_group, claim_header,
+                redis_sentinel_connection_urls, redis_cluster_connection_urls)
     }
 }

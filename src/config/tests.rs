@@ -335,3 +335,107 @@ fn provider_settings_are_validated() {
     .unwrap();
     assert_eq!(ok.claim_headers[0].header.as_str(), "x-forwarded-phone");
 }
+
+#[test]
+fn the_session_store_defaults_to_cookies_without_redis() {
+    let c = Config::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(c.session_store.kind, SessionStoreKind::Cookie);
+    assert!(c.session_store.redis.is_none());
+}
+
+#[test]
+fn redis_settings_build_each_topology() {
+    let single = Config::from_toml_str(&format!(
+        "{MINIMAL}\nsession_store_type = \"redis\"\nredis_connection_url = \"rediss://cache.internal:6380/2\"\nredis_password = \"pw\"\n"
+    ))
+    .unwrap();
+    assert_eq!(single.session_store.kind, SessionStoreKind::Redis);
+    let redis = single.session_store.redis.as_ref().unwrap();
+    assert!(
+        matches!(&redis.topology, RedisTopology::Single(u) if u.as_str() == "rediss://cache.internal:6380/2")
+    );
+    assert_eq!(redis.password.as_ref().map(Secret::expose), Some("pw"));
+    assert!(
+        !format!("{single:?}").contains("\"pw\""),
+        "password not in Debug"
+    );
+
+    let sentinel = Config::from_toml_str(&format!(
+        "{MINIMAL}\nredis_use_sentinel = true\nredis_sentinel_master_name = \"mymaster\"\nredis_sentinel_connection_urls = [\"redis://s1:26379\", \"redis://s2:26379\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(sentinel.session_store.kind, SessionStoreKind::Cookie);
+    assert!(matches!(
+        &sentinel.session_store.redis.as_ref().unwrap().topology,
+        RedisTopology::Sentinel { master, urls } if master == "mymaster" && urls.len() == 2
+    ));
+
+    let cluster = Config::from_toml_str(&format!(
+        "{MINIMAL}\nsession_store_type = \"redis\"\nredis_use_cluster = true\nredis_cluster_connection_urls = \"redis://n1:7000\"\n"
+    ))
+    .unwrap();
+    assert!(matches!(
+        &cluster.session_store.redis.as_ref().unwrap().topology,
+        RedisTopology::Cluster(urls) if urls.len() == 1
+    ));
+}
+
+#[test]
+fn bad_session_store_settings_name_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "session_store_type = \"memcached\"",
+            "session_store_type",
+            "expected `cookie` or `redis`",
+        ),
+        (
+            "session_store_type = \"redis\"",
+            "session_store_type",
+            "needs redis_connection_url",
+        ),
+        (
+            "redis_connection_url = \"http://cache:6379\"",
+            "redis_connection_url",
+            "scheme `http`",
+        ),
+        (
+            "redis_connection_url = \"not a url\"",
+            "redis_connection_url",
+            "not a URL",
+        ),
+        (
+            "redis_use_sentinel = true\nredis_sentinel_connection_urls = [\"redis://s:26379\"]",
+            "redis_sentinel_master_name",
+            "required",
+        ),
+        (
+            "redis_use_sentinel = true\nredis_sentinel_master_name = \"m\"",
+            "redis_sentinel_connection_urls",
+            "required",
+        ),
+        (
+            "redis_use_cluster = true",
+            "redis_cluster_connection_urls",
+            "required",
+        ),
+        (
+            "redis_use_cluster = true\nredis_use_sentinel = true",
+            "redis_use_cluster",
+            "exclude each other",
+        ),
+        (
+            "redis_connection_url = \"redis://c:6379\"\nredis_password = \"a\"\nredis_password_file = \"/nonexistent\"",
+            "redis_password_file",
+            "not both",
+        ),
+    ];
+    for (extra, key, reason) in cases {
+        let err = Config::from_toml_str(&format!("{MINIMAL}\n{extra}\n")).unwrap_err();
+        let p = err
+            .problems
+            .iter()
+            .find(|p| p.key == *key)
+            .unwrap_or_else(|| panic!("{extra}: no problem for {key}: {err}"));
+        assert!(p.reason.contains(reason), "{extra}: {}", p.reason);
+    }
+}

@@ -9,8 +9,8 @@
 
 use crate::support::client::{TestClient, TestResponse};
 use crate::support::idp::{
-    self, AUTH0_ROLES_CLAIM, DemoUser, IdpOptions, MockIdp, PASSAGE_OTHER_AUDIENCE, Profile,
-    TokenMutation,
+    self, AUTH0_ROLES_CLAIM, ClientAuth, DemoUser, IdpOptions, MockIdp, PASSAGE_OTHER_AUDIENCE,
+    Profile, TokenMutation,
 };
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -122,7 +122,11 @@ fn string(v: &Value) -> &str {
 
 #[tokio::test]
 async fn keycloak_serves_realm_endpoints_and_roles_in_the_access_token() {
-    let idp = start(Profile::keycloak("demo")).await;
+    let idp = MockIdp::start(IdpOptions {
+        client_auth: Some(ClientAuth::Post),
+        ..IdpOptions::provider(Profile::keycloak("demo"), "alice")
+    })
+    .await;
     let base = idp.base_url();
     let client = TestClient::new();
     assert_eq!(idp.issuer(), format!("{base}/realms/demo"));
@@ -148,7 +152,7 @@ async fn keycloak_serves_realm_endpoints_and_roles_in_the_access_token() {
         StatusCode::NOT_FOUND
     );
 
-    // client_secret_post is accepted
+    // a client registered for client_secret_post
     let c = code(&client, &idp, &[]).await;
     let extra = [("client_id", "gatehouse"), ("client_secret", "s3cret")];
     let resp = token_form(&client, &idp, &[], &code_form(&c, &extra)).await;
@@ -179,18 +183,34 @@ async fn keycloak_serves_realm_endpoints_and_roles_in_the_access_token() {
         json!(["editor"])
     );
 
-    // client_secret_basic too, and each refresh hands out a new refresh token
+    // each refresh hands out a new refresh token; client_secret_basic is
+    // not this client's registered method
     let refresh = string(&tokens["refresh_token"]).to_owned();
     let form = [
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh.as_str()),
     ];
-    let refreshed = token_form(&client, &idp, &[BASIC], &form).await;
+    let refused = token_form(&client, &idp, &[BASIC], &form).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        refused.text()
+    );
+    let form = [&form[..], &extra[..]].concat();
+    let refreshed = token_form(&client, &idp, &[], &form).await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
     let next = string(&refreshed.json()["refresh_token"]).to_owned();
     assert_ne!(next, refresh);
-    let form = [("grant_type", "refresh_token"), ("refresh_token", &next)];
-    let again = token_form(&client, &idp, &[BASIC], &form).await;
+    let form = [
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", next.as_str()),
+        ][..],
+        &extra[..],
+    ]
+    .concat();
+    let again = token_form(&client, &idp, &[], &form).await;
     assert_ne!(string(&again.json()["refresh_token"]), next);
 
     // bob has no role of our client: no entry for it

@@ -4,8 +4,17 @@
 //! It speaks the real protocol over HTTP on an ephemeral loopback port:
 //! discovery, JWKS, `/authorize` (login page or auto-approve), `/token`
 //! (authorization code with PKCE S256, refresh token rotation, client auth by
-//! HTTP Basic or form body), `/userinfo` and `/logout`. Tokens are RS256 JWTs
-//! signed with the committed test-only keys in `keys/`.
+//! the client's registered method), `/userinfo` and `/logout`. Tokens are
+//! JWTs signed with the committed test-only keys in `keys/` (RS256 by
+//! default; PS256, ES256, ES384 and EdDSA keys too, see [`KEY_IDS`]).
+//!
+//! As strict as a real provider where a relying party could get it wrong:
+//! `/authorize` only redirects to a registered `redirect_uri` (an error page
+//! otherwise); the token endpoint takes only the client's registered
+//! authentication method ([`ClientAuth`]) and refuses a public client that
+//! sends a secret; the ZKAuth JSON token request must have exactly the
+//! expected string members; a `code_verifier` must be 43-128 characters of
+//! the RFC 7636 unreserved set.
 //!
 //! [`IdpOptions::profile`] makes it behave like a particular provider
 //! (Keycloak, Authentik, Auth0, Passage, ZKAuth): its issuer form, endpoint
@@ -59,7 +68,10 @@ mod tokens;
 mod web;
 
 pub use profiles::Profile;
-pub use tokens::{TokenMutation, pkce_challenge};
+pub use tokens::{
+    BACKCHANNEL_LOGOUT_EVENT, KEY_IDS, LogoutTokenMutation, TokenMutation, key_alg, pkce_challenge,
+    public_jwk, public_pem,
+};
 pub use web::escape_html;
 
 use profiles::{Route, Routes};
@@ -104,6 +116,24 @@ pub struct DemoUser {
     pub app_roles: Vec<String>,
 }
 
+/// How the client authenticates at the token endpoint: its registered
+/// `token_endpoint_auth_method`, the only one the mock accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic, nothing in the body.
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the body
+    /// (ZKAuth: in its JSON body).
+    Post,
+    /// `none`: a public client; `client_id` in the body and no secret
+    /// anywhere.
+    None,
+}
+
+/// The redirect URI registered by default: the loopback callback, any port
+/// (RFC 8252 7.3), which is what the test proxies and the demo use.
+pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1/oauth2/callback";
+
 /// Startup options. Runtime behaviour lives in [`Knobs`].
 #[derive(Clone, Debug)]
 pub struct IdpOptions {
@@ -119,6 +149,18 @@ pub struct IdpOptions {
     pub issuer_trailing_slash: bool,
     /// Which provider to behave like.
     pub profile: Profile,
+    /// Registered redirect URIs, compared exactly (RFC 6749 3.1.2.2), except
+    /// that one on a loopback IP literal without a port matches any port
+    /// (RFC 8252 7.3). Default: [`DEFAULT_REDIRECT_URI`]. More can be added
+    /// at runtime with [`MockIdp::register_redirect_uri`].
+    pub redirect_uris: Vec<String>,
+    /// The registered client authentication method; `None` picks the one
+    /// gatehouse's preset for the profile uses: `ClientAuth::None` without a
+    /// secret, else `Basic` (Passage, Generic, Keycloak, Authentik, Auth0) or
+    /// `Post` (ZKAuth). Stricter than Keycloak and Authentik, which take
+    /// either secret method: every profile holds the client to one, so each
+    /// method gatehouse can send is really exercised.
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// Runtime behaviour, changed through [`MockIdp::knobs`].
@@ -140,10 +182,11 @@ pub struct Knobs {
     pub discovery_status: Option<u16>,
     /// `/jwks` answers this status instead.
     pub jwks_status: Option<u16>,
-    /// Key ids published at `/jwks` ("key1", "key2"); default `["key1"]`.
+    /// Key ids published at `/jwks` (see [`KEY_IDS`]); default `["key1"]`.
     pub publish_keys: Vec<&'static str>,
-    /// Key id that signs tokens: "key2" signs with key2, anything else with
-    /// key1 (so an unpublished name also makes an unknown kid).
+    /// Key id that signs tokens, with its key's algorithm (see [`KEY_IDS`]);
+    /// a name not in [`KEY_IDS`] signs with key1 under that kid (so an
+    /// unpublished name also makes an unknown kid).
     pub signing_kid: &'static str,
     pub id_token_ttl_secs: i64,
     /// Access token lifetime, also the `expires_in` of the token response;
@@ -173,6 +216,8 @@ pub struct Knobs {
     /// The `iss` claim of every token minted, instead of the issuer
     /// (discovery still advertises the real one).
     pub issuer_claim: Option<String>,
+    /// `/userinfo` answers this `sub` instead of the user's.
+    pub userinfo_sub: Option<String>,
 }
 
 /// Query or form parameters in the order received.
@@ -185,7 +230,7 @@ pub struct TokenRequest {
     pub headers: HeaderMap,
     /// The raw body.
     pub body: String,
-    /// The form fields, or for ZKAuth the JSON body's scalar members.
+    /// The form fields, or for ZKAuth the JSON body's string members.
     pub params: Params,
 }
 
@@ -219,6 +264,10 @@ struct State {
     /// access token → username, for `/userinfo`
     access_tokens: Mutex<HashMap<String, String>>,
     authorize_requests: Mutex<Vec<Params>>,
+    /// [`IdpOptions::redirect_uris`] plus those registered at runtime.
+    redirect_uris: Mutex<Vec<String>>,
+    /// The provider session (`sid`) of the latest code issued.
+    last_sid: Mutex<Option<String>>,
     token_requests: Mutex<Vec<TokenRequest>>,
     /// Every successful token response body, in order.
     issued_tokens: Mutex<Vec<Value>>,
@@ -312,6 +361,8 @@ impl Default for IdpOptions {
             auto_approve: None,
             issuer_trailing_slash: false,
             profile: Profile::Generic,
+            redirect_uris: vec![DEFAULT_REDIRECT_URI.to_owned()],
+            client_auth: None,
         }
     }
 }
@@ -322,6 +373,16 @@ impl IdpOptions {
         Self {
             auto_approve: Some(username.to_owned()),
             ..Self::default()
+        }
+    }
+
+    /// The client authentication method the token endpoint accepts.
+    pub fn effective_client_auth(&self) -> ClientAuth {
+        match (self.client_auth, &self.client_secret, &self.profile) {
+            (Some(auth), _, _) => auth,
+            (None, None, _) => ClientAuth::None,
+            (None, Some(_), Profile::ZkAuth) => ClientAuth::Post,
+            (None, Some(_), _) => ClientAuth::Basic,
         }
     }
 
@@ -366,6 +427,7 @@ impl Knobs {
             },
             omit_azp: false,
             issuer_claim: None,
+            userinfo_sub: None,
         }
     }
 }
@@ -381,24 +443,27 @@ impl Params {
         )
     }
 
-    /// The scalar members of a JSON object (numbers and booleans as text);
-    /// `None` if `s` is not a JSON object.
-    fn from_json(s: &str) -> Option<Self> {
+    /// The members of a JSON object whose every member is a string, in
+    /// order; an error (the `error_description`) for anything else: nothing
+    /// is coerced. (`serde_json` keeps the last of repeated names, so a
+    /// repeated member is caught by the exact-members check instead.)
+    fn from_json(s: &str) -> Result<Self, String> {
         let Ok(Value::Object(members)) = serde_json::from_str::<Value>(s) else {
-            return None;
+            return Err("the body is not a JSON object".to_owned());
         };
-        let scalar = |v: Value| match v {
-            Value::String(s) => Some(s),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        };
-        Some(Self(
-            members
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, scalar(v)?)))
-                .collect(),
-        ))
+        members
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k, s)),
+                other => Err(format!("member {k} must be a string, not {other}")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    /// The names, in order.
+    fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_str()).collect()
     }
 
     /// First value of `name`; `None` if absent.
@@ -458,6 +523,7 @@ impl MockIdp {
         let base = format!("http://{addr}");
         let issuer = opts.profile.issuer(&base, opts.issuer_trailing_slash);
         let minter = Minter::load(opts.profile.clone(), issuer.clone(), opts.client_id.clone())?;
+        let redirect_uris = Mutex::new(opts.redirect_uris.clone());
         let state = Arc::new(State {
             issuer,
             base,
@@ -470,6 +536,8 @@ impl MockIdp {
             refresh_tokens: Mutex::default(),
             access_tokens: Mutex::default(),
             authorize_requests: Mutex::default(),
+            redirect_uris,
+            last_sid: Mutex::default(),
             token_requests: Mutex::default(),
             issued_tokens: Mutex::default(),
             logout_requests: Mutex::default(),
@@ -581,6 +649,56 @@ impl MockIdp {
         change(&mut self.knobs());
     }
 
+    /// Registers one more redirect URI (e.g. once a proxy's port is known).
+    pub fn register_redirect_uri(&self, uri: &str) {
+        lock(&self.state.redirect_uris).push(uri.to_owned());
+    }
+
+    /// The registered redirect URIs.
+    pub fn redirect_uris(&self) -> Vec<String> {
+        lock(&self.state.redirect_uris).clone()
+    }
+
+    /// The client authentication method the token endpoint accepts.
+    pub fn client_auth(&self) -> ClientAuth {
+        self.state.opts.effective_client_auth()
+    }
+
+    /// The provider session id (`sid` claim) of the latest login, i.e. of the
+    /// latest code issued; kept through refreshes of that login.
+    pub fn last_sid(&self) -> Option<String> {
+        lock(&self.state.last_sid).clone()
+    }
+
+    /// A back-channel logout token (OpenID Connect Back-Channel Logout 1.0,
+    /// 2.4) for `sid` and/or `sub`: `iss`, `aud` = client id, `iat`, `exp`,
+    /// a random `jti` and the back-channel logout `events` member, signed
+    /// like the other tokens (the `signing_kid` knob) with `typ`
+    /// "logout+jwt"; then spoilt by `mutation`.
+    pub fn try_mint_logout_token(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        mutation: Option<LogoutTokenMutation>,
+    ) -> Result<String, String> {
+        let kid = self.knobs().signing_kid;
+        let jti = self.state.random_token()?;
+        self.state
+            .minter
+            .logout_token(kid, sid, sub, &jti, mutation)
+    }
+
+    /// POSTs `logout_token=<token>` as `application/x-www-form-urlencoded`
+    /// to a relying party's back-channel logout `url` (plain HTTP), as an
+    /// OP does. Returns the status and body; status 0 and the error when the
+    /// request failed.
+    pub async fn send_backchannel_logout(&self, url: &str, token: &str) -> (u16, String) {
+        match post_form(url, &[("logout_token", token)]).await {
+            Ok(answer) => answer,
+            Err(e) => (0, e),
+        }
+    }
+
     /// Every authorize and approve query, in order.
     pub fn authorize_requests(&self) -> Vec<Params> {
         lock(&self.state.authorize_requests).clone()
@@ -681,6 +799,18 @@ impl MockIdp {
             sid: &sid,
         };
         self.state.minter.id_token(&knobs, &grant)
+    }
+
+    /// [`MockIdp::try_mint_logout_token`]; panics if signing fails.
+    #[cfg(test)]
+    pub fn mint_logout_token(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        mutation: Option<LogoutTokenMutation>,
+    ) -> String {
+        self.try_mint_logout_token(sid, sub, mutation)
+            .expect("mint logout token")
     }
 
     #[cfg(test)]
@@ -863,9 +993,21 @@ fn authorize(state: &State, query: &str, approve: bool) -> Resp {
         return html_page(
             StatusCode::BAD_REQUEST,
             "Error",
-            "<p>missing or invalid redirect_uri</p>",
+            "<p>invalid_request: missing or invalid redirect_uri</p>",
         );
     };
+    if !lock(&state.redirect_uris)
+        .iter()
+        .any(|registered| redirect_uri_matches(registered, raw_redirect))
+    {
+        // never redirect to an unregistered address (RFC 6749 3.1.2.4):
+        // the page Keycloak shows is "Invalid parameter: redirect_uri"
+        return html_page(
+            StatusCode::BAD_REQUEST,
+            "Error",
+            "<p>invalid_request: Invalid parameter: redirect_uri</p>",
+        );
+    }
     let state_param = params.get("state");
     let fail = |error: &str, description: &str| {
         redirect_with(
@@ -931,6 +1073,7 @@ fn authorize(state: &State, query: &str, approve: bool) -> Resp {
         sid,
         issued: Instant::now(),
     };
+    *lock(&state.last_sid) = Some(grant.sid.clone());
     lock(&state.codes).insert(code.clone(), grant);
     redirect_with(&redirect, &[("code", &code)], state_param)
 }
@@ -970,7 +1113,11 @@ fn userinfo(state: &State, headers: &HeaderMap) -> Resp {
     let username = token.and_then(|t| lock(&state.access_tokens).get(t).cloned());
     match username.as_deref().and_then(|u| state.user(u)) {
         Some(user) => {
-            let claims = state.opts.profile.user_claims(user, &state.knobs());
+            let knobs = state.knobs();
+            let mut claims = state.opts.profile.user_claims(user, &knobs);
+            if let Some(sub) = knobs.userinfo_sub {
+                claims.insert("sub".into(), json!(sub));
+            }
             json_response(StatusCode::OK, &Value::Object(claims))
         }
         None => {
@@ -1013,6 +1160,66 @@ fn logout(state: &State, path: &str, query: &str, return_param: &str) -> Resp {
 }
 
 // === helpers ===
+
+/// The claims of a JWT, unverified (`Value::Null` if it is not one): for
+/// tests that check what a token says, not whether it verifies.
+pub fn jwt_claims(token: &str) -> Value {
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Whether `requested` is the `registered` redirect URI: byte for byte, or,
+/// for a registered loopback IP literal without a port, with any port
+/// (RFC 8252 7.3).
+fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let (Ok(mut reg), Ok(req)) = (Url::parse(registered), Url::parse(requested)) else {
+        return false;
+    };
+    let loopback = match reg.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
+    };
+    if !loopback || reg.port().is_some() || req.port().is_none() {
+        return false;
+    }
+    // the registered URI with the requested port, against what was sent
+    reg.set_port(req.port()).is_ok() && reg.as_str() == requested
+}
+
+/// A plain-HTTP form POST; `(status, body)`.
+async fn post_form(url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt as _, Full};
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let req = Request::post(url)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| format!("request: {e}"))?;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let send = client.request(req);
+    let resp = tokio::time::timeout(Duration::from_secs(10), send)
+        .await
+        .map_err(|_elapsed| "timed out".to_owned())?
+        .map_err(|e| format!("send: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // a panicking test thread must not wedge the provider for the others

@@ -12,10 +12,12 @@
 // `#[expect]` would fail in whichever test crate happens to use everything.
 // clippy's `allow-*-in-tests` covers only `#[test]` fns and `#[cfg(test)]`
 // items, not plain helper fns in a test crate, so the helpers' panics (which
-// are their assertions) are allowed here. `idp` and `upstream` are still
-// held to the full lints when `examples/demo.rs` compiles them.
+// are their assertions) are allowed here, and so are the re-exports
+// (`idp::KEY_IDS`, ...) some test crates leave unused. `idp` and `upstream`
+// are still held to the full lints when `examples/demo.rs` compiles them.
 #![allow(
     dead_code,
+    unused_imports,
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,

@@ -102,3 +102,48 @@ fn jwks_with_unknown_key_types_still_parse() {
     let keys = Keys::parse(jwks).unwrap();
     assert_eq!(keys.jwt.len(), 1);
 }
+
+#[test]
+fn an_alias_fills_the_preferred_username_only_when_it_is_missing() {
+    // the auth0 preset: nickname stands in for preferred_username
+    let mut n = names();
+    n.aliases = vec![("preferred_username".into(), "nickname".into())];
+    let from_nickname = identity_from_claims(
+        &serde_json::json!({"sub": "auth0|1", "nickname": "jdoe"}),
+        &n,
+    )
+    .unwrap();
+    assert_eq!(from_nickname.preferred_username.as_deref(), Some("jdoe"));
+    let both = identity_from_claims(
+        &serde_json::json!({"sub": "1", "nickname": "jdoe", "preferred_username": "john"}),
+        &n,
+    )
+    .unwrap();
+    assert_eq!(both.preferred_username.as_deref(), Some("john"));
+    // without the alias a nickname is not a username
+    let plain = identity_from_claims(
+        &serde_json::json!({"sub": "1", "nickname": "jdoe"}),
+        &names(),
+    )
+    .unwrap();
+    assert_eq!(plain.preferred_username, None);
+}
+
+#[test]
+fn a_key_fits_only_the_algorithm_and_use_its_jwk_names() {
+    use jsonwebtoken::Algorithm::{ES256, PS256, RS256};
+    let jwk = |extra: &str| -> jsonwebtoken::jwk::Jwk {
+        serde_json::from_str(&format!(
+            r#"{{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"k"{extra}}}"#
+        ))
+        .unwrap()
+    };
+    let rs256 = jwk(r#","alg":"RS256","use":"sig""#);
+    assert!(key_fits(&rs256, RS256).is_ok());
+    assert!(key_fits(&rs256, PS256).is_err());
+    assert!(key_fits(&rs256, ES256).is_err());
+    // no alg: any algorithm of the family (jsonwebtoken checks the family)
+    assert!(key_fits(&jwk(""), PS256).is_ok());
+    assert!(key_fits(&jwk(r#","use":"enc""#), RS256).is_err());
+    assert!(key_fits(&jwk(r#","alg":"PS256""#), PS256).is_ok());
+}

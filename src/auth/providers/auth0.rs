@@ -5,6 +5,7 @@
 //! parsed. Roles and groups usually arrive as namespaced claims
 //! (`https://example.com/roles`), for `oidc_groups_claim`. Sign-out uses the
 //! discovered `end_session_endpoint` when present, else `/v2/logout`.
+//! Auth0 sends no `preferred_username`: its `nickname` stands in.
 
 use super::{IssuerSlash, LogoutStyle, Preset, Provider};
 
@@ -20,6 +21,8 @@ impl Provider for Auth0 {
         Preset {
             issuer_slash: IssuerSlash::Add,
             logout: LogoutStyle::Auth0,
+            // Auth0 sends no preferred_username; its nickname is the handle
+            claim_aliases: &[("preferred_username", "nickname")],
             ..Preset::oidc()
         }
     }

@@ -12,11 +12,25 @@ fn cfg() -> CookieConfig {
     }
 }
 
+const ISSUER: &str = "https://idp.example.com";
+const CLIENT: &str = "gatehouse";
+
 fn codec(secret: &str) -> CookieCodec {
-    CookieCodec::new(&[Secret::new(secret)]).unwrap()
+    CookieCodec::new(&[Secret::new(secret)], ISSUER, CLIENT).unwrap()
 }
 
-fn identity(groups: usize) -> Identity {
+fn identity(groups: usize) -> Session {
+    Session {
+        id: SessionId::from_bytes([7; 16]),
+        provider_sid: Some("op-session-1".into()),
+        issuer: ISSUER.into(),
+        issued_at_ms: 1_700_000_000_000,
+        secret: None,
+        identity: user(groups),
+    }
+}
+
+fn user(groups: usize) -> Identity {
     Identity {
         subject: "user-1".into(),
         email: Some("a@example.com".into()),
@@ -144,9 +158,46 @@ fn tampered_truncated_foreign_and_expired_cookies_are_no_session() {
     assert!(read_session(&c, &cfg(), &h).is_none());
     // expired
     let mut old = identity(1);
-    old.expires_at = now_secs() - 1;
+    old.identity.expires_at = now_secs() - 1;
     let set = write_session(&c, &cfg(), &old, &HeaderMap::new()).unwrap();
     assert!(read_session(&c, &cfg(), &as_request(&set)).is_none());
+}
+
+#[test]
+fn a_cookie_sealed_for_another_issuer_or_client_is_refused() {
+    let secret = [Secret::new("0123456789abcdef0123456789abcdef")];
+    let here = codec("0123456789abcdef0123456789abcdef");
+    let set = write_session(&here, &cfg(), &identity(1), &HeaderMap::new()).unwrap();
+    assert!(read_session(&here, &cfg(), &as_request(&set)).is_some());
+    // same secret, another deployment: another issuer, or another client
+    let other_issuer = CookieCodec::new(&secret, "https://other.example.com", CLIENT).unwrap();
+    let other_client = CookieCodec::new(&secret, ISSUER, "another-client").unwrap();
+    assert!(read_session(&other_issuer, &cfg(), &as_request(&set)).is_none());
+    assert!(read_session(&other_client, &cfg(), &as_request(&set)).is_none());
+    // the binding cannot be shifted between issuer and client id
+    let shifted = CookieCodec::new(&secret, "https://idp.example.comg", "atehouse").unwrap();
+    assert!(read_session(&shifted, &cfg(), &as_request(&set)).is_none());
+}
+
+#[test]
+fn session_ids_are_random_and_round_trip() {
+    let c = codec("0123456789abcdef0123456789abcdef");
+    let a = SessionId::random(&c).unwrap();
+    let b = SessionId::random(&c).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(SessionId::decode(&a.encode()), Some(a));
+    for bad in ["", "AAAA", "!!!", &"A".repeat(40)] {
+        assert_eq!(SessionId::decode(bad), None, "{bad}");
+    }
+    // the payload keeps id, provider sid, issuer and login time
+    let s = identity(0);
+    let back = Session::from_bytes(&s.to_bytes().unwrap()).unwrap();
+    assert_eq!(back, s);
+    // another payload version is no session
+    let v1 = String::from_utf8(s.to_bytes().unwrap())
+        .unwrap()
+        .replace("\"v\":2", "\"v\":1");
+    assert!(Session::from_bytes(v1.as_bytes()).is_none());
 }
 
 #[test]
@@ -162,11 +213,15 @@ fn more_chunks_than_the_bound_are_not_read() {
 
 #[test]
 fn rotated_secrets_still_open_old_cookies() {
-    let old = CookieCodec::new(&[Secret::new("old-secret-old-secret-old-secret")]).unwrap();
-    let rotated = CookieCodec::new(&[
-        Secret::new("new-secret-new-secret-new-secret"),
-        Secret::new("old-secret-old-secret-old-secret"),
-    ])
+    let old = codec("old-secret-old-secret-old-secret");
+    let rotated = CookieCodec::new(
+        &[
+            Secret::new("new-secret-new-secret-new-secret"),
+            Secret::new("old-secret-old-secret-old-secret"),
+        ],
+        ISSUER,
+        CLIENT,
+    )
     .unwrap();
     let set = write_session(&old, &cfg(), &identity(1), &HeaderMap::new()).unwrap();
     assert!(read_session(&rotated, &cfg(), &as_request(&set)).is_some());

@@ -204,6 +204,9 @@ impl Profile {
         }
         let extra = match self {
             Self::Generic => json!({
+                // every key family the mock can sign with (`KEY_IDS`)
+                "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384",
+                    "EdDSA"],
                 "scopes_supported": ["openid", "email", "profile", "groups", "offline_access"],
                 "claims_supported": [
                     "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "email",

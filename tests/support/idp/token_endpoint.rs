@@ -1,9 +1,12 @@
 //! The token endpoint: client authentication, the authorization code grant
 //! with PKCE S256, and refresh token rotation.
 //!
-//! Per profile: a form body with HTTP Basic or form-body client credentials
-//! (most); HTTP Basic only (Passage: a secret in the body is refused); a JSON
-//! body with the credentials in it and no refresh grant (ZKAuth).
+//! The client authenticates only with its registered method
+//! ([`ClientAuth`]): HTTP Basic, the body, or not at all for a public client,
+//! which is refused if it sends a secret anyway. The body is a form, except
+//! for ZKAuth: a JSON object of exactly the expected string members (unknown,
+//! missing or non-string members are refused, nothing is coerced), with the
+//! credentials in it and no refresh grant.
 //!
 //! Every request is recorded before validation so tests can inspect what the
 //! proxy sent. Failures follow RFC 6749 5.2 (`invalid_client` is a 401).
@@ -17,7 +20,7 @@ use serde_json::Value;
 
 use super::tokens::Grant;
 use super::web::{Resp, json_response, oauth_error, parse_basic, status_from};
-use super::{Params, Profile, State, TokenRequest, lock, pkce_challenge};
+use super::{ClientAuth, Params, Profile, State, TokenRequest, lock, pkce_challenge};
 
 /// Authorization codes older than this are rejected, as real providers do.
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
@@ -39,7 +42,7 @@ pub(super) async fn token(state: &State, req: Request<Incoming>) -> Resp {
     let parsed = if json {
         Params::from_json(&body)
     } else {
-        Some(Params::parse(&body))
+        Ok(Params::parse(&body))
     };
     let params = parsed.clone().unwrap_or_default();
     let record = TokenRequest {
@@ -75,12 +78,18 @@ pub(super) async fn token(state: &State, req: Request<Incoming>) -> Resp {
     } else {
         ("application/x-www-form-urlencoded", "expected a form body")
     };
-    if !content_type.is_some_and(|ct| ct.starts_with(expected)) || parsed.is_none() {
+    if !content_type.is_some_and(|ct| ct.starts_with(expected)) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description);
+    }
+    if let Err(why) = parsed {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why);
     }
     if let Some(name) = params.repeated() {
         let description = format!("parameter {name} repeated");
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &description);
+    }
+    if json && let Err(why) = exact_json_members(state, &params) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why);
     }
     let client_id = match authenticate_client(state, &parts.headers, &params) {
         Ok(client_id) => client_id,
@@ -98,7 +107,31 @@ pub(super) async fn token(state: &State, req: Request<Incoming>) -> Resp {
     }
 }
 
-/// Returns the authenticated client id, or the error response to send.
+/// ZKAuth's token request: exactly these members, each a string (checked by
+/// `Params::from_json`); `client_secret` only for a confidential client.
+fn exact_json_members(state: &State, params: &Params) -> Result<(), String> {
+    let mut expected = vec![
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "client_id",
+    ];
+    if state.opts.effective_client_auth() == ClientAuth::Post {
+        expected.push("client_secret");
+    }
+    let names = params.names();
+    if let Some(unknown) = names.iter().find(|n| !expected.contains(n)) {
+        return Err(format!("unknown member {unknown}"));
+    }
+    if let Some(missing) = expected.iter().find(|e| !names.contains(e)) {
+        return Err(format!("missing member {missing}"));
+    }
+    Ok(())
+}
+
+/// Authenticates the client with its registered method only; returns the
+/// client id, or the error response to send.
 fn authenticate_client(
     state: &State,
     headers: &HeaderMap,
@@ -109,35 +142,32 @@ fn authenticate_client(
         Profile::ZkAuth => None,
         _ => parse_basic(headers),
     };
+    let authorization = headers.contains_key(header::AUTHORIZATION);
     let post = params.get("client_secret");
-    // Passage registers every client as client_secret_basic: a secret in
-    // the body, or none in the header, is a failed client authentication
-    if state.opts.profile == Profile::Passage && (basic.is_none() || post.is_some()) {
-        return Err(Box::new(invalid_client()));
-    }
-    if basic.is_some() && post.is_some() {
-        let description = "use one client authentication method";
-        return Err(Box::new(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            description,
-        )));
-    }
-    let (client_id, secret) = match basic {
-        Some((id, secret)) => (Some(id), Some(secret)),
-        None => (
-            params.get("client_id").map(str::to_owned),
-            post.map(str::to_owned),
-        ),
+    let body_id = params.get("client_id");
+    let registered_id = state.opts.client_id.as_str();
+    let secret_ok = |secret: &str| state.opts.client_secret.as_deref() == Some(secret);
+    let ok = match state.opts.effective_client_auth() {
+        // a secret in the body too is a second method: refused
+        ClientAuth::Basic => basic.as_ref().is_some_and(|(id, secret)| {
+            id == registered_id
+                && secret_ok(secret)
+                && post.is_none()
+                && body_id.is_none_or(|b| b == registered_id)
+        }),
+        ClientAuth::Post => {
+            (!authorization || state.opts.profile == Profile::ZkAuth)
+                && body_id == Some(registered_id)
+                && post.is_some_and(secret_ok)
+        }
+        // a public client has no secret to send: one that sends any is
+        // refused, as a real provider refuses an unexpected credential
+        ClientAuth::None => basic.is_none() && post.is_none() && body_id == Some(registered_id),
     };
-    let id_ok = client_id.as_deref() == Some(state.opts.client_id.as_str());
-    let secret_ok = match &state.opts.client_secret {
-        Some(expected) => secret.as_deref() == Some(expected.as_str()),
-        None => true,
-    };
-    match client_id {
-        Some(client_id) if id_ok && secret_ok => Ok(client_id),
-        _ => Err(Box::new(invalid_client())),
+    if ok {
+        Ok(registered_id.to_owned())
+    } else {
+        Err(Box::new(invalid_client()))
     }
 }
 
@@ -179,10 +209,20 @@ fn code_grant(state: &State, client_id: &str, params: &Params) -> GrantResult {
     let verifier = params
         .get("code_verifier")
         .ok_or(("invalid_grant", "code_verifier is required"))?;
+    // RFC 7636 4.1: 43-128 characters of [A-Za-z0-9-._~]
     if !(43..=128).contains(&verifier.len()) {
         return Err((
             "invalid_grant",
             "code_verifier must be 43 to 128 characters",
+        ));
+    }
+    if !verifier
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    {
+        return Err((
+            "invalid_grant",
+            "code_verifier has a character outside [A-Za-z0-9-._~]",
         ));
     }
     if pkce_challenge(verifier) != grant.code_challenge {

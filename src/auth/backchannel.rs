@@ -1,0 +1,215 @@
+//! `POST /oauth2/backchannel-logout`: the provider ends sessions here.
+//!
+//! Owns: reading the form (bounded), verifying the logout token (through the
+//! provider), refusing a replayed `jti`, and revoking the sessions it names:
+//! those of the provider session `sid`, or every session of `sub` when only
+//! `sub` is given (OpenID Connect Back-Channel Logout 1.0, 2.7).
+//! Must not: reveal why a token was refused beyond a short reason, or revoke
+//! anything before the token is verified and its `jti` is new.
+//!
+//! Answers: 200 when done; 400 `{"error":"invalid_request"}` for anything
+//! wrong with the request or the token; 503 when the provider is not
+//! discovered or the replay guard cannot be consulted (the provider may try
+//! again). Always `Cache-Control: no-store`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
+
+use crate::auth::session::now_millis;
+use crate::auth::session::now_secs;
+use crate::auth::session::revocations::{Revocation, sid_key, sub_key};
+use crate::auth::session::store::SessionStore as _;
+use crate::http::body::{ProxyBody, empty};
+use crate::http::response::json;
+use crate::redis_conn::RedisConn;
+use crate::state::AppState;
+
+/// Largest form body read.
+const MAX_BODY: usize = 64 * 1024;
+/// How long a `jti` is remembered: longer than a token stays acceptable.
+const JTI_TTL: Duration = Duration::from_secs(600);
+
+/// Remembers logout token ids (in Redis when configured, so a token replayed
+/// to another replica is refused too).
+pub struct ReplayGuard {
+    local: moka::future::Cache<[u8; 32], ()>,
+    redis: Option<(RedisConn, String)>,
+}
+
+impl std::fmt::Debug for ReplayGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayGuard").finish_non_exhaustive()
+    }
+}
+
+impl ReplayGuard {
+    /// A guard; with Redis, keys start with `prefix`.
+    pub fn new(redis: Option<RedisConn>, prefix: String) -> Self {
+        Self {
+            local: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(JTI_TTL)
+                .build(),
+            redis: redis.map(|c| (c, prefix)),
+        }
+    }
+
+    /// True the first time `(issuer, jti)` is seen; false for a replay.
+    /// Fails when the shared guard cannot be asked.
+    pub async fn first_use(&self, issuer: &str, jti: &str) -> Result<bool, String> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(issuer.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(jti.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        let entry = self.local.entry(key).or_insert(()).await;
+        if !entry.is_fresh() {
+            return Ok(false);
+        }
+        let Some((conn, prefix)) = &self.redis else {
+            return Ok(true);
+        };
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let set: Option<String> = conn
+            .query(
+                redis::cmd("SET")
+                    .arg(format!("{prefix}jti:{hex}"))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(JTI_TTL.as_secs()),
+            )
+            .await
+            .map_err(|e| {
+                // not seen after all: let the provider's retry through
+                let local = self.local.clone();
+                tokio::spawn(async move { local.invalidate(&key).await });
+                e.to_string()
+            })?;
+        Ok(set.is_some())
+    }
+}
+
+/// Handles the logout request.
+pub async fn logout<B>(state: &AppState, req: Request<B>) -> Response<ProxyBody>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    no_store(match handle(state, req).await {
+        Ok(()) => {
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::OK;
+            r
+        }
+        Err(Refusal::Invalid(why)) => {
+            tracing::info!(reason = %why, "back-channel logout refused");
+            json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"error": "invalid_request", "error_description": why}),
+            )
+        }
+        Err(Refusal::Unavailable(why)) => {
+            tracing::warn!(reason = %why, "back-channel logout not processed");
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": "temporarily_unavailable"}),
+            )
+        }
+    })
+}
+
+enum Refusal {
+    Invalid(String),
+    Unavailable(String),
+}
+
+async fn handle<B>(state: &AppState, req: Request<B>) -> Result<(), Refusal>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let invalid = |s: &str| Refusal::Invalid(s.to_owned());
+    if req.method() != http::Method::POST {
+        return Err(invalid("POST required"));
+    }
+    let form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return Err(invalid(
+            "content type must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_e| invalid("body unreadable or too large"))?
+        .to_bytes();
+    let mut tokens = url::form_urlencoded::parse(&body)
+        .filter(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v);
+    let token = match (tokens.next(), tokens.next()) {
+        (Some(t), None) if !t.is_empty() => t,
+        (Some(_), Some(_)) => return Err(invalid("logout_token given more than once")),
+        _ => return Err(invalid("missing logout_token")),
+    };
+    let provider = state
+        .provider
+        .get()
+        .ok_or_else(|| Refusal::Unavailable("provider not discovered".to_owned()))?;
+    let claims = provider
+        .verify_logout_token(&token)
+        .await
+        .map_err(|e| Refusal::Invalid(e.to_string()))?;
+    let issuer = provider.issuer();
+    match state.logout_replays.first_use(issuer, &claims.jti).await {
+        Ok(true) => {}
+        Ok(false) => return Err(invalid("logout token already used (jti)")),
+        Err(e) => return Err(Refusal::Unavailable(e)),
+    }
+    // sessions that can be hit live at most cookie_expire from now
+    let until = now_secs().saturating_add(state.config.cookie.expire.as_secs());
+    let at_ms = now_millis();
+    let revocation = match (&claims.sid, &claims.sub) {
+        (Some(sid), _) => Revocation::ProviderSession {
+            key: sid_key(issuer, sid),
+            at_ms,
+            until,
+        },
+        (None, Some(sub)) => Revocation::Subject {
+            key: sub_key(issuer, sub),
+            at_ms,
+            until,
+        },
+        (None, None) => return Err(invalid("neither sid nor sub")),
+    };
+    state
+        .gate
+        .store()
+        .revoke(revocation)
+        .await
+        .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+    tracing::info!(
+        by = if claims.sid.is_some() { "sid" } else { "sub" },
+        "sessions ended by back-channel logout"
+    );
+    Ok(())
+}
+
+fn no_store(mut r: Response<ProxyBody>) -> Response<ProxyBody> {
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

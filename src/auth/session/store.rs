@@ -1,0 +1,167 @@
+//! Where sessions live: the [`SessionStore`] trait and the cookie store.
+//!
+//! Owns: turning a [`Session`] into the value its cookie carries and back,
+//! and revoking sessions. Two stores implement the trait: [`CookieStore`]
+//! (the sealed session is the cookie; revocations are kept server-side) and
+//! [`RedisStore`](super::redis_store::RedisStore) (the session is sealed in
+//! Redis with a key only the cookie's ticket carries). [`Store`] picks one.
+//! Must not: write `Set-Cookie` headers (the cookie layer in `session.rs`
+//! does) or decide policy.
+//!
+//! Contract (one test suite runs it against every store): `load(save(s))`
+//! is `s`; a revoked, expired, tampered or foreign value loads as `None`;
+//! when the store cannot vouch for a session (Redis unreachable, revocations
+//! not in sync), `load` fails with [`StoreError::Unavailable`] instead of
+//! answering from stale knowledge.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::auth::session::redis_store::RedisStore;
+use crate::auth::session::revocations::{Revocation, Revocations};
+use crate::auth::session::{CookieCodec, Session, SessionId};
+
+/// A store could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Redis is unreachable, too slow, or revocations are not in sync.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The session could not be sealed (too large, RNG failure).
+    #[error("session cannot be stored: {0}")]
+    Unstorable(&'static str),
+}
+
+/// A place for sessions, in the shape of tower-sessions' store.
+pub trait SessionStore: Send + Sync {
+    /// Saves a new or updated session; returns the cookie value that finds
+    /// it again.
+    fn save(&self, session: &Session) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// The session a cookie value points at; `Ok(None)` for anything that
+    /// is not a live session of ours.
+    fn load(&self, value: &str)
+    -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+
+    /// Ends sessions here at once and, with Redis, on every replica. Fails
+    /// only when the revocation could not be recorded at all.
+    fn revoke(&self, revocation: Revocation)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The revocations this store consults.
+    fn revocations(&self) -> &Arc<Revocations>;
+}
+
+/// Sessions sealed whole into the cookie.
+pub struct CookieStore {
+    codec: Arc<CookieCodec>,
+    purpose: String,
+    revocations: Arc<Revocations>,
+}
+
+impl CookieStore {
+    /// A store sealing with `codec` for the cookie named `cookie_name`.
+    pub fn new(codec: Arc<CookieCodec>, cookie_name: &str, revocations: Arc<Revocations>) -> Self {
+        Self {
+            codec,
+            purpose: cookie_name.to_owned(),
+            revocations,
+        }
+    }
+}
+
+impl SessionStore for CookieStore {
+    async fn save(&self, session: &Session) -> Result<String, StoreError> {
+        let bytes = session
+            .to_bytes()
+            .ok_or(StoreError::Unstorable("cannot encode the session"))?;
+        self.codec
+            .seal(&self.purpose, &bytes)
+            .ok_or(StoreError::Unstorable("cannot seal the session"))
+    }
+
+    async fn load(&self, value: &str) -> Result<Option<Session>, StoreError> {
+        let Some(session) = self
+            .codec
+            .open(&self.purpose, value)
+            .and_then(|plain| Session::from_bytes(&plain))
+        else {
+            return Ok(None);
+        };
+        if self.revocations.is_revoked(&session) {
+            tracing::debug!(user = %session.identity.subject, "revoked session refused");
+            return Ok(None);
+        }
+        if !self.revocations.fresh() {
+            return Err(StoreError::Unavailable(
+                "revocations are not in sync with redis".to_owned(),
+            ));
+        }
+        Ok(Some(session))
+    }
+
+    async fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {
+        if let Err(e) = self.revocations.revoke(revocation).await {
+            // applied here and queued: the feed sends it once redis answers
+            tracing::warn!(error = %e, "revocation queued: redis unreachable");
+        }
+        Ok(())
+    }
+
+    fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+}
+
+/// The configured store.
+pub enum Store {
+    /// `session_store_type = cookie`.
+    Cookie(CookieStore),
+    /// `session_store_type = redis`.
+    Redis(RedisStore),
+}
+
+impl Store {
+    /// The id of the session a cookie value names, without asking Redis
+    /// (sign-out revokes by id even while the store is unreachable).
+    pub fn session_id(&self, value: &str) -> Option<SessionId> {
+        match self {
+            Self::Cookie(s) => s
+                .codec
+                .open(&s.purpose, value)
+                .and_then(|p| Session::from_bytes(&p))
+                .map(|s| s.id),
+            Self::Redis(s) => s.session_id(value),
+        }
+    }
+}
+
+impl SessionStore for Store {
+    async fn save(&self, session: &Session) -> Result<String, StoreError> {
+        match self {
+            Self::Cookie(s) => s.save(session).await,
+            Self::Redis(s) => s.save(session).await,
+        }
+    }
+
+    async fn load(&self, value: &str) -> Result<Option<Session>, StoreError> {
+        match self {
+            Self::Cookie(s) => s.load(value).await,
+            Self::Redis(s) => s.load(value).await,
+        }
+    }
+
+    async fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {
+        match self {
+            Self::Cookie(s) => s.revoke(revocation).await,
+            Self::Redis(s) => s.revoke(revocation).await,
+        }
+    }
+
+    fn revocations(&self) -> &Arc<Revocations> {
+        match self {
+            Self::Cookie(s) => s.revocations(),
+            Self::Redis(s) => s.revocations(),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Every `examples/*.toml`, started as written against the mock provider
+//! behaving as the example's provider, used for one full login through the
+//! proxy to a recording upstream. Only what points at the real world is
+//! replaced: the listen address, upstream and provider URLs (for ZKAuth,
+//! whose endpoints are fixed, its endpoint URLs too) and the callback URL.
+//! The client id and secret stay the example's: the mock is registered
+//! with them.
+
+use std::path::Path;
+
+use super::*;
+
+/// What the example's provider is, for the mock.
+fn profile_for(provider: &str) -> Profile {
+    match provider {
+        "oidc" => Profile::Generic,
+        // the realm and slug of the examples' issuer URLs
+        "keycloak" | "ztrust" => Profile::keycloak("main"),
+        "authentik" => Profile::authentik("gatehouse"),
+        "auth0" => Profile::Auth0,
+        "passage" => Profile::Passage,
+        "zkauth" => Profile::ZkAuth,
+        other => panic!("no mock profile for provider {other:?}: add one here"),
+    }
+}
+
+fn string(table: &toml::Table, key: &str) -> String {
+    table
+        .get(key)
+        .and_then(toml::Value::as_str)
+        .unwrap_or_else(|| panic!("the example has no string `{key}`"))
+        .to_owned()
+}
+
+/// The example with its real-world addresses pointed at the mock, the
+/// upstreams (`upstreams[0]` for `/`, then one per path route) and the
+/// proxy's `{PORT}`. Returns the TOML and what was replaced.
+fn localise(example: &toml::Table, idp: &MockIdp, upstreams: &[Recorder]) -> (String, Vec<String>) {
+    let mut t = example.clone();
+    let mut replaced = Vec::new();
+    let mut set = |t: &mut toml::Table, key: &str, value: toml::Value| {
+        assert!(
+            t.contains_key(key) || (key.starts_with("oidc_") && key.ends_with("_url")),
+            "{key}"
+        );
+        replaced.push(key.to_owned());
+        t.insert(key.to_owned(), value);
+    };
+    set(&mut t, "http_address", "127.0.0.1:{PORT}".into());
+    let routes = t["upstream"].as_array().unwrap().clone();
+    assert!(
+        routes.len() <= upstreams.len(),
+        "more upstreams than recorders"
+    );
+    let local: Vec<toml::Value> = routes
+        .iter()
+        .zip(upstreams)
+        .map(|(route, rec)| {
+            let route = route.as_str().unwrap();
+            // `URL` or `/path=URL`: keep the path, swap the URL
+            match route.split_once('=') {
+                Some((path, _)) => format!("{path}={}", rec.url()).into(),
+                None => rec.url().into(),
+            }
+        })
+        .collect();
+    set(&mut t, "upstream", local.into());
+    let zkauth = string(example, "provider") == "zkauth";
+    let issuer = if zkauth { idp.base_url() } else { idp.issuer() };
+    set(&mut t, "oidc_issuer_url", issuer.into());
+    if zkauth {
+        set(
+            &mut t,
+            "oidc_authorize_url",
+            idp.authorize_endpoint().into(),
+        );
+        set(&mut t, "oidc_token_url", idp.token_endpoint().into());
+        set(&mut t, "oidc_jwks_url", idp.jwks_uri().into());
+    }
+    set(
+        &mut t,
+        "redirect_url",
+        "http://127.0.0.1:{PORT}/oauth2/callback".into(),
+    );
+    (toml::to_string(&t).unwrap(), replaced)
+}
+
+#[tokio::test]
+async fn every_example_signs_in_through_the_proxy_against_its_provider() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6, "examples: {names:?}");
+    for path in names {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let example: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        let provider = string(&example, "provider");
+        let profile = profile_for(&provider);
+        let idp = MockIdp::start(IdpOptions {
+            client_id: string(&example, "client_id"),
+            client_secret: Some(string(&example, "client_secret")),
+            ..IdpOptions::provider(profile.clone(), "alice")
+        })
+        .await;
+        if matches!(profile, Profile::Authentik { .. }) {
+            // an instance whose users have verified their addresses
+            idp.set_knobs(|k| k.email_verified = Some(true));
+        }
+        let upstreams = [Recorder::start().await, Recorder::start().await];
+        let (toml, replaced) = localise(&example, &idp, &upstreams);
+        let proxy = TestProxy::start_raw(&toml).await;
+        let [upstream, second] = upstreams;
+        let env = Env {
+            idp,
+            upstream,
+            proxy,
+        };
+        let client = TestClient::new();
+        login(&client, &env, "/welcome").await;
+        let resp = client.get(&env.proxy.url("/welcome")).await;
+        assert_eq!(resp.status, StatusCode::OK, "{name}: {}", resp.text());
+        let seen = env.upstream.last().unwrap();
+        assert_eq!(seen.path(), "/welcome", "{name}");
+        assert_eq!(seen.header("x-forwarded-user"), Some(ALICE), "{name}");
+        assert_eq!(
+            seen.header("x-forwarded-email"),
+            Some("alice@example.com"),
+            "{name}"
+        );
+        // the example's own claim header mapping reaches the upstream
+        for mapping in example
+            .get("claim_header")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let header = mapping.as_str().unwrap().split('=').next().unwrap();
+            assert!(
+                seen.header(&header.to_ascii_lowercase())
+                    .is_some_and(|v| !v.is_empty()),
+                "{name}: {header} not seen upstream"
+            );
+        }
+        if example
+            .get("pass_access_token")
+            .and_then(toml::Value::as_bool)
+            == Some(true)
+        {
+            assert!(seen.header("x-forwarded-access-token").is_some(), "{name}");
+        }
+        // a path route goes to its own upstream
+        if toml.contains("\"/api=") {
+            let resp = client.get(&env.proxy.url("/api/items")).await;
+            assert_eq!(resp.status, StatusCode::OK, "{name}: {}", resp.text());
+            let seen = second.last().expect("the /api upstream was reached");
+            assert_eq!(seen.header("x-forwarded-user"), Some(ALICE), "{name}");
+        }
+        assert_eq!(env.idp.token_requests().len(), 1, "{name}");
+        eprintln!(
+            "{name}: signed in as alice (replaced: {})",
+            replaced.join(", ")
+        );
+    }
+}
