@@ -165,6 +165,9 @@ async fn existing_sessions_keep_working_while_the_provider_is_down_at_start() {
     let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
     let upstream = Recorder::start().await;
     let earlier = TestProxy::start("", &idp, &upstream).await;
+    // the next gatehouse: the same deployment (cookie secret, provider,
+    // client), started once that provider refuses connections
+    let later = TestProxy::builder(&idp, &upstream).no_wait();
     let client = TestClient::new();
     login(&client, &earlier, "/").await;
     let cookie = format!(
@@ -172,13 +175,8 @@ async fn existing_sessions_keep_working_while_the_provider_is_down_at_start() {
         client.cookie("127.0.0.1", "_gatehouse").unwrap()
     );
     drop(earlier);
-
-    // a new gatehouse, same cookie secret, whose provider refuses
-    // connections from the start: discovery never succeeds
-    let down = MockIdp::start(IdpOptions::auto_approving("alice")).await;
-    let builder = TestProxy::builder(&down, &upstream).no_wait();
-    drop(down);
-    let proxy = builder.start().await;
+    drop(idp);
+    let proxy = later.start().await;
     let anon = TestClient::new();
     let ready = anon.get(&proxy.url("/ready")).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
