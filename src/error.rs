@@ -164,6 +164,9 @@ pub fn error_response(err: &Error, mode: Mode) -> Response<ProxyBody> {
         ErrorKind::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::IdpUnavailable => match err {
+            // unreachable or too slow: the provider is down, try again later
+            Error::Idp(IdpError::Transport(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            // it answered, but not with what a sign-in needs
             Error::Idp(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         },
@@ -241,6 +244,22 @@ mod tests {
         assert_eq!(
             error_response(&Error::IdpNotReady, Mode::Json).status(),
             503
+        );
+        assert_eq!(
+            error_response(
+                &Error::Idp(IdpError::Transport("refused".into())),
+                Mode::Html
+            )
+            .status(),
+            503
+        );
+        assert_eq!(
+            error_response(
+                &Error::Idp(IdpError::TokenExchange("status 500".into())),
+                Mode::Html
+            )
+            .status(),
+            502
         );
         assert_eq!(
             error_response(

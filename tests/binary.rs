@@ -124,8 +124,38 @@ fn a_flag_beats_its_env_var_which_beats_the_file() {
     assert!(err.contains("`from-file`"), "{err}");
 }
 
+/// Every setting's flag is also read from `GATEHOUSE_` + its key in upper
+/// case, as README says; clap reads the variable named here, and
+/// [`required_settings_come_from_the_environment`] shows the binary doing it.
 #[test]
 fn every_setting_can_come_from_the_environment() {
+    use clap::CommandFactory as _;
+    let cmd = gatehouse::cli::Cli::command();
+    let mut settings = 0;
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        if ["check_config", "help", "version"].contains(&id) {
+            continue;
+        }
+        let want = format!("GATEHOUSE_{}", id.to_uppercase());
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some(want.as_str()),
+            "--{id} has no env var of its own"
+        );
+        assert_eq!(
+            arg.get_long(),
+            Some(id.replace('_', "-").as_str()),
+            "the flag is the key in kebab case"
+        );
+        settings += 1;
+    }
+    // every TOML key is a setting: RawConfig fills both from one struct
+    assert!(settings >= 40, "only {settings} settings found");
+}
+
+#[test]
+fn required_settings_come_from_the_environment() {
     let env = [
         ("GATEHOUSE_UPSTREAM", "http://127.0.0.1:9"),
         ("GATEHOUSE_OIDC_ISSUER_URL", "http://127.0.0.1:9"),
@@ -152,7 +182,7 @@ fn every_setting_can_come_from_the_environment() {
 }
 
 #[test]
-fn check_config_fetches_discovery() {
+fn check_config_fetches_discovery_and_jwks() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
     let path = write_config(
@@ -164,7 +194,14 @@ fn check_config_fetches_discovery() {
     );
     let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(idp.discovery_fetches() >= 1);
+    assert_eq!(idp.discovery_fetches(), 1);
+    assert_eq!(idp.jwks_fetches(), 1, "README: it fetches the JWKS too");
+
+    // a JWKS that cannot be fetched is a problem found
+    idp.set_knobs(|k| k.jwks_status = Some(500));
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{}", stderr(&out));
+    assert_eq!(idp.jwks_fetches(), 2);
 
     // the provider is unreachable: named, non-zero
     let path = write_config("check-down.toml", VALID);
@@ -251,6 +288,8 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
     let mut child = Child(child);
 
     let client = TestClient::new();
+    // every request this test sends to the binary, in order
+    let mut sent: Vec<(&str, String)> = Vec::new();
     let (session, code) = rt.block_on(async {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         // the port answers only once the binary has bound it
@@ -264,13 +303,18 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        while client.get(&format!("{base}/ready")).await.status != http::StatusCode::OK {
+        loop {
+            sent.push(("GET", "/ready".to_owned()));
+            if client.get(&format!("{base}/ready")).await.status == http::StatusCode::OK {
+                break;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "binary never became ready"
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        sent.push(("GET", "/private".to_owned()));
         let to_idp = client
             .get(&format!("{base}/private?q=1"))
             .await
@@ -284,7 +328,9 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
             .unwrap()
             .1
             .into_owned();
+        sent.push(("GET", "/oauth2/callback".to_owned()));
         assert_eq!(client.get(&callback).await.status, http::StatusCode::FOUND);
+        sent.push(("GET", "/private".to_owned()));
         assert_eq!(
             client.get(&format!("{base}/private?q=1")).await.status,
             http::StatusCode::OK
@@ -303,6 +349,17 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
         .iter()
         .filter(|e| e["target"] == "gatehouse::access")
         .collect();
+    // one access event per request, in the order they were sent
+    let logged: Vec<(&str, String)> = access
+        .iter()
+        .map(|e| {
+            (
+                e["method"].as_str().unwrap(),
+                e["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(logged, sent, "access events:\n{logs}");
     let proxied = access
         .iter()
         .find(|e| e["path"] == "/private" && e["status"] == 200)
@@ -345,5 +402,249 @@ impl WaitAfterKill for std::process::Child {
             e.read_to_end(&mut buf).unwrap();
         }
         buf
+    }
+}
+
+/// Starts the binary against `idp` and `upstream` with JSON logs at
+/// `debug` for every crate, `client_secret` and `cookie_secret` from the
+/// environment, plus `args`; waits until it is ready. Returns the child and
+/// its base URL.
+fn start_logging_binary(
+    rt: &tokio::runtime::Runtime,
+    idp: &MockIdp,
+    upstream: &support::upstream::Recorder,
+    client_secret: &str,
+    cookie_secret: &str,
+    args: &[&str],
+) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args(["--http-address", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", &upstream.url()])
+        .args([
+            "--oidc-issuer-url",
+            &idp.issuer(),
+            "--client-id",
+            "gatehouse",
+        ])
+        .args(["--redirect-url", &format!("{base}/oauth2/callback")])
+        .args(["--cookie-secure=false", "--email-domain", "*"])
+        .args(["--log-format", "json", "--log-level", "debug"])
+        .args(args)
+        .env("GATEHOUSE_CLIENT_SECRET", client_secret)
+        .env("GATEHOUSE_COOKIE_SECRET", cookie_secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child = Child(child);
+    let client = support::client::TestClient::new().with_timeout(std::time::Duration::from_secs(2));
+    rt.block_on(async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let req = http::Request::get(format!("{base}/ready"))
+                .body(support::client::empty())
+                .unwrap();
+            if let Ok(resp) = client.send(req).await
+                && resp.status() == http::StatusCode::OK
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "binary never became ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    (child, base)
+}
+
+/// A login up to the callback: `(callback URL, login-state cookie value)`.
+async fn login_until_callback(
+    client: &support::client::TestClient,
+    base: &str,
+) -> (String, String) {
+    let to_idp = client
+        .get(&format!("{base}/private"))
+        .await
+        .location()
+        .unwrap();
+    let csrf = client
+        .cookies_for("127.0.0.1")
+        .into_iter()
+        .find(|(name, _)| name.starts_with("_gatehouse_csrf_"))
+        .map(|(name, value)| format!("{name}={value}"))
+        .expect("a login-state cookie");
+    let callback = client.get(&to_idp).await.location().unwrap();
+    (callback, csrf)
+}
+
+/// The value of a `name=value` cookie pair.
+fn cookie_value(pair: &str) -> String {
+    pair.split_once('=').unwrap().1.to_owned()
+}
+
+#[test]
+fn secrets_never_appear_in_debug_logs_even_when_sign_in_or_refresh_fails() {
+    use std::io::Read as _;
+
+    use http::StatusCode;
+    use support::client::TestClient;
+    use support::idp::TokenMutation;
+    use support::upstream::Recorder;
+
+    let client_secret = "client-secret-8f3a9c1e77b2";
+    let cookie_secret = "ZGVidWctbG9nLXNlY3JldC1kZWJ1Zy1sb2ctc2VjciE=";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions {
+        client_secret: Some(client_secret.into()),
+        ..IdpOptions::auto_approving("alice")
+    }));
+    let upstream = rt.block_on(Recorder::start());
+    let (mut child, base) = start_logging_binary(
+        &rt,
+        &idp,
+        &upstream,
+        client_secret,
+        cookie_secret,
+        &["--cookie-refresh", "1s", "--pass-access-token"],
+    );
+    let url = |path: &str| format!("{base}{path}");
+    // every value that must never be logged, with what it is
+    let mut secrets: Vec<(String, &str)> = vec![
+        (client_secret.to_owned(), "client secret"),
+        (cookie_secret.to_owned(), "cookie secret"),
+    ];
+
+    rt.block_on(async {
+        // a good login, whose session later fails to refresh
+        let alice = TestClient::new();
+        let (callback, csrf) = login_until_callback(&alice, &base).await;
+        secrets.push((cookie_value(&csrf), "login-state cookie"));
+        assert_eq!(alice.get(&callback).await.status, StatusCode::FOUND);
+        assert_eq!(alice.get(&url("/private")).await.status, StatusCode::OK);
+        let session = alice.cookie("127.0.0.1", "_gatehouse").unwrap();
+
+        // the callback replayed, without and with its login-state cookie
+        let (replayed, csrf) = {
+            let c = TestClient::new();
+            let (callback, csrf) = login_until_callback(&c, &base).await;
+            assert_eq!(c.get(&callback).await.status, StatusCode::FOUND);
+            (callback, csrf)
+        };
+        assert_eq!(
+            TestClient::new().get(&replayed).await.status,
+            StatusCode::BAD_REQUEST
+        );
+        let again = TestClient::new()
+            .get_with(&replayed, &[("cookie", &csrf)])
+            .await;
+        // gatehouse redeems the code again; the provider refuses it: 502
+        assert_eq!(again.status, StatusCode::BAD_GATEWAY);
+        secrets.push((cookie_value(&csrf), "login-state cookie"));
+
+        // sign-ins that fail: a bad ID token, a failing token endpoint
+        idp.set_knobs(|k| k.id_token_mutation = Some(TokenMutation::WrongNonce));
+        let c = TestClient::new();
+        let (callback, csrf) = login_until_callback(&c, &base).await;
+        assert_eq!(c.get(&callback).await.status, StatusCode::BAD_REQUEST);
+        secrets.push((cookie_value(&csrf), "login-state cookie"));
+        idp.set_knobs(|k| {
+            k.id_token_mutation = None;
+            k.token_endpoint_status = Some(500);
+        });
+        let c = TestClient::new();
+        let (callback, csrf) = login_until_callback(&c, &base).await;
+        assert_eq!(c.get(&callback).await.status, StatusCode::BAD_GATEWAY);
+        secrets.push((cookie_value(&csrf), "login-state cookie"));
+
+        // a refresh that fails, then one that is refused
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let resp = alice.get_api(&url("/private")).await;
+        assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
+        idp.set_knobs(|k| k.token_endpoint_status = None);
+        idp.revoke_refresh_tokens();
+        let resp = alice.get_api(&url("/private")).await;
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+
+        // a tampered session cookie
+        let mut tampered = session.clone().into_bytes();
+        let mid = tampered.len() / 2;
+        tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        let resp = TestClient::new()
+            .get_with(
+                &url("/oauth2/auth"),
+                &[("cookie", &format!("_gatehouse={tampered}"))],
+            )
+            .await;
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+        secrets.push((session, "session cookie"));
+        secrets.push((tampered, "tampered session cookie"));
+    });
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut logs = String::new();
+    for stream in [
+        child
+            .0
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read>),
+        child
+            .0
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let mut stream = stream;
+        stream.read_to_string(&mut logs).unwrap();
+    }
+
+    for t in idp.token_requests() {
+        for name in ["code", "code_verifier", "refresh_token"] {
+            if let Some(v) = t.params.get(name) {
+                secrets.push((v.to_owned(), name));
+            }
+        }
+    }
+    for issued in idp.issued_tokens() {
+        for name in ["access_token", "id_token", "refresh_token"] {
+            if let Some(v) = issued[name].as_str() {
+                secrets.push((v.to_owned(), name));
+            }
+        }
+    }
+    let kinds: std::collections::BTreeSet<&str> = secrets.iter().map(|(_, k)| *k).collect();
+    for kind in [
+        "code_verifier",
+        "refresh_token",
+        "login-state cookie",
+        "id_token",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} was collected to look for");
+    }
+    // debug events were written, and failures were logged
+    assert!(
+        logs.contains("\"level\":\"DEBUG\""),
+        "no debug events:\n{logs}"
+    );
+    assert!(logs.contains("session refresh refused"), "{logs}");
+    assert!(logs.contains("session refresh failed"), "{logs}");
+    for (secret, kind) in &secrets {
+        assert!(secret.len() >= 16, "{kind} too short to look for");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a {kind} ({secret:.12}...) is in the debug logs"
+        );
     }
 }

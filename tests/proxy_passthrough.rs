@@ -702,6 +702,7 @@ async fn tls_with_alpn_h2_serves_http2() {
     let mut jar = BTreeMap::new();
     let mut url = Url::parse(&format!("{origin}/tls/page")).unwrap();
     let mut visited = Vec::new();
+    let mut set_cookies: Vec<cookie::Cookie<'static>> = Vec::new();
     let page = loop {
         assert!(visited.len() < 8, "too many redirects: {visited:?}");
         visited.push(url.path().to_owned());
@@ -714,6 +715,10 @@ async fn tls_with_alpn_h2_serves_http2() {
             }
             let resp = tls_request(addr, true, target, &headers).await;
             apply_set_cookies(&mut jar, &resp.headers);
+            for value in resp.headers.get_all(http::header::SET_COOKIE) {
+                let c = cookie::Cookie::parse(value.to_str().unwrap().to_owned()).unwrap();
+                set_cookies.push(c);
+            }
             if resp.status == StatusCode::OK {
                 break resp;
             }
@@ -734,6 +739,19 @@ async fn tls_with_alpn_h2_serves_http2() {
         "login went {visited:?}"
     );
     assert_eq!(page.version, Version::HTTP_2);
+    // README: cookies are Secure (the default) and HttpOnly; the login
+    // state and the session were both set here
+    assert!(
+        set_cookies.iter().any(|c| c.name() == "_gatehouse")
+            && set_cookies
+                .iter()
+                .any(|c| c.name().starts_with("_gatehouse_csrf_")),
+        "{set_cookies:?}"
+    );
+    for c in &set_cookies {
+        assert_eq!(c.secure(), Some(true), "not Secure under TLS: {c}");
+        assert_eq!(c.http_only(), Some(true), "{c}");
+    }
     let text = String::from_utf8_lossy(&page.body);
     assert!(text.contains("Signed in as <b>alice</b>"), "{text}");
     let seen = upstream.last().unwrap();
@@ -980,6 +998,118 @@ async fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
     assert_eq!(seen.header("host"), Some(untrusted_host.as_str()));
 }
 
+/// Identity headers a client tries to slip in as request trailers, and one
+/// harmless trailer.
+const TRAILERS: [(&str, &str); 5] = [
+    ("x-forwarded-user", "admin"),
+    ("x-forwarded_email", "admin@example.com"),
+    ("x-auth-request-groups", "admins"),
+    ("x-forwarded-access-token", "forged"),
+    ("x-checksum", "abc123"),
+];
+
+/// POSTs a small body to `/__upload` at `addr` with [`TRAILERS`] after it
+/// (declared in `Trailer`, as HTTP/1.1 needs), over HTTP/2 with prior
+/// knowledge (h2c) when `h2`, else chunked HTTP/1.1. Returns the status.
+async fn post_with_trailers(addr: SocketAddr, h2: bool, cookie: &str) -> StatusCode {
+    let mut trailers = HeaderMap::new();
+    for (name, value) in TRAILERS {
+        trailers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    let declared = TRAILERS.map(|(n, _)| n).join(", ");
+    let frames: [Result<Frame<Bytes>, Infallible>; 2] = [
+        Ok(Frame::data(Bytes::from_static(b"payload"))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let body = StreamBody::new(futures_util::stream::iter(frames));
+    let mut req = Request::post(format!("http://{addr}/__upload"))
+        .header(ACCEPT, "application/json")
+        .header("trailer", declared)
+        .header("cookie", cookie);
+    if !h2 {
+        req = req
+            .uri("/__upload")
+            .header(HOST, addr.to_string())
+            .header("transfer-encoding", "chunked");
+    }
+    let req = req.body(body).unwrap();
+    let exchange = async {
+        let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+        let resp = if h2 {
+            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            let conn = tokio::spawn(conn);
+            let resp = send.send_request(req).await.unwrap();
+            conn.abort();
+            resp
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            let conn = tokio::spawn(conn);
+            let resp = send.send_request(req).await.unwrap();
+            conn.abort();
+            resp
+        };
+        resp.status()
+    };
+    tokio::time::timeout(SHORT, exchange).await.unwrap()
+}
+
+#[tokio::test]
+async fn identity_headers_sent_as_request_trailers_never_reach_the_upstream() {
+    let s = signed_in("").await;
+    let cookie = cookie_header(&s.client, &s.proxy);
+    for h2 in [false, true] {
+        let how = if h2 { "HTTP/2" } else { "chunked HTTP/1.1" };
+        // control: sent straight to the upstream, the trailers arrive and
+        // are recorded
+        let direct = post_with_trailers(s.upstream.addr(), h2, &cookie).await;
+        assert_eq!(direct, StatusCode::OK, "{how}");
+        let seen = s.upstream.last().unwrap();
+        for (name, value) in TRAILERS {
+            assert_eq!(
+                seen.trailers.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{how}: the control lost {name}: {:?}",
+                seen.trailers
+            );
+        }
+
+        let status = post_with_trailers(s.proxy.addr(), h2, &cookie).await;
+        assert_eq!(status, StatusCode::OK, "{how}");
+        let seen = s.upstream.last().unwrap();
+        assert_eq!(seen.body_len, 7, "{how}: the body passed");
+        for (name, _) in &TRAILERS[..4] {
+            assert!(
+                !seen.trailers.contains_key(*name),
+                "{how}: trailer {name} reached the upstream: {:?}",
+                seen.trailers
+            );
+        }
+        // nor were they folded into the head
+        assert_eq!(
+            seen.header_all("x-forwarded-user"),
+            [sub_of_alice(&s.idp).as_str()],
+            "{how}"
+        );
+        assert!(seen.header("x-forwarded-access-token").is_none(), "{how}");
+        assert!(seen.header("x-auth-request-groups").is_none(), "{how}");
+    }
+}
+
+fn sub_of_alice(idp: &MockIdp) -> String {
+    idp.options()
+        .users
+        .iter()
+        .find(|u| u.username == "alice")
+        .unwrap()
+        .sub
+        .clone()
+}
+
 // === routing and rewriting ===
 
 #[tokio::test]
@@ -1170,11 +1300,11 @@ async fn truncated_bodies_stay_truncated_in_both_directions() {
     );
 }
 
-// === known gaps in src/ (see the notes on each) ===
+// === edge cases of the forwarding rules ===
 
 /// RFC 9110 7.6.1: intermediaries remove `Proxy-Connection` even when
-/// `Connection` does not name it. Fix: add it to `HOP_BY_HOP` in
-/// `src/http/headers.rs`.
+/// `Connection` does not name it (it is in `HOP_BY_HOP` in
+/// `src/http/headers.rs`).
 #[tokio::test]
 async fn legacy_proxy_connection_header_is_not_forwarded() {
     let s = signed_in("").await;
@@ -1191,10 +1321,9 @@ async fn legacy_proxy_connection_header_is_not_forwarded() {
     );
 }
 
-/// `upstream_timeout` is for the upstream's answer, but `forward` starts the
-/// clock before the request body is sent, so an upload that is still
-/// streaming steadily when it runs out gets a 504 (with the default 30 s:
-/// every upload that takes longer than 30 s).
+/// `upstream_timeout` is for the upstream's answer: the clock must not run
+/// while the request body is still streaming, or every upload taking longer
+/// than the timeout (30 s by default) would get a 504.
 #[tokio::test]
 async fn an_upload_still_streaming_is_not_cut_off_by_the_upstream_timeout() {
     let s = signed_in("upstream_timeout = \"1s\"").await;

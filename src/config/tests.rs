@@ -146,10 +146,11 @@ fn higher_sources_override_lower_ones() {
 }
 
 #[test]
-fn flags_beat_env_vars_and_env_vars_beat_the_file() {
+fn flags_fill_the_settings_and_a_bare_bool_flag_means_true() {
     use clap::Parser as _;
-    // clap reads env vars itself; here the env is given through a flag-less
-    // parse of an explicit argument list, never by mutating the process env
+    // flags only: the precedence flag > env > file is checked end to end
+    // against the binary in tests/binary.rs, without mutating this
+    // process's environment
     let cli = crate::cli::Cli::try_parse_from([
         "gatehouse",
         "--client-id",
@@ -183,6 +184,56 @@ fn secrets_from_files() {
         keys(&Config::from_toml_str(&missing).unwrap_err()),
         ["client_secret_file"]
     );
+
+    // cookie secrets: one per line, blank lines skipped, after any given inline
+    let cookie = dir.join("cookie-secrets");
+    std::fs::write(
+        &cookie,
+        "\nfedcba9876543210fedcba9876543210\n  \nMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n",
+    )
+    .unwrap();
+    let cfg = format!(
+        "{MINIMAL}\ncookie_secret_file = {:?}\n",
+        cookie.display().to_string()
+    );
+    let c = Config::from_toml_str(&cfg).unwrap();
+    let secrets: Vec<&str> = c.cookie.secrets.iter().map(Secret::expose).collect();
+    assert_eq!(
+        secrets,
+        [
+            "0123456789abcdef0123456789abcdef",
+            "fedcba9876543210fedcba9876543210",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ]
+    );
+    let only_file = MINIMAL.replace(
+        "cookie_secret = \"0123456789abcdef0123456789abcdef\"",
+        &format!("cookie_secret_file = {:?}", cookie.display().to_string()),
+    );
+    assert_eq!(
+        Config::from_toml_str(&only_file)
+            .unwrap()
+            .cookie
+            .secrets
+            .len(),
+        2
+    );
+    let bad = dir.join("cookie-bad");
+    std::fs::write(&bad, "too-short\n").unwrap();
+    let cfg = MINIMAL.replace(
+        "cookie_secret = \"0123456789abcdef0123456789abcdef\"",
+        &format!("cookie_secret_file = {:?}", bad.display().to_string()),
+    );
+    assert_eq!(
+        keys(&Config::from_toml_str(&cfg).unwrap_err()),
+        ["cookie_secret"]
+    );
+    let missing = MINIMAL.replace(
+        "cookie_secret = \"0123456789abcdef0123456789abcdef\"",
+        "cookie_secret_file = \"/nonexistent/y\"",
+    );
+    let k = keys(&Config::from_toml_str(&missing).unwrap_err()).join(",");
+    assert!(k.contains("cookie_secret_file"), "{k}");
 }
 
 #[test]

@@ -174,6 +174,10 @@ pub struct Knobs {
     pub access_token_mutation: Option<TokenMutation>,
     /// `/token` answers this status with an error JSON body.
     pub token_endpoint_status: Option<u16>,
+    /// `/token` answers every valid-looking request with this OAuth error
+    /// (RFC 6749 5.2: 401 for `invalid_client`, else 400), after recording
+    /// it; `token_endpoint_status` wins when both are set.
+    pub token_endpoint_error: Option<&'static str>,
     /// `/.well-known/openid-configuration` answers this status instead.
     pub discovery_status: Option<u16>,
     /// `/jwks` answers this status instead.
@@ -265,6 +269,8 @@ struct State {
     /// The provider session (`sid`) of the latest code issued.
     last_sid: Mutex<Option<String>>,
     token_requests: Mutex<Vec<TokenRequest>>,
+    /// Every successful token response body, in order.
+    issued_tokens: Mutex<Vec<Value>>,
     logout_requests: Mutex<Vec<LogoutRequest>>,
     discovery_fetches: AtomicUsize,
     jwks_fetches: AtomicUsize,
@@ -400,6 +406,7 @@ impl Knobs {
             id_token_mutation: None,
             access_token_mutation: None,
             token_endpoint_status: None,
+            token_endpoint_error: None,
             discovery_status: None,
             jwks_status: None,
             publish_keys: vec!["key1"],
@@ -532,6 +539,7 @@ impl MockIdp {
             redirect_uris,
             last_sid: Mutex::default(),
             token_requests: Mutex::default(),
+            issued_tokens: Mutex::default(),
             logout_requests: Mutex::default(),
             discovery_fetches: AtomicUsize::new(0),
             jwks_fetches: AtomicUsize::new(0),
@@ -701,6 +709,13 @@ impl MockIdp {
         lock(&self.state.token_requests).clone()
     }
 
+    /// Every successful token response (the JSON body: `access_token`,
+    /// `id_token`, `refresh_token`, ...), in order, so tests can check that
+    /// exactly these values were forwarded.
+    pub fn issued_tokens(&self) -> Vec<Value> {
+        lock(&self.state.issued_tokens).clone()
+    }
+
     pub fn logout_requests(&self) -> Vec<LogoutRequest> {
         lock(&self.state.logout_requests).clone()
     }
@@ -855,6 +870,7 @@ impl State {
         });
         if !self.opts.profile.is_oidc() {
             // ZKAuth answers exactly these three members
+            lock(&self.issued_tokens).push(body.clone());
             return Ok(body);
         }
         body["id_token"] = json!(self.minter.id_token(&knobs, grant)?);
@@ -872,6 +888,7 @@ impl State {
             lock(&self.refresh_tokens).insert(refresh_token.clone(), refresh);
             body["refresh_token"] = json!(refresh_token);
         }
+        lock(&self.issued_tokens).push(body.clone());
         Ok(body)
     }
 }

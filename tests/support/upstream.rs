@@ -70,6 +70,9 @@ pub struct RecordedRequest {
     pub body_sha256: String,
     /// `false` if the body ended with an error (e.g. the sender aborted).
     pub body_complete: bool,
+    /// The request's trailers (chunked HTTP/1.1 or HTTP/2), merged if sent
+    /// in several frames; empty when there were none.
+    pub trailers: HeaderMap,
 }
 
 /// The running upstream. Dropping it stops the server and every connection.
@@ -233,7 +236,7 @@ async fn handle(
         return Ok(websocket(&state, &mut req));
     }
     let (parts, body) = req.into_parts();
-    let (len, sha, complete) = consume(body).await;
+    let (len, sha, complete, trailers) = consume(body).await;
     let record = RecordedRequest {
         method: parts.method,
         uri: parts.uri,
@@ -243,6 +246,7 @@ async fn handle(
         body_len: len,
         body_sha256: sha,
         body_complete: complete,
+        trailers,
     };
     lock(&state.requests).push(record.clone());
     let query = Params::parse(record.uri.query().unwrap_or_default());
@@ -275,17 +279,24 @@ async fn handle(
     Ok(resp)
 }
 
-/// Hashes the body while streaming: `(length, hex sha256, completed)`.
-async fn consume(mut body: Incoming) -> (u64, String, bool) {
+/// Hashes the body while streaming: `(length, hex sha256, completed,
+/// trailers)`.
+async fn consume(mut body: Incoming) -> (u64, String, bool, HeaderMap) {
     let mut ctx = Context::new(&SHA256);
     let mut len = 0_u64;
     let mut complete = true;
+    let mut trailers = HeaderMap::new();
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(frame) => {
                 if let Some(data) = frame.data_ref() {
                     ctx.update(data);
                     len += data.len() as u64;
+                }
+                if let Ok(more) = frame.into_trailers() {
+                    for (name, value) in &more {
+                        trailers.append(name, value.clone());
+                    }
                 }
             }
             Err(_) => {
@@ -294,7 +305,7 @@ async fn consume(mut body: Incoming) -> (u64, String, bool) {
             }
         }
     }
-    (len, hex(ctx.finish().as_ref()), complete)
+    (len, hex(ctx.finish().as_ref()), complete, trailers)
 }
 
 fn record_of(
@@ -313,6 +324,7 @@ fn record_of(
         body_len,
         body_sha256,
         body_complete,
+        trailers: HeaderMap::new(),
     }
 }
 

@@ -59,6 +59,16 @@ pub(super) async fn token(state: &State, req: Request<Incoming>) -> Resp {
             "token endpoint told to fail",
         );
     }
+    if let Some(error) = state.knobs().token_endpoint_error {
+        if error == "invalid_client" {
+            return invalid_client();
+        }
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            error,
+            "token endpoint told to refuse",
+        );
+    }
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
