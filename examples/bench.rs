@@ -6,10 +6,21 @@
 //! process, starts the release `gatehouse` binary as a child process, signs
 //! in once to get a session cookie, then runs `wrk` against the upstream
 //! directly and against gatehouse with that cookie, sampling gatehouse's RSS
-//! while it is under load. It prints one Markdown table. Knobs (env vars):
-//! `BENCH_DURATION` (seconds, default 10), `BENCH_CONNECTIONS` (default 64),
-//! `BENCH_THREADS` (default 2), `GATEHOUSE_BIN` (default
-//! `target/release/gatehouse`).
+//! while it is under load.
+//!
+//! With `redis-server` installed (else one line says the rows were skipped)
+//! it also starts one on an ephemeral loopback port (no persistence, killed
+//! on exit) and measures, each with its own gatehouse child: the cookie store
+//! sharing revocations through Redis, the Redis session store, and the cookie
+//! store again started after `BENCH_REVOCATIONS` revocations were written to
+//! the Redis stream (it checks that child refuses a session signed out before
+//! it started, so the whole stream was read before /ready said 200).
+//!
+//! It prints one Markdown table, then per mode the session cookie's size and
+//! gatehouse's RSS. Knobs (env vars): `BENCH_DURATION` (seconds per wrk run,
+//! default 10; 8 runs), `BENCH_CONNECTIONS` (default 64), `BENCH_THREADS`
+//! (default 2), `BENCH_REVOCATIONS` (default 100000), `GATEHOUSE_BIN`
+//! (default `target/release/gatehouse`).
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -67,73 +78,49 @@ async fn main() -> BoxResult<()> {
     let duration: u64 = env_or("BENCH_DURATION", 10);
     let connections: u64 = env_or("BENCH_CONNECTIONS", 64);
     let threads: u64 = env_or("BENCH_THREADS", 2);
+    let revocations: u64 = env_or("BENCH_REVOCATIONS", 100_000);
     let bin = std::env::var("GATEHOUSE_BIN").unwrap_or_else(|_e| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/gatehouse").to_owned()
     });
     if Command::new("wrk").arg("--version").output().is_err() {
         return Err("wrk not found: install it with `apt-get install -y wrk`".into());
     }
+    let load = Load {
+        threads,
+        connections,
+        secs: duration,
+    };
 
     let upstream = start_upstream().await?;
     let idp = idp::MockIdp::try_start(idp::IdpOptions::auto_approving("alice")).await?;
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let child = Command::new(&bin)
-        .args(["--http-address", &format!("127.0.0.1:{port}")])
-        .args(["--upstream", &format!("http://{upstream}")])
-        .args(["--oidc-issuer-url", &idp.issuer()])
-        .args(["--client-id", "gatehouse", "--client-secret", "s3cret"])
-        .args(["--redirect-url", &format!("{base}/oauth2/callback")])
-        .args([
-            "--cookie-secret",
-            "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMzI=",
-        ])
-        .args([
-            "--cookie-secure=false",
-            "--email-domain",
-            "*",
-            "--log-level",
-            "warn",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {bin}: {e} (run `cargo build --release` first)"))?;
-    let child = ChildGuard(child);
-    let pid = child.0.id();
-    wait_ready(&base).await?;
-    let cookie = sign_in(&base).await?;
-    let idle_rss = rss_kib(pid, "VmRSS:");
-
-    let direct = wrk(
-        &format!("http://{upstream}/"),
-        None,
-        threads,
-        connections,
-        duration,
-    )?;
-    let sampler = tokio::spawn(sample_rss(pid, Duration::from_secs(duration)));
-    let proxied = wrk(
-        &format!("{base}/"),
-        Some(&cookie),
-        threads,
-        connections,
-        duration,
-    )?;
-    let peak_under_load = sampler.await.unwrap_or(0);
-    let hwm = rss_kib(pid, "VmHWM:");
+    let bench = Bench {
+        bin,
+        upstream,
+        issuer: idp.issuer(),
+    };
+    let mut notes = Vec::new();
+    let plain = bench.start(&[]).await?;
+    let direct = load.wrk(&format!("http://{upstream}/"), None)?;
+    let proxied = plain.measure(&load).await?;
+    notes.push(plain.summary("cookie store", &proxied));
     let mut rows = vec![
-        ("upstream direct", direct),
-        ("through gatehouse (signed in)", proxied),
+        ("upstream direct".to_owned(), direct),
+        ("through gatehouse (signed in)".to_owned(), proxied.result),
     ];
-    let auth = wrk(
-        &format!("{base}/oauth2/auth"),
-        Some(&cookie),
-        threads,
-        connections,
-        duration,
-    )?;
-    rows.push(("gatehouse /oauth2/auth asked directly", auth));
-    match nginx_rows(port, upstream, &cookie, threads, connections, duration) {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let (mut more, mut more_notes) = redis_rows(&bench, &load, revocations).await?;
+        rows.append(&mut more);
+        notes.append(&mut more_notes);
+    } else {
+        emit("(Redis rows skipped: redis-server not found: apt-get install -y redis-server)");
+    }
+    let auth = load.wrk(&format!("{}/oauth2/auth", plain.base), Some(&plain.cookie))?;
+    rows.push(("gatehouse /oauth2/auth asked directly".to_owned(), auth));
+    match nginx_rows(plain.port, upstream, &plain.cookie, &load) {
         Ok(mut more) => rows.append(&mut more),
         Err(e) => emit(&format!("(nginx rows skipped: {e})\n")),
     }
@@ -147,16 +134,308 @@ async fn main() -> BoxResult<()> {
         ));
     }
     emit(&format!(
-        "{table}\ngatehouse RSS: idle {idle_rss} KiB, under load (max sampled) {peak_under_load} KiB, \
-         peak (VmHWM) {hwm} KiB\nwrk -t{threads} -c{connections} -d{duration}s, 1 KiB upstream page, \
+        "{table}\n{}\nwrk -t{threads} -c{connections} -d{duration}s, 1 KiB upstream page, \
          log level warn, on {} cores\n",
+        notes.join("\n"),
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
     ));
-    drop(child);
+    drop(plain);
     if rows.iter().any(|(_, r)| r.non_2xx > 0) {
         return Err("some requests were not 2xx: the session did not hold".into());
     }
     Ok(())
+}
+
+/// What every gatehouse child of the run shares.
+struct Bench {
+    bin: String,
+    upstream: SocketAddr,
+    issuer: String,
+}
+
+impl Bench {
+    /// Starts a gatehouse child with the common settings plus `extra`, waits
+    /// for /ready and signs in once.
+    async fn start(&self, extra: &[&str]) -> BoxResult<Gatehouse> {
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let child = Command::new(&self.bin)
+            .args(["--http-address", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &format!("http://{}", self.upstream)])
+            .args(["--oidc-issuer-url", &self.issuer])
+            .args(["--client-id", "gatehouse", "--client-secret", "s3cret"])
+            .args(["--redirect-url", &format!("{base}/oauth2/callback")])
+            .args(["--cookie-secret", COOKIE_SECRET])
+            .args([
+                "--cookie-secure=false",
+                "--email-domain",
+                "*",
+                "--log-level",
+                "warn",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start {}: {e} (run `cargo build --release` first)",
+                    self.bin
+                )
+            })?;
+        let child = ChildGuard(child);
+        wait_ready(&base).await?;
+        let ready_after = started.elapsed();
+        let (cookie, cookie_bytes) = sign_in(&base).await?;
+        let idle_rss = rss_kib(child.0.id(), "VmRSS:");
+        Ok(Gatehouse {
+            child,
+            port,
+            base,
+            cookie,
+            cookie_bytes,
+            idle_rss,
+            ready_after,
+        })
+    }
+}
+
+/// A running gatehouse child, signed in.
+struct Gatehouse {
+    child: ChildGuard,
+    port: u16,
+    base: String,
+    /// The `Cookie` header value carrying the session.
+    cookie: String,
+    /// Bytes of the session's Set-Cookie `name=value` parts.
+    cookie_bytes: usize,
+    idle_rss: u64,
+    /// From spawn to the first 200 from /ready.
+    ready_after: Duration,
+}
+
+/// A measured signed-in GET through one gatehouse.
+struct Measured {
+    result: WrkResult,
+    peak_under_load: u64,
+    hwm: u64,
+}
+
+impl Gatehouse {
+    /// wrk on `/` with the session cookie, sampling RSS meanwhile.
+    async fn measure(&self, load: &Load) -> BoxResult<Measured> {
+        let pid = self.child.0.id();
+        let sampler = tokio::spawn(sample_rss(pid, Duration::from_secs(load.secs)));
+        let result = load.wrk(&format!("{}/", self.base), Some(&self.cookie))?;
+        let peak_under_load = sampler.await.unwrap_or(0);
+        Ok(Measured {
+            result,
+            peak_under_load,
+            hwm: rss_kib(pid, "VmHWM:"),
+        })
+    }
+
+    fn summary(&self, mode: &str, m: &Measured) -> String {
+        format!(
+            "{mode}: session cookie {} bytes; RSS idle {} KiB, under load (max sampled) {} KiB, \
+             peak (VmHWM) {} KiB",
+            self.cookie_bytes, self.idle_rss, m.peak_under_load, m.hwm
+        )
+    }
+
+    /// The status of a GET / with `cookie`.
+    async fn status_with(&self, cookie: &str) -> BoxResult<StatusCode> {
+        let client: Client<HttpConnector, Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let req = Request::get(format!("{}/", self.base))
+            .header(header::COOKIE, cookie)
+            .body(Empty::new())?;
+        Ok(client.request(req).await?.status())
+    }
+}
+
+const COOKIE_SECRET: &str = "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMzI=";
+
+/// The cookie store sharing revocations through Redis, the Redis store, and
+/// the cookie store again once `revocations` revocations sit in the stream.
+async fn redis_rows(
+    bench: &Bench,
+    load: &Load,
+    revocations: u64,
+) -> BoxResult<(Vec<(String, WrkResult)>, Vec<String>)> {
+    let redis = RedisServer::start()?;
+    let url = redis.url();
+    let cookie_args = ["--redis-connection-url", &url];
+    let redis_args = [
+        "--redis-connection-url",
+        &url,
+        "--session-store-type",
+        "redis",
+    ];
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+
+    let shared = bench.start(&cookie_args).await?;
+    let m = shared.measure(load).await?;
+    notes.push(shared.summary("cookie store + Redis", &m));
+    rows.push((
+        "cookie store + Redis (revocations shared)".to_owned(),
+        m.result,
+    ));
+
+    let stored = bench.start(&redis_args).await?;
+    let m = stored.measure(load).await?;
+    notes.push(stored.summary("Redis store", &m));
+    rows.push(("Redis store".to_owned(), m.result));
+    drop(stored);
+
+    // many revocations, then one made by a replica (a sign-out): a new
+    // replica that refuses that session has read the whole stream
+    let stream = format!("{}revocations", key_prefix(&bench.issuer, "gatehouse"));
+    let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
+    let filled = Instant::now();
+    fill_revocations(&mut conn, &stream, revocations)?;
+    let fill_time = filled.elapsed();
+    let (signed_out, _) = sign_in(&shared.base).await?;
+    sign_out(&shared.base, &signed_out).await?;
+    drop(shared);
+    let len: u64 = redis::cmd("XLEN").arg(&stream).query(&mut conn)?;
+    if len != revocations + 1 {
+        return Err(format!(
+            "{stream} holds {len} entries, not {}: is the key gatehouse uses still \
+             gatehouse:<hash of issuer and client id>:revocations?",
+            revocations + 1
+        )
+        .into());
+    }
+    let loaded = bench.start(&cookie_args).await?;
+    if loaded.status_with(&signed_out).await? == StatusCode::OK {
+        return Err("a session revoked before start was accepted: the stream was not read".into());
+    }
+    let m = loaded.measure(load).await?;
+    notes.push(format!(
+        "{} (stream filled in {} ms; ready {} ms after start)",
+        loaded.summary(
+            &format!(
+                "cookie store + Redis, {} revocations",
+                thousands(revocations)
+            ),
+            &m
+        ),
+        fill_time.as_millis(),
+        loaded.ready_after.as_millis(),
+    ));
+    rows.push((
+        format!(
+            "cookie store + Redis, {} revocations",
+            thousands(revocations)
+        ),
+        m.result,
+    ));
+    Ok((rows, notes))
+}
+
+/// gatehouse's `key_prefix` (src/state.rs): `gatehouse:<12 hex of
+/// SHA-256(issuer 0 client_id)>:`.
+fn key_prefix(issuer: &str, client_id: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(issuer.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(client_id.as_bytes());
+    let tag: String = ctx.finish().as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("gatehouse:{tag}:")
+}
+
+/// Appends `n` session revocations (`s <id> <until>`, as
+/// src/auth/session/revocations.rs encodes them), valid for an hour, in
+/// pipelined batches.
+fn fill_revocations(conn: &mut redis::Connection, stream: &str, n: u64) -> BoxResult<()> {
+    use base64::Engine as _;
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 3600;
+    let mut i = 0u64;
+    while i < n {
+        let mut pipe = redis::pipe();
+        for j in i..n.min(i + 10_000) {
+            // distinct ids no signed-in session has (those are random)
+            let id = (u128::from(j) | (0xbe9c_u128 << 112)).to_be_bytes();
+            let entry = format!(
+                "s {} {until}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+            );
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg("r")
+                .arg(entry)
+                .ignore();
+        }
+        pipe.query::<()>(conn)?;
+        i = n.min(i + 10_000);
+    }
+    Ok(())
+}
+
+async fn sign_out(base: &str, cookie: &str) -> BoxResult<()> {
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::get(format!("{base}/oauth2/sign_out"))
+        .header(header::COOKIE, cookie)
+        .body(Empty::new())?;
+    let status = client.request(req).await?.status();
+    if status != StatusCode::FOUND {
+        return Err(format!("sign-out answered {status}").into());
+    }
+    Ok(())
+}
+
+/// A throwaway `redis-server` on an ephemeral loopback port, no persistence,
+/// killed on drop.
+struct RedisServer {
+    _child: ChildGuard,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> BoxResult<Self> {
+        let port = free_port()?;
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server: {e} (apt-get install -y redis-server)"))?;
+        let guard = ChildGuard(child);
+        let url = format!("redis://127.0.0.1:{port}/");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pong = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if pong.is_ok() {
+                return Ok(Self {
+                    _child: guard,
+                    port,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err("redis-server did not answer in 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
 }
 
 /// Runs nginx from `deploy/nginx/gatehouse.conf` (auth_request in front of
@@ -166,10 +445,8 @@ fn nginx_rows(
     gatehouse_port: u16,
     upstream: SocketAddr,
     cookie: &str,
-    threads: u64,
-    connections: u64,
-    duration: u64,
-) -> BoxResult<Vec<(&'static str, WrkResult)>> {
+    load: &Load,
+) -> BoxResult<Vec<(String, WrkResult)>> {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -216,30 +493,34 @@ fn nginx_rows(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let plain = wrk(
-        &format!("http://127.0.0.1:{plain_port}/"),
-        None,
-        threads,
-        connections,
-        duration,
-    )?;
-    let through = wrk(
-        &format!("http://127.0.0.1:{auth_port}/"),
-        Some(cookie),
-        threads,
-        connections,
-        duration,
-    )?;
+    let plain = load.wrk(&format!("http://127.0.0.1:{plain_port}/"), None)?;
+    let through = load.wrk(&format!("http://127.0.0.1:{auth_port}/"), Some(cookie))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(vec![
-        ("nginx, no auth", plain),
-        ("nginx auth_request + gatehouse /oauth2/auth", through),
+        ("nginx, no auth".to_owned(), plain),
+        (
+            "nginx auth_request + gatehouse /oauth2/auth".to_owned(),
+            through,
+        ),
     ])
 }
 
 #[expect(clippy::print_stdout, reason = "the benchmark's report is its output")]
 fn emit(s: &str) {
     println!("{s}");
+}
+
+/// `100000` -> `100,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -303,8 +584,9 @@ async fn wait_ready(base: &str) -> BoxResult<()> {
 }
 
 /// Follows the login redirects by hand and returns the `Cookie` header value
-/// that carries the session.
-async fn sign_in(base: &str) -> BoxResult<String> {
+/// that carries the session, and the bytes of its Set-Cookie `name=value`
+/// parts.
+async fn sign_in(base: &str) -> BoxResult<(String, usize)> {
     let client: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut url = format!("{base}/");
@@ -348,7 +630,8 @@ async fn sign_in(base: &str) -> BoxResult<String> {
                     .filter(|(n, _)| n.starts_with("_gatehouse") && !n.contains("_csrf_"))
                     .map(|(n, v)| format!("{n}={v}"))
                     .collect();
-                return Ok(session.join("; "));
+                let bytes = session.iter().map(String::len).sum();
+                return Ok((session.join("; "), bytes));
             }
             (s, _) => return Err(format!("sign-in stopped at {url} with {s}").into()),
         }
@@ -362,21 +645,28 @@ struct WrkResult {
     non_2xx: u64,
 }
 
-fn wrk(
-    url: &str,
-    cookie: Option<&str>,
+/// The wrk settings of every row.
+struct Load {
     threads: u64,
     connections: u64,
     secs: u64,
-) -> BoxResult<WrkResult> {
+}
+
+impl Load {
+    fn wrk(&self, url: &str, cookie: Option<&str>) -> BoxResult<WrkResult> {
+        wrk(url, cookie, self)
+    }
+}
+
+fn wrk(url: &str, cookie: Option<&str>, load: &Load) -> BoxResult<WrkResult> {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t",
-        &threads.to_string(),
+        &load.threads.to_string(),
         "-c",
-        &connections.to_string(),
+        &load.connections.to_string(),
         "-d",
-        &format!("{secs}s"),
+        &format!("{}s", load.secs),
         "--latency",
     ]);
     if let Some(c) = cookie {
