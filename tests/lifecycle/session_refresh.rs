@@ -3,18 +3,13 @@
 //! (proxied page, `/oauth2/auth`), concurrent requests make one refresh, and
 //! a refused or failed refresh never lets a request through.
 
-// Test helpers outside #[test] fns assert by panicking, as the tests do.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::client::TestClient;
+use crate::support::idp::{IdpOptions, MockIdp};
+use crate::support::proxy::{TestProxy, login};
+use crate::support::upstream::Recorder;
 use http::StatusCode;
-use support::client::TestClient;
-use support::idp::{IdpOptions, MockIdp};
-use support::proxy::{TestProxy, login};
-use support::upstream::Recorder;
 
 async fn stack(extra: &str) -> (MockIdp, Recorder, TestProxy) {
     let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;

@@ -4,18 +4,13 @@
 //! browser is sent to sign in again, API clients and both check endpoints
 //! get a 401, and nothing reaches the upstream.
 
-// Test helpers outside #[test] fns assert by panicking, as the tests do.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::client::{ACCEPT_HTML, TestClient, TestResponse};
+use crate::support::idp::{IdpOptions, MockIdp};
+use crate::support::proxy::{TestProxy, login};
+use crate::support::upstream::Recorder;
 use http::{Method, StatusCode};
-use support::client::{ACCEPT_HTML, TestClient, TestResponse};
-use support::idp::{IdpOptions, MockIdp};
-use support::proxy::{TestProxy, login};
-use support::upstream::Recorder;
 
 /// Longest a 2 s session may take to be refused (whole-second clocks).
 const EXPIRY_DEADLINE: Duration = Duration::from_secs(5);

@@ -4,18 +4,13 @@
 //! nobody signed out (no session cookie cleared). And a gatehouse started
 //! while the provider is down still lets existing sessions through.
 
-// Test helpers outside #[test] fns assert by panicking, as the tests do.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::client::{ACCEPT_HTML, TestClient, TestResponse};
+use crate::support::idp::{IdpOptions, MockIdp};
+use crate::support::proxy::{TestProxy, authorize_at_idp, login, start_login};
+use crate::support::upstream::Recorder;
 use http::StatusCode;
-use support::client::{ACCEPT_HTML, TestClient, TestResponse};
-use support::idp::{IdpOptions, MockIdp};
-use support::proxy::{TestProxy, authorize_at_idp, login, start_login};
-use support::upstream::Recorder;
 use url::Url;
 
 /// gatehouse's provider timeout.
