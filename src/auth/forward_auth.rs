@@ -52,7 +52,7 @@ pub async fn auth_request(
                 StatusCode::ACCEPTED,
                 &id,
                 token_allowed(state, info),
-                app_cookie(&parts.headers, &state.config.cookie.name),
+                app_cookie(&parts.headers, &state.config.cookie.name, info),
                 false,
             ),
             Err(reason) => forbidden(reason, Mode::Json),
@@ -89,7 +89,7 @@ pub async fn forward_auth(
                 StatusCode::OK,
                 &id,
                 token_allowed(state, info),
-                app_cookie(&parts.headers, &state.config.cookie.name),
+                app_cookie(&parts.headers, &state.config.cookie.name, info),
                 true,
             ),
             Err(reason) => forbidden(reason, info.mode),
@@ -125,8 +125,13 @@ fn token_allowed(state: &AppState, info: &RequestInfo) -> bool {
 }
 
 /// The request's cookies without gatehouse's own (session, chunks, login
-/// state), as one `Cookie` value; `None` when nothing is left.
-fn app_cookie(headers: &HeaderMap, base: &str) -> Option<HeaderValue> {
+/// state), as one `Cookie` value; `None` when nothing is left. Only for a
+/// trusted front proxy, like the access token: echoed to a script on the
+/// page's origin, the answer would reveal the application's HttpOnly cookies.
+fn app_cookie(headers: &HeaderMap, base: &str, info: &RequestInfo) -> Option<HeaderValue> {
+    if !info.origin.trusted {
+        return None;
+    }
     let mut only = HeaderMap::new();
     for v in headers.get_all(http::header::COOKIE) {
         only.append(http::header::COOKIE, v.clone());
