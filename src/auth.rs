@@ -332,27 +332,21 @@ fn due_for_refresh(config: &Config, id: &Identity, now: u64) -> bool {
 }
 
 /// Removes gatehouse's own cookies from the `Cookie` headers, keeping the
-/// rest byte for byte. Drops the header when nothing is left.
+/// application's pairs byte for byte, joined into one header. A malformed or
+/// non-ASCII pair is dropped alone (never the whole header). Drops the header
+/// when nothing is left.
 pub fn strip_own_cookies(headers: &mut HeaderMap, base: &str) {
-    let values: Vec<http::HeaderValue> = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .cloned()
-        .collect();
-    if values.is_empty() {
+    if !headers.contains_key(http::header::COOKIE) {
         return;
     }
+    let kept = session::cookie_pairs(headers)
+        .filter(|p| !session::is_own_cookie(p.name, base))
+        .map(|p| p.pair)
+        .collect::<Vec<&str>>()
+        .join("; ");
     headers.remove(http::header::COOKIE);
-    let kept: Vec<&str> = values
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| !session::is_own_cookie(pair.split('=').next().unwrap_or("").trim(), base))
-        .collect();
     if !kept.is_empty()
-        && let Ok(v) = http::HeaderValue::from_str(&kept.join("; "))
+        && let Ok(v) = http::HeaderValue::from_str(&kept)
     {
         headers.insert(http::header::COOKIE, v);
     }
@@ -382,5 +376,30 @@ mod tests {
         only.insert("cookie", "_gatehouse=1".parse().unwrap());
         strip_own_cookies(&mut only, "_gatehouse");
         assert!(!only.contains_key("cookie"));
+    }
+
+    #[test]
+    fn a_malformed_or_non_ascii_pair_is_dropped_alone_before_the_upstream() {
+        // (Cookie header, what the upstream gets; None: no Cookie header)
+        let cases: &[(&[u8], Option<&str>)] = &[
+            (b"a=1; x=\xff\xfe; b=2", Some("a=1; b=2")),
+            (
+                "a=1; caf\u{e9}=cr\u{e8}me; b=2".as_bytes(),
+                Some("a=1; b=2"),
+            ),
+            (b"a=1; novalue; =x; c d=3; b=2", Some("a=1; b=2")),
+            (b"a=1; _gatehouse=S; x=\x80; b=2", Some("a=1; b=2")),
+            (b"  a = 1 ;;b=\"q w\";", Some("a = 1; b=\"q w\"")),
+            (b"_gatehouse =S; _gatehouse_0=c; \xff", None),
+            (b"\xff\xfe", None),
+        ];
+        for (raw, want) in cases {
+            let mut h = HeaderMap::new();
+            h.append("cookie", http::HeaderValue::from_bytes(raw).unwrap());
+            strip_own_cookies(&mut h, "_gatehouse");
+            let got: Vec<&[u8]> = h.get_all("cookie").iter().map(|v| v.as_bytes()).collect();
+            let want: Vec<&[u8]> = want.iter().map(|w| w.as_bytes()).collect();
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(raw));
+        }
     }
 }

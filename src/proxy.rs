@@ -12,4 +12,4 @@
 
 mod forward;
 
-pub use forward::{ForwardContext, IdentityHeaderSettings, Upstreams};
+pub use forward::{ForwardContext, IdentityHeaderSettings, OwnCookie, Upstreams};

@@ -64,7 +64,12 @@ impl AppState {
             .map_err(|e| StartupError::Cookie(e.to_string()))?,
         );
         let idp_http = IdpHttp::new(Duration::from_secs(10)).map_err(StartupError::Tls)?;
-        let upstreams = Upstreams::new(&config).map_err(StartupError::Tls)?;
+        let cookie_name = config.cookie.name.clone();
+        let upstreams = Upstreams::new(
+            &config,
+            Arc::new(move |n: &str| crate::auth::session::is_own_cookie(n, &cookie_name)),
+        )
+        .map_err(StartupError::Tls)?;
         let redis = config
             .session_store
             .redis

@@ -485,6 +485,94 @@ async fn client_identity_headers_never_reach_the_upstream(front: Front, test: &s
     }
 }
 
+/// gatehouse's own cookies (session, chunks, login state) never reach the
+/// application, its own cookies do, and a claim header a client sends is
+/// cleared (issue 9, item 23).
+async fn the_app_gets_its_own_cookies_and_never_gatehouses(front: Front, test: &str) {
+    let Some(s) = Stack::start(front, SignIn::PerHost, test).await else {
+        return;
+    };
+    s.browser_login(APP1, "/", &[]).await;
+    let jar = s.client.cookie_header_for(&s.url(APP1, "/")).unwrap();
+    assert!(jar.contains("_gatehouse"), "{jar}");
+    let cookie = format!("app_theme=dark; {jar}; _gatehouse_csrf_abc=old; app_lang=en");
+    let spoofs = [
+        ("cookie", cookie.as_str()),
+        ("X-Forwarded-Name", "mallory"),
+        ("X-Forwarded-Email-Verified", "mallory"),
+    ];
+    let resp = s.client.get_with(&s.url(APP1, "/cookies"), &spoofs).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    s.assert_upstream_saw_alice(APP1, "/cookies");
+    let seen = s.upstream.last().unwrap();
+    assert_eq!(
+        seen.header_all("cookie"),
+        ["app_theme=dark; app_lang=en"],
+        "{front:?}: the application's cookies"
+    );
+    for name in ["x-forwarded-name", "x-forwarded-email-verified"] {
+        assert!(
+            seen.header(name).is_none_or(str::is_empty),
+            "{front:?}: the upstream saw a client's `{name}`"
+        );
+    }
+
+    // only gatehouse's cookies: the application gets none
+    let resp = s
+        .client
+        .get_with(&s.url(APP1, "/only-ours"), &[("cookie", jar.as_str())])
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    s.assert_upstream_saw_alice(APP1, "/only-ours");
+    let seen = s.upstream.last().unwrap();
+    assert!(
+        seen.header_all("cookie").iter().all(|c| c.is_empty()),
+        "{front:?}: the application saw {:?}",
+        seen.header_all("cookie")
+    );
+}
+
+/// The forward-auth checks answer the front proxy only, never a browser
+/// (with pass_access_token their answer carries the access token; here the
+/// cleaned cookies), while the provider still reaches the back-channel
+/// logout endpoint (issue 9, item 23).
+async fn browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout(
+    front: Front,
+    test: &str,
+) {
+    let Some(s) = Stack::start(front, SignIn::PerHost, test).await else {
+        return;
+    };
+    s.browser_login(APP1, "/", &[]).await;
+    for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
+        let resp = s.client.get_api(&s.url(APP1, path)).await;
+        for name in [
+            "x-auth-request-user",
+            "x-forwarded-user",
+            "x-auth-request-cookie",
+            "cookie",
+        ] {
+            assert!(
+                resp.header(name).is_none(),
+                "{front:?}: a browser got gatehouse's answer to {path} ({}): {:?}",
+                resp.status,
+                resp.headers
+            );
+        }
+    }
+    let before = s.upstream.count();
+    let resp = s
+        .client
+        .post_form(
+            &s.url(APP1, "/oauth2/backchannel-logout"),
+            &[("logout_token", "not-a-jwt")],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.text());
+    assert!(resp.text().contains("invalid_request"), "{}", resp.text());
+    assert_eq!(s.upstream.count(), before, "the logout went to the app");
+}
+
 async fn api_calls_get_401_and_forged_forwarding_headers_do_not_move_the_sign_in(
     front: Front,
     test: &str,
@@ -790,6 +878,48 @@ async fn traefik_second_host_shares_the_session_and_sign_out_ends_it() {
         .await;
 }
 
+#[tokio::test]
+async fn nginx_app_gets_its_own_cookies_and_never_gatehouses() {
+    let test = "nginx_app_gets_its_own_cookies_and_never_gatehouses";
+    the_app_gets_its_own_cookies_and_never_gatehouses(Front::Nginx, test).await;
+}
+
+#[tokio::test]
+async fn nginx_browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout() {
+    let test = "nginx_browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout";
+    browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout(Front::Nginx, test)
+        .await;
+}
+
+#[tokio::test]
+async fn caddy_app_gets_its_own_cookies_and_never_gatehouses() {
+    let test = "caddy_app_gets_its_own_cookies_and_never_gatehouses";
+    the_app_gets_its_own_cookies_and_never_gatehouses(Front::Caddy, test).await;
+}
+
+#[tokio::test]
+async fn caddy_browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout() {
+    let test = "caddy_browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout";
+    browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout(Front::Caddy, test)
+        .await;
+}
+
+#[tokio::test]
+async fn traefik_app_gets_its_own_cookies_and_never_gatehouses() {
+    let test = "traefik_app_gets_its_own_cookies_and_never_gatehouses";
+    the_app_gets_its_own_cookies_and_never_gatehouses(Front::Traefik, test).await;
+}
+
+#[tokio::test]
+async fn traefik_browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout() {
+    let test = "traefik_browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout";
+    browsers_cannot_ask_the_checks_but_the_provider_reaches_backchannel_logout(
+        Front::Traefik,
+        test,
+    )
+    .await;
+}
+
 /// The docker compose labels say what `dynamic.yml` says.
 #[test]
 fn traefik_compose_labels_match_the_dynamic_config() {
@@ -823,10 +953,18 @@ fn traefik_compose_labels_match_the_dynamic_config() {
             "traefik.http.middlewares.gatehouse-strip.headers.customrequestheaders.{name}"
         ));
     }
-    assert!(
-        label("traefik.http.routers.gatehouse.rule")
-            .contains(&format!("PathPrefix(`{}`)", dynamic.gatehouse_prefix))
-    );
+    let rule = label("traefik.http.routers.gatehouse.rule");
+    assert!(rule.contains(&format!("PathPrefix(`{}`)", dynamic.gatehouse_prefix)));
+    // the forward-auth checks are never routed to gatehouse for a browser
+    for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
+        assert!(
+            dynamic.gatehouse_excluded.iter().any(|p| p == path),
+            "{path}"
+        );
+    }
+    for path in &dynamic.gatehouse_excluded {
+        assert!(rule.contains(&format!("!Path(`{path}`)")), "{rule}");
+    }
     assert_eq!(
         label("traefik.http.routers.app.middlewares"),
         "gatehouse-strip@docker,gatehouse@docker"

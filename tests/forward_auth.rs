@@ -652,6 +652,42 @@ async fn a_host_outside_the_whitelist_cannot_start_a_login() {
 // === hostile cases ===
 
 #[tokio::test]
+async fn allow_answers_carry_the_app_cookies_without_gatehouses_only_to_a_trusted_proxy() {
+    let s = stack("").await;
+    let alice = signed_in(&s, "alice").await;
+    let jar = alice.cookie_header_for(&s.proxy.url("/")).unwrap();
+    assert!(jar.contains("_gatehouse"), "{jar}");
+    let cookie = format!("app=1; {jar}; _gatehouse_csrf_x=old; caf\u{e9}=1; b=2");
+    for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
+        let resp = get(&alice, &s.proxy.url(path), &[("cookie", &cookie)]).await;
+        assert!(resp.status.is_success(), "{path}: {}", resp.status);
+        assert_eq!(
+            resp.header("x-auth-request-cookie"),
+            Some("app=1; b=2"),
+            "{path}"
+        );
+        let forwarded = (path == "/oauth2/forward-auth").then_some("app=1; b=2");
+        assert_eq!(resp.header("cookie"), forwarded, "{path}");
+        // nothing but gatehouse's own: present and empty
+        let resp = get(&alice, &s.proxy.url(path), &[("cookie", &jar)]).await;
+        assert_eq!(resp.header("x-auth-request-cookie"), Some(""), "{path}");
+    }
+
+    // from an address that is not a trusted proxy (a browser reaching
+    // gatehouse directly) the app's cookies are never echoed
+    let direct = stack("trusted_proxy = [\"10.0.0.0/8\"]").await;
+    let bob = signed_in(&direct, "bob").await;
+    let jar = bob.cookie_header_for(&direct.proxy.url("/")).unwrap();
+    let cookie = format!("secret=httponly; {jar}");
+    for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
+        let resp = get(&bob, &direct.proxy.url(path), &[("cookie", &cookie)]).await;
+        assert!(resp.status.is_success(), "{path}: {}", resp.status);
+        assert_eq!(resp.header("x-auth-request-cookie"), Some(""), "{path}");
+        assert!(resp.header("cookie").is_none_or(str::is_empty), "{path}");
+    }
+}
+
+#[tokio::test]
 async fn forwarded_headers_from_an_untrusted_address_are_ignored() {
     // 127.0.0.1 (the test client) is not a trusted proxy here
     let s = stack(

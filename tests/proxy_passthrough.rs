@@ -1344,3 +1344,81 @@ async fn an_upload_still_streaming_is_not_cut_off_by_the_upstream_timeout() {
     assert_eq!(resp.status(), StatusCode::OK, "a steady upload was cut off");
     assert_eq!(s.upstream.last().unwrap().body_len, 200_000);
 }
+
+// === Cookies (issue 9, items 11 and 12) ===
+
+#[tokio::test]
+async fn a_malformed_or_non_ascii_cookie_pair_costs_the_app_only_that_pair() {
+    let s = signed_in("").await;
+    let jar = cookie_header(&s.client, &s.proxy);
+    let mut raw =
+        format!("app_theme=dark; {jar}; caf\u{e9}=cr\u{e8}me; broken; app_lang=en").into_bytes();
+    raw.extend_from_slice(b"; bin=\xff\xfe; =x; app_id=7");
+    let req = Request::get(s.proxy.url("/cookies"))
+        .header(ACCEPT, "application/json")
+        .header(
+            http::header::COOKIE,
+            http::HeaderValue::from_bytes(&raw).unwrap(),
+        )
+        .body(empty())
+        .unwrap();
+    let resp = s.client.send(req).await.unwrap();
+    // the session is still read from the header
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen = s.upstream.last().unwrap();
+    assert_eq!(seen.path(), "/cookies");
+    assert!(
+        seen.header("x-forwarded-user")
+            .is_some_and(|u| !u.is_empty())
+    );
+    // and the application's other cookies arrive intact, gatehouse's never
+    let cookies: Vec<&[u8]> = seen
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    assert_eq!(
+        cookies,
+        [b"app_theme=dark; app_lang=en; app_id=7".as_slice()]
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_cannot_set_replace_or_clear_gatehouses_cookies() {
+    let s = signed_in("").await;
+    let before = s.client.cookies_for(&s.proxy.host());
+    assert!(before.contains_key("_gatehouse"), "{before:?}");
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("c", "_gatehouse=forged; Path=/")
+        .append_pair("c", "_gatehouse=; Max-Age=0; Path=/")
+        .append_pair("c", " _gatehouse =spaced; Path=/")
+        .append_pair("c", "_gatehouse_0=chunk; Path=/")
+        .append_pair("c", "_gatehouse_1=chunk; Path=/")
+        .append_pair("c", "_gatehouse_csrf_abc=login; Path=/")
+        .append_pair("c", "app_theme=dark; Path=/")
+        .append_pair("c", "_gatehouse_app=kept; Path=/")
+        .finish();
+    let resp = s
+        .client
+        .get_api(&s.proxy.url(&format!("/__set_cookie?{query}")))
+        .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    let set: Vec<&str> = resp
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        set,
+        ["app_theme=dark; Path=/", "_gatehouse_app=kept; Path=/"]
+    );
+    // the session is untouched and still signs the browser in
+    let mut after = s.client.cookies_for(&s.proxy.host());
+    assert_eq!(after.remove("app_theme").as_deref(), Some("dark"));
+    assert_eq!(after.remove("_gatehouse_app").as_deref(), Some("kept"));
+    assert_eq!(after, before);
+    let again = s.client.get_api(&s.proxy.url("/after")).await;
+    assert_eq!(again.status, StatusCode::OK);
+}

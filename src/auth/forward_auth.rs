@@ -3,18 +3,22 @@
 //! - `/oauth2/auth`: nginx `auth_request`. 202 with `X-Auth-Request-*`
 //!   identity headers when allowed, 401 when not signed in, 403 when refused.
 //!   Never a redirect: nginx accepts only 2xx, 401 and 403 there.
+//!   The allow answer's `X-Auth-Request-Cookie` is the request's `Cookie`
+//!   header without gatehouse's own cookies, for nginx to pass on instead.
 //! - `/oauth2/forward-auth`: Traefik ForwardAuth and Caddy `forward_auth`,
 //!   which hand a non-2xx answer straight to the browser. 200 with identity
 //!   headers when allowed; not signed in, a browser navigation gets a 302 to
 //!   the provider with the original URL remembered, anything else 401;
-//!   refused, 403.
+//!   refused, 403. The allow answer carries the cleaned cookies as `Cookie`
+//!   too, a name Traefik's `authResponseHeaders` and Caddy's `copy_headers`
+//!   put in the request as is (empty when no cookie is left).
 //!
 //! Invariants: no path here answers 2xx unless the gate said `Allow` and
 //! every narrowing rule held. The original URL is rebuilt from forwarded
 //! headers only for trusted peers; malformed ones get a 400.
 
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use crate::auth::endpoints::{RequestInfo, begin_login, forbidden, with_cookies};
 use crate::auth::identity::Identity;
@@ -26,9 +30,9 @@ use crate::error::{Error, Mode, error_response};
 use crate::http::body::{ProxyBody, empty};
 use crate::http::forwarded::original_request;
 use crate::http::headers::{
-    X_AUTH_REQUEST_ACCESS_TOKEN, X_AUTH_REQUEST_EMAIL, X_AUTH_REQUEST_GROUPS,
-    X_AUTH_REQUEST_PREFERRED_USERNAME, X_AUTH_REQUEST_USER, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS,
-    X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
+    X_AUTH_REQUEST_ACCESS_TOKEN, X_AUTH_REQUEST_COOKIE, X_AUTH_REQUEST_EMAIL,
+    X_AUTH_REQUEST_GROUPS, X_AUTH_REQUEST_PREFERRED_USERNAME, X_AUTH_REQUEST_USER,
+    X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
 };
 use crate::state::AppState;
 
@@ -44,7 +48,13 @@ pub async fn auth_request(
     } = state.decide(&parts.headers).await;
     let resp = match decision {
         Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
-            Ok(()) => allowed(StatusCode::ACCEPTED, &id, token_allowed(state, info), false),
+            Ok(()) => allowed(
+                StatusCode::ACCEPTED,
+                &id,
+                token_allowed(state, info),
+                app_cookie(&parts.headers, &state.config.cookie.name, info),
+                false,
+            ),
             Err(reason) => forbidden(reason, Mode::Json),
         },
         Decision::Deny(reason) => forbidden(reason, Mode::Json),
@@ -75,7 +85,13 @@ pub async fn forward_auth(
     } = state.decide(&parts.headers).await;
     let resp = match decision {
         Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
-            Ok(()) => allowed(StatusCode::OK, &id, token_allowed(state, info), true),
+            Ok(()) => allowed(
+                StatusCode::OK,
+                &id,
+                token_allowed(state, info),
+                app_cookie(&parts.headers, &state.config.cookie.name, info),
+                true,
+            ),
             Err(reason) => forbidden(reason, info.mode),
         },
         Decision::Deny(reason) => forbidden(reason, info.mode),
@@ -108,13 +124,31 @@ fn token_allowed(state: &AppState, info: &RequestInfo) -> bool {
     state.config.pass_access_token && info.origin.trusted
 }
 
+/// The request's cookies without gatehouse's own (session, chunks, login
+/// state), as one `Cookie` value; `None` when nothing is left. Only for a
+/// trusted front proxy, like the access token: echoed to a script on the
+/// page's origin, the answer would reveal the application's HttpOnly cookies.
+fn app_cookie(headers: &HeaderMap, base: &str, info: &RequestInfo) -> Option<HeaderValue> {
+    if !info.origin.trusted {
+        return None;
+    }
+    let mut only = HeaderMap::new();
+    for v in headers.get_all(http::header::COOKIE) {
+        only.append(http::header::COOKIE, v.clone());
+    }
+    crate::auth::strip_own_cookies(&mut only, base);
+    only.remove(http::header::COOKIE)
+}
+
 /// The allow answer with the identity headers. Every header is present
 /// (empty when unknown), so a front proxy that copies them overwrites any
-/// value the client sent.
+/// value the client sent. `app_cookie` goes in `X-Auth-Request-Cookie`
+/// (and `Cookie` with `forwarded_too`), empty when there is none.
 fn allowed(
     status: StatusCode,
     id: &Identity,
     pass_access_token: bool,
+    app_cookie: Option<HeaderValue>,
     forwarded_too: bool,
 ) -> Response<ProxyBody> {
     if HeaderValue::from_bytes(id.subject.as_bytes()).is_err() {
@@ -165,6 +199,13 @@ fn allowed(
             h.insert(n, v);
         }
     }
+    // present even when empty: Caddy 2.6's copy_headers would otherwise
+    // pass its own placeholder text on as the cookie
+    let c = app_cookie.unwrap_or(HeaderValue::from_static(""));
+    if forwarded_too {
+        h.insert(http::header::COOKIE, c.clone());
+    }
+    h.insert(X_AUTH_REQUEST_COOKIE, c);
     h.insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),

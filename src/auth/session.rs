@@ -452,18 +452,51 @@ pub fn set_cookie(
     HeaderValue::from_str(&c.build().to_string()).ok()
 }
 
-/// Every cookie in the request, as (name, value) pairs. Malformed pairs are
-/// skipped.
+/// Every cookie in the request, as (name, value) pairs, quotes around the
+/// value removed. A malformed or non-ASCII pair is skipped alone: the rest of
+/// its header still counts (see [`cookie_pairs`]).
 pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    cookie_pairs(headers).map(|p| (p.name, p.value.trim_matches('"')))
+}
+
+/// One well-formed `name=value` pair of a `Cookie` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookiePair<'a> {
+    /// The name, a non-empty RFC 9110 token.
+    pub name: &'a str,
+    /// The value as sent (quotes kept): visible ASCII and inner spaces.
+    pub value: &'a str,
+    /// The whole pair as sent, without the whitespace around it.
+    pub pair: &'a str,
+}
+
+/// The well-formed pairs of every `Cookie` header, in order. Works on the
+/// header's bytes, so one pair that is malformed (no `=`, an empty or
+/// non-token name, a control character) or not ASCII is skipped alone
+/// instead of losing the whole header.
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = CookiePair<'_>> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (n, v) = pair.trim().split_once('=')?;
-            Some((n.trim(), v.trim().trim_matches('"')))
-        })
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter_map(parse_cookie_pair)
+}
+
+/// One pair of a `Cookie` header, or `None` if it is malformed.
+fn parse_cookie_pair(raw: &[u8]) -> Option<CookiePair<'_>> {
+    // ASCII only: then every byte is one char and slicing below is safe
+    if !raw.iter().all(|b| matches!(b, b'\t' | 0x20..=0x7e)) {
+        return None;
+    }
+    let pair = std::str::from_utf8(raw).ok()?.trim_matches([' ', '\t']);
+    let (name, value) = pair.split_once('=')?;
+    let name = name.trim_end_matches([' ', '\t']);
+    let value = value.trim_start_matches([' ', '\t']);
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) || value.contains('\t') {
+        return None;
+    }
+    Some(CookiePair { name, value, pair })
 }
 
 /// True when `name` is the session cookie or one of its chunks.

@@ -40,6 +40,10 @@ pub const X_AUTH_REQUEST_PREFERRED_USERNAME: HeaderName =
     HeaderName::from_static("x-auth-request-preferred-username");
 /// `X-Auth-Request-Groups`.
 pub const X_AUTH_REQUEST_GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
+/// The request's `Cookie` header without gatehouse's own cookies, on a
+/// forward-auth allow answer: the front proxy passes it to the application
+/// in place of the browser's.
+pub const X_AUTH_REQUEST_COOKIE: HeaderName = HeaderName::from_static("x-auth-request-cookie");
 /// `X-Auth-Request-Access-Token`.
 pub const X_AUTH_REQUEST_ACCESS_TOKEN: HeaderName =
     HeaderName::from_static("x-auth-request-access-token");

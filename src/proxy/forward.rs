@@ -1,9 +1,10 @@
 //! The request rewrite and the upstream call.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, HOST};
+use http::header::{AUTHORIZATION, HOST, SET_COOKIE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -43,6 +44,11 @@ pub struct ForwardContext<'a> {
     pub origin: &'a Origin,
 }
 
+/// Tells whether a cookie name is one of gatehouse's own (the session
+/// cookie, its chunks, login state). Given by the caller so that this module
+/// needs no knowledge of sessions.
+pub type OwnCookie = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// A prepared upstream target: the parsed pieces of one `upstream` URL.
 #[derive(Debug)]
 struct Route {
@@ -63,11 +69,14 @@ pub struct Upstreams {
     /// Headers stripped from clients besides the identity family: mapped
     /// claim headers, and `Authorization` when we set it.
     strip_extra: Vec<String>,
+    /// gatehouse's own cookies, which an upstream may not set or clear.
+    own_cookie: OwnCookie,
 }
 
 impl Upstreams {
-    /// Prepares routes and the client from the config.
-    pub fn new(config: &Config) -> Result<Self, rustls::Error> {
+    /// Prepares routes and the client from the config. `own_cookie` names
+    /// the cookies whose `Set-Cookie` from an upstream is dropped.
+    pub fn new(config: &Config, own_cookie: OwnCookie) -> Result<Self, rustls::Error> {
         let connector = crate::http::client::https_connector(Duration::from_secs(10))?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
@@ -93,6 +102,7 @@ impl Upstreams {
                         .then(|| "authorization".to_owned()),
                 )
                 .collect(),
+            own_cookie,
         })
     }
 
@@ -149,9 +159,11 @@ impl Upstreams {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             tokio::spawn(splice(client_upgrade, upstream_upgrade));
             strip_hop_by_hop(resp.headers_mut(), true);
+            drop_own_set_cookies(resp.headers_mut(), &*self.own_cookie);
             return Ok(resp.map(|_b| crate::http::body::empty()));
         }
         strip_hop_by_hop(resp.headers_mut(), false);
+        drop_own_set_cookies(resp.headers_mut(), &*self.own_cookie);
         Ok(resp.map(stream))
     }
 
@@ -213,6 +225,48 @@ const UNTRUSTED_FORWARDING: &[&str] = &[
     "x-forwarded-method",
     "x-original-url",
 ];
+
+/// Removes every `Set-Cookie` that names one of gatehouse's own cookies: an
+/// upstream may not set, replace or clear the session or a login.
+fn drop_own_set_cookies(h: &mut HeaderMap, own: &(dyn Fn(&str) -> bool + Send + Sync)) {
+    let is_own = |v: &HeaderValue| std::str::from_utf8(set_cookie_name(v)).is_ok_and(own);
+    if !h.get_all(SET_COOKIE).iter().any(is_own) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = h
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let drop = is_own(v);
+            if drop {
+                let name = String::from_utf8_lossy(set_cookie_name(v));
+                tracing::debug!(cookie = ?name, "dropped the upstream's Set-Cookie for gatehouse's own cookie");
+            }
+            !drop
+        })
+        .cloned()
+        .collect();
+    h.remove(SET_COOKIE);
+    for v in kept {
+        h.append(SET_COOKIE, v);
+    }
+}
+
+/// The cookie name a `Set-Cookie` value sets, as a browser reads it: up to
+/// the first `=` of the first `;`-part, without surrounding whitespace
+/// (empty when there is no `=`).
+fn set_cookie_name(v: &HeaderValue) -> &[u8] {
+    let pair = v
+        .as_bytes()
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default();
+    let name = pair
+        .iter()
+        .position(|b| *b == b'=')
+        .map_or(&[][..], |i| &pair[..i]);
+    name.trim_ascii()
+}
 
 /// Adds the identity headers. Values that cannot be header values (control
 /// characters from a hostile provider) are left out rather than mangled.
@@ -367,5 +421,41 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-user"], "u1");
         assert!(!h.contains_key("x-forwarded-email"));
+    }
+
+    #[test]
+    fn set_cookies_naming_our_cookies_are_dropped_and_others_kept() {
+        let own = |n: &str| n == "_gh" || n == "_gh_0";
+        // (Set-Cookie value, kept)
+        let cases: &[(&[u8], bool)] = &[
+            (b"_gh=forged; Path=/", false),
+            (b"_gh=; Max-Age=0", false),
+            (b"  _gh  =x", false),
+            (b"_gh_0=c; Domain=.example.com", false),
+            (b"_gh=\xff\xfe; Path=/", false),
+            (b"_gh", true),
+            (b"_gh1=x", true),
+            (b"app=1; Path=/; x=_gh=", true),
+            (b"_gh\xff=x", true),
+            (b"=_gh", true),
+        ];
+        for (raw, kept) in cases {
+            let mut h = HeaderMap::new();
+            h.append(SET_COOKIE, HeaderValue::from_static("a=1"));
+            h.append(SET_COOKIE, HeaderValue::from_bytes(raw).unwrap());
+            h.append(SET_COOKIE, HeaderValue::from_static("b=2"));
+            drop_own_set_cookies(&mut h, &own);
+            let got: Vec<&[u8]> = h
+                .get_all(SET_COOKIE)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect();
+            let want: Vec<&[u8]> = if *kept {
+                vec![b"a=1", raw, b"b=2"]
+            } else {
+                vec![b"a=1", b"b=2"]
+            };
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(raw));
+        }
     }
 }

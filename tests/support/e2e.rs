@@ -402,6 +402,9 @@ pub struct TraefikConfig {
     pub strip: Vec<String>,
     /// Path prefix routed straight to gatehouse (`PathPrefix(`/oauth2/`)`).
     pub gatehouse_prefix: String,
+    /// Paths under the prefix the gatehouse router leaves out
+    /// (`!Path(`...`)`): they go to the application router.
+    pub gatehouse_excluded: Vec<String>,
     /// The gatehouse service URL.
     pub gatehouse_url: String,
     /// The application service URL.
@@ -454,6 +457,12 @@ impl TraefikConfig {
             .and_then(|r| r.split('`').next())
             .expect("the gatehouse router has a PathPrefix")
             .to_owned();
+        let gatehouse_excluded = rule
+            .split("!Path(`")
+            .skip(1)
+            .filter_map(|r| r.split('`').next())
+            .map(str::to_owned)
+            .collect();
         let urls: Vec<String> = lines
             .iter()
             .filter_map(|l| l.trim().strip_prefix("- url:"))
@@ -465,6 +474,7 @@ impl TraefikConfig {
             auth_response_headers,
             strip,
             gatehouse_prefix,
+            gatehouse_excluded,
             gatehouse_url: urls[0].clone(),
             app_url: urls[1].clone(),
         }
@@ -594,7 +604,9 @@ async fn sim_route(
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str)
         .to_owned();
-    if parts.uri.path().starts_with(&cfg.gatehouse_prefix) {
+    if parts.uri.path().starts_with(&cfg.gatehouse_prefix)
+        && !cfg.gatehouse_excluded.iter().any(|p| p == parts.uri.path())
+    {
         return forward(state, &cfg.gatehouse_url, parts, body, peer).await;
     }
     // middleware gatehouse-strip

@@ -292,3 +292,53 @@ fn own_cookie_names() {
     assert!(!is_session_cookie("_gatehousex", "_gatehouse"));
     assert!(is_own_cookie("_gatehouse_csrf_abc", "_gatehouse"));
 }
+
+/// A `Cookie` header from raw bytes, as a client may send it.
+fn cookie_header(raw: &[u8]) -> HeaderMap {
+    let mut m = HeaderMap::new();
+    m.append(http::header::COOKIE, HeaderValue::from_bytes(raw).unwrap());
+    m
+}
+
+#[test]
+fn one_malformed_or_non_ascii_cookie_pair_loses_only_that_pair() {
+    // (header, the session value read from it)
+    let cases: &[(&[u8], Option<&str>)] = &[
+        (b"a=1; _gatehouse=S", Some("S")),
+        (
+            "a=1; caf\u{e9}=cr\u{e8}me; _gatehouse=S".as_bytes(),
+            Some("S"),
+        ),
+        (b"x=\xff\xfe; _gatehouse=S; y=\x80", Some("S")),
+        (b"\xff=1; _gatehouse=S", Some("S")),
+        (b"novalue; _gatehouse=S", Some("S")),
+        (b"=x; _gatehouse=S", Some("S")),
+        (b"a b=1; _gatehouse=S", Some("S")),
+        (b";;; ; _gatehouse=S;", Some("S")),
+        (b"a=1\t2; _gatehouse=S", Some("S")),
+        (b"  _gatehouse =  S  ", Some("S")),
+        (b"_gatehouse=\"S\"", Some("S")),
+        (
+            "_gatehouse_0=AB; z=\u{fc}; _gatehouse_1=CD".as_bytes(),
+            Some("ABCD"),
+        ),
+        // the session pair itself is the bad one: it is lost, nothing else
+        ("_gatehouse=S\u{e9}".as_bytes(), None),
+        (b"\"_gatehouse\"=S", None),
+        (b"_gatehouse\xff=S", None),
+        (b"_gate house=S", None),
+    ];
+    for (raw, want) in cases {
+        let h = cookie_header(raw);
+        assert_eq!(
+            session_cookie_value(&h, "_gatehouse").as_deref(),
+            *want,
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    // and the other pairs of such a header all survive
+    let h = cookie_header(b"a=1; x=\xff; b=2; c d=3; e=\"q\"; =4; f");
+    let got: Vec<(&str, &str)> = request_cookies(&h).collect();
+    assert_eq!(got, [("a", "1"), ("b", "2"), ("e", "q")]);
+}
