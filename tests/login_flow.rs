@@ -1007,3 +1007,42 @@ async fn a_logout_token_not_valid_yet_or_with_a_non_numeric_time_is_refused() {
     let (status, body) = s.idp.send_backchannel_logout(&url, &token).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn with_the_shared_replay_guard_unreachable_a_callback_fails_closed_and_redeems_nothing() {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let upstream = Recorder::start().await;
+    // a "Redis" that accepts connections and never answers
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redis = format!("redis://{}", silent.local_addr().unwrap());
+    let proxy = TestProxy::builder(&idp, &upstream)
+        .set("redis_connection_url", redis)
+        .no_wait()
+        .start()
+        .await;
+    let client = TestClient::new();
+    // discovery runs in the background; the store never gets ready
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let authorize = loop {
+        let r = client.get(&proxy.url("/oauth2/start?rd=/")).await;
+        if r.status == StatusCode::FOUND {
+            break r.location().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "provider never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let callback = client.get(&authorize).await.location().unwrap();
+    let resp = client.get(&callback).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        resp.text()
+    );
+    assert!(!has_session_cookie(&resp));
+    assert!(
+        idp.token_requests().is_empty(),
+        "an unconfirmed state must not be redeemed"
+    );
+    drop(silent);
+}
