@@ -15,6 +15,7 @@ pub mod endpoints;
 pub mod forward_auth;
 pub mod identity;
 pub mod oidc;
+pub mod once;
 pub mod policy;
 pub mod providers;
 pub mod refresh;

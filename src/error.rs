@@ -45,6 +45,10 @@ pub enum Error {
         /// The `error_description` parameter.
         description: Option<String>,
     },
+    /// The callback's `iss` is not the provider's issuer, or is missing
+    /// where the provider promises it (RFC 9207).
+    #[error("authorization response from another issuer")]
+    IssuerMismatch,
     /// A required query parameter was missing.
     #[error("missing query parameter `{0}`")]
     MissingParam(&'static str),
@@ -83,7 +87,9 @@ impl Error {
     /// Classifies the error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::LoginState(_) | Self::ProviderDenied { .. } => ErrorKind::LoginFailed,
+            Self::LoginState(_) | Self::ProviderDenied { .. } | Self::IssuerMismatch => {
+                ErrorKind::LoginFailed
+            }
             Self::Idp(IdpError::IdToken(_)) => ErrorKind::LoginFailed,
             Self::MissingParam(_) | Self::BadRequest(_) => ErrorKind::BadRequest,
             Self::IdpNotReady | Self::Idp(_) | Self::StoreUnavailable => ErrorKind::IdpUnavailable,
@@ -107,6 +113,9 @@ impl Error {
                 Some(d) => format!("The identity provider refused the sign-in ({error}: {d})."),
                 None => format!("The identity provider refused the sign-in ({error})."),
             },
+            Self::IssuerMismatch => "This sign-in did not come back from the identity provider \
+                 it was sent to. Please start again."
+                .to_owned(),
             Self::MissingParam(p) => format!("The request is missing the `{p}` parameter."),
             Self::IdpNotReady => {
                 "The identity provider is not reachable yet. Please try again shortly.".to_owned()

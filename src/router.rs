@@ -157,7 +157,7 @@ fn challenge(state: &AppState, req: &Request<Incoming>, info: &RequestInfo) -> R
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
     let return_to = endpoints::remembered(&state.config, &info.origin, target);
-    endpoints::begin_login(state, &return_to, info)
+    endpoints::begin_login(state, &return_to, info, req.headers())
 }
 
 /// A GET or HEAD from a browser that wants a page, not an API call.

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Gate;
-use crate::auth::backchannel::ReplayGuard;
+use crate::auth::backchannel::JTI_TTL;
 use crate::auth::oidc::{IdpHttp, ProviderSlot};
+use crate::auth::once::OnceGuard;
 use crate::auth::refresh::SharedRefresh;
-use crate::auth::session::CookieCodec;
 use crate::auth::session::redis_store::RedisStore;
 use crate::auth::session::revocations::Revocations;
 use crate::auth::session::store::{CookieStore, SessionStore as _, Store};
+use crate::auth::session::{CookieCodec, LOGIN_TTL_SECS};
 use crate::config::{Config, SessionStoreKind};
 use crate::proxy::Upstreams;
 use crate::redis_conn::RedisConn;
@@ -32,7 +33,9 @@ pub struct AppState {
     /// Upstreams and their client.
     pub upstreams: Upstreams,
     /// Back-channel logout tokens already used.
-    pub logout_replays: ReplayGuard,
+    pub logout_replays: OnceGuard,
+    /// Login `state` values already redeemed at the callback.
+    pub login_states: OnceGuard,
 }
 
 impl AppState {
@@ -100,7 +103,14 @@ impl AppState {
         let shared_refresh = redis
             .as_ref()
             .map(|conn| SharedRefresh::new(conn.clone(), prefix.clone()));
-        let logout_replays = ReplayGuard::new(redis, prefix);
+        let logout_replays = OnceGuard::new(redis.clone(), &prefix, "jti", JTI_TTL);
+        // a state is acceptable for LOGIN_TTL_SECS: remember it a little longer
+        let login_states = OnceGuard::new(
+            redis,
+            &prefix,
+            "state",
+            Duration::from_secs(LOGIN_TTL_SECS + 60),
+        );
         let refresh = config.cookie.refresh;
         Ok(Self {
             config: Arc::new(config),
@@ -109,6 +119,7 @@ impl AppState {
             idp_http,
             upstreams,
             logout_replays,
+            login_states,
         })
     }
 }

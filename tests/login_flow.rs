@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use support::client::TestClient;
-use support::idp::{IdpOptions, MockIdp, TokenMutation, pkce_challenge};
+use support::idp::{IdpOptions, LogoutTokenMutation, MockIdp, TokenMutation, pkce_challenge};
 use support::proxy::{TestProxy, login, login_as, start_login};
 use support::upstream::Recorder;
 
@@ -445,17 +445,23 @@ async fn rotated_provider_keys_are_accepted_after_one_jwks_refetch() {
         "exactly one refetch for the new kid"
     );
 
-    // a flood of unknown kids does not make it fetch again within the interval
+    // a flood of unknown kids from the token endpoint: the callbacks wait
+    // for the next allowed refetch and share it
     s.idp.set_knobs(|k| k.signing_kid = "key9");
-    for _ in 0..5 {
-        let c = TestClient::new();
-        let url = callback_url(&c, &s.proxy, "/").await;
-        assert_eq!(c.get(&url).await.status, StatusCode::BAD_REQUEST);
+    let clients: Vec<TestClient> = (0..5).map(|_| TestClient::new()).collect();
+    let mut urls = Vec::new();
+    for c in &clients {
+        urls.push(callback_url(c, &s.proxy, "/").await);
+    }
+    let answers =
+        futures_util::future::join_all(clients.iter().zip(&urls).map(|(c, u)| c.get(u))).await;
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
     }
     assert_eq!(
         s.idp.jwks_fetches(),
-        before + 1,
-        "refetches are rate limited"
+        before + 2,
+        "refetches are rate limited and shared"
     );
 }
 
@@ -705,4 +711,370 @@ async fn forwarding_headers_from_an_untrusted_client_do_not_reach_the_upstream()
         );
     }
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+}
+
+/// Login-state cookies the jar holds for the proxy, name → value.
+fn login_cookies(client: &TestClient, proxy: &TestProxy) -> Vec<(String, String)> {
+    client
+        .cookies_for(&proxy.host())
+        .into_iter()
+        .filter(|(n, _)| n.contains("_csrf_"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_callback_replayed_with_its_cookies_makes_no_second_token_request() {
+    let s = stack("").await;
+    let client = TestClient::new();
+    let url = callback_url(&client, &s.proxy, "/").await;
+    let cookies = login_cookies(&client, &s.proxy);
+    assert_eq!(cookies.len(), 1, "one login in flight");
+    assert_eq!(client.get(&url).await.status, StatusCode::FOUND);
+    assert_eq!(s.idp.token_requests().len(), 1);
+
+    // the attacker (or a double submit) brings the login-state cookie back
+    let replay = TestClient::new();
+    for (name, value) in &cookies {
+        replay.set_cookie(&s.proxy.host(), name, value);
+    }
+    let again = replay.get(&url).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.text());
+    assert!(!has_session_cookie(&again));
+    assert_eq!(
+        s.idp.token_requests().len(),
+        1,
+        "a redeemed state must not reach the token endpoint again"
+    );
+}
+
+#[tokio::test]
+async fn a_callback_with_a_repeated_code_state_or_iss_is_refused_before_the_token_request() {
+    let s = stack("").await;
+    let client = TestClient::new();
+    let url = callback_url(&client, &s.proxy, "/").await;
+    let cookies = login_cookies(&client, &s.proxy);
+    let state = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let issuer = s.idp.issuer();
+    for extra in [
+        "code=other".to_owned(),
+        format!("state={state}"),
+        format!(
+            "iss={i}&iss={i}",
+            i = url::form_urlencoded::byte_serialize(issuer.as_bytes()).collect::<String>()
+        ),
+    ] {
+        let c = TestClient::new();
+        for (name, value) in &cookies {
+            c.set_cookie(&s.proxy.host(), name, value);
+        }
+        let resp = c.get(&format!("{url}&{extra}")).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{extra}: {}",
+            resp.text()
+        );
+        assert!(!has_session_cookie(&resp), "{extra}");
+    }
+    assert!(
+        s.idp.token_requests().is_empty(),
+        "no repeated parameter may reach the token endpoint"
+    );
+    // the untouched callback still works: the refusals redeemed nothing
+    assert_eq!(client.get(&url).await.status, StatusCode::FOUND);
+}
+
+async fn iss_stack(advertise: bool, iss: support::idp::ResponseIss) -> Stack {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    idp.set_knobs(|k| {
+        k.advertise_iss_parameter = advertise;
+        k.response_iss = iss;
+    });
+    let upstream = Recorder::start().await;
+    let proxy = TestProxy::start("", &idp, &upstream).await;
+    Stack {
+        idp,
+        upstream,
+        proxy,
+    }
+}
+
+#[tokio::test]
+async fn an_advertised_iss_must_come_back_equal_to_the_issuer_before_the_code_is_redeemed() {
+    use support::idp::ResponseIss;
+    let s = iss_stack(true, ResponseIss::Issuer).await;
+    let client = TestClient::new();
+    let ok = login(&client, &s.proxy, "/").await;
+    assert_eq!(ok.status, StatusCode::FOUND);
+    assert!(has_session_cookie(&ok));
+    assert_eq!(s.idp.token_requests().len(), 1);
+
+    for bad in [
+        ResponseIss::Omit,
+        ResponseIss::Other("https://attacker.example".to_owned()),
+        ResponseIss::Other(format!("{}/", s.idp.issuer().trim_end_matches('/'))),
+    ] {
+        s.idp.set_knobs(|k| k.response_iss = bad.clone());
+        let c = TestClient::new();
+        let url = callback_url(&c, &s.proxy, "/").await;
+        let resp = c.get(&url).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{bad:?}: {}",
+            resp.text()
+        );
+        assert!(!has_session_cookie(&resp), "{bad:?}");
+    }
+    assert_eq!(
+        s.idp.token_requests().len(),
+        1,
+        "a mixed-up answer must not reach the token endpoint"
+    );
+}
+
+#[tokio::test]
+async fn an_iss_sent_without_being_advertised_must_still_match() {
+    use support::idp::ResponseIss;
+    let s = iss_stack(
+        false,
+        ResponseIss::Other("https://attacker.example".to_owned()),
+    )
+    .await;
+    let c = TestClient::new();
+    let url = callback_url(&c, &s.proxy, "/").await;
+    let resp = c.get(&url).await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.text());
+    assert!(s.idp.token_requests().is_empty());
+    // the right one, unadvertised, is accepted
+    s.idp.set_knobs(|k| k.response_iss = ResponseIss::Issuer);
+    let ok = login(&TestClient::new(), &s.proxy, "/").await;
+    assert!(has_session_cookie(&ok), "{}", ok.text());
+}
+
+#[tokio::test]
+async fn a_provider_error_without_this_browsers_login_state_shows_a_generic_page() {
+    let s = stack("").await;
+    let client = TestClient::new();
+    let planted = "Call+0900-SCAM+to+restore+your+account";
+    for state in ["&state=forged", ""] {
+        let resp = client
+            .get(&s.proxy.url(&format!(
+                "/oauth2/callback?error=access_denied&error_description={planted}{state}"
+            )))
+            .await;
+        assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+        let text = resp.text();
+        assert!(!text.contains("0900-SCAM"), "{text}");
+        assert!(!text.contains("access_denied"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_id_token_not_valid_yet_or_with_a_non_numeric_time_is_refused() {
+    let s = stack("").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cases = [
+        ("nbf", serde_json::json!(now + 3600)),
+        ("nbf", serde_json::json!(now.to_string())),
+        ("iat", serde_json::json!(now.to_string())),
+        ("exp", serde_json::json!((now + 300).to_string())),
+    ];
+    for (claim, value) in cases {
+        s.idp.set_knobs(|k| {
+            k.extra_id_token_claims =
+                serde_json::Map::from_iter([(claim.to_owned(), value.clone())]);
+        });
+        let c = TestClient::new();
+        let url = callback_url(&c, &s.proxy, "/").await;
+        let resp = c.get(&url).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{claim}={value}: {}",
+            resp.text()
+        );
+        assert!(!has_session_cookie(&resp), "{claim}={value}");
+    }
+    // an nbf already reached is fine
+    s.idp.set_knobs(|k| {
+        k.extra_id_token_claims =
+            serde_json::Map::from_iter([("nbf".to_owned(), serde_json::json!(now - 5))]);
+    });
+    let ok = login(&TestClient::new(), &s.proxy, "/").await;
+    assert!(has_session_cookie(&ok), "{}", ok.text());
+}
+
+#[tokio::test]
+async fn twenty_starts_leave_a_bounded_number_of_login_cookies_and_the_newest_login_works() {
+    let s = stack("").await;
+    let client = TestClient::new();
+    let mut last = None;
+    for _ in 0..20 {
+        let resp = client.get(&s.proxy.url("/oauth2/start?rd=/x")).await;
+        assert_eq!(resp.status, StatusCode::FOUND);
+        last = resp.location();
+    }
+    let in_flight = login_cookies(&client, &s.proxy);
+    assert!(
+        in_flight.len() <= 4,
+        "{} login-state cookies kept",
+        in_flight.len()
+    );
+    let header = client
+        .cookie_header_for(&s.proxy.url("/"))
+        .unwrap_or_default();
+    assert!(
+        header.len() <= 2048,
+        "Cookie header grew to {} bytes",
+        header.len()
+    );
+    // the newest login still completes
+    let authorize = client.get(&last.unwrap()).await;
+    let callback = client.get(&authorize.location().unwrap()).await;
+    assert_eq!(callback.status, StatusCode::FOUND, "{}", callback.text());
+    assert!(has_session_cookie(&callback));
+}
+
+#[tokio::test]
+async fn concurrent_logins_right_after_a_key_rotation_share_one_jwks_fetch_and_all_succeed() {
+    let s = stack("").await;
+    let before = s.idp.jwks_fetches();
+    s.idp.set_knobs(|k| {
+        k.publish_keys = vec!["key1", "key2"];
+        k.signing_kid = "key2";
+    });
+    let clients: Vec<TestClient> = (0..4).map(|_| TestClient::new()).collect();
+    let mut urls = Vec::new();
+    for c in &clients {
+        urls.push(callback_url(c, &s.proxy, "/").await);
+    }
+    let answers =
+        futures_util::future::join_all(clients.iter().zip(&urls).map(|(c, u)| c.get(u))).await;
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::FOUND, "{}", a.text());
+        assert!(has_session_cookie(a));
+    }
+    assert_eq!(s.idp.jwks_fetches(), before + 1, "one shared refetch");
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_fetches_the_jwks_about_once_and_a_rotation_right_after_still_signs_in()
+ {
+    let s = stack("").await;
+    let before = s.idp.jwks_fetches();
+    // anyone can post logout tokens: kids the provider never published
+    // (key2 is not published yet), all at once
+    let tokens: Vec<String> = (0..30)
+        .map(|_| {
+            s.idp
+                .mint_logout_token(None, Some("someone"), Some(LogoutTokenMutation::UnknownKid))
+        })
+        .collect();
+    let url = s.proxy.url("/oauth2/backchannel-logout");
+    let answers = futures_util::future::join_all(
+        tokens
+            .iter()
+            .map(|t| s.idp.send_backchannel_logout(&url, t)),
+    )
+    .await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 400, "{body}");
+    }
+    let after_flood = s.idp.jwks_fetches();
+    assert!(
+        after_flood <= before + 1,
+        "{} fetches for one flood",
+        after_flood - before
+    );
+
+    // the provider really rotates now: the next user must still get in
+    s.idp.set_knobs(|k| {
+        k.publish_keys = vec!["key1", "key2"];
+        k.signing_kid = "key2";
+    });
+    let started = std::time::Instant::now();
+    let ok = login(&TestClient::new(), &s.proxy, "/").await;
+    assert!(has_session_cookie(&ok), "{}", ok.text());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(s.idp.jwks_fetches() <= after_flood + 1);
+}
+
+#[tokio::test]
+async fn a_logout_token_not_valid_yet_or_with_a_non_numeric_time_is_refused() {
+    let s = stack("").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let url = s.proxy.url("/oauth2/backchannel-logout");
+    for (claim, value) in [
+        ("nbf", serde_json::json!(now + 3600)),
+        ("nbf", serde_json::json!(now.to_string())),
+        ("exp", serde_json::json!((now + 120).to_string())),
+    ] {
+        let extra = serde_json::Map::from_iter([(claim.to_owned(), value.clone())]);
+        let token = s.idp.mint_logout_token(
+            None,
+            Some("someone"),
+            Some(LogoutTokenMutation::Claims(extra)),
+        );
+        let (status, body) = s.idp.send_backchannel_logout(&url, &token).await;
+        assert_eq!(status, 400, "{claim}={value}: {body}");
+    }
+    let fine = serde_json::Map::from_iter([("nbf".to_owned(), serde_json::json!(now - 5))]);
+    let token = s.idp.mint_logout_token(
+        None,
+        Some("someone"),
+        Some(LogoutTokenMutation::Claims(fine)),
+    );
+    let (status, body) = s.idp.send_backchannel_logout(&url, &token).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn with_the_shared_replay_guard_unreachable_a_callback_fails_closed_and_redeems_nothing() {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let upstream = Recorder::start().await;
+    // a "Redis" that accepts connections and never answers
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redis = format!("redis://{}", silent.local_addr().unwrap());
+    let proxy = TestProxy::builder(&idp, &upstream)
+        .set("redis_connection_url", redis)
+        .no_wait()
+        .start()
+        .await;
+    let client = TestClient::new();
+    // discovery runs in the background; the store never gets ready
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let authorize = loop {
+        let r = client.get(&proxy.url("/oauth2/start?rd=/")).await;
+        if r.status == StatusCode::FOUND {
+            break r.location().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "provider never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let callback = client.get(&authorize).await.location().unwrap();
+    let resp = client.get(&callback).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        resp.text()
+    );
+    assert!(!has_session_cookie(&resp));
+    assert!(
+        idp.token_requests().is_empty(),
+        "an unconfirmed state must not be redeemed"
+    );
+    drop(silent);
 }

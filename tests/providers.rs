@@ -653,6 +653,33 @@ async fn zkauth_token_with_the_wrong_issuer_or_audience_is_refused() {
 }
 
 #[tokio::test]
+async fn zkauth_access_token_issued_before_the_login_or_not_valid_yet_is_refused() {
+    let env = start(&zkauth(), "").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (claim, value) in [
+        // minted an hour before this login began: not minted for it
+        ("iat", serde_json::json!(now - 3600)),
+        ("iat", serde_json::json!(now.to_string())),
+        ("nbf", serde_json::json!(now + 3600)),
+    ] {
+        env.idp.set_knobs(|k| {
+            k.extra_access_token_claims =
+                serde_json::Map::from_iter([(claim.to_owned(), value.clone())]);
+        });
+        let resp = refused_login(&TestClient::new(), &env, None).await;
+        assert!(
+            resp.status.is_client_error(),
+            "{claim}={value}: {}",
+            resp.status
+        );
+    }
+    assert_eq!(env.upstream.count(), 0);
+}
+
+#[tokio::test]
 async fn zkauth_public_client_without_a_secret_works() {
     let preset = zkauth();
     let opts = IdpOptions {

@@ -25,75 +25,12 @@ use crate::auth::session::revocations::{Revocation, sid_key, sub_key};
 use crate::auth::session::store::SessionStore as _;
 use crate::http::body::{ProxyBody, empty};
 use crate::http::response::json;
-use crate::redis_conn::RedisConn;
 use crate::state::AppState;
 
 /// Largest form body read.
 const MAX_BODY: usize = 64 * 1024;
 /// How long a `jti` is remembered: longer than a token stays acceptable.
-const JTI_TTL: Duration = Duration::from_secs(600);
-
-/// Remembers logout token ids (in Redis when configured, so a token replayed
-/// to another replica is refused too).
-pub struct ReplayGuard {
-    local: moka::future::Cache<[u8; 32], ()>,
-    redis: Option<(RedisConn, String)>,
-}
-
-impl std::fmt::Debug for ReplayGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplayGuard").finish_non_exhaustive()
-    }
-}
-
-impl ReplayGuard {
-    /// A guard; with Redis, keys start with `prefix`.
-    pub fn new(redis: Option<RedisConn>, prefix: String) -> Self {
-        Self {
-            local: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(JTI_TTL)
-                .build(),
-            redis: redis.map(|c| (c, prefix)),
-        }
-    }
-
-    /// True the first time `(issuer, jti)` is seen; false for a replay.
-    /// Fails when the shared guard cannot be asked.
-    pub async fn first_use(&self, issuer: &str, jti: &str) -> Result<bool, String> {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(issuer.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(jti.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(ctx.finish().as_ref());
-        let entry = self.local.entry(key).or_insert(()).await;
-        if !entry.is_fresh() {
-            return Ok(false);
-        }
-        let Some((conn, prefix)) = &self.redis else {
-            return Ok(true);
-        };
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        let set: Option<String> = conn
-            .query(
-                redis::cmd("SET")
-                    .arg(format!("{prefix}jti:{hex}"))
-                    .arg(1)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(JTI_TTL.as_secs()),
-            )
-            .await
-            .map_err(|e| {
-                // not seen after all: let the provider's retry through
-                let local = self.local.clone();
-                tokio::spawn(async move { local.invalidate(&key).await });
-                e.to_string()
-            })?;
-        Ok(set.is_some())
-    }
-}
+pub const JTI_TTL: Duration = Duration::from_secs(600);
 
 /// Handles the logout request.
 pub async fn logout<B>(state: &AppState, req: Request<B>) -> Response<ProxyBody>
@@ -174,7 +111,7 @@ where
         .await
         .map_err(|e| Refusal::Invalid(e.to_string()))?;
     let issuer = provider.issuer();
-    match state.logout_replays.first_use(issuer, &claims.jti).await {
+    match state.logout_replays.first_use(&[issuer, &claims.jti]).await {
         Ok(true) => {}
         Ok(false) => return Err(invalid("logout token already used (jti)")),
         Err(e) => return Err(Refusal::Unavailable(e)),

@@ -18,9 +18,9 @@ use crate::auth::return_to::{ReturnTo, host_allowed};
 use crate::auth::session::revocations::Revocation;
 use crate::auth::session::store::{SessionStore as _, StoreError};
 use crate::auth::session::{
-    LOGIN_TTL_SECS, LoginState, Session, SessionId, clear_session, login_cookie_name, now_millis,
-    now_secs, read_login_state, session_cookie_value, session_cookies, set_cookie,
-    write_login_state,
+    LOGIN_TTL_SECS, LoginState, LoginStateError, Session, SessionId, clear_session,
+    login_cookie_name, now_millis, now_secs, prune_login_states, read_login_state,
+    session_cookie_value, session_cookies, set_cookie, write_login_state,
 };
 use crate::auth::{Decided, Decision};
 use crate::config::{CallbackUrl, Config};
@@ -50,12 +50,29 @@ pub fn query_param<'a>(parts: &'a Parts, key: &str) -> Option<Cow<'a, str>> {
         .map(|(_, v)| v)
 }
 
+/// The query's only value for `key`; an error when it is given more than
+/// once.
+pub fn single_param<'a>(parts: &'a Parts, key: &str) -> Result<Option<Cow<'a, str>>, Error> {
+    let Some(q) = parts.uri.query() else {
+        return Ok(None);
+    };
+    let mut values = url::form_urlencoded::parse(q.as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v);
+    match (values.next(), values.next()) {
+        (first, None) => Ok(first),
+        (Some(_), Some(_)) | (None, Some(_)) => Err(Error::BadRequest(
+            "a callback parameter is given more than once",
+        )),
+    }
+}
+
 /// `/oauth2/start?rd=URL`: begin a login, then come back to `rd`.
 pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let rd = query_param(parts, "rd");
     let target = rd.as_deref().unwrap_or("/");
     let return_to = remembered(&state.config, &info.origin, target);
-    begin_login(state, &return_to, info)
+    begin_login(state, &return_to, info, &parts.headers)
 }
 
 /// The URL to come back to after a login started at `target` (a path, or an
@@ -91,13 +108,19 @@ fn same_authority(url: &Url, authority: &str) -> bool {
 
 /// Sends the browser to the provider, remembering `return_to` in a
 /// login-state cookie of its own (one per login, so tabs do not collide).
+/// The request's oldest login-state cookies beyond
+/// [`crate::auth::session::MAX_LOGINS_IN_FLIGHT`] are expired on the way.
 pub fn begin_login(
     state: &AppState,
     return_to: &ReturnTo,
     info: &RequestInfo,
+    request: &http::HeaderMap,
 ) -> Response<ProxyBody> {
     match login_redirect(state, return_to, &info.origin) {
-        Ok(r) => r,
+        Ok(r) => with_cookies(
+            r,
+            prune_login_states(state.gate.codec(), &state.config.cookie, request),
+        ),
         Err(e) => error_response(&e, info.mode),
     }
 }
@@ -139,6 +162,7 @@ fn login_params(login: &LoginState) -> LoginParams<'_> {
         nonce: &login.nonce,
         pkce_verifier: &login.pkce_verifier,
         redirect_uri: &login.redirect_uri,
+        started_at: login.exp.saturating_sub(LOGIN_TTL_SECS),
     }
 }
 
@@ -181,19 +205,41 @@ pub async fn callback(state: &AppState, parts: &Parts, info: &RequestInfo) -> Re
 }
 
 async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyBody>, Error> {
-    if let Some(error) = query_param(parts, "error") {
+    // one value each: with two, which one a check saw and which one was
+    // used could differ
+    let csrf = single_param(parts, "state")?;
+    let code = single_param(parts, "code")?;
+    let iss = single_param(parts, "iss")?;
+    let error = single_param(parts, "error")?;
+    let csrf = csrf.ok_or(Error::MissingParam("state"))?;
+    let config = &state.config;
+    // everything below, the provider's own error text included, is only for
+    // a login this browser started
+    let login = read_login_state(state.gate.codec(), &config.cookie, &parts.headers, &csrf)
+        .map_err(Error::LoginState)?;
+    let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
+    // RFC 9207: the answer came from the provider the browser was sent to
+    if !provider.response_issuer_ok(iss.as_deref()) {
+        return Err(Error::IssuerMismatch);
+    }
+    if let Some(error) = error {
         let clip = |s: &str| s.chars().take(MAX_PROVIDER_TEXT).collect::<String>();
         return Err(Error::ProviderDenied {
             error: clip(&error),
             description: query_param(parts, "error_description").map(|d| clip(&d)),
         });
     }
-    let csrf = query_param(parts, "state").ok_or(Error::MissingParam("state"))?;
-    let code = query_param(parts, "code").ok_or(Error::MissingParam("code"))?;
-    let config = &state.config;
-    let login = read_login_state(state.gate.codec(), &config.cookie, &parts.headers, &csrf)
-        .map_err(Error::LoginState)?;
-    let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
+    let code = code.ok_or(Error::MissingParam("code"))?;
+    // a state is redeemed once, whatever cookies come with it; when the
+    // shared set cannot be asked, nothing is redeemed
+    match state.login_states.first_use(&[&login.state]).await {
+        Ok(true) => {}
+        Ok(false) => return Err(Error::LoginState(LoginStateError::Used)),
+        Err(why) => {
+            tracing::warn!(reason = %why, "login state not redeemed: replay guard unavailable");
+            return Err(Error::StoreUnavailable);
+        }
+    }
     let result = provider
         .exchange(&code, &login_params(&login), config.pass_access_token)
         .await

@@ -109,7 +109,7 @@ pub async fn forward_auth(
                     &state.config.whitelist_domains,
                 )
             });
-            begin_login(state, &return_to, info)
+            begin_login(state, &return_to, info, &parts.headers)
         }
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };

@@ -19,14 +19,18 @@
 //!   a public key never verify.
 //! - An unknown `kid` refetches the JWKS, at most once per
 //!   [`JWKS_REFETCH_INTERVAL`], so a flood of made-up kids cannot make us
-//!   hammer the provider.
+//!   hammer the provider. The refetch is single-flight: concurrent
+//!   verifications share one fetch. Tokens from the token endpoint (a login
+//!   or refresh) wait, up to [`JWKS_REFETCH_WAIT`], for the next allowed
+//!   fetch, so a genuine key rotation right after a flood still signs the
+//!   next user in; tokens anyone can send (logout tokens) never wait.
 //! - The provider client never follows redirects (SSRF) and reads at most
 //!   [`MAX_IDP_BODY`] of any answer.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -59,7 +63,10 @@ use crate::error::error_chain;
 /// Longest answer read from the provider.
 pub const MAX_IDP_BODY: usize = 1024 * 1024;
 /// Least time between two JWKS refetches caused by an unknown `kid`.
-pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest a token from the token endpoint waits for the next allowed
+/// refetch (a little over the interval, so one wait always reaches it).
+pub const JWKS_REFETCH_WAIT: Duration = Duration::from_secs(6);
 /// Clock skew allowed on `iat` and on JWT access tokens.
 const SKEW_SECS: u64 = 60;
 /// Longest value a mapped claim header carries.
@@ -187,6 +194,9 @@ struct Endpoints {
     jwks: Url,
     userinfo: Option<Url>,
     end_session: Option<Url>,
+    /// The provider sends `iss` on its authorization responses (RFC 9207
+    /// `authorization_response_iss_parameter_supported`).
+    iss_parameter: bool,
 }
 
 /// A ready provider: endpoints known, keys loaded.
@@ -197,7 +207,9 @@ pub struct Provider {
     issuer: String,
     endpoints: Endpoints,
     keys: ArcSwap<Keys>,
-    last_refetch: Mutex<Option<Instant>>,
+    /// When the JWKS was last refetched; held across the fetch, so
+    /// concurrent refetches queue and then share its result.
+    last_refetch: tokio::sync::Mutex<Option<Instant>>,
     claim_headers: Vec<ClaimHeader>,
     http: IdpHttp,
 }
@@ -220,6 +232,8 @@ pub struct LoginParams<'a> {
     pub pkce_verifier: &'a str,
     /// The callback URL for this login.
     pub redirect_uri: &'a str,
+    /// When the login started, Unix seconds.
+    pub started_at: u64,
 }
 
 /// The outcome of a successful callback.
@@ -287,6 +301,7 @@ impl Provider {
                 jwks: cfg.jwks_url.clone().ok_or_else(|| missing("JWKS URL"))?,
                 userinfo: cfg.userinfo_url.clone(),
                 end_session: cfg.end_session_url.clone(),
+                iss_parameter: false,
             };
             (cfg.issuer.clone(), endpoints)
         };
@@ -297,7 +312,7 @@ impl Provider {
             issuer,
             endpoints,
             keys: ArcSwap::from_pointee(keys),
-            last_refetch: Mutex::new(None),
+            last_refetch: tokio::sync::Mutex::new(None),
             claim_headers: config.claim_headers.clone(),
             http,
             cfg,
@@ -327,6 +342,16 @@ impl Provider {
                 .ok()
                 .map(LogoutTarget::Auth0),
             LogoutStyle::Oidc => None,
+        }
+    }
+
+    /// RFC 9207 mix-up defence: true when the callback's `iss` (if any) may
+    /// be accepted. A given `iss` must be exactly the issuer; a missing one
+    /// is refused when the provider advertises that it sends one.
+    pub fn response_issuer_ok(&self, iss: Option<&str>) -> bool {
+        match iss {
+            Some(iss) => iss == self.issuer,
+            None => !self.endpoints.iss_parameter,
         }
     }
 
@@ -366,7 +391,7 @@ impl Provider {
     ) -> Result<LoginResult, IdpError> {
         let answer = self.token_request(Grant::Code(code, login)).await?;
         let identity = self
-            .identity_from_answer(answer, Some(login.nonce), keep_access_token, None)
+            .identity_from_answer(answer, Some(login), keep_access_token, None)
             .await?;
         Ok(LoginResult { identity })
     }
@@ -414,16 +439,18 @@ impl Provider {
     }
 
     /// Verifies what the token endpoint sent and maps it to an identity.
-    /// `nonce` is checked at login; a refreshed ID token carries none to
-    /// check. On refresh, `previous` fills in what was not sent again.
+    /// `login`'s nonce is checked at login; a refreshed ID token carries
+    /// none to check. On refresh, `previous` fills in what was not sent
+    /// again.
     async fn identity_from_answer(
         &self,
         answer: TokenAnswer,
-        nonce: Option<&str>,
+        login: Option<&LoginParams<'_>>,
         keep_access_token: bool,
         previous: Option<&Identity>,
     ) -> Result<Identity, IdpError> {
         let source = self.cfg.identity_source;
+        let nonce = login.map(|l| l.nonce);
         let id_claims = match (&answer.id_token, self.cfg.oidc) {
             (Some(raw), true) => Some(self.verify_id_token(raw, nonce).await?),
             (None, true) if source == IdentitySource::IdToken && previous.is_none() => {
@@ -438,6 +465,12 @@ impl Provider {
         } else {
             None
         };
+        if let (Some(login), Some(claims), IdentitySource::AccessToken) =
+            (login, &access_claims, source)
+        {
+            // an access token carries no nonce: its iat ties it to this login
+            check_issued_since(claims, login.started_at)?;
+        }
         let mut identity = match (previous, &id_claims, source) {
             // a refresh without a new ID token: the identity stands as it was
             (Some(prev), None, IdentitySource::IdToken | IdentitySource::Userinfo) => prev.clone(),
@@ -618,8 +651,9 @@ impl Provider {
                 .claims(verifier, |_n: Option<&Nonce>| Ok(()))
                 .map(|_c| ()),
         };
+        let seen = self.keys.load_full();
         if let Err(e) = check(&self.id_verifier()?) {
-            if !is_unknown_key(&e) || !self.refetch_jwks().await {
+            if !is_unknown_key(&e) || !self.refetch_jwks(&seen, Wait::ForNextFetch).await {
                 return Err(IdpError::IdToken(error_chain(&e)));
             }
             // the provider rotated its keys: try once more with the new set
@@ -627,6 +661,8 @@ impl Provider {
         }
         let claims =
             jwt_payload(raw).ok_or_else(|| IdpError::IdToken("payload is not JSON".to_owned()))?;
+        // openidconnect reads exp and iat but not nbf
+        check_time_claims(&claims, now_secs()).map_err(IdpError::IdToken)?;
         check_iat(&claims)?;
         self.check_azp(&claims)?;
         Ok(claims)
@@ -667,9 +703,10 @@ impl Provider {
         if !self.cfg.access_token_algs.contains(&header.alg) {
             return Err(reject(format!("algorithm {:?} is not allowed", header.alg)));
         }
+        let seen = self.keys.load_full();
         let key = match self.find_jwk(header.kid.as_deref()) {
             Some(k) => k,
-            None if self.refetch_jwks().await => self
+            None if self.refetch_jwks(&seen, Wait::ForNextFetch).await => self
                 .find_jwk(header.kid.as_deref())
                 .ok_or_else(|| reject("unknown key id".to_owned()))?,
             None => return Err(reject("unknown key id".to_owned())),
@@ -684,6 +721,7 @@ impl Provider {
         v.leeway = SKEW_SECS;
         v.set_issuer(&[self.issuer.as_str()]);
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        v.validate_nbf = true;
         let expected = self.expected_access_audiences();
         if self.cfg.access_token_azp_audience {
             v.validate_aud = false;
@@ -693,6 +731,7 @@ impl Provider {
         let claims = jsonwebtoken::decode::<Value>(raw, &key, &v)
             .map_err(|e| reject(e.to_string()))?
             .claims;
+        check_time_claims(&claims, now_secs()).map_err(reject)?;
         if self.cfg.access_token_azp_audience {
             let aud_ok = audiences(&claims)
                 .iter()
@@ -716,9 +755,11 @@ impl Provider {
         if !LOGOUT_TOKEN_ALGS.contains(&header.alg) {
             return Err(reject("algorithm not allowed"));
         }
+        let seen = self.keys.load_full();
         let key = match self.find_jwk(header.kid.as_deref()) {
             Some(k) => k,
-            None if self.refetch_jwks().await => self
+            // anyone can post a logout token: it never waits for a refetch
+            None if self.refetch_jwks(&seen, Wait::No).await => self
                 .find_jwk(header.kid.as_deref())
                 .ok_or_else(|| reject("unknown key id"))?,
             None => return Err(reject("unknown key id")),
@@ -731,9 +772,11 @@ impl Provider {
         v.set_issuer(&[self.issuer.as_str()]);
         v.set_audience(&[self.client_id.as_str()]);
         v.set_required_spec_claims(&["iss", "aud"]);
+        v.validate_nbf = true;
         let claims = jsonwebtoken::decode::<Value>(raw, &key, &v)
             .map_err(|e| reject(&e.to_string()))?
             .claims;
+        check_time_claims(&claims, now_secs()).map_err(|e| reject(&e))?;
         let now = now_secs();
         match claims.get("iat").and_then(Value::as_u64) {
             Some(iat) if iat > now + SKEW_SECS => return Err(reject("iat is in the future")),
@@ -834,19 +877,33 @@ impl Provider {
         Ok(Some(info))
     }
 
-    /// Refetches the JWKS unless one was refetched recently. True when a new
-    /// set was loaded.
-    async fn refetch_jwks(&self) -> bool {
+    /// Refetches the JWKS after a verification against `seen` found no
+    /// key. True when a set newer than `seen` is loaded: by this call, or by
+    /// a concurrent one this call queued behind (single flight). Within
+    /// [`JWKS_REFETCH_INTERVAL`] of the last fetch, `Wait::No` gives up and
+    /// `Wait::ForNextFetch` sleeps until the next allowed one.
+    async fn refetch_jwks(&self, seen: &Arc<Keys>, wait: Wait) -> bool {
+        // an async lock, held across the fetch on purpose: whoever queues
+        // behind it finds the new set instead of fetching again
+        let mut last = self.last_refetch.lock().await;
+        if !Arc::ptr_eq(&self.keys.load(), seen) {
+            return true;
+        }
+        if let Some(since) = last.map(|t| t.elapsed())
+            && since < JWKS_REFETCH_INTERVAL
         {
-            let Ok(mut last) = self.last_refetch.lock() else {
-                return false;
-            };
-            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
+            let left = JWKS_REFETCH_INTERVAL.saturating_sub(since);
+            if wait == Wait::No || left > JWKS_REFETCH_WAIT {
                 tracing::debug!("unknown kid, jwks refetched recently: not fetching again");
                 return false;
             }
-            *last = Some(Instant::now());
-        } // lock released before the await
+            tracing::debug!(
+                ?left,
+                "unknown kid: waiting for the next allowed jwks refetch"
+            );
+            tokio::time::sleep(left).await;
+        }
+        *last = Some(Instant::now());
         match fetch_keys(&self.http, &self.endpoints.jwks).await {
             Ok(keys) => {
                 tracing::info!(jwks_uri = %self.endpoints.jwks, keys = keys.jwt.len(), "jwks refetched");
@@ -859,6 +916,15 @@ impl Provider {
             }
         }
     }
+}
+
+/// Whether a verification may wait for the next allowed JWKS refetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Give up at once when a refetch is not allowed yet.
+    No,
+    /// Wait for it, up to [`JWKS_REFETCH_WAIT`].
+    ForNextFetch,
 }
 
 /// What a verified logout token names.
@@ -949,6 +1015,9 @@ async fn discover_endpoints(
                 .as_ref()
                 .map(|u| u.url().clone())
         }),
+        iss_parameter: serde_json::from_slice::<Value>(&body).is_ok_and(|doc| {
+            doc.get("authorization_response_iss_parameter_supported") == Some(&Value::Bool(true))
+        }),
     };
     Ok((discovered, endpoints))
 }
@@ -1003,11 +1072,51 @@ pub fn jwt_payload(jwt: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The registered time claims of verified claims: each of `exp`, `iat`
+/// and `nbf` that is present must be a non-negative number (RFC 7519
+/// NumericDate); `nbf` may not be later than now and `exp` not earlier, each
+/// with [`SKEW_SECS`] of leeway. Presence is the caller's rule.
+fn check_time_claims(claims: &Value, now: u64) -> Result<(), String> {
+    let mut at = [None; 3];
+    for (slot, name) in at.iter_mut().zip(["exp", "iat", "nbf"]) {
+        *slot = match claims.get(name) {
+            None => None,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(f) if f.is_finite() && f >= 0.0 => Some(f),
+                _ => return Err(format!("{name} is not a valid time")),
+            },
+            Some(_) => return Err(format!("{name} is not a number")),
+        };
+    }
+    let [exp, _iat, nbf] = at;
+    let now = now as f64;
+    let skew = SKEW_SECS as f64;
+    if nbf.is_some_and(|nbf| nbf > now + skew) {
+        return Err("not valid yet (nbf is in the future)".to_owned());
+    }
+    if exp.is_some_and(|exp| exp + skew <= now) {
+        return Err("expired".to_owned());
+    }
+    Ok(())
+}
+
 fn check_iat(claims: &Value) -> Result<(), IdpError> {
     match claims.get("iat").and_then(Value::as_u64) {
         Some(iat) if iat <= now_secs() + SKEW_SECS => Ok(()),
         Some(_) => Err(IdpError::IdToken("iat is in the future".to_owned())),
         None => Err(IdpError::IdToken("iat is missing".to_owned())),
+    }
+}
+
+/// An identity-carrying access token must be issued no earlier than the
+/// login started (less [`SKEW_SECS`]): an older one was not minted for it.
+fn check_issued_since(claims: &Value, started_at: u64) -> Result<(), IdpError> {
+    match claims.get("iat").and_then(Value::as_u64) {
+        Some(iat) if iat.saturating_add(SKEW_SECS) >= started_at => Ok(()),
+        Some(_) => Err(IdpError::IdToken(
+            "access token: issued before this login started".to_owned(),
+        )),
+        None => Err(IdpError::IdToken("access token: no numeric iat".to_owned())),
     }
 }
 

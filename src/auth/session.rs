@@ -589,6 +589,42 @@ pub fn write_login_state(
     set_cookie(cfg, &name, &sealed, Some(LOGIN_TTL_SECS))
 }
 
+/// Most logins one browser has in flight; starting another drops the
+/// oldest, so login-state cookies never pile up in the `Cookie` header.
+pub const MAX_LOGINS_IN_FLIGHT: usize = 4;
+
+/// `Set-Cookie` values that expire the request's login-state cookies beyond
+/// the newest `MAX_LOGINS_IN_FLIGHT - 1` (room for the one being started):
+/// unreadable or stale ones first, then the oldest.
+pub fn prune_login_states(
+    codec: &CookieCodec,
+    cfg: &CookieConfig,
+    headers: &HeaderMap,
+) -> Vec<HeaderValue> {
+    let prefix = format!("{}_csrf_", cfg.name);
+    let now = now_secs();
+    let mut found: Vec<(u64, &str)> = request_cookies(headers)
+        .filter(|(n, _)| n.starts_with(&prefix))
+        .map(|(name, value)| {
+            // 0 sorts unreadable and expired cookies first
+            let exp = codec
+                .open(name, value)
+                .and_then(|plain| serde_json::from_slice::<LoginState>(&plain).ok())
+                .map_or(0, |l| if l.exp <= now { 0 } else { l.exp });
+            (exp, name)
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup_by(|a, b| a.1 == b.1);
+    let keep = MAX_LOGINS_IN_FLIGHT.saturating_sub(1);
+    let drop = found.len().saturating_sub(keep);
+    found
+        .iter()
+        .take(drop)
+        .filter_map(|(_, name)| set_cookie(cfg, name, "", None))
+        .collect()
+}
+
 /// Why a callback's login state could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginStateError {
@@ -598,6 +634,8 @@ pub enum LoginStateError {
     Invalid,
     /// The login took longer than [`LOGIN_TTL_SECS`].
     Expired,
+    /// The state was already redeemed (a replayed callback).
+    Used,
 }
 
 /// Finds and opens the login state for `state`.

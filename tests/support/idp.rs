@@ -218,6 +218,23 @@ pub struct Knobs {
     pub issuer_claim: Option<String>,
     /// `/userinfo` answers this `sub` instead of the user's.
     pub userinfo_sub: Option<String>,
+    /// Discovery advertises `authorization_response_iss_parameter_supported`
+    /// (RFC 9207); read by a relying party at its discovery.
+    pub advertise_iss_parameter: bool,
+    /// The `iss` parameter `/authorize` adds to its redirects back.
+    pub response_iss: ResponseIss,
+}
+
+/// What `/authorize` sends as `iss` on its redirects (RFC 9207).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ResponseIss {
+    /// No `iss` parameter.
+    #[default]
+    Omit,
+    /// The issuer, as a provider supporting RFC 9207 does.
+    Issuer,
+    /// This value instead (a mix-up attack).
+    Other(String),
 }
 
 /// Query or form parameters in the order received.
@@ -428,6 +445,8 @@ impl Knobs {
             omit_azp: false,
             issuer_claim: None,
             userinfo_sub: None,
+            advertise_iss_parameter: false,
+            response_iss: ResponseIss::Omit,
         }
     }
 }
@@ -1009,12 +1028,17 @@ fn authorize(state: &State, query: &str, approve: bool) -> Resp {
         );
     }
     let state_param = params.get("state");
+    // RFC 9207: on every answer, error or code
+    let iss = match state.knobs().response_iss {
+        ResponseIss::Omit => None,
+        ResponseIss::Issuer => Some(state.issuer.clone()),
+        ResponseIss::Other(v) => Some(v),
+    };
+    let iss_pair: Vec<(&str, &str)> = iss.as_deref().map(|i| ("iss", i)).into_iter().collect();
     let fail = |error: &str, description: &str| {
-        redirect_with(
-            &redirect,
-            &[("error", error), ("error_description", description)],
-            state_param,
-        )
+        let mut extra = vec![("error", error), ("error_description", description)];
+        extra.extend(&iss_pair);
+        redirect_with(&redirect, &extra, state_param)
     };
     if let Some(name) = params.repeated() {
         return fail("invalid_request", &format!("parameter {name} repeated"));
@@ -1075,7 +1099,9 @@ fn authorize(state: &State, query: &str, approve: bool) -> Resp {
     };
     *lock(&state.last_sid) = Some(grant.sid.clone());
     lock(&state.codes).insert(code.clone(), grant);
-    redirect_with(&redirect, &[("code", &code)], state_param)
+    let mut extra = vec![("code", code.as_str())];
+    extra.extend(&iss_pair);
+    redirect_with(&redirect, &extra, state_param)
 }
 
 fn login_page(state: &State, params: &Params) -> Resp {

@@ -147,3 +147,45 @@ fn a_key_fits_only_the_algorithm_and_use_its_jwk_names() {
     assert!(key_fits(&jwk(r#","use":"enc""#), RS256).is_err());
     assert!(key_fits(&jwk(r#","alg":"PS256""#), PS256).is_ok());
 }
+
+#[test]
+fn time_claims_must_be_numbers_and_nbf_and_exp_hold_with_the_leeway() {
+    let now = 1_800_000_000u64;
+    let ok = |c: serde_json::Value| check_time_claims(&c, now);
+    let n = |v: u64| serde_json::json!(v);
+    assert!(
+        ok(serde_json::json!({})).is_ok(),
+        "presence is the caller's rule"
+    );
+    assert!(ok(serde_json::json!({"exp": n(now + 300), "iat": n(now), "nbf": n(now)})).is_ok());
+    // inside the leeway both ways
+    assert!(ok(serde_json::json!({"nbf": n(now + SKEW_SECS - 1)})).is_ok());
+    assert!(ok(serde_json::json!({"exp": n(now - SKEW_SECS + 1)})).is_ok());
+    // NumericDate may carry a fraction
+    assert!(ok(serde_json::json!({"exp": (now + 300) as f64 + 0.5})).is_ok());
+    // hostile: beyond the leeway, or not a number at all
+    for bad in [
+        serde_json::json!({"nbf": n(now + SKEW_SECS + 1)}),
+        serde_json::json!({"exp": n(now - SKEW_SECS)}),
+        serde_json::json!({"exp": (now + 300).to_string()}),
+        serde_json::json!({"iat": now.to_string()}),
+        serde_json::json!({"nbf": now.to_string()}),
+        serde_json::json!({"nbf": null}),
+        serde_json::json!({"iat": true}),
+        serde_json::json!({"exp": [now + 300]}),
+        serde_json::json!({"nbf": -1}),
+    ] {
+        assert!(ok(bad.clone()).is_err(), "{bad} accepted");
+    }
+}
+
+#[test]
+fn an_identity_access_token_must_be_issued_after_the_login_started() {
+    let started = 1_800_000_000u64;
+    let at = |iat: serde_json::Value| check_issued_since(&serde_json::json!({"iat": iat}), started);
+    assert!(at(serde_json::json!(started)).is_ok());
+    assert!(at(serde_json::json!(started - SKEW_SECS)).is_ok());
+    assert!(at(serde_json::json!(started - SKEW_SECS - 1)).is_err());
+    assert!(at(serde_json::json!(started.to_string())).is_err());
+    assert!(check_issued_since(&serde_json::json!({}), started).is_err());
+}

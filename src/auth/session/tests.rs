@@ -342,3 +342,47 @@ fn one_malformed_or_non_ascii_cookie_pair_loses_only_that_pair() {
     let got: Vec<(&str, &str)> = request_cookies(&h).collect();
     assert_eq!(got, [("a", "1"), ("b", "2"), ("e", "q")]);
 }
+
+#[test]
+fn starting_a_login_expires_the_oldest_login_states_beyond_the_bound() {
+    let codec = codec("0123456789abcdef0123456789abcdef");
+    let cfg = cfg();
+    let now = now_secs();
+    let mut pairs = Vec::new();
+    // six logins in flight, started one second apart, plus one garbage cookie
+    for i in 0..6u64 {
+        let login = LoginState {
+            state: format!("state-{i}"),
+            nonce: "n".into(),
+            pkce_verifier: "v".into(),
+            return_to: "/".into(),
+            redirect_uri: "https://app.example.com/oauth2/callback".into(),
+            exp: now + LOGIN_TTL_SECS - 10 + i,
+        };
+        let set = write_login_state(&codec, &cfg, &login).unwrap();
+        let c = cookie::Cookie::parse(set.to_str().unwrap().to_owned()).unwrap();
+        pairs.push(format!("{}={}", c.name(), c.value()));
+    }
+    pairs.push(format!("{}_csrf_garbage=xyz", cfg.name));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::COOKIE,
+        HeaderValue::from_str(&pairs.join("; ")).unwrap(),
+    );
+    let cleared: Vec<String> = prune_login_states(&codec, &cfg, &headers)
+        .iter()
+        .map(|v| {
+            let c = cookie::Cookie::parse(v.to_str().unwrap().to_owned()).unwrap();
+            assert_eq!(c.value(), "", "a clearing cookie carries no value");
+            c.name().to_owned()
+        })
+        .collect();
+    // 7 present, room for the new one: keep the newest MAX - 1
+    assert_eq!(cleared.len(), 7 - (MAX_LOGINS_IN_FLIGHT - 1));
+    assert!(cleared.contains(&format!("{}_csrf_garbage", cfg.name)));
+    for i in 0..(6 - (MAX_LOGINS_IN_FLIGHT - 1)) {
+        assert!(cleared.contains(&login_cookie_name(&cfg.name, &format!("state-{i}"))));
+    }
+    // below the bound nothing is cleared
+    assert!(prune_login_states(&codec, &cfg, &HeaderMap::new()).is_empty());
+}

@@ -195,6 +195,9 @@ impl Profile {
         if let Some(path) = &routes.userinfo {
             doc["userinfo_endpoint"] = json!(url(path));
         }
+        if knobs.advertise_iss_parameter {
+            doc["authorization_response_iss_parameter_supported"] = json!(true);
+        }
         if let Some(path) = routes
             .end_session
             .as_ref()
