@@ -545,8 +545,9 @@ fn secrets_never_appear_in_debug_logs_even_when_sign_in_or_refresh_fails() {
         let again = TestClient::new()
             .get_with(&replayed, &[("cookie", &csrf)])
             .await;
-        // gatehouse redeems the code again; the provider refuses it: 502
-        assert_eq!(again.status, StatusCode::BAD_GATEWAY);
+        // a login's state is redeemed once: the replay is refused before
+        // any second token request (issue 9)
+        assert_eq!(again.status, StatusCode::BAD_REQUEST);
         secrets.push((cookie_value(&csrf), "login-state cookie"));
 
         // sign-ins that fail: a bad ID token, a failing token endpoint
