@@ -48,10 +48,10 @@ pub async fn handle(
     tracing::info!(
         target: "gatehouse::access",
         method = %method,
-        path = %path,
+        path = %crate::telemetry::escape_log(&path),
         status = resp.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        user = user.as_deref().unwrap_or("-"),
+        user = %crate::telemetry::escape_log(user.as_deref().unwrap_or("-")),
         upstream,
         peer = %conn.peer.ip(),
     );
