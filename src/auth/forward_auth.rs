@@ -161,7 +161,7 @@ fn allowed(
     let mut r = Response::new(empty());
     *r.status_mut() = status;
     let h = r.headers_mut();
-    let groups = id.groups.join(",");
+    let groups = id.groups_header();
     let values = [
         (X_AUTH_REQUEST_USER, X_FORWARDED_USER, id.subject.as_str()),
         (
