@@ -44,7 +44,8 @@ pub async fn handle(
     let path = req.uri().path().to_owned();
     let mut user: Option<String> = None;
     let mut upstream = false;
-    let resp = dispatch(state, req, conn, &mut user, &mut upstream).await;
+    let mut resp = dispatch(state, req, conn, &mut user, &mut upstream).await;
+    crate::http::response::add_hsts(&mut resp, conn.tls);
     tracing::info!(
         target: "gatehouse::access",
         method = %method,
