@@ -11,6 +11,7 @@ use crate::auth::oidc::IdpError;
 use crate::auth::session::LoginStateError;
 use crate::http::body::ProxyBody;
 use crate::http::response::{json, page};
+use crate::telemetry::escape_log;
 
 /// Who a failure is down to, and so which status it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,9 +184,9 @@ pub fn error_response(err: &Error, mode: Mode) -> Response<ProxyBody> {
     };
     match kind {
         ErrorKind::BadRequest | ErrorKind::LoginFailed | ErrorKind::Unauthenticated => {
-            tracing::debug!(error = %err, "request refused");
+            tracing::debug!(error = %escape_log(&err.to_string()), "request refused");
         }
-        _ => tracing::warn!(error = %err, "request failed"),
+        _ => tracing::warn!(error = %escape_log(&err.to_string()), "request failed"),
     }
     let message = err.public_message();
     let retry = matches!(kind, ErrorKind::LoginFailed | ErrorKind::IdpUnavailable);

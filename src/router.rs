@@ -44,14 +44,15 @@ pub async fn handle(
     let path = req.uri().path().to_owned();
     let mut user: Option<String> = None;
     let mut upstream = false;
-    let resp = dispatch(state, req, conn, &mut user, &mut upstream).await;
+    let mut resp = dispatch(state, req, conn, &mut user, &mut upstream).await;
+    crate::http::response::add_hsts(&mut resp, conn.tls);
     tracing::info!(
         target: "gatehouse::access",
         method = %method,
-        path = %path,
+        path = %crate::telemetry::escape_log(&path),
         status = resp.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        user = user.as_deref().unwrap_or("-"),
+        user = %crate::telemetry::escape_log(user.as_deref().unwrap_or("-")),
         upstream,
         peer = %conn.peer.ip(),
     );

@@ -417,6 +417,27 @@ fn start_logging_binary(
     cookie_secret: &str,
     args: &[&str],
 ) -> (Child, String) {
+    start_binary_logging_as(
+        "json",
+        rt,
+        idp,
+        upstream,
+        client_secret,
+        cookie_secret,
+        args,
+    )
+}
+
+/// [`start_logging_binary`] with the log format given (`json` or `text`).
+fn start_binary_logging_as(
+    log_format: &str,
+    rt: &tokio::runtime::Runtime,
+    idp: &MockIdp,
+    upstream: &support::upstream::Recorder,
+    client_secret: &str,
+    cookie_secret: &str,
+    args: &[&str],
+) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -434,7 +455,7 @@ fn start_logging_binary(
         ])
         .args(["--redirect-url", &format!("{base}/oauth2/callback")])
         .args(["--cookie-secure=false", "--email-domain", "*"])
-        .args(["--log-format", "json", "--log-level", "debug"])
+        .args(["--log-format", log_format, "--log-level", "debug"])
         .args(args)
         .env("GATEHOUSE_CLIENT_SECRET", client_secret)
         .env("GATEHOUSE_COOKIE_SECRET", cookie_secret)
@@ -646,6 +667,57 @@ fn secrets_never_appear_in_debug_logs_even_when_sign_in_or_refresh_fails() {
         assert!(
             !logs.contains(secret.as_str()),
             "a {kind} ({secret:.12}...) is in the debug logs"
+        );
+    }
+}
+
+/// Issue 9, item 18: a provider's error text with a line break cannot forge
+/// a line in the text log; it is written escaped, on the line of its event.
+#[test]
+fn provider_error_text_with_a_line_break_stays_on_one_text_log_line() {
+    use std::io::Read as _;
+
+    use http::StatusCode;
+    use support::client::TestClient;
+    use support::upstream::Recorder;
+
+    let forged = "FORGED-LINE level=INFO user=admin";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::auto_approving("alice")));
+    let upstream = rt.block_on(Recorder::start());
+    let (mut child, base) = start_binary_logging_as(
+        "text",
+        &rt,
+        &idp,
+        &upstream,
+        "client-secret-5d0e",
+        "dGV4dC1sb2ctdGVzdC10ZXh0LWxvZy10ZXN0LXR4dCE=",
+        &[],
+    );
+    idp.set_knobs(|k| k.authorize_error = Some(format!("access_denied\n{forged}")));
+    rt.block_on(async {
+        let c = TestClient::new();
+        let (callback, _csrf) = login_until_callback(&c, &base).await;
+        assert!(callback.contains("%0A"), "{callback}");
+        assert_eq!(c.get(&callback).await.status, StatusCode::BAD_REQUEST);
+    });
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut logs = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        e.read_to_string(&mut logs).unwrap();
+    }
+    if let Some(mut o) = child.0.stdout.take() {
+        o.read_to_string(&mut logs).unwrap();
+    }
+    assert!(
+        logs.contains(&format!("access_denied\\n{forged}")),
+        "the provider's error is not logged escaped:\n{logs}"
+    );
+    for line in logs.lines() {
+        assert!(
+            !line.starts_with(forged),
+            "a forged line is in the text log:\n{logs}"
         );
     }
 }

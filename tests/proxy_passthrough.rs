@@ -655,6 +655,22 @@ fn apply_set_cookies(jar: &mut BTreeMap<String, String>, headers: &HeaderMap) {
     }
 }
 
+/// The headers every answer gatehouse writes itself carries over TLS.
+fn assert_own_tls_answer(headers: &HeaderMap, what: &str) {
+    for (name, value) in [
+        ("strict-transport-security", "max-age=31536000"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(
+            headers.get(name).map(|v| v.to_str().unwrap()),
+            Some(value),
+            "{name} on {what}"
+        );
+    }
+}
+
 fn jar_header(jar: &BTreeMap<String, String>) -> String {
     jar.iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -695,6 +711,16 @@ async fn tls_with_alpn_h2_serves_http2() {
         (ping.version, ping.status),
         (Version::HTTP_11, StatusCode::OK)
     );
+    // issue 9 item 17: gatehouse's own answers over TLS carry HSTS and the
+    // no-sniff, no-framing, no-store headers; its pages deny framing by CSP too
+    assert_own_tls_answer(&ping.headers, "/ping");
+    let error_page = tls_request(addr, true, "/oauth2/callback", &[("accept", ACCEPT_HTML)]).await;
+    assert_eq!(error_page.status, StatusCode::BAD_REQUEST);
+    assert_own_tls_answer(&error_page.headers, "error page");
+    assert_eq!(
+        error_page.headers["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
 
     // the browser login, over h2 at the proxy and plain HTTP at the IdP
     let origin = format!("https://{addr}");
@@ -714,6 +740,10 @@ async fn tls_with_alpn_h2_serves_http2() {
                 headers.push(("cookie", cookie.as_str()));
             }
             let resp = tls_request(addr, true, target, &headers).await;
+            if resp.status != StatusCode::OK {
+                // gatehouse's own redirects
+                assert_own_tls_answer(&resp.headers, target);
+            }
             apply_set_cookies(&mut jar, &resp.headers);
             for value in resp.headers.get_all(http::header::SET_COOKIE) {
                 let c = cookie::Cookie::parse(value.to_str().unwrap().to_owned()).unwrap();
@@ -739,6 +769,18 @@ async fn tls_with_alpn_h2_serves_http2() {
         "login went {visited:?}"
     );
     assert_eq!(page.version, Version::HTTP_2);
+    // the upstream's answer is passed on as it is: no HSTS or framing
+    // headers added by gatehouse
+    for name in [
+        "strict-transport-security",
+        "x-frame-options",
+        "content-security-policy",
+    ] {
+        assert!(
+            !page.headers.contains_key(name),
+            "{name} on a proxied answer"
+        );
+    }
     // README: cookies are Secure (the default) and HttpOnly; the login
     // state and the session were both set here
     assert!(

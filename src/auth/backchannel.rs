@@ -45,14 +45,14 @@ where
             r
         }
         Err(Refusal::Invalid(why)) => {
-            tracing::info!(reason = %why, "back-channel logout refused");
+            tracing::info!(reason = %crate::telemetry::escape_log(&why), "back-channel logout refused");
             json(
                 StatusCode::BAD_REQUEST,
                 &serde_json::json!({"error": "invalid_request", "error_description": why}),
             )
         }
         Err(Refusal::Unavailable(why)) => {
-            tracing::warn!(reason = %why, "back-channel logout not processed");
+            tracing::warn!(reason = %crate::telemetry::escape_log(&why), "back-channel logout not processed");
             json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &serde_json::json!({"error": "temporarily_unavailable"}),

@@ -29,6 +29,7 @@ use crate::http::body::ProxyBody;
 use crate::http::forwarded::Origin;
 use crate::http::response::{json, page, redirect};
 use crate::state::AppState;
+use crate::telemetry::escape_log;
 
 /// Longest provider `error` text shown back to the user.
 const MAX_PROVIDER_TEXT: usize = 200;
@@ -255,7 +256,7 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         identity.tokens.id_token = None;
     }
     if let Err(reason) = policy::check(config, &identity) {
-        tracing::info!(user = %identity.subject, ?reason, "signed in but not allowed");
+        tracing::info!(user = %escape_log(&identity.subject), ?reason, "signed in but not allowed");
         return Ok(forbidden(reason, Mode::Html));
     }
     let provider_sid = identity
@@ -280,7 +281,7 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     {
         // over the chunk bound: the id token, kept only as a sign-out hint,
         // is the part to give up
-        tracing::warn!(user = %session.identity.subject, "session too large for cookies: dropping the id token hint");
+        tracing::warn!(user = %escape_log(&session.identity.subject), "session too large for cookies: dropping the id token hint");
         session.identity.tokens.id_token = None;
         cookies = seal_session(state, &session, &parts.headers).await?;
     }
@@ -288,7 +289,7 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         "session too large for cookies (too many groups or claims)",
     ))?;
     let identity = session.identity;
-    tracing::info!(user = %identity.subject, "signed in");
+    tracing::info!(user = %escape_log(&identity.subject), "signed in");
     let mut r = redirect(&login.return_to);
     for c in cookies {
         r.headers_mut().append(SET_COOKIE, c);
@@ -306,11 +307,11 @@ async fn seal_session(
     let value = match state.gate.store().save(session).await {
         Ok(v) => v,
         Err(StoreError::Unavailable(why)) => {
-            tracing::warn!(reason = %why, "session not stored");
+            tracing::warn!(reason = %escape_log(&why), "session not stored");
             return Err(Error::StoreUnavailable);
         }
         Err(StoreError::Unstorable(why)) => {
-            tracing::warn!(reason = %why, "session not stored");
+            tracing::warn!(reason = %escape_log(why), "session not stored");
             return Err(Error::Internal("cannot store the session"));
         }
     };
@@ -374,7 +375,7 @@ pub async fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Re
             tracing::warn!(error = %e, "sign-out: session not revoked");
         }
         if let Some(s) = &session {
-            tracing::info!(user = %s.identity.subject, "signed out");
+            tracing::info!(user = %escape_log(&s.identity.subject), "signed out");
         }
     }
     let target = state

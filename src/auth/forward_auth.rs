@@ -161,7 +161,7 @@ fn allowed(
     let mut r = Response::new(empty());
     *r.status_mut() = status;
     let h = r.headers_mut();
-    let groups = id.groups.join(",");
+    let groups = id.groups_header();
     let values = [
         (X_AUTH_REQUEST_USER, X_FORWARDED_USER, id.subject.as_str()),
         (
@@ -211,4 +211,21 @@ fn allowed(
         HeaderValue::from_static("no-store"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_containing_a_comma_is_not_joined_into_the_allow_answer() {
+        let id = Identity {
+            subject: "u1".into(),
+            groups: vec!["staff".into(), "admins,x".into()],
+            ..Identity::default()
+        };
+        let r = allowed(StatusCode::ACCEPTED, &id, false, None, true);
+        assert_eq!(r.headers()[X_AUTH_REQUEST_GROUPS], "staff");
+        assert_eq!(r.headers()[X_FORWARDED_GROUPS], "staff");
+    }
 }

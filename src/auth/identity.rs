@@ -87,6 +87,27 @@ pub struct UserInfo<'a> {
 }
 
 impl Identity {
+    /// The groups as one `X-Forwarded-Groups` / `X-Auth-Request-Groups`
+    /// value, joined with `,`. A group whose name contains `,` is left out
+    /// (with a debug log): joined, it would read as two groups upstream.
+    pub fn groups_header(&self) -> String {
+        let mut out = String::new();
+        for g in &self.groups {
+            if g.contains(',') {
+                tracing::debug!(
+                    group = %crate::telemetry::escape_log(g),
+                    "group name contains ',' and is left out of the groups header"
+                );
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(g);
+        }
+        out
+    }
+
     /// The public view for `/oauth2/userinfo`.
     pub fn user_info(&self) -> UserInfo<'_> {
         UserInfo {
@@ -99,5 +120,24 @@ impl Identity {
             roles: &self.roles,
             expires_at: self.expires_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_header_leaves_out_groups_containing_the_separator() {
+        let id = Identity {
+            groups: vec!["staff".into(), "admins,ops".into(), "dev".into()],
+            ..Identity::default()
+        };
+        assert_eq!(id.groups_header(), "staff,dev");
+        let only_bad = Identity {
+            groups: vec!["a,b".into()],
+            ..Identity::default()
+        };
+        assert_eq!(only_bad.groups_header(), "");
     }
 }

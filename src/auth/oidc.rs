@@ -911,7 +911,7 @@ impl Provider {
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "jwks refetch failed");
+                tracing::warn!(error = %crate::telemetry::escape_log(&e.to_string()), "jwks refetch failed");
                 false
             }
         }
@@ -1286,7 +1286,7 @@ impl ProviderSlot {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?delay, "provider discovery failed");
+                    tracing::warn!(error = %crate::telemetry::escape_log(&e.to_string()), retry_in = ?delay, "provider discovery failed");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }

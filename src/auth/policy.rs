@@ -82,12 +82,28 @@ pub fn check_email_domain(rule: &EmailDomains, identity: &Identity) -> Result<()
         return Ok(());
     };
     let email = identity.email.as_deref().ok_or(DenyReason::NoEmail)?;
-    let (_, domain) = email.rsplit_once('@').ok_or(DenyReason::EmailDomain)?;
+    let (_, domain) = split_email(email).ok_or(DenyReason::EmailDomain)?;
     if domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
         Ok(())
     } else {
         Err(DenyReason::EmailDomain)
     }
+}
+
+/// Splits an address into local part and domain, or `None` when it is not
+/// one plain address: exactly one `@`, a non-empty local part, a domain
+/// without a leading or trailing dot or empty label, and no quotes,
+/// whitespace or control characters anywhere (so `a@b@example.com`,
+/// `"a@example.com"@evil`, `@example.com` and `a@example.com.` all fail).
+pub fn split_email(email: &str) -> Option<(&str, &str)> {
+    let (local, domain) = email.split_once('@')?;
+    let plain = |c: char| !(c.is_whitespace() || c.is_control() || c == '"' || c == '@');
+    let ok = !local.is_empty()
+        && local.chars().all(plain)
+        && !domain.is_empty()
+        && domain.chars().all(plain)
+        && domain.split('.').all(|label| !label.is_empty());
+    ok.then_some((local, domain))
 }
 
 /// Per-location narrowing from a forward-auth query string, as
@@ -128,16 +144,18 @@ impl Narrowing {
             return Err(DenyReason::Group);
         }
         let email = id.email.as_deref().unwrap_or("");
-        if !self.emails.is_empty() && !self.emails.iter().any(|e| e.eq_ignore_ascii_case(email)) {
+        let parts = split_email(email);
+        if !self.emails.is_empty()
+            && (parts.is_none() || !self.emails.iter().any(|e| e.eq_ignore_ascii_case(email)))
+        {
             return Err(DenyReason::LocationEmail);
         }
         if !self.email_domains.is_empty() {
-            let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-            let ok = !domain.is_empty()
-                && self
-                    .email_domains
+            let ok = parts.is_some_and(|(_, domain)| {
+                self.email_domains
                     .iter()
-                    .any(|d| d == "*" || d.trim_start_matches('@').eq_ignore_ascii_case(domain));
+                    .any(|d| d == "*" || d.trim_start_matches('@').eq_ignore_ascii_case(domain))
+            });
             if !ok {
                 return Err(DenyReason::LocationEmail);
             }
@@ -175,6 +193,15 @@ mod tests {
             "a@sub.example.com",
             "example.com",
             "a@example.com@evil.com",
+            "a@b@example.com",
+            "a@example.com.evil",
+            "\"a@example.com\"@evil",
+            "@example.com",
+            "a@example.com.",
+            "a@.example.com",
+            "a@",
+            "a b@example.com",
+            "a\n@example.com",
         ] {
             assert_eq!(
                 check_email_domain(&rule, &who(Some(bad))),
@@ -228,5 +255,59 @@ mod tests {
             Narrowing::from_query(Some("allowed_email_domains=example.com")).check(&who(None)),
             Err(DenyReason::LocationEmail)
         );
+    }
+
+    #[test]
+    fn location_email_rules_refuse_addresses_that_are_not_one_plain_address() {
+        let domains = Narrowing::from_query(Some("allowed_email_domains=example.com"));
+        let wildcard = Narrowing::from_query(Some("allowed_email_domains=*"));
+        for bad in [
+            "a@b@example.com",
+            "\"a@example.com\"@example.com",
+            "@example.com",
+            "a@example.com.",
+        ] {
+            assert_eq!(
+                domains.check(&who(Some(bad))),
+                Err(DenyReason::LocationEmail),
+                "{bad}"
+            );
+            assert_eq!(
+                wildcard.check(&who(Some(bad))),
+                Err(DenyReason::LocationEmail),
+                "* {bad}"
+            );
+        }
+        // an allowed_emails entry naming a malformed address never matches it
+        let exact = Narrowing::from_query(Some("allowed_emails=%40example.com"));
+        assert_eq!(
+            exact.check(&who(Some("@example.com"))),
+            Err(DenyReason::LocationEmail)
+        );
+        assert_eq!(
+            domains.check(&who(Some("a@example.com.evil"))),
+            Err(DenyReason::LocationEmail)
+        );
+        assert_eq!(domains.check(&who(Some("a@EXAMPLE.com"))), Ok(()));
+    }
+
+    #[test]
+    fn split_email_takes_exactly_one_at() {
+        assert_eq!(split_email("a@example.com"), Some(("a", "example.com")));
+        assert_eq!(
+            split_email("a+tag@sub.example.com"),
+            Some(("a+tag", "sub.example.com"))
+        );
+        for bad in [
+            "a@b@c.com",
+            "a",
+            "@c.com",
+            "a@",
+            "a@c..com",
+            "a@c.com.",
+            "\"a\"@c.com",
+        ] {
+            assert_eq!(split_email(bad), None, "{bad}");
+        }
     }
 }

@@ -1,8 +1,15 @@
 //! Small responses gatehouse writes itself: redirects, pages, JSON.
 //!
 //! Every text that came from outside is HTML-escaped before it lands in a page.
+//! Every answer built here is marked [`OwnAnswer`] and carries `nosniff`,
+//! `X-Frame-Options: DENY` and `Cache-Control: no-store` (pages also
+//! `Content-Security-Policy: frame-ancestors 'none'`); the router adds HSTS
+//! to marked answers on TLS connections ([`add_hsts`]), never to proxied ones.
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, STRICT_TRANSPORT_SECURITY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::http::body::{ProxyBody, empty, full};
@@ -13,9 +20,39 @@ pub fn redirect(location: &str) -> Response<ProxyBody> {
     *r.status_mut() = StatusCode::FOUND;
     let loc = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
     r.headers_mut().insert(LOCATION, loc);
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    harden(&mut r, false);
     r
+}
+
+/// Marks a response gatehouse wrote itself, as opposed to a proxied
+/// upstream answer.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnAnswer;
+
+/// Adds the security headers of gatehouse's own answers and marks `r` as one.
+fn harden(r: &mut Response<ProxyBody>, page: bool) {
+    let h = r.headers_mut();
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if page {
+        h.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
+    r.extensions_mut().insert(OwnAnswer);
+}
+
+/// Adds `Strict-Transport-Security` to gatehouse's own answers served over
+/// TLS; proxied answers and plain-HTTP ones are left alone.
+pub fn add_hsts(r: &mut Response<ProxyBody>, tls: bool) {
+    if tls && r.extensions().get::<OwnAnswer>().is_some() {
+        r.headers_mut().insert(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -58,7 +95,9 @@ pub fn page(
         t = escape_html(title),
         m = escape_html(message),
     );
-    with_type(status, "text/html; charset=utf-8", html)
+    let mut r = with_type(status, "text/html; charset=utf-8", html);
+    harden(&mut r, true);
+    r
 }
 
 /// A JSON body.
@@ -80,8 +119,7 @@ fn with_type(
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    harden(&mut r, false);
     r
 }
 
@@ -95,6 +133,42 @@ mod tests {
             escape_html("<script>\"'&"),
             "&lt;script&gt;&quot;&#39;&amp;"
         );
+    }
+
+    #[test]
+    fn own_answers_carry_nosniff_deny_framing_and_no_store() {
+        let answers = [
+            ("page", page(StatusCode::BAD_REQUEST, "t", "m", None), true),
+            ("json", json(StatusCode::OK, &serde_json::json!({})), false),
+            ("text", text(StatusCode::OK, "OK"), false),
+            ("redirect", redirect("/x"), false),
+        ];
+        for (what, r, is_page) in answers {
+            let h = r.headers();
+            assert_eq!(h[X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
+            assert_eq!(h[X_FRAME_OPTIONS], "DENY", "{what}");
+            assert_eq!(h[CACHE_CONTROL], "no-store", "{what}");
+            assert_eq!(
+                h.get(CONTENT_SECURITY_POLICY)
+                    .is_some_and(|v| v == "frame-ancestors 'none'"),
+                is_page,
+                "{what}"
+            );
+            assert!(!h.contains_key(STRICT_TRANSPORT_SECURITY), "{what}");
+        }
+    }
+
+    #[test]
+    fn hsts_is_added_to_own_answers_over_tls_only() {
+        let mut own = text(StatusCode::OK, "OK");
+        add_hsts(&mut own, false);
+        assert!(!own.headers().contains_key(STRICT_TRANSPORT_SECURITY));
+        add_hsts(&mut own, true);
+        assert_eq!(own.headers()[STRICT_TRANSPORT_SECURITY], "max-age=31536000");
+        // a proxied answer is not marked, so it is left alone
+        let mut proxied = Response::new(empty());
+        add_hsts(&mut proxied, true);
+        assert!(proxied.headers().is_empty());
     }
 
     #[test]

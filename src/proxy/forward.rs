@@ -283,8 +283,9 @@ fn set_identity_headers(h: &mut HeaderMap, id: &Identity, settings: IdentityHead
     if let Some(u) = &id.preferred_username {
         put(X_FORWARDED_PREFERRED_USERNAME, u);
     }
-    if !id.groups.is_empty() {
-        put(X_FORWARDED_GROUPS, &id.groups.join(","));
+    let groups = id.groups_header();
+    if !groups.is_empty() {
+        put(X_FORWARDED_GROUPS, &groups);
     }
     // an expired access token is never forwarded
     if settings.pass_access_token
@@ -421,6 +422,25 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-user"], "u1");
         assert!(!h.contains_key("x-forwarded-email"));
+    }
+
+    #[test]
+    fn a_group_containing_a_comma_is_not_joined_into_the_groups_header() {
+        let mut h = HeaderMap::new();
+        let id = Identity {
+            subject: "u1".into(),
+            groups: vec!["staff".into(), "admins,x".into()],
+            ..Identity::default()
+        };
+        set_identity_headers(
+            &mut h,
+            &id,
+            IdentityHeaderSettings {
+                pass_access_token: false,
+                pass_authorization_header: false,
+            },
+        );
+        assert_eq!(h["x-forwarded-groups"], "staff");
     }
 
     #[test]

@@ -251,7 +251,7 @@ impl SessionStore for RedisStore {
             return Ok(None);
         };
         if self.revocations.is_revoked(&session) {
-            tracing::debug!(user = %session.identity.subject, "revoked session refused");
+            tracing::debug!(user = %crate::telemetry::escape_log(&session.identity.subject), "revoked session refused");
             return Ok(None);
         }
         Ok(Some(session))

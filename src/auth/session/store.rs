@@ -89,7 +89,7 @@ impl SessionStore for CookieStore {
             return Ok(None);
         };
         if self.revocations.is_revoked(&session) {
-            tracing::debug!(user = %session.identity.subject, "revoked session refused");
+            tracing::debug!(user = %crate::telemetry::escape_log(&session.identity.subject), "revoked session refused");
             return Ok(None);
         }
         if !self.revocations.fresh() {
