@@ -86,20 +86,4 @@ fn with_type(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pages_escape_everything_from_outside() {
-        assert_eq!(
-            escape_html("<script>\"'&"),
-            "&lt;script&gt;&quot;&#39;&amp;"
-        );
-    }
-
-    #[test]
-    fn a_bad_location_becomes_root() {
-        let r = redirect("/a\nb");
-        assert_eq!(r.headers()[LOCATION], "/");
-    }
-}
+mod tests;
