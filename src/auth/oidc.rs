@@ -1071,4 +1071,4 @@ impl ProviderSlot {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -102,3 +102,5 @@ fn jwks_with_unknown_key_types_still_parse() {
     let keys = Keys::parse(jwks).unwrap();
     assert_eq!(keys.jwt.len(), 1);
 }
+
+pub(crate) mod engine;
