@@ -171,3 +171,6 @@ fn allowed(
     );
     r
 }
+
+#[cfg(test)]
+mod tests;
