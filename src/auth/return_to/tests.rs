@@ -223,6 +223,8 @@ fn more_hostile_return_urls_fall_back_to_root() {
         "/%00",
         "/%1F",
         "https://app.example.com/\u{7f}",
+        "https://app.example.com\\.evil.com/",
+        "https://app.example.com/é",
     ] {
         assert_eq!(
             ReturnTo::parse(bad, HOST, &[]),

@@ -731,18 +731,21 @@ async fn unknown_key_ids_refetch_the_jwks_at_most_once_a_minute() {
 async fn userinfo_fills_in_a_missing_email_for_the_same_subject_only() {
     let idp = Idp::start().await;
     let p = idp.provider(r#"client_secret = "s3cret""#).await;
-    let claims = idp.id_claims("alice");
+    let mut claims = idp.id_claims("alice");
+    claims["name"] = json!("From Id");
     let id_token = sign(&claims, "key1");
     idp.answer_tokens(&json!({"access_token": "at-u", "id_token": id_token}));
     idp.set(|a| {
         a.userinfo = (
             200,
-            json!({"sub": "alice", "email": "from-userinfo@example.com", "iss": "ignored"})
+            json!({"sub": "alice", "email": "from-userinfo@example.com", "name": "Userinfo"})
                 .to_string(),
         );
     });
     let id = p.exchange("c", &login(), false).await.unwrap().identity;
     assert_eq!(id.email.as_deref(), Some("from-userinfo@example.com"));
+    // the ID token's own claims win over userinfo's
+    assert_eq!(id.name.as_deref(), Some("From Id"));
     let calls = idp.seen("/userinfo");
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].headers["authorization"], "Bearer at-u");
