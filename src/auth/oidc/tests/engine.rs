@@ -1144,3 +1144,21 @@ async fn the_slot_holds_the_provider_once_discovery_succeeds() {
         Some(idp.base.clone())
     );
 }
+
+#[tokio::test]
+async fn roles_in_a_refreshed_id_token_replace_the_old_ones() {
+    let idp = Idp::start().await;
+    let p = idp.provider(r#"client_secret = "s3cret""#).await;
+    let mut claims = idp.id_claims("alice");
+    claims.as_object_mut().unwrap().remove("nonce");
+    claims["realm_access"] = json!({"roles": ["new-role"]});
+    idp.answer_tokens(&json!({"access_token": "at2", "id_token": sign(&claims, "key1")}));
+    let mut prev = signed_in("alice");
+    prev.roles = vec!["old-role".into()];
+    let id = p.refresh(&prev, false).await.unwrap();
+    assert_eq!(id.roles, ["new-role"]);
+    // no new ID token: the roles stand as they were
+    idp.answer_tokens(&json!({"access_token": "at3"}));
+    let id = p.refresh(&prev, false).await.unwrap();
+    assert_eq!(id.roles, ["old-role"]);
+}
