@@ -17,10 +17,13 @@ async fn state(idp: &Idp, extra: &str) -> AppState {
         {extra}"#
     ));
     let state = AppState::new(config).unwrap();
-    state
-        .provider
-        .discover_until_ready(&state.config, http())
-        .await;
+    // bounded: a provider that never becomes ready fails the test, not hangs it
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state.provider.discover_until_ready(&state.config, http()),
+    )
+    .await
+    .unwrap();
     state
 }
 
