@@ -3,11 +3,12 @@
 #   make test   every test: unit, integration, interop and e2e
 #   make lint   rustfmt check and clippy with warnings as errors
 #   make bench  throughput, latency and memory, gatehouse vs direct upstream
+#   make mutants  mutation testing of the security core against the unit tests
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build demo test lint fmt bench e2e clean
+.PHONY: all build demo test lint fmt bench e2e mutants clean
 
 all: build
 
@@ -33,6 +34,26 @@ fmt:
 bench:
 	$(CARGO) build --release --bin gatehouse --example bench
 	./target/release/examples/bench
+
+# The security core (src/http, src/auth without the session code), mutated one
+# edit at a time, each edit run against `cargo test --lib` only. Bounded: this
+# file list, and MUTANTS_SHARD=k/n runs one slice of it. Slow (about 10 s a
+# mutant on 2 cores): not part of `make test` or CI.
+MUTANTS_FILES ?= src/http.rs src/http/*.rs src/auth/return_to.rs \
+	src/auth/forward_auth.rs src/auth/policy.rs src/auth/identity.rs \
+	src/auth/oidc.rs src/auth/providers.rs src/auth/providers/*.rs
+MUTANTS_SHARD ?= 0/1
+MUTANTS_ARGS ?= --jobs 1
+# no debug info for gatehouse itself: each mutant links faster
+MUTANTS_CARGO = --cargo-arg=--lib \
+	--cargo-arg=--config=profile.dev.package.gatehouse.debug=0 \
+	--cargo-arg='--config=profile.dev.package.gatehouse.strip="debuginfo"'
+
+mutants:
+	@command -v cargo-mutants >/dev/null 2>&1 || $(CARGO) install cargo-mutants --locked
+	nice -n 10 $(CARGO) mutants $(MUTANTS_ARGS) --timeout 120 --build-timeout 600 \
+		--shard $(MUTANTS_SHARD) $(MUTANTS_CARGO) \
+		$(foreach f,$(MUTANTS_FILES),--file '$(f)')
 
 clean:
 	$(CARGO) clean

@@ -214,18 +214,4 @@ fn allowed(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_group_containing_a_comma_is_not_joined_into_the_allow_answer() {
-        let id = Identity {
-            subject: "u1".into(),
-            groups: vec!["staff".into(), "admins,x".into()],
-            ..Identity::default()
-        };
-        let r = allowed(StatusCode::ACCEPTED, &id, false, None, true);
-        assert_eq!(r.headers()[X_AUTH_REQUEST_GROUPS], "staff");
-        assert_eq!(r.headers()[X_FORWARDED_GROUPS], "staff");
-    }
-}
+mod tests;

@@ -140,4 +140,72 @@ mod tests {
         };
         assert_eq!(only_bad.groups_header(), "");
     }
+
+    fn tokens(expires_at: Option<u64>) -> Tokens {
+        Tokens {
+            access_token: Some(Secret::new("at".to_owned())),
+            access_token_expires_at: expires_at,
+            ..Tokens::default()
+        }
+    }
+
+    #[test]
+    fn an_access_token_is_live_until_the_second_it_expires() {
+        assert_eq!(
+            tokens(Some(101)).live_access_token(100).map(Secret::expose),
+            Some("at")
+        );
+        assert_eq!(tokens(Some(100)).live_access_token(100), None);
+        assert_eq!(tokens(Some(99)).live_access_token(100), None);
+        assert_eq!(
+            tokens(None).live_access_token(u64::MAX).map(Secret::expose),
+            Some("at")
+        );
+        assert_eq!(Tokens::default().live_access_token(0), None);
+    }
+
+    #[test]
+    fn user_info_shows_the_identity_and_never_a_token() {
+        let id = Identity {
+            subject: "u1".into(),
+            email: Some("a@example.com".into()),
+            email_verified: Some(true),
+            preferred_username: Some("alice".into()),
+            name: Some("Alice".into()),
+            groups: vec!["staff".into()],
+            roles: vec!["editor".into()],
+            expires_at: 42,
+            tokens: Tokens {
+                id_token: Some(Secret::new("secret-id-token".to_owned())),
+                ..tokens(None)
+            },
+            ..Identity::default()
+        };
+        let v = serde_json::to_value(id.user_info()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "user": "u1",
+                "email": "a@example.com",
+                "email_verified": true,
+                "preferredUsername": "alice",
+                "name": "Alice",
+                "groups": ["staff"],
+                "roles": ["editor"],
+                "expires_at": 42
+            })
+        );
+        let bare = serde_json::to_value(
+            Identity {
+                subject: "u2".into(),
+                ..Identity::default()
+            }
+            .user_info(),
+        )
+        .unwrap();
+        assert_eq!(
+            bare,
+            serde_json::json!({"user": "u2", "groups": [], "expires_at": 0})
+        );
+    }
 }

@@ -484,7 +484,9 @@ impl Provider {
                 .await?
             }
         };
-        if access_claims.is_some() || previous.is_none() {
+        // roles come from whichever verified token was just received; a
+        // refresh that sent neither keeps the old ones
+        if access_claims.is_some() || id_claims.is_some() || previous.is_none() {
             identity.roles = roles(
                 access_claims
                     .as_ref()
@@ -1296,4 +1298,4 @@ impl ProviderSlot {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -213,9 +213,108 @@ mod tests {
             );
         }
         assert!(lookup("okta").is_none());
+        assert!(lookup("").is_none());
+        assert!(lookup("OIDC").is_none());
         assert_eq!(
             lookup("ztrust").map(|p| p.names()),
             lookup("keycloak").map(|p| p.names())
         );
+    }
+
+    #[test]
+    fn every_provider_value_is_listed_once() {
+        assert_eq!(
+            all_names(),
+            [
+                "oidc",
+                "keycloak",
+                "ztrust",
+                "authentik",
+                "auth0",
+                "passage",
+                "zkauth"
+            ]
+        );
+    }
+
+    /// Everything a preset sets, as text, so two presets compare whole.
+    fn shape(name: &str) -> String {
+        let p = lookup(name).unwrap_or_else(|| panic!("{name}")).preset();
+        format!("{p:?}")
+    }
+
+    #[test]
+    fn presets_differ_from_generic_oidc_only_in_their_documented_quirks() {
+        let generic = Preset::oidc();
+        assert_eq!(shape("oidc"), format!("{generic:?}"));
+        assert_eq!(shape("authentik"), format!("{generic:?}"));
+        let table: &[(&str, Preset)] = &[
+            (
+                "keycloak",
+                Preset {
+                    issuer_slash: IssuerSlash::Strip,
+                    verify_access_token: true,
+                    access_token_azp_audience: true,
+                    ..Preset::oidc()
+                },
+            ),
+            (
+                "auth0",
+                Preset {
+                    issuer_slash: IssuerSlash::Add,
+                    logout: LogoutStyle::Auth0,
+                    claim_aliases: &[("preferred_username", "nickname")],
+                    ..Preset::oidc()
+                },
+            ),
+            (
+                "passage",
+                Preset {
+                    auth_method: Some(TokenAuthMethod::Basic),
+                    other_audiences: OtherAudiences::AnyWithAzp,
+                    claim_aliases: &[("phone_number", "phone"), ("phone", "phone_number")],
+                    ..Preset::oidc()
+                },
+            ),
+            (
+                "zkauth",
+                Preset {
+                    oidc: false,
+                    issuer: Some("https://api.zkauth.tech"),
+                    discovery: false,
+                    authorize_url: Some("https://auth.zkauth.tech/api/oauth/authorize"),
+                    token_url: Some("https://api.zkauth.tech/api/oauth/token"),
+                    jwks_url: Some("https://api.zkauth.tech/.well-known/jwks.json"),
+                    auth_method: Some(TokenAuthMethod::Post),
+                    encoding: TokenEncoding::Json,
+                    identity_source: IdentitySource::AccessToken,
+                    verify_access_token: true,
+                    access_token_algs: &[Algorithm::RS256],
+                    scope: "",
+                    ..Preset::oidc()
+                },
+            ),
+        ];
+        for (name, expected) in table {
+            assert_eq!(shape(name), format!("{expected:?}"), "{name}");
+        }
+        assert_eq!(shape("ztrust"), shape("keycloak"));
+    }
+
+    #[test]
+    fn the_generic_preset_is_oidc_with_discovery() {
+        let p = Preset::oidc();
+        assert!(p.oidc && p.discovery);
+        assert_eq!(p.issuer, None);
+        assert_eq!(p.issuer_slash, IssuerSlash::AsGiven);
+        assert_eq!(p.auth_method, None);
+        assert_eq!(p.encoding, TokenEncoding::Form);
+        assert_eq!(p.identity_source, IdentitySource::IdToken);
+        assert!(!p.verify_access_token && !p.access_token_azp_audience);
+        assert_eq!(p.other_audiences, OtherAudiences::Listed);
+        assert_eq!(p.access_token_algs, ASYMMETRIC);
+        assert_eq!(p.scope, "openid email profile");
+        assert_eq!(p.logout, LogoutStyle::Oidc);
+        assert!(p.claim_aliases.is_empty());
     }
 }

@@ -86,3 +86,6 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests;

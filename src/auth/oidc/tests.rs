@@ -103,6 +103,173 @@ fn jwks_with_unknown_key_types_still_parse() {
     assert_eq!(keys.jwt.len(), 1);
 }
 
+pub(crate) mod engine;
+
+#[test]
+fn every_identity_field_is_read_from_its_claim() {
+    let c = serde_json::json!({
+        "sub": 42,
+        "email": "a@b.c",
+        "email_verified": "false",
+        "preferred_username": "al",
+        "name": "Al",
+        "groups": ["x", 7, true, {"no": 1}]
+    });
+    let id = identity_from_claims(&c, &names()).unwrap();
+    assert_eq!(id.subject, "42");
+    assert_eq!(id.email.as_deref(), Some("a@b.c"));
+    assert_eq!(id.email_verified, Some(false));
+    assert_eq!(id.preferred_username.as_deref(), Some("al"));
+    assert_eq!(id.name.as_deref(), Some("Al"));
+    assert_eq!(id.groups, ["x", "7", "true"]);
+    let c = serde_json::json!({"sub": "u", "email_verified": true});
+    let id = identity_from_claims(&c, &names()).unwrap();
+    assert_eq!(id.email_verified, Some(true));
+    assert_eq!(id.email, None);
+    assert!(id.groups.is_empty());
+    let c = serde_json::json!({"sub": "u", "email_verified": 1, "groups": {"a": 1}});
+    let id = identity_from_claims(&c, &names()).unwrap();
+    assert_eq!(id.email_verified, None);
+    assert!(id.groups.is_empty());
+    for bad in [
+        serde_json::json!({"sub": ""}),
+        serde_json::json!({"sub": "a\u{0}b"}),
+        serde_json::json!({"sub": null}),
+        serde_json::json!({"sub": ["u"]}),
+    ] {
+        assert!(identity_from_claims(&bad, &names()).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn claim_names_with_a_scheme_are_never_read_as_dotted_paths() {
+    let c = serde_json::json!({"https://example": {"com/roles": ["nested"]}, "a": {"b": null}, "mail": "m@x"});
+    assert_eq!(lookup(&c, "https://example.com/roles", &[]), None);
+    // a null claim counts as absent, and an alias is tried instead
+    let aliases = vec![("a.b".to_owned(), "mail".to_owned())];
+    assert_eq!(lookup(&c, "a.b", &aliases), Some(&serde_json::json!("m@x")));
+    assert_eq!(lookup(&c, "a.b", &[]), None);
+    let null_alias = vec![("email".to_owned(), "a.b".to_owned())];
+    assert_eq!(lookup(&c, "email", &null_alias), None);
+}
+
+#[test]
+fn text_and_string_lists_take_only_scalars() {
+    assert_eq!(text(&serde_json::json!("s")), Some("s".to_owned()));
+    assert_eq!(text(&serde_json::json!(1.5)), Some("1.5".to_owned()));
+    assert_eq!(text(&serde_json::json!(false)), Some("false".to_owned()));
+    assert_eq!(text(&serde_json::json!(null)), None);
+    assert_eq!(text(&serde_json::json!([1])), None);
+    assert_eq!(strings(Some(&serde_json::json!("one"))), ["one"]);
+    assert_eq!(
+        strings(Some(&serde_json::json!(["a", null, 2]))),
+        ["a", "2"]
+    );
+    assert!(strings(Some(&serde_json::json!(3))).is_empty());
+    assert!(strings(None).is_empty());
+}
+
+#[test]
+fn no_role_claims_mean_no_roles() {
+    assert!(roles(&serde_json::json!({})).is_empty());
+    assert!(roles(&serde_json::json!({"resource_access": {"app": {}}})).is_empty());
+    assert_eq!(
+        roles(&serde_json::json!({"resource_access": {"app": {"roles": "one"}}})),
+        ["app:one"]
+    );
+}
+
+#[test]
+fn expires_in_is_read_as_a_number_or_a_numeric_string() {
+    let now = now_secs();
+    let within =
+        |v: Option<u64>, secs: u64| v.is_some_and(|e| (now + secs..=now + secs + 5).contains(&e));
+    assert!(within(expires_at(Some(&serde_json::json!(300))), 300));
+    assert!(within(expires_at(Some(&serde_json::json!("300"))), 300));
+    assert_eq!(
+        expires_at(Some(&serde_json::json!(u64::MAX))),
+        Some(u64::MAX)
+    );
+    for bad in [
+        serde_json::json!(-1),
+        serde_json::json!(1.5),
+        serde_json::json!("soon"),
+        serde_json::json!(true),
+        serde_json::json!(null),
+    ] {
+        assert_eq!(expires_at(Some(&bad)), None, "{bad}");
+    }
+    assert_eq!(expires_at(None), None);
+}
+
+#[test]
+fn audiences_are_a_string_or_the_strings_of_a_list() {
+    assert_eq!(audiences(&serde_json::json!({"aud": "a"})), ["a"]);
+    assert_eq!(
+        audiences(&serde_json::json!({"aud": ["a", 1, "b"]})),
+        ["a", "b"]
+    );
+    assert!(audiences(&serde_json::json!({"aud": 1})).is_empty());
+    assert!(audiences(&serde_json::json!({})).is_empty());
+}
+
+#[test]
+fn merging_fills_only_missing_claims() {
+    let mut into = serde_json::json!({"sub": "id", "name": "From Id"});
+    merge_missing(
+        &mut into,
+        &serde_json::json!({"sub": "other", "name": "Other", "email": "e@x"}),
+    );
+    assert_eq!(
+        into,
+        serde_json::json!({"sub": "id", "name": "From Id", "email": "e@x"})
+    );
+    let mut null = Value::Null;
+    merge_missing(&mut null, &serde_json::json!({"a": 1}));
+    assert_eq!(null, serde_json::json!({"a": 1}));
+    let mut untouched = serde_json::json!({"a": 1});
+    merge_missing(&mut untouched, &serde_json::json!("not an object"));
+    assert_eq!(untouched, serde_json::json!({"a": 1}));
+}
+
+#[test]
+fn iat_may_be_ahead_by_the_allowed_skew_only() {
+    let now = now_secs();
+    assert!(check_iat(&serde_json::json!({"iat": now + SKEW_SECS - 2})).is_ok());
+    assert!(check_iat(&serde_json::json!({"iat": now + SKEW_SECS + 30})).is_err());
+    assert!(check_iat(&serde_json::json!({"iat": 0})).is_ok());
+    assert!(check_iat(&serde_json::json!({"iat": "now"})).is_err());
+}
+
+#[test]
+fn jwt_payload_reads_the_middle_part_with_or_without_padding() {
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"u"}"#);
+    assert_eq!(
+        jwt_payload(&format!("h.{payload}.s")),
+        Some(serde_json::json!({"sub": "u"}))
+    );
+    assert_eq!(
+        jwt_payload(&format!("h.{payload}==.s")),
+        Some(serde_json::json!({"sub": "u"}))
+    );
+}
+
+#[test]
+fn only_a_missing_key_counts_as_an_unknown_key() {
+    use openidconnect::{ClaimsVerificationError, SignatureVerificationError};
+    assert!(is_unknown_key(
+        &ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)
+    ));
+    assert!(!is_unknown_key(
+        &ClaimsVerificationError::SignatureVerification(SignatureVerificationError::CryptoError(
+            "bad".to_owned()
+        ))
+    ));
+    assert!(!is_unknown_key(&ClaimsVerificationError::Expired(
+        "old".to_owned()
+    )));
+}
+
 #[test]
 fn an_alias_fills_the_preferred_username_only_when_it_is_missing() {
     // the auth0 preset: nickname stands in for preferred_username

@@ -1,0 +1,92 @@
+use http::HeaderMap;
+use http_body::{Body as _, Frame};
+use http_body_util::{BodyExt as _, StreamBody};
+
+use super::*;
+
+type Frames = Vec<Result<Frame<Bytes>, std::convert::Infallible>>;
+
+fn frames_body(
+    frames: Frames,
+) -> StreamBody<
+    futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>>,
+> {
+    StreamBody::new(futures_util::stream::iter(frames))
+}
+
+#[tokio::test]
+async fn empty_and_full_bodies_hold_what_they_say() {
+    let e = empty();
+    assert!(e.is_end_stream());
+    assert_eq!(e.collect().await.unwrap().to_bytes(), "");
+    let f = full("hello");
+    assert_eq!(f.size_hint().exact(), Some(5));
+    assert_eq!(f.collect().await.unwrap().to_bytes(), "hello");
+    let s = stream(Full::new(Bytes::from_static(b"streamed")));
+    assert_eq!(s.collect().await.unwrap().to_bytes(), "streamed");
+}
+
+#[tokio::test]
+async fn notify_on_end_fires_once_the_body_is_sent() {
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let body = NotifyOnEnd::new(
+        frames_body(vec![
+            Ok(Frame::data(Bytes::from_static(b"a"))),
+            Ok(Frame::data(Bytes::from_static(b"b"))),
+        ]),
+        tx,
+    );
+    let mut body = std::pin::pin!(body);
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "a");
+    // still streaming: the upstream timeout has not started
+    assert!(rx.try_recv().is_err());
+    assert!(body.frame().await.unwrap().is_ok());
+    assert!(rx.try_recv().is_err());
+    assert!(body.frame().await.is_none());
+    assert_eq!(rx.try_recv(), Ok(()));
+}
+
+#[tokio::test]
+async fn notify_on_end_fires_when_the_body_fails() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let failing = StreamBody::new(futures_util::stream::iter(vec![Err::<Frame<Bytes>, &str>(
+        "broken",
+    )]));
+    let body = NotifyOnEnd::new(failing, tx);
+    assert!(body.collect().await.is_err());
+    assert_eq!(rx.await, Ok(()));
+}
+
+#[tokio::test]
+async fn identity_headers_in_request_trailers_are_stripped() {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-forwarded-user", "mallory".parse().unwrap());
+    trailers.insert("X_Auth_Request_Email", "m@evil".parse().unwrap());
+    trailers.insert("x-checksum", "abc".parse().unwrap());
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let body = NotifyOnEnd::new(
+        frames_body(vec![
+            Ok(Frame::data(Bytes::from_static(b"data"))),
+            Ok(Frame::trailers(trailers)),
+        ]),
+        tx,
+    );
+    let collected = body.collect().await.unwrap();
+    let seen = collected.trailers().cloned().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen["x-checksum"], "abc");
+    assert_eq!(collected.to_bytes(), "data");
+}
+
+#[test]
+fn notify_on_end_reports_the_inner_size_and_end() {
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let body = NotifyOnEnd::new(Full::new(Bytes::from_static(b"12345")), tx);
+    assert_eq!(body.size_hint().exact(), Some(5));
+    assert!(!body.is_end_stream());
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let done = NotifyOnEnd::new(Full::new(Bytes::new()), tx);
+    assert!(done.is_end_stream());
+    assert_eq!(done.size_hint().exact(), Some(0));
+}

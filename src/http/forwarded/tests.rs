@@ -1,0 +1,342 @@
+use super::*;
+
+fn nets() -> Vec<IpNet> {
+    vec!["10.0.0.0/8".parse().unwrap()]
+}
+
+#[test]
+fn untrusted_peers_cannot_set_proto_host_or_chain() {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-proto", "https".parse().unwrap());
+    h.insert("x-forwarded-host", "evil.example".parse().unwrap());
+    h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+    h.insert("host", "app.example".parse().unwrap());
+    let peer: IpAddr = "192.0.2.1".parse().unwrap();
+    let trusted = is_trusted(peer, &nets());
+    assert!(!trusted);
+    let o = origin(&h, &Uri::from_static("/"), false, trusted);
+    assert_eq!(o.proto, "http");
+    assert_eq!(o.host.as_deref(), Some("app.example"));
+    assert_eq!(forwarded_for(&h, peer, trusted).unwrap(), "192.0.2.1");
+}
+
+#[test]
+fn trusted_peers_pass_their_view_on() {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-proto", "HTTPS".parse().unwrap());
+    h.insert("x-forwarded-host", "app.example".parse().unwrap());
+    h.insert("x-forwarded-for", "1.2.3.4, junk".parse().unwrap());
+    let peer: IpAddr = "10.1.1.1".parse().unwrap();
+    assert!(is_trusted(peer, &nets()));
+    assert!(is_trusted("::ffff:10.1.1.1".parse().unwrap(), &nets()));
+    let o = origin(&h, &Uri::from_static("/"), false, true);
+    assert_eq!(o.proto, "https");
+    assert_eq!(o.host.as_deref(), Some("app.example"));
+    assert_eq!(forwarded_for(&h, peer, true).unwrap(), "1.2.3.4, 10.1.1.1");
+}
+
+#[test]
+fn original_request_is_rebuilt_only_from_trusted_peers() {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-proto", "https".parse().unwrap());
+    h.insert("x-forwarded-host", "app.example.com".parse().unwrap());
+    h.insert("x-forwarded-uri", "/a/b?c=1".parse().unwrap());
+    h.insert("x-forwarded-method", "POST".parse().unwrap());
+    assert_eq!(original_request(&h, false), Ok(None));
+    let o = original_request(&h, true).unwrap().unwrap();
+    assert_eq!(o.url.as_str(), "https://app.example.com/a/b?c=1");
+    assert_eq!(o.method, http::Method::POST);
+    let mut n = HeaderMap::new();
+    n.insert(
+        "x-original-url",
+        "https://app.example.com/x".parse().unwrap(),
+    );
+    assert_eq!(
+        original_request(&n, true).unwrap().unwrap().url.path(),
+        "/x"
+    );
+}
+
+#[test]
+fn malformed_original_requests_are_errors() {
+    let bad: &[(&str, &str)] = &[
+        ("x-forwarded-uri", "no-slash"),
+        ("x-forwarded-uri", "//evil.example/x"),
+        ("x-forwarded-uri", "/a b"),
+        ("x-forwarded-uri", "/a\\b"),
+        ("x-original-url", "javascript:alert(1)"),
+        ("x-original-url", "/relative"),
+        ("x-original-url", "https://user@app.example.com/"),
+        ("x-forwarded-method", "BAD METHOD"),
+    ];
+    for (name, value) in bad {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-host", "app.example.com".parse().unwrap());
+        h.insert(*name, value.parse().unwrap());
+        if *name == "x-forwarded-method" {
+            h.insert("x-forwarded-uri", "/".parse().unwrap());
+        }
+        assert!(original_request(&h, true).is_err(), "{name}: {value}");
+    }
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-uri", "/".parse().unwrap());
+    h.insert("x-forwarded-host", "bad host".parse().unwrap());
+    assert!(original_request(&h, true).is_err());
+}
+
+#[test]
+fn a_malformed_host_is_no_host() {
+    let mut h = HeaderMap::new();
+    h.insert("host", "bad host/x".parse().unwrap());
+    assert_eq!(origin(&h, &Uri::from_static("/"), false, false).host, None);
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (n, v) in pairs {
+        h.append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    h
+}
+
+#[test]
+fn trust_is_decided_by_the_peer_address_alone() {
+    let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+    for (peer, trusted) in [
+        ("10.0.0.1", true),
+        ("10.255.255.255", true),
+        ("11.0.0.1", false),
+        ("127.0.0.1", false),
+        ("::ffff:10.9.9.9", true),
+        ("::ffff:192.0.2.1", false),
+        ("fd00::1", true),
+        ("fe80::1", false),
+        ("::1", false),
+    ] {
+        let ip: IpAddr = peer.parse().unwrap();
+        assert_eq!(is_trusted(ip, &nets), trusted, "{peer}");
+    }
+    assert!(!is_trusted("10.0.0.1".parse().unwrap(), &[]));
+}
+
+#[test]
+fn a_trusted_proto_is_only_http_or_https() {
+    let uri = Uri::from_static("/");
+    let table: &[(Option<&str>, bool, &str)] = &[
+        (Some("https"), false, "https"),
+        (Some("http"), true, "http"),
+        (Some("HTTP, https"), true, "http"),
+        (Some("https , http"), false, "https"),
+        (Some("ftp"), false, "http"),
+        (Some("ftp"), true, "https"),
+        (Some(" , https"), false, "http"),
+        (Some(""), true, "https"),
+        (None, true, "https"),
+        (None, false, "http"),
+    ];
+    for (proto, tls, expected) in table {
+        let mut h = HeaderMap::new();
+        if let Some(p) = proto {
+            h.insert("x-forwarded-proto", p.parse().unwrap());
+        }
+        assert_eq!(
+            origin(&h, &uri, *tls, true).proto,
+            *expected,
+            "{proto:?} tls={tls}"
+        );
+    }
+}
+
+#[test]
+fn the_host_comes_from_a_trusted_forwarded_host_then_the_uri_then_host() {
+    let h = headers(&[
+        ("x-forwarded-host", "front.example, other.example"),
+        ("host", "back.example"),
+    ]);
+    let plain = Uri::from_static("/");
+    let absolute = Uri::from_static("http://uri.example:8080/");
+    let o = origin(&h, &absolute, false, true);
+    assert_eq!(o.host.as_deref(), Some("front.example"));
+    assert!(o.trusted);
+    let o = origin(&h, &absolute, false, false);
+    assert_eq!(o.host.as_deref(), Some("uri.example:8080"));
+    assert!(!o.trusted);
+    assert_eq!(
+        origin(&h, &plain, false, false).host.as_deref(),
+        Some("back.example")
+    );
+    assert_eq!(origin(&HeaderMap::new(), &plain, false, true).host, None);
+    // a forged forwarded host that is not an authority is no host at all
+    let bad = headers(&[("x-forwarded-host", "evil.example/path")]);
+    assert_eq!(origin(&bad, &plain, false, true).host, None);
+}
+
+#[test]
+fn forwarded_for_keeps_only_addresses_from_a_trusted_chain() {
+    let peer: IpAddr = "10.0.0.7".parse().unwrap();
+    let h = headers(&[
+        ("x-forwarded-for", "203.0.113.1, not-an-ip"),
+        ("x-forwarded-for", " 2001:db8::1 ,198.51.100.2"),
+    ]);
+    assert_eq!(
+        forwarded_for(&h, peer, true).unwrap(),
+        "203.0.113.1, 2001:db8::1, 198.51.100.2, 10.0.0.7"
+    );
+    assert_eq!(forwarded_for(&h, peer, false).unwrap(), "10.0.0.7");
+    assert_eq!(
+        forwarded_for(&HeaderMap::new(), peer, true).unwrap(),
+        "10.0.0.7"
+    );
+    let junk = headers(&[("x-forwarded-for", "junk, more junk")]);
+    assert_eq!(forwarded_for(&junk, peer, true).unwrap(), "10.0.0.7");
+}
+
+#[test]
+fn original_request_defaults_to_get_http_and_the_host_header() {
+    let h = headers(&[("x-forwarded-uri", "/p?q=1"), ("host", "app.example:8080")]);
+    let o = original_request(&h, true).unwrap().unwrap();
+    assert_eq!(o.method, http::Method::GET);
+    assert_eq!(o.url.as_str(), "http://app.example:8080/p?q=1");
+    let h = headers(&[
+        ("x-forwarded-uri", "/"),
+        ("x-forwarded-proto", "HTTP"),
+        ("x-forwarded-host", "app.example"),
+        ("x-forwarded-method", " delete "),
+    ]);
+    let o = original_request(&h, true).unwrap().unwrap();
+    assert_eq!(o.url.as_str(), "http://app.example/");
+    // methods are case-sensitive tokens: kept as sent, never upper-cased
+    assert_eq!(o.method.as_str(), "delete");
+}
+
+#[test]
+fn original_url_wins_over_the_forwarded_parts() {
+    let h = headers(&[
+        ("x-original-url", "https://orig.example/o"),
+        ("x-forwarded-uri", "/f"),
+        ("x-forwarded-host", "fwd.example"),
+        ("x-forwarded-method", "PUT"),
+    ]);
+    let o = original_request(&h, true).unwrap().unwrap();
+    assert_eq!(o.url.as_str(), "https://orig.example/o");
+    assert_eq!(o.method, http::Method::PUT);
+}
+
+#[test]
+fn no_original_headers_means_no_original_request() {
+    assert_eq!(original_request(&HeaderMap::new(), true), Ok(None));
+    // a method alone says nothing about the URL
+    let h = headers(&[("x-forwarded-method", "POST"), ("host", "app.example")]);
+    assert_eq!(original_request(&h, true), Ok(None));
+    // untrusted: even a malformed header is ignored, not an error
+    let h = headers(&[("x-forwarded-uri", "no-slash")]);
+    assert_eq!(original_request(&h, false), Ok(None));
+}
+
+#[test]
+fn hostile_original_requests_are_refused_with_a_reason() {
+    let table: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[
+                ("x-forwarded-uri", "/"),
+                ("x-forwarded-proto", "ftp"),
+                ("x-forwarded-host", "a.example"),
+            ],
+            "bad X-Forwarded-Proto",
+        ),
+        (&[("x-forwarded-uri", "/")], "no X-Forwarded-Host"),
+        (
+            &[
+                ("x-forwarded-uri", "/"),
+                ("x-forwarded-host", "user@evil.example"),
+            ],
+            "bad X-Forwarded-Host",
+        ),
+        (
+            &[
+                ("x-forwarded-uri", "/"),
+                ("x-forwarded-host", "a.example/evil"),
+            ],
+            "bad X-Forwarded-Host",
+        ),
+        (
+            &[
+                ("x-forwarded-uri", "//evil.example/"),
+                ("x-forwarded-host", "a.example"),
+            ],
+            "X-Forwarded-Uri must be a path starting with one /",
+        ),
+        (
+            &[
+                ("x-forwarded-uri", "evil"),
+                ("x-forwarded-host", "a.example"),
+            ],
+            "X-Forwarded-Uri must be a path starting with one /",
+        ),
+        (
+            &[
+                ("x-forwarded-uri", "/a\tb"),
+                ("x-forwarded-host", "a.example"),
+            ],
+            "original URL has control characters, spaces or backslashes",
+        ),
+        (
+            &[("x-original-url", "https://a.example/\\evil")],
+            "original URL has control characters, spaces or backslashes",
+        ),
+        (
+            &[("x-original-url", "https://a.example/ x")],
+            "original URL has control characters, spaces or backslashes",
+        ),
+        (
+            &[("x-original-url", "https://")],
+            "original URL does not parse",
+        ),
+        (
+            &[("x-original-url", "file:///etc/passwd")],
+            "original URL must be http(s) with a host and no credentials",
+        ),
+        (
+            &[("x-original-url", "ftp://a.example/")],
+            "original URL must be http(s) with a host and no credentials",
+        ),
+        (
+            &[("x-original-url", "https://u@a.example/")],
+            "original URL must be http(s) with a host and no credentials",
+        ),
+        (
+            &[
+                ("x-forwarded-uri", "/"),
+                ("x-forwarded-host", "a.example"),
+                ("x-forwarded-method", "GE T"),
+            ],
+            "bad X-Forwarded-Method",
+        ),
+    ];
+    for (pairs, reason) in table {
+        assert_eq!(
+            original_request(&headers(pairs), true),
+            Err(BadOriginal(reason)),
+            "{pairs:?}"
+        );
+    }
+}
+
+#[test]
+fn original_request_headers_that_are_not_text_are_refused() {
+    for name in ["x-original-url", "x-forwarded-uri", "x-forwarded-method"] {
+        let mut h = headers(&[("x-forwarded-host", "a.example")]);
+        h.insert(
+            http::HeaderName::from_static(name),
+            HeaderValue::from_bytes(b"/caf\xe9").unwrap(),
+        );
+        assert_eq!(
+            original_request(&h, true),
+            Err(BadOriginal("original request header is not text")),
+            "{name}"
+        );
+    }
+}
