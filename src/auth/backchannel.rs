@@ -150,3 +150,6 @@ fn no_store(mut r: Response<ProxyBody>) -> Response<ProxyBody> {
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
+
+#[cfg(test)]
+mod tests;
