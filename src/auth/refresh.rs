@@ -14,11 +14,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
 
 use crate::auth::oidc::RefreshError;
-use crate::auth::session::Session;
+use crate::auth::session::{Session, open_with, seal_with};
 use crate::redis_conn::RedisConn;
 
 /// Longest a lock is held: above the provider client's timeout.
@@ -208,39 +208,20 @@ impl SharedRefresh {
 
     fn seal(&self, names: &Names, tag: u8, plain: &[u8]) -> Option<Vec<u8>> {
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &names.key).ok()?);
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).ok()?;
-        let mut buf = plain.to_vec();
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from([tag]),
-            &mut buf,
-        )
-        .ok()?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + buf.len());
+        let sealed = seal_with(&key, &self.rng, &[tag], plain)?;
+        let mut out = Vec::with_capacity(1 + sealed.len());
         out.push(tag);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
+        out.extend_from_slice(&sealed);
         Some(out)
     }
 }
 
+/// The tag and plaintext of a sealed result; the tag is bound as associated
+/// data, so it cannot be flipped.
 fn open(key: &[u8; 32], sealed: &[u8]) -> Option<(u8, Vec<u8>)> {
     let (&tag, rest) = sealed.split_first()?;
-    if rest.len() < NONCE_LEN + AES_256_GCM.tag_len() {
-        return None;
-    }
-    let (nonce, body) = rest.split_at(NONCE_LEN);
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).ok()?);
-    let mut buf = body.to_vec();
-    let plain = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce.try_into().ok()?),
-            Aad::from([tag]),
-            &mut buf,
-        )
-        .ok()?;
-    Some((tag, plain.to_vec()))
+    Some((tag, open_with(&key, &[tag], rest)?))
 }
 
 fn millis(d: Duration) -> u64 {

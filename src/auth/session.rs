@@ -108,6 +108,11 @@ impl CookieCodec {
         aad
     }
 
+    /// The system RNG (for the other sealers).
+    pub(crate) fn rng(&self) -> &SystemRandom {
+        &self.rng
+    }
+
     /// Fills `buf` with random bytes; `None` if the system RNG failed.
     pub fn fill_random(&self, buf: &mut [u8]) -> Option<()> {
         self.rng.fill(buf).ok()
@@ -115,20 +120,8 @@ impl CookieCodec {
 
     /// Encrypts `plain` for `purpose` (the cookie name). URL-safe base64.
     pub fn seal(&self, purpose: &str, plain: &[u8]) -> Option<String> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).ok()?;
-        let mut buf = plain.to_vec();
-        let key = self.keys.first()?;
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(self.aad(purpose)),
-            &mut buf,
-        )
-        .ok()?;
-        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
-        Some(URL_SAFE_NO_PAD.encode(out))
+        let sealed = seal_with(self.keys.first()?, &self.rng, &self.aad(purpose), plain)?;
+        Some(URL_SAFE_NO_PAD.encode(sealed))
     }
 
     /// Decrypts a value sealed for `purpose` with any configured key.
@@ -137,23 +130,8 @@ impl CookieCodec {
             return None;
         }
         let raw = URL_SAFE_NO_PAD.decode(value).ok()?;
-        if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {
-            return None;
-        }
-        let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
         let aad = self.aad(purpose);
-        self.keys.iter().find_map(|key| {
-            let mut buf = sealed.to_vec();
-            let plain = key
-                .open_in_place(
-                    Nonce::assume_unique_for_key(nonce),
-                    Aad::from(&aad),
-                    &mut buf,
-                )
-                .ok()?;
-            Some(plain.to_vec())
-        })
+        self.keys.iter().find_map(|key| open_with(key, &aad, &raw))
     }
 
     /// 32 random bytes, URL-safe base64: for state, nonce and PKCE verifier.
@@ -162,6 +140,49 @@ impl CookieCodec {
         self.rng.fill(&mut b).ok()?;
         Some(URL_SAFE_NO_PAD.encode(b))
     }
+}
+
+/// AES-256-GCM under `key` with a fresh random nonce: `nonce || ciphertext
+/// || tag`. The one sealing routine: cookies, Redis records and shared
+/// refresh results all use it. `None` only if the RNG fails.
+pub(crate) fn seal_with(
+    key: &LessSafeKey,
+    rng: &dyn ring::rand::SecureRandom,
+    aad: &[u8],
+    plain: &[u8],
+) -> Option<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce).ok()?;
+    let mut buf = plain.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut buf,
+    )
+    .ok()?;
+    let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&buf);
+    Some(out)
+}
+
+/// Opens what [`seal_with`] made; `None` for anything short, tampered, or
+/// sealed under another key or associated data.
+pub(crate) fn open_with(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+    let mut buf = body.to_vec();
+    let plain = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf,
+        )
+        .ok()?;
+    Some(plain.to_vec())
 }
 
 /// Seconds since the Unix epoch.

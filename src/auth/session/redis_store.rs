@@ -17,12 +17,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 
 use crate::auth::session::revocations::{Revocation, Revocations};
 use crate::auth::session::store::{SessionStore, StoreError};
 use crate::auth::session::{
-    CookieCodec, Session, SessionId, SessionSecret, constant_time_eq, now_secs,
+    CookieCodec, Session, SessionId, SessionSecret, constant_time_eq, now_secs, open_with,
+    seal_with,
 };
 use crate::redis_conn::RedisConn;
 
@@ -114,37 +115,18 @@ impl RedisStore {
 
     fn seal_record(&self, session: &Session, secret: &SessionSecret) -> Option<Vec<u8>> {
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &secret.0).ok()?);
-        let mut nonce = [0u8; NONCE_LEN];
-        self.codec.fill_random(&mut nonce)?;
-        let mut buf = session.to_bytes()?;
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(record_aad(&session.id)),
-            &mut buf,
+        seal_with(
+            &key,
+            self.codec.rng(),
+            &record_aad(&session.id),
+            &session.to_bytes()?,
         )
-        .ok()?;
-        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
-        Some(out)
     }
 
     fn open_record(id: &SessionId, secret: &SessionSecret, sealed: &[u8]) -> Option<Session> {
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &secret.0).ok()?);
-        if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
-            return None;
-        }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-        let mut buf = rest.to_vec();
-        let plain = key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(record_aad(id)),
-                &mut buf,
-            )
-            .ok()?;
-        let mut session = Session::from_bytes(plain)?;
+        let plain = open_with(&key, &record_aad(id), sealed)?;
+        let mut session = Session::from_bytes(&plain)?;
         // a record is only ever found under its own id
         if session.id != *id {
             return None;
