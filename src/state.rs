@@ -133,9 +133,6 @@ fn key_prefix(issuer: &str, client_id: &str) -> String {
     ctx.update(&[0]);
     ctx.update(client_id.as_bytes());
     let digest = ctx.finish();
-    let tag: String = digest.as_ref()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let tag = crate::auth::session::hex(&digest.as_ref()[..6]);
     format!("gatehouse:{tag}:")
 }

@@ -70,7 +70,7 @@ impl OnceGuard {
         let Some((conn, prefix)) = &self.redis else {
             return Ok(true);
         };
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::auth::session::hex(&key);
         let set: Option<String> = conn
             .query(
                 redis::cmd("SET")

@@ -18,7 +18,7 @@ use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
 
 use crate::auth::oidc::RefreshError;
-use crate::auth::session::{Session, open_with, seal_with};
+use crate::auth::session::{Session, hex, open_with, seal_with};
 use crate::redis_conn::RedisConn;
 
 /// Longest a lock is held: above the provider client's timeout.
@@ -71,7 +71,7 @@ impl SharedRefresh {
             out
         };
         let id = derive(b"gatehouse refresh id");
-        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex(&id);
         Names {
             lock: format!("{}rl:{hex}", self.prefix),
             result: format!("{}rr:{hex}", self.prefix),

@@ -22,7 +22,7 @@ use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use crate::auth::session::revocations::{Revocation, Revocations};
 use crate::auth::session::store::{SessionStore, StoreError};
 use crate::auth::session::{
-    CookieCodec, Session, SessionId, SessionSecret, constant_time_eq, now_secs, open_with,
+    CookieCodec, Session, SessionId, SessionSecret, constant_time_eq, hex, now_secs, open_with,
     seal_with,
 };
 use crate::redis_conn::RedisConn;
@@ -84,9 +84,7 @@ impl RedisStore {
         let mut key = String::with_capacity(self.prefix.len() + 2 + 64);
         key.push_str(&self.prefix);
         key.push_str("s:");
-        for b in digest.as_ref() {
-            key.push_str(&format!("{b:02x}"));
-        }
+        key.push_str(&hex(digest.as_ref()));
         key
     }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use redis::streams::StreamRangeReply;
 
-use crate::auth::session::{Session, SessionId, now_millis, now_secs};
+use crate::auth::session::{Session, SessionId, hex, now_millis, now_secs};
 use crate::redis_conn::{RedisConn, RedisError};
 
 /// How often the feed is read.
@@ -138,15 +138,6 @@ impl Revocation {
         };
         parts.next().is_none().then_some(r)
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write as _;
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
 }
 
 fn unhex(s: &str) -> Option<ClaimKey> {

@@ -386,3 +386,9 @@ fn starting_a_login_expires_the_oldest_login_states_beyond_the_bound() {
     // below the bound nothing is cleared
     assert!(prune_login_states(&codec, &cfg, &HeaderMap::new()).is_empty());
 }
+
+#[test]
+fn hex_is_lower_case_two_digits_per_byte() {
+    assert_eq!(hex(&[]), "");
+    assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+}
