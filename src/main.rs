@@ -42,15 +42,17 @@ fn main() -> ExitCode {
             }
         };
     }
-    telemetry::init(config.log_format, &config.log_level);
-    match runtime.block_on(gatehouse::run(config, shutdown_signal())) {
+    let log = telemetry::init(config.log_format, &config.log_level);
+    let code = match runtime.block_on(gatehouse::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "gatehouse stopped");
             eprintln!("gatehouse: {e}");
             ExitCode::from(EX_CONFIG)
         }
-    }
+    };
+    drop(log); // flush the queued lines before exit
+    code
 }
 
 /// Ctrl-C or SIGTERM.

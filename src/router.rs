@@ -51,12 +51,18 @@ pub async fn handle(
         method = %method,
         path = %crate::telemetry::escape_log(&path),
         status = resp.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = latency_ms(started),
         user = %crate::telemetry::escape_log(user.as_deref().unwrap_or("-")),
         upstream,
         peer = %conn.peer.ip(),
     );
     resp
+}
+
+/// Milliseconds with microsecond precision: `0.077`, never `0.07685499999999999`.
+fn latency_ms(started: Instant) -> f64 {
+    let micros = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+    f64::from(micros) / 1000.0
 }
 
 async fn dispatch(

@@ -231,6 +231,25 @@ fn every_example_config_loads() {
 /// Kills the child on drop so a failing test leaves nothing behind.
 struct Child(std::process::Child);
 
+impl Child {
+    /// Stops the binary as a service manager would (SIGTERM), so it flushes
+    /// its queued log lines, and waits for it; SIGKILL after 10 s.
+    fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -337,7 +356,7 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
         );
         (client.cookie("127.0.0.1", "_gatehouse").unwrap(), code)
     });
-    let _ = child.0.kill();
+    child.stop();
     let out = child.0.wait_with_output_after_kill();
     let logs = String::from_utf8_lossy(&out).into_owned();
 
@@ -371,7 +390,13 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
     );
     assert_eq!(proxied["method"], "GET");
     assert_eq!(proxied["upstream"], true);
-    assert!(proxied["latency_ms"].is_number());
+    // milliseconds to the microsecond, not a float's noise (0.07685499999999999)
+    let latency = proxied["latency_ms"].as_f64().unwrap();
+    let micros = latency * 1000.0;
+    assert!(
+        (micros - micros.round()).abs() < 1e-6,
+        "latency_ms {latency} has more than 3 decimals"
+    );
     assert!(access.iter().any(|e| e["path"] == "/oauth2/callback"));
 
     for secret in [
@@ -610,7 +635,7 @@ fn secrets_never_appear_in_debug_logs_even_when_sign_in_or_refresh_fails() {
         secrets.push((session, "session cookie"));
         secrets.push((tampered, "tampered session cookie"));
     });
-    let _ = child.0.kill();
+    child.stop();
     let _ = child.0.wait();
     let mut logs = String::new();
     for stream in [
@@ -701,7 +726,7 @@ fn provider_error_text_with_a_line_break_stays_on_one_text_log_line() {
         assert!(callback.contains("%0A"), "{callback}");
         assert_eq!(c.get(&callback).await.status, StatusCode::BAD_REQUEST);
     });
-    let _ = child.0.kill();
+    child.stop();
     let _ = child.0.wait();
     let mut logs = String::new();
     if let Some(mut e) = child.0.stderr.take() {
@@ -710,6 +735,10 @@ fn provider_error_text_with_a_line_break_stays_on_one_text_log_line() {
     if let Some(mut o) = child.0.stdout.take() {
         o.read_to_string(&mut logs).unwrap();
     }
+    assert!(
+        !logs.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal:\n{logs}"
+    );
     assert!(
         logs.contains(&format!("access_denied\\n{forged}")),
         "the provider's error is not logged escaped:\n{logs}"
