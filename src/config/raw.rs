@@ -69,7 +69,8 @@ pub struct RawConfig {
     #[arg(long, env = "GATEHOUSE_COOKIE_SECRET_FILE")]
     pub cookie_secret_file: Option<String>,
 
-    /// Session cookie name [default: _gatehouse]
+    /// Session cookie name [default: __Host-gatehouse when Secure without a
+    /// cookie_domain, else _gatehouse]
     #[arg(long, env = "GATEHOUSE_COOKIE_NAME")]
     pub cookie_name: Option<String>,
 

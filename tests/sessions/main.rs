@@ -19,6 +19,8 @@
 //! - [`revocation`]: sign-out and back-channel logout revoke sessions
 //!   server-side, with no Redis at all; hostile logout tokens revoke nothing.
 //! - [`refresh_race`]: two replicas redeem a rotating refresh token once.
+//! - [`cookie_names`]: the session cookie is `__Host-` by default; a
+//!   duplicated one, or a whole one beside chunks, is no session.
 //! - [`outage`]: Redis stopped and started again under load, or frozen:
 //!   closed while it is away, answers in bounded time, recovered without a
 //!   restart, nobody signed out; a sign-out made during an outage reaches
@@ -35,6 +37,7 @@
 mod support;
 
 mod contract;
+mod cookie_names;
 mod harness;
 mod outage;
 mod redis_store;
