@@ -757,4 +757,6 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod name_tests;
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;
