@@ -203,6 +203,9 @@ pub struct SessionStoreConfig {
     /// Redis, when configured: it holds the sessions (kind `Redis`) or
     /// shares revocations and refreshes between replicas (kind `Cookie`).
     pub redis: Option<RedisConfig>,
+    /// How often an open WebSocket tunnel re-checks its session
+    /// (`websocket_session_check`).
+    pub tunnel_check: Duration,
 }
 
 /// Certificate chain and key to serve HTTPS with.
@@ -868,9 +871,14 @@ fn build_session_store(p: &mut Problems, raw: &RawConfig) -> Option<SessionStore
         );
         return None;
     }
+    let tunnel_check = p.check(
+        "websocket_session_check",
+        parse_duration(raw.websocket_session_check.as_deref().unwrap_or("5s")),
+    )?;
     Some(SessionStoreConfig {
         kind,
         redis: topology.map(|topology| RedisConfig { topology, password }),
+        tunnel_check,
     })
 }
 

@@ -21,6 +21,8 @@
 //! - [`refresh_race`]: two replicas redeem a rotating refresh token once.
 //! - [`cookie_names`]: the session cookie is `__Host-` by default; a
 //!   duplicated one, or a whole one beside chunks, is no session.
+//! - [`tunnels`]: a WebSocket closes when its session ends (sign-out,
+//!   back-channel logout, another replica, expiry) and not before.
 //! - [`outage`]: Redis stopped and started again under load, or frozen:
 //!   closed while it is away, answers in bounded time, recovered without a
 //!   restart, nobody signed out; a sign-out made during an outage reaches
@@ -45,6 +47,7 @@ mod refresh_race;
 mod replicas;
 mod revocation;
 mod topologies;
+mod tunnels;
 
 use std::time::Duration;
 
