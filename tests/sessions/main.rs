@@ -58,9 +58,9 @@ use support::proxy::{ProxyBuilder, TestProxy};
 use support::redis::{RedisCluster, RedisSentinel, RedisServer};
 use support::upstream::Recorder;
 
-/// The session cookie's name (longer sessions are split into `_gatehouse_0`,
-/// `_gatehouse_1`, ...).
-pub const COOKIE: &str = "_gatehouse";
+/// The session cookie's name (longer sessions are split into `<name>_0`,
+/// `<name>_1`, ...).
+pub const COOKIE: &str = crate::support::SESSION_COOKIE;
 
 /// Where sessions live (`session_store_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
