@@ -783,17 +783,21 @@ async fn tls_with_alpn_h2_serves_http2() {
         );
     }
     // README: cookies are Secure (the default) and HttpOnly; the login
-    // state and the session were both set here
+    // state and the session were both set here, under the `__Host-` name
+    // that Secure without a cookie_domain gets by default (issue 9)
+    let name = "__Host-gatehouse";
     assert!(
-        set_cookies.iter().any(|c| c.name() == SESSION_COOKIE)
+        set_cookies.iter().any(|c| c.name() == name)
             && set_cookies
                 .iter()
-                .any(|c| c.name().starts_with(&format!("{SESSION_COOKIE}_csrf_"))),
+                .any(|c| c.name().starts_with(&format!("{name}_csrf_"))),
         "{set_cookies:?}"
     );
     for c in &set_cookies {
         assert_eq!(c.secure(), Some(true), "not Secure under TLS: {c}");
         assert_eq!(c.http_only(), Some(true), "{c}");
+        assert_eq!(c.path(), Some("/"), "{c}");
+        assert_eq!(c.domain(), None, "{c}");
     }
     let text = String::from_utf8_lossy(&page.body);
     assert!(text.contains("Signed in as <b>alice</b>"), "{text}");
