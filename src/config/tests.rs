@@ -491,3 +491,18 @@ fn the_cookie_name_takes_the_host_prefix_only_where_browsers_honour_it() {
         }
     }
 }
+
+#[test]
+fn the_websocket_session_check_defaults_to_5s_and_must_be_a_positive_duration() {
+    let c = Config::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(c.session_store.tunnel_check, Duration::from_secs(5));
+    let c = Config::from_toml_str(&format!("{MINIMAL}\nwebsocket_session_check = \"250ms\"\n"))
+        .unwrap();
+    assert_eq!(c.session_store.tunnel_check, Duration::from_millis(250));
+    for bad in ["0s", "soon", ""] {
+        let err =
+            Config::from_toml_str(&format!("{MINIMAL}\nwebsocket_session_check = \"{bad}\"\n"))
+                .unwrap_err();
+        assert_eq!(keys(&err), ["websocket_session_check"], "{bad:?}");
+    }
+}
