@@ -229,3 +229,35 @@ fn a_login_state_cookie_sent_twice_is_refused() {
         Some(LoginStateError::Invalid)
     );
 }
+
+#[test]
+fn own_cookies_under_the_host_prefix_are_stripped_before_the_upstream_and_others_kept() {
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::COOKIE,
+        "a=1; __Host-gatehouse=S; __Host-gatehouse_0=c; __Host-gatehouse_csrf_x=l; \
+         __Host-gatehousex=keep; __Host-gatehouse_01=keep; _gatehouse=keep; b=2"
+            .parse()
+            .unwrap(),
+    );
+    crate::auth::strip_own_cookies(&mut h, BASE);
+    assert_eq!(
+        h["cookie"],
+        "a=1; __Host-gatehousex=keep; __Host-gatehouse_01=keep; _gatehouse=keep; b=2"
+    );
+    for own in [
+        "__Host-gatehouse",
+        "__Host-gatehouse_7",
+        "__Host-gatehouse_csrf_abc",
+    ] {
+        assert!(is_own_cookie(own, BASE), "{own}");
+    }
+    for other in [
+        "__Host-gatehouse_8",
+        "__Host-gatehousex",
+        "_gatehouse",
+        "__host-gatehouse",
+    ] {
+        assert!(!is_own_cookie(other, BASE), "{other}");
+    }
+}
