@@ -21,6 +21,7 @@ pub mod providers;
 pub mod refresh;
 pub mod return_to;
 pub mod session;
+pub mod tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +101,7 @@ type RefreshOutcome = Result<(Session, Vec<HeaderValue>), Arc<RefreshError>>;
 /// Decides requests. Built once at start.
 pub struct Gate {
     codec: Arc<CookieCodec>,
-    store: Store,
+    store: Arc<Store>,
     /// Refreshes in flight or just done, keyed by a hash of the old refresh
     /// token: concurrent requests with the same stale cookie make one
     /// refresh, not one each (a rotating provider would refuse the second).
@@ -127,7 +128,7 @@ impl Gate {
             .build();
         Self {
             codec,
-            store,
+            store: Arc::new(store),
             refreshes,
             shared_refresh,
         }

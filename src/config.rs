@@ -203,6 +203,9 @@ pub struct SessionStoreConfig {
     /// Redis, when configured: it holds the sessions (kind `Redis`) or
     /// shares revocations and refreshes between replicas (kind `Cookie`).
     pub redis: Option<RedisConfig>,
+    /// How often an open WebSocket tunnel re-checks its session
+    /// (`websocket_session_check`).
+    pub tunnel_check: Duration,
 }
 
 /// Certificate chain and key to serve HTTPS with.
@@ -868,9 +871,14 @@ fn build_session_store(p: &mut Problems, raw: &RawConfig) -> Option<SessionStore
         );
         return None;
     }
+    let tunnel_check = p.check(
+        "websocket_session_check",
+        parse_duration(raw.websocket_session_check.as_deref().unwrap_or("5s")),
+    )?;
     Some(SessionStoreConfig {
         kind,
         redis: topology.map(|topology| RedisConfig { topology, password }),
+        tunnel_check,
     })
 }
 
@@ -907,10 +915,11 @@ fn read_optional_secret(
 }
 
 fn build_cookie_config(p: &mut Problems, raw: &RawConfig, secure: bool) -> Option<CookieConfig> {
+    let domain = raw.cookie_domain.clone().filter(|d| !d.is_empty());
     let name = raw
         .cookie_name
         .clone()
-        .unwrap_or_else(|| "_gatehouse".to_owned());
+        .unwrap_or_else(|| default_cookie_name(secure, domain.is_some()).to_owned());
     let name_ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -922,7 +931,9 @@ fn build_cookie_config(p: &mut Problems, raw: &RawConfig, secure: bool) -> Optio
             format!("`{name}`: use 1 to 64 letters, digits, `_`, `-` or `.`"),
         );
     }
-    let domain = raw.cookie_domain.clone().filter(|d| !d.is_empty());
+    if let Err(why) = check_cookie_prefix(&name, secure, domain.is_some()) {
+        p.add("cookie_name", format!("`{name}`: {why}"));
+    }
     if let Some(d) = &domain {
         let bare = d.trim_start_matches('.');
         if bare.is_empty()
@@ -975,6 +986,41 @@ fn build_cookie_config(p: &mut Problems, raw: &RawConfig, secure: bool) -> Optio
         refresh: refresh?,
         secrets,
     })
+}
+
+/// The session cookie's name when `cookie_name` is not set: `__Host-gatehouse`
+/// when cookies are Secure and host-only, so the browser itself refuses a
+/// same-named cookie planted by a sibling subdomain or over plain http (it
+/// requires Secure, `Path=/` and no `Domain` for that prefix);
+/// `_gatehouse` otherwise. Chunks and login-state cookies add suffixes to it
+/// and so carry the same prefix.
+pub fn default_cookie_name(secure: bool, has_domain: bool) -> &'static str {
+    if secure && !has_domain {
+        "__Host-gatehouse"
+    } else {
+        "_gatehouse"
+    }
+}
+
+/// Checks a cookie name against the rules browsers enforce for its prefix
+/// (matched without regard to case, as current browsers do): a name the
+/// browser would silently refuse to store is a startup error instead.
+fn check_cookie_prefix(name: &str, secure: bool, has_domain: bool) -> Result<(), &'static str> {
+    let starts = |prefix: &str| {
+        name.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    if starts("__Host-") {
+        if !secure {
+            return Err("a `__Host-` cookie needs cookie_secure = true");
+        }
+        if has_domain {
+            return Err("a `__Host-` cookie cannot have a cookie_domain");
+        }
+    } else if starts("__Secure-") && !secure {
+        return Err("a `__Secure-` cookie needs cookie_secure = true");
+    }
+    Ok(())
 }
 
 /// The key material in a cookie secret: 16, 24 or 32 bytes, given raw or in

@@ -20,6 +20,7 @@ use crate::auth::{backchannel, forward_auth};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::{is_trusted, origin};
+use crate::http::headers::is_websocket_upgrade;
 use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
 use crate::state::AppState;
@@ -136,11 +137,18 @@ async fn dispatch(
             *user = Some(identity.subject.clone());
             *upstream = true;
             let mut req = req;
+            // a tunnel lives as long as its session, not just as its request
+            let tunnel_end = is_websocket_upgrade(req.headers()).then(|| {
+                state
+                    .gate
+                    .watch_session(&state.config, req.headers(), identity.expires_at)
+            });
             strip_own_cookies(req.headers_mut(), &state.config.cookie.name);
             let ctx = ForwardContext {
                 identity: &identity,
                 peer: conn.peer.ip(),
                 origin: &info.origin,
+                tunnel_end,
             };
             match state.upstreams.forward(req, &ctx).await {
                 Ok(r) => r,

@@ -7,6 +7,7 @@
 
 mod support;
 
+use crate::support::SESSION_COOKIE;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -354,7 +355,7 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
             client.get(&format!("{base}/private?q=1")).await.status,
             http::StatusCode::OK
         );
-        (client.cookie("127.0.0.1", "_gatehouse").unwrap(), code)
+        (client.cookie("127.0.0.1", SESSION_COOKIE).unwrap(), code)
     });
     child.stop();
     let out = child.0.wait_with_output_after_kill();
@@ -524,7 +525,7 @@ async fn login_until_callback(
     let csrf = client
         .cookies_for("127.0.0.1")
         .into_iter()
-        .find(|(name, _)| name.starts_with("_gatehouse_csrf_"))
+        .find(|(name, _)| name.starts_with(&format!("{SESSION_COOKIE}_csrf_")))
         .map(|(name, value)| format!("{name}={value}"))
         .expect("a login-state cookie");
     let callback = client.get(&to_idp).await.location().unwrap();
@@ -575,7 +576,7 @@ fn secrets_never_appear_in_debug_logs_even_when_sign_in_or_refresh_fails() {
         secrets.push((cookie_value(&csrf), "login-state cookie"));
         assert_eq!(alice.get(&callback).await.status, StatusCode::FOUND);
         assert_eq!(alice.get(&url("/private")).await.status, StatusCode::OK);
-        let session = alice.cookie("127.0.0.1", "_gatehouse").unwrap();
+        let session = alice.cookie("127.0.0.1", SESSION_COOKIE).unwrap();
 
         // the callback replayed, without and with its login-state cookie
         let (replayed, csrf) = {
@@ -628,7 +629,7 @@ fn secrets_never_appear_in_debug_logs_even_when_sign_in_or_refresh_fails() {
         let resp = TestClient::new()
             .get_with(
                 &url("/oauth2/auth"),
-                &[("cookie", &format!("_gatehouse={tampered}"))],
+                &[("cookie", &format!("{SESSION_COOKIE}={tampered}"))],
             )
             .await;
         assert_eq!(resp.status, StatusCode::UNAUTHORIZED);

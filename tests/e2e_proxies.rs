@@ -20,6 +20,7 @@
 
 mod support;
 
+use crate::support::SESSION_COOKIE;
 use http::StatusCode;
 use support::client::{TestClient, TestResponse};
 use support::e2e::{
@@ -418,7 +419,7 @@ async fn login_lands_on_the_page_first_asked_for(front: Front, sign_in: SignIn, 
     s.browser_login(APP1, PAGE, &[]).await;
     s.assert_upstream_saw_alice(APP1, PAGE);
     // the session cookie is shared by the whole domain
-    let session = s.client.cookie(APP2, "_gatehouse");
+    let session = s.client.cookie(APP2, SESSION_COOKIE);
     assert!(session.is_some(), "no session cookie for {APP2}");
     assert_eq!(s.idp.token_requests().len(), 1);
 }
@@ -494,8 +495,8 @@ async fn the_app_gets_its_own_cookies_and_never_gatehouses(front: Front, test: &
     };
     s.browser_login(APP1, "/", &[]).await;
     let jar = s.client.cookie_header_for(&s.url(APP1, "/")).unwrap();
-    assert!(jar.contains("_gatehouse"), "{jar}");
-    let cookie = format!("app_theme=dark; {jar}; _gatehouse_csrf_abc=old; app_lang=en");
+    assert!(jar.contains(SESSION_COOKIE), "{jar}");
+    let cookie = format!("app_theme=dark; {jar}; {SESSION_COOKIE}_csrf_abc=old; app_lang=en");
     let spoofs = [
         ("cookie", cookie.as_str()),
         ("X-Forwarded-Name", "mallory"),
@@ -632,11 +633,11 @@ async fn second_host_shares_the_session_and_sign_out_ends_it(
         out.text()
     );
     let cleared = out
-        .set_cookie("_gatehouse")
+        .set_cookie(SESSION_COOKIE)
         .expect("sign-out clears the cookie");
     assert_eq!(cleared.value(), "");
     assert_eq!(cleared.domain(), Some("gatehouse.test"));
-    assert!(s.client.cookie(APP1, "_gatehouse").is_none());
+    assert!(s.client.cookie(APP1, SESSION_COOKIE).is_none());
     // the provider's session ends too, and it sends the browser back to app1
     let to_idp = out.location_url().unwrap();
     assert!(

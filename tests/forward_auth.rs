@@ -13,6 +13,7 @@
 
 mod support;
 
+use crate::support::SESSION_COOKIE;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use support::client::{ACCEPT_HTML, TestClient, TestResponse, empty};
@@ -450,7 +451,8 @@ async fn traefik_request_from_a_signed_out_browser_logs_in_and_lands_on_the_orig
     let csrf = resp.set_cookies();
     assert!(
         csrf.iter()
-            .any(|c| c.name().starts_with("_gatehouse_csrf_") && c.http_only() == Some(true)),
+            .any(|c| c.name().starts_with(&format!("{SESSION_COOKIE}_csrf_"))
+                && c.http_only() == Some(true)),
         "login-state cookie: {csrf:?}"
     );
 
@@ -553,7 +555,7 @@ async fn central_sign_in_host_returns_to_the_page_and_signs_in_every_host() {
     );
 
     // one cookie for the whole domain
-    assert!(browser.cookie(APP2, "_gatehouse").is_some());
+    assert!(browser.cookie(APP2, SESSION_COOKIE).is_some());
     let two = browser.get(&format!("http://{APP2}:{port}/two")).await;
     assert_eq!(two.status, StatusCode::OK, "{}", two.text());
     assert_eq!(
@@ -610,7 +612,7 @@ async fn without_cookie_domain_each_host_signs_in_on_its_own() {
         &format!("http://{APP1}:{port}/oauth2/callback"),
     )
     .await;
-    assert!(browser.cookie(APP2, "_gatehouse").is_none());
+    assert!(browser.cookie(APP2, SESSION_COOKIE).is_none());
     let two = browser.get(&format!("http://{APP2}:{port}/two")).await;
     assert_eq!(two.status, StatusCode::FOUND);
 }
@@ -656,8 +658,8 @@ async fn allow_answers_carry_the_app_cookies_without_gatehouses_only_to_a_truste
     let s = stack("").await;
     let alice = signed_in(&s, "alice").await;
     let jar = alice.cookie_header_for(&s.proxy.url("/")).unwrap();
-    assert!(jar.contains("_gatehouse"), "{jar}");
-    let cookie = format!("app=1; {jar}; _gatehouse_csrf_x=old; caf\u{e9}=1; b=2");
+    assert!(jar.contains(SESSION_COOKIE), "{jar}");
+    let cookie = format!("app=1; {jar}; {SESSION_COOKIE}_csrf_x=old; caf\u{e9}=1; b=2");
     for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
         let resp = get(&alice, &s.proxy.url(path), &[("cookie", &cookie)]).await;
         assert!(resp.status.is_success(), "{path}: {}", resp.status);
@@ -833,7 +835,7 @@ async fn a_spoofed_x_forwarded_uri_cannot_widen_access() {
 async fn a_malformed_or_oversized_cookie_gets_401() {
     let s = stack("").await;
     let alice = signed_in(&s, "alice").await;
-    let good = alice.cookie(&s.proxy.host(), "_gatehouse").unwrap();
+    let good = alice.cookie(&s.proxy.host(), SESSION_COOKIE).unwrap();
     let mut flipped = good.clone().into_bytes();
     let mid = flipped.len() / 2;
     flipped[mid] = if flipped[mid] == b'A' { b'B' } else { b'A' };
@@ -841,32 +843,36 @@ async fn a_malformed_or_oversized_cookie_gets_401() {
     let junk = "A".repeat(5000);
     let huge = "B".repeat(60_000);
     let chunks: String = (0..10)
-        .map(|i| format!("_gatehouse_{i}={}", &good[..good.len().min(100)]))
+        .map(|i| format!("{SESSION_COOKIE}_{i}={}", &good[..good.len().min(100)]))
         .collect::<Vec<_>>()
         .join("; ");
     let cookies: Vec<(&str, String)> = vec![
-        ("garbage", "_gatehouse=garbage".into()),
-        ("empty", "_gatehouse=".into()),
-        ("quoted", format!("_gatehouse=\"{good}x\"")),
+        ("garbage", format!("{SESSION_COOKIE}=garbage")),
+        ("empty", format!("{SESSION_COOKIE}=")),
+        ("quoted", format!("{SESSION_COOKIE}=\"{good}x\"")),
         (
             "truncated",
-            format!("_gatehouse={}", &good[..good.len() - 3]),
+            format!("{SESSION_COOKIE}={}", &good[..good.len() - 3]),
         ),
-        ("flipped", format!("_gatehouse={flipped}")),
-        ("appended", format!("_gatehouse={good}AAAA")),
-        ("not base64", "_gatehouse=!!!***%%%".into()),
-        ("oversized", format!("_gatehouse={junk}")),
-        ("very large", format!("_gatehouse={huge}")),
+        ("flipped", format!("{SESSION_COOKIE}={flipped}")),
+        ("appended", format!("{SESSION_COOKIE}={good}AAAA")),
+        ("not base64", format!("{SESSION_COOKIE}=!!!***%%%")),
+        ("oversized", format!("{SESSION_COOKIE}={junk}")),
+        ("very large", format!("{SESSION_COOKIE}={huge}")),
         ("too many chunks", chunks),
         (
             "chunk gap",
-            format!("_gatehouse_0={}; _gatehouse_2={}", &good[..10], &good[10..]),
+            format!(
+                "{SESSION_COOKIE}_0={}; {SESSION_COOKIE}_2={}",
+                &good[..10],
+                &good[10..]
+            ),
         ),
         (
             "login state as session",
-            format!("_gatehouse=x; _gatehouse_csrf_abc={good}"),
+            format!("{SESSION_COOKIE}=x; {SESSION_COOKIE}_csrf_abc={good}"),
         ),
-        ("no value", "_gatehouse".into()),
+        ("no value", SESSION_COOKIE.into()),
     ];
     let fresh = TestClient::new();
     for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
@@ -893,7 +899,7 @@ async fn a_malformed_or_oversized_cookie_gets_401() {
     let ok = get(
         &fresh,
         &s.proxy.url("/oauth2/auth"),
-        &[("cookie", &format!("_gatehouse={good}"))],
+        &[("cookie", &format!("{SESSION_COOKIE}={good}"))],
     )
     .await;
     assert_eq!(ok.status, StatusCode::ACCEPTED);
@@ -1046,8 +1052,8 @@ async fn an_identity_that_cannot_be_a_header_is_never_allowed_blank() {
         callback.text()
     );
     assert_eq!(s.idp.token_requests().len(), 1, "the code was redeemed");
-    assert!(callback.set_cookie("_gatehouse").is_none());
-    assert!(client.cookie(&s.proxy.host(), "_gatehouse").is_none());
+    assert!(callback.set_cookie(SESSION_COOKIE).is_none());
+    assert!(client.cookie(&s.proxy.host(), SESSION_COOKIE).is_none());
 
     for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
         let resp = get(

@@ -6,6 +6,7 @@
 
 mod support;
 
+use crate::support::SESSION_COOKIE;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -56,7 +57,7 @@ async fn callback_url(client: &TestClient, proxy: &TestProxy, path: &str) -> Str
 
 fn has_session_cookie(resp: &support::client::TestResponse) -> bool {
     resp.set_cookies().iter().any(|c| {
-        c.name().starts_with("_gatehouse") && !c.name().contains("csrf") && !c.value().is_empty()
+        c.name().starts_with(SESSION_COOKIE) && !c.name().contains("csrf") && !c.value().is_empty()
     })
 }
 
@@ -69,7 +70,7 @@ async fn full_login_lands_on_the_page_first_asked_for_with_identity_headers() {
     let session = callback
         .set_cookies()
         .into_iter()
-        .find(|c| c.name() == "_gatehouse")
+        .find(|c| c.name() == SESSION_COOKIE)
         .expect("session cookie");
     assert_eq!(session.http_only(), Some(true));
     assert_eq!(session.same_site(), Some(cookie::SameSite::Lax));
@@ -218,7 +219,7 @@ async fn tampered_truncated_and_foreign_cookies_are_challenged() {
     let s = stack("").await;
     let client = TestClient::new();
     login(&client, &s.proxy, "/").await;
-    let good = client.cookie("127.0.0.1", "_gatehouse").unwrap();
+    let good = client.cookie("127.0.0.1", SESSION_COOKIE).unwrap();
     let mut flipped = good.clone().into_bytes();
     let i = flipped.len() / 2;
     flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
@@ -230,7 +231,7 @@ async fn tampered_truncated_and_foreign_cookies_are_challenged() {
         oversized,
     ];
     for bad in &bad_values {
-        client.set_cookie("127.0.0.1", "_gatehouse", bad);
+        client.set_cookie("127.0.0.1", SESSION_COOKIE, bad);
         let resp = client.get_api(&s.proxy.url("/")).await;
         assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "cookie {bad:.20}...");
         let resp = client.get(&s.proxy.url("/")).await;
@@ -246,13 +247,13 @@ async fn tampered_truncated_and_foreign_cookies_are_challenged() {
     .await;
     let other_client = TestClient::new();
     login(&other_client, &other, "/").await;
-    let foreign = other_client.cookie("127.0.0.1", "_gatehouse").unwrap();
-    client.set_cookie("127.0.0.1", "_gatehouse", &foreign);
+    let foreign = other_client.cookie("127.0.0.1", SESSION_COOKIE).unwrap();
+    client.set_cookie("127.0.0.1", SESSION_COOKIE, &foreign);
     assert_eq!(
         client.get_api(&s.proxy.url("/")).await.status,
         StatusCode::UNAUTHORIZED
     );
-    client.set_cookie("127.0.0.1", "_gatehouse", &good);
+    client.set_cookie("127.0.0.1", SESSION_COOKIE, &good);
     assert_eq!(
         client.get_api(&s.proxy.url("/")).await.status,
         StatusCode::OK
@@ -485,7 +486,7 @@ async fn sign_out_clears_the_session_and_ends_the_provider_session() {
     );
     assert_eq!(q.get("client_id").map(String::as_str), Some("gatehouse"));
     let cleared = out
-        .set_cookie("_gatehouse")
+        .set_cookie(SESSION_COOKIE)
         .expect("session cookie cleared");
     assert_eq!(cleared.value(), "");
     assert_eq!(
@@ -673,7 +674,8 @@ async fn a_session_too_big_for_one_cookie_is_chunked() {
         .map(|c| c.name().to_owned())
         .collect();
     assert!(
-        names.iter().any(|n| n == "_gatehouse_0") && names.iter().any(|n| n == "_gatehouse_1"),
+        names.contains(&format!("{SESSION_COOKIE}_0"))
+            && names.contains(&format!("{SESSION_COOKIE}_1")),
         "{names:?}"
     );
     assert_eq!(client.get(&s.proxy.url("/")).await.status, StatusCode::OK);

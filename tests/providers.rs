@@ -21,6 +21,7 @@ mod examples;
 #[path = "providers/signing.rs"]
 mod signing;
 
+use crate::support::SESSION_COOKIE;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -824,7 +825,7 @@ async fn refused_login(client: &TestClient, env: &Env, user: Option<&str>) -> Te
 
 fn has_session_cookie(resp: &TestResponse) -> bool {
     resp.set_cookies().iter().any(|c| {
-        c.name().starts_with("_gatehouse") && !c.name().contains("csrf") && !c.value().is_empty()
+        c.name().starts_with(SESSION_COOKIE) && !c.name().contains("csrf") && !c.value().is_empty()
     })
 }
 

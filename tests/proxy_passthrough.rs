@@ -11,6 +11,7 @@
 
 mod support;
 
+use crate::support::SESSION_COOKIE;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fs::File;
@@ -489,7 +490,7 @@ async fn websocket_echo_passes_through() {
         );
         let upstream_cookie = seen.header("cookie").unwrap_or_default();
         assert!(
-            !upstream_cookie.contains("_gatehouse"),
+            !upstream_cookie.contains(SESSION_COOKIE),
             "the session cookie reached the upstream: {upstream_cookie}"
         );
     }
@@ -782,17 +783,21 @@ async fn tls_with_alpn_h2_serves_http2() {
         );
     }
     // README: cookies are Secure (the default) and HttpOnly; the login
-    // state and the session were both set here
+    // state and the session were both set here, under the `__Host-` name
+    // that Secure without a cookie_domain gets by default (issue 9)
+    let name = "__Host-gatehouse";
     assert!(
-        set_cookies.iter().any(|c| c.name() == "_gatehouse")
+        set_cookies.iter().any(|c| c.name() == name)
             && set_cookies
                 .iter()
-                .any(|c| c.name().starts_with("_gatehouse_csrf_")),
+                .any(|c| c.name().starts_with(&format!("{name}_csrf_"))),
         "{set_cookies:?}"
     );
     for c in &set_cookies {
         assert_eq!(c.secure(), Some(true), "not Secure under TLS: {c}");
         assert_eq!(c.http_only(), Some(true), "{c}");
+        assert_eq!(c.path(), Some("/"), "{c}");
+        assert_eq!(c.domain(), None, "{c}");
     }
     let text = String::from_utf8_lossy(&page.body);
     assert!(text.contains("Signed in as <b>alice</b>"), "{text}");
@@ -1284,7 +1289,7 @@ async fn request_bodies_of_other_methods_are_forwarded_intact() {
         cookie.contains("app_theme=dark") && cookie.contains("app_lang=en"),
         "{cookie}"
     );
-    assert!(!cookie.contains("_gatehouse"), "{cookie}");
+    assert!(!cookie.contains(SESSION_COOKIE), "{cookie}");
 }
 
 #[tokio::test]
@@ -1430,7 +1435,7 @@ async fn a_malformed_or_non_ascii_cookie_pair_costs_the_app_only_that_pair() {
 async fn an_upstream_cannot_set_replace_or_clear_gatehouses_cookies() {
     let s = signed_in("").await;
     let before = s.client.cookies_for(&s.proxy.host());
-    assert!(before.contains_key("_gatehouse"), "{before:?}");
+    assert!(before.contains_key(SESSION_COOKIE), "{before:?}");
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("c", "_gatehouse=forged; Path=/")
         .append_pair("c", "_gatehouse=; Max-Age=0; Path=/")

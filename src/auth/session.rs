@@ -531,13 +531,40 @@ fn parse_cookie_pair(raw: &[u8]) -> Option<CookiePair<'_>> {
     Some(CookiePair { name, value, pair })
 }
 
+/// What a cookie name is to the session cookie named `base`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionPart {
+    /// `base` itself: the whole value in one cookie.
+    Whole,
+    /// `base_<n>`: chunk `n` of a chunked value, `n < MAX_CHUNKS`.
+    Chunk(usize),
+}
+
+/// The one parser of session cookie names: `base` is [`SessionPart::Whole`],
+/// `base_<n>` is [`SessionPart::Chunk`] when `n` is a canonical decimal (no
+/// sign, no leading zero, ASCII digits only) below [`MAX_CHUNKS`]. Anything
+/// else (`base_01`, `base_+1`, `base_8`, `base_x`) is not a session cookie.
+pub fn session_part(name: &str, base: &str) -> Option<SessionPart> {
+    let rest = name.strip_prefix(base)?;
+    if rest.is_empty() {
+        return Some(SessionPart::Whole);
+    }
+    let digits = rest.strip_prefix('_')?;
+    let canonical = match digits.as_bytes() {
+        [b'0'] => true,
+        [b'1'..=b'9', tail @ ..] => tail.len() < 4 && tail.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !canonical {
+        return None;
+    }
+    let n: usize = digits.parse().ok()?;
+    (n < MAX_CHUNKS).then_some(SessionPart::Chunk(n))
+}
+
 /// True when `name` is the session cookie or one of its chunks.
 pub fn is_session_cookie(name: &str, base: &str) -> bool {
-    name == base
-        || name
-            .strip_prefix(base)
-            .and_then(|rest| rest.strip_prefix('_'))
-            .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
+    session_part(name, base).is_some()
 }
 
 /// True for any cookie gatehouse sets: session, chunks and login state.
@@ -558,31 +585,57 @@ fn session_cookie_names(headers: &HeaderMap, base: &str) -> Vec<String> {
     names
 }
 
-/// The session cookie's value: the whole cookie, or chunks `_0`, `_1`, ...
-/// joined. At most [`MAX_CHUNKS`] chunks are read; a gap ends the value.
+/// The session cookie's value in the request: the whole cookie, or chunks
+/// `_0`, `_1`, ... joined (see [`join_session_value`] for what is refused).
 pub fn session_cookie_value(headers: &HeaderMap, base: &str) -> Option<String> {
-    let mut whole = None;
+    join_session_value(request_cookies(headers), base)
+}
+
+/// Joins the session value from `(name, value)` cookie pairs. `None` (no
+/// session, never "first wins" or "last wins") when a name repeats, when the
+/// whole cookie and chunks are both present, when the chunks do not run
+/// `0..k` without a gap, or when a part is empty: a browser holding our
+/// cookies never sends such a set, a cookie planted beside ours does.
+pub fn join_session_value<'a>(
+    cookies: impl IntoIterator<Item = (&'a str, &'a str)>,
+    base: &str,
+) -> Option<String> {
+    let mut whole: Option<&str> = None;
     let mut chunks: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
-    for (name, value) in request_cookies(headers) {
-        if name == base {
-            whole = Some(value);
-        } else if let Some(i) = name
-            .strip_prefix(base)
-            .and_then(|r| r.strip_prefix('_'))
-            .and_then(|n| n.parse::<usize>().ok())
-            && let Some(slot) = chunks.get_mut(i)
-        {
-            *slot = Some(value);
+    let mut any_chunk = false;
+    for (name, value) in cookies {
+        let repeated = match session_part(name, base) {
+            None => continue,
+            Some(SessionPart::Whole) => whole.replace(value).is_some(),
+            Some(SessionPart::Chunk(i)) => {
+                any_chunk = true;
+                chunks.get_mut(i)?.replace(value).is_some()
+            }
+        };
+        if repeated {
+            tracing::debug!("session cookie sent twice: no session");
+            return None;
         }
     }
     if let Some(w) = whole {
-        return Some(w.to_owned());
+        if any_chunk {
+            tracing::debug!("whole session cookie mixed with chunks: no session");
+            return None;
+        }
+        return (!w.is_empty()).then(|| w.to_owned());
+    }
+    let count = chunks.iter().take_while(|c| c.is_some()).count();
+    if count == 0 || chunks.iter().skip(count).any(Option::is_some) {
+        return None;
     }
     let mut joined = String::new();
-    for c in chunks.iter().map_while(|c| *c) {
+    for c in chunks.iter().take(count).flatten() {
+        if c.is_empty() {
+            return None;
+        }
         joined.push_str(c);
     }
-    (!joined.is_empty()).then_some(joined)
+    Some(joined)
 }
 
 /// What travels from `/oauth2/start` to `/oauth2/callback`.
@@ -678,10 +731,12 @@ pub fn read_login_state(
     state: &str,
 ) -> Result<LoginState, LoginStateError> {
     let name = login_cookie_name(&cfg.name, state);
-    let value = request_cookies(headers)
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-        .ok_or(LoginStateError::Missing)?;
+    let mut values = request_cookies(headers).filter(|(n, _)| *n == name);
+    let (_, value) = values.next().ok_or(LoginStateError::Missing)?;
+    if values.next().is_some() {
+        // one planted beside ours: never pick one of the two
+        return Err(LoginStateError::Invalid);
+    }
     let plain = codec.open(&name, value).ok_or(LoginStateError::Invalid)?;
     let login: LoginState =
         serde_json::from_slice(&plain).map_err(|_e| LoginStateError::Invalid)?;
@@ -699,5 +754,9 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+#[cfg(test)]
+mod name_tests;
+#[cfg(test)]
+mod prop_tests;
 #[cfg(test)]
 mod tests;

@@ -69,7 +69,8 @@ pub struct RawConfig {
     #[arg(long, env = "GATEHOUSE_COOKIE_SECRET_FILE")]
     pub cookie_secret_file: Option<String>,
 
-    /// Session cookie name [default: _gatehouse]
+    /// Session cookie name [default: __Host-gatehouse when Secure without a
+    /// cookie_domain, else _gatehouse]
     #[arg(long, env = "GATEHOUSE_COOKIE_NAME")]
     pub cookie_name: Option<String>,
 
@@ -85,6 +86,12 @@ pub struct RawConfig {
     /// refresh (needs a refresh token); unset: never [default: unset]
     #[arg(long, env = "GATEHOUSE_COOKIE_REFRESH")]
     pub cookie_refresh: Option<String>,
+
+    /// How often an open WebSocket re-checks that its session is still live
+    /// (not signed out or revoked); it also closes at the session's expiry
+    /// [default: 5s]
+    #[arg(long, env = "GATEHOUSE_WEBSOCKET_SESSION_CHECK")]
+    pub websocket_session_check: Option<String>,
 
     /// Session lifetime, e.g. `168h`, `30m`, `1h30m` [default: 168h]
     #[arg(long, env = "GATEHOUSE_COOKIE_EXPIRE")]
@@ -304,7 +311,7 @@ impl RawConfig {
         overlay_fields!(low, high;
             scalars: http_address, provider, oidc_issuer_url, client_id, client_secret,
                 client_secret_file, redirect_url, scope, cookie_secret_file, cookie_name,
-                cookie_domain, cookie_secure, cookie_expire, cookie_refresh, pass_access_token,
+                cookie_domain, cookie_secure, cookie_expire, cookie_refresh, websocket_session_check, pass_access_token,
                 pass_authorization_header, tls_cert_file, tls_key_file, log_format, log_level,
                 upstream_timeout, pass_host_header, oidc_email_claim, oidc_groups_claim,
                 user_id_claim, token_endpoint_auth_method, token_request_encoding, identity_source,

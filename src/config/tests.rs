@@ -19,7 +19,7 @@ fn keys(err: &ConfigError) -> Vec<&str> {
 fn a_minimal_config_gets_the_defaults() {
     let c = Config::from_toml_str(MINIMAL).unwrap();
     assert_eq!(c.http_address.to_string(), "127.0.0.1:4180");
-    assert_eq!(c.cookie.name, "_gatehouse");
+    assert_eq!(c.cookie.name, "__Host-gatehouse");
     assert!(c.cookie.secure);
     assert_eq!(c.cookie.expire, Duration::from_secs(168 * 3600));
     assert_eq!(c.provider.scopes, ["openid", "email", "profile"]);
@@ -437,5 +437,72 @@ fn bad_session_store_settings_name_the_key() {
             .find(|p| p.key == *key)
             .unwrap_or_else(|| panic!("{extra}: no problem for {key}: {err}"));
         assert!(p.reason.contains(reason), "{extra}: {}", p.reason);
+    }
+}
+
+#[test]
+fn the_cookie_name_takes_the_host_prefix_only_where_browsers_honour_it() {
+    // (extra settings, the name chosen, or the problem's key)
+    let cases: &[(&str, Result<&str, &str>)] = &[
+        ("", Ok("__Host-gatehouse")),
+        ("cookie_secure = false", Ok("_gatehouse")),
+        ("cookie_domain = \".example.com\"", Ok("_gatehouse")),
+        ("cookie_name = \"sid\"", Ok("sid")),
+        ("cookie_name = \"__Host-x\"", Ok("__Host-x")),
+        ("cookie_name = \"__Secure-x\"", Ok("__Secure-x")),
+        (
+            "cookie_name = \"__Secure-x\"\ncookie_domain = \".example.com\"",
+            Ok("__Secure-x"),
+        ),
+        (
+            "cookie_name = \"__Host-x\"\ncookie_secure = false",
+            Err("cookie_name"),
+        ),
+        (
+            "cookie_name = \"__host-x\"\ncookie_secure = false",
+            Err("cookie_name"),
+        ),
+        (
+            "cookie_name = \"__Host-x\"\ncookie_domain = \".example.com\"",
+            Err("cookie_name"),
+        ),
+        (
+            "cookie_name = \"__Secure-x\"\ncookie_secure = false",
+            Err("cookie_name"),
+        ),
+        (
+            "cookie_name = \"__SECURE-x\"\ncookie_secure = false",
+            Err("cookie_name"),
+        ),
+    ];
+    for (extra, want) in cases {
+        let toml = format!("{MINIMAL}\n{extra}\n");
+        match (Config::from_toml_str(&toml), want) {
+            (Ok(c), Ok(name)) => assert_eq!(c.cookie.name, *name, "{extra}"),
+            (Err(e), Err(key)) => {
+                assert_eq!(keys(&e), [*key], "{extra}");
+                assert!(
+                    e.to_string().contains("cookie_secure")
+                        || e.to_string().contains("cookie_domain"),
+                    "{e}"
+                );
+            }
+            (got, _) => panic!("{extra}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_websocket_session_check_defaults_to_5s_and_must_be_a_positive_duration() {
+    let c = Config::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(c.session_store.tunnel_check, Duration::from_secs(5));
+    let c = Config::from_toml_str(&format!("{MINIMAL}\nwebsocket_session_check = \"250ms\"\n"))
+        .unwrap();
+    assert_eq!(c.session_store.tunnel_check, Duration::from_millis(250));
+    for bad in ["0s", "soon", ""] {
+        let err =
+            Config::from_toml_str(&format!("{MINIMAL}\nwebsocket_session_check = \"{bad}\"\n"))
+                .unwrap_err();
+        assert_eq!(keys(&err), ["websocket_session_check"], "{bad:?}");
     }
 }

@@ -42,6 +42,9 @@ pub struct ForwardContext<'a> {
     pub peer: IpAddr,
     /// What the client asked for (scheme, host).
     pub origin: &'a Origin,
+    /// For a WebSocket upgrade: turns `true` (or loses its sender) when the
+    /// tunnel must close. The caller decides why; see [`splice`].
+    pub tunnel_end: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Tells whether a cookie name is one of gatehouse's own (the session
@@ -157,7 +160,11 @@ impl Upstreams {
             && let Some(client_upgrade) = client_upgrade
         {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice(client_upgrade, upstream_upgrade));
+            tokio::spawn(splice(
+                client_upgrade,
+                upstream_upgrade,
+                ctx.tunnel_end.clone(),
+            ));
             strip_hop_by_hop(resp.headers_mut(), true);
             drop_own_set_cookies(resp.headers_mut(), &*self.own_cookie);
             return Ok(resp.map(|_b| crate::http::body::empty()));
@@ -352,8 +359,17 @@ fn upstream_uri(route: &Route, original: &Uri) -> Result<Uri, Error> {
         .map_err(|_e| Error::BadRequest("request target cannot be forwarded"))
 }
 
-/// Copies bytes both ways between an upgraded client and upstream.
-async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// Copies bytes both ways between an upgraded client and upstream, until
+/// either side closes or `end` fires (turns `true` or loses its sender).
+/// Then both connections are dropped, which closes them at the TCP level:
+/// no WebSocket close frame is sent, because the tunnel carries bytes and
+/// does not know where a frame in flight ends, and a close frame spliced
+/// into the middle of one would corrupt the stream rather than end it.
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    end: Option<tokio::sync::watch::Receiver<bool>>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -363,8 +379,21 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded connection closed with an error");
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    let ended = async move {
+        match end {
+            // an error means the sender is gone: end too (fail closed)
+            Some(mut end) => drop(end.wait_for(|ended| *ended).await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = copy => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "upgraded connection closed with an error");
+            }
+        }
+        () = ended => tracing::debug!("upgraded connection closed: its session ended"),
     }
 }
 

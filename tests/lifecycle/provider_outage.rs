@@ -4,6 +4,7 @@
 //! nobody signed out (no session cookie cleared). And a gatehouse started
 //! while the provider is down still lets existing sessions through.
 
+use crate::support::SESSION_COOKIE;
 use std::time::Duration;
 
 use crate::support::client::{ACCEPT_HTML, TestClient, TestResponse};
@@ -44,7 +45,10 @@ fn assert_unavailable_keeping_the_session(resp: &TestResponse, what: &str) {
     let cleared: Vec<String> = resp
         .set_cookies()
         .iter()
-        .filter(|c| c.name().starts_with("_gatehouse") && !c.name().starts_with("_gatehouse_csrf_"))
+        .filter(|c| {
+            c.name().starts_with(SESSION_COOKIE)
+                && !c.name().starts_with(&format!("{SESSION_COOKIE}_csrf_"))
+        })
         .map(ToString::to_string)
         .collect();
     assert!(
@@ -66,11 +70,11 @@ async fn signed_in_with_a_login_pending(proxy: &TestProxy) -> (TestClient, Url) 
 /// The session `client` holds is still a valid session: a gatehouse with
 /// the same cookie secret and no refreshing lets it through.
 async fn still_signed_in(client: &TestClient, checker: &TestProxy, what: &str) {
-    let cookie = client.cookie("127.0.0.1", "_gatehouse").expect(what);
+    let cookie = client.cookie("127.0.0.1", SESSION_COOKIE).expect(what);
     let resp = TestClient::new()
         .get_with(
             &checker.url("/oauth2/auth"),
-            &[("cookie", &format!("_gatehouse={cookie}"))],
+            &[("cookie", &format!("{SESSION_COOKIE}={cookie}"))],
         )
         .await;
     assert_eq!(resp.status, StatusCode::ACCEPTED, "{what}: signed out");
@@ -146,7 +150,7 @@ async fn a_provider_too_slow_during_login_and_refresh_gets_503_and_signs_nobody_
     idp.set_knobs(|k| k.response_delay = None);
     let resp = client.get(&proxy.url("/oauth2/auth")).await;
     assert_eq!(resp.status, StatusCode::ACCEPTED, "{}", resp.text());
-    assert!(resp.set_cookie("_gatehouse").is_some(), "refreshed");
+    assert!(resp.set_cookie(SESSION_COOKIE).is_some(), "refreshed");
     let grants: Vec<String> = idp
         .token_requests()
         .iter()
@@ -166,8 +170,8 @@ async fn existing_sessions_keep_working_while_the_provider_is_down_at_start() {
     let client = TestClient::new();
     login(&client, &earlier, "/").await;
     let cookie = format!(
-        "_gatehouse={}",
-        client.cookie("127.0.0.1", "_gatehouse").unwrap()
+        "{SESSION_COOKIE}={}",
+        client.cookie("127.0.0.1", SESSION_COOKIE).unwrap()
     );
     drop(earlier);
     drop(idp);

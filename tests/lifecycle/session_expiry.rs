@@ -4,6 +4,7 @@
 //! browser is sent to sign in again, API clients and both check endpoints
 //! get a 401, and nothing reaches the upstream.
 
+use crate::support::SESSION_COOKIE;
 use std::time::{Duration, Instant};
 
 use crate::support::client::{ACCEPT_HTML, TestClient, TestResponse};
@@ -20,7 +21,7 @@ async fn session_cookie(proxy: &TestProxy) -> cookie::Cookie<'static> {
     let client = TestClient::new();
     let callback = login(&client, proxy, "/").await;
     callback
-        .set_cookie("_gatehouse")
+        .set_cookie(SESSION_COOKIE)
         .expect("the callback sets the session")
 }
 
@@ -92,7 +93,7 @@ async fn an_expired_session_sends_the_browser_to_sign_in_and_both_checks_answer_
             (1..=2).contains(&max_age_secs(&session)),
             "{what}: {session}"
         );
-        let cookie = format!("_gatehouse={}", session.value());
+        let cookie = format!("{SESSION_COOKIE}={}", session.value());
         let page = get_with_cookie(&proxy.url("/page"), &cookie, ACCEPT_HTML).await;
         assert_eq!(page.status, StatusCode::OK, "{what}: fresh session");
 
@@ -154,7 +155,7 @@ async fn an_expired_session_sends_the_browser_to_sign_in_and_both_checks_answer_
 
         // and signing in again gives a working session
         let fresh = session_cookie(proxy).await;
-        let cookie = format!("_gatehouse={}", fresh.value());
+        let cookie = format!("{SESSION_COOKIE}={}", fresh.value());
         let page = get_with_cookie(&proxy.url("/page"), &cookie, ACCEPT_HTML).await;
         assert_eq!(page.status, StatusCode::OK, "{what}");
     }
@@ -171,7 +172,7 @@ async fn refreshing_a_session_does_not_extend_its_lifetime() {
     )
     .await;
     let started = Instant::now();
-    let mut cookie = format!("_gatehouse={}", session_cookie(&proxy).await.value());
+    let mut cookie = format!("{SESSION_COOKIE}={}", session_cookie(&proxy).await.value());
     let mut refreshed = 0;
     // the browser keeps every refreshed cookie, and sends the last one even
     // past its Max-Age (a browser's jar would drop it; a copy would not)
@@ -181,11 +182,11 @@ async fn refreshing_a_session_does_not_extend_its_lifetime() {
             break;
         }
         assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
-        if let Some(c) = resp.set_cookie("_gatehouse") {
+        if let Some(c) = resp.set_cookie(SESSION_COOKIE) {
             refreshed += 1;
             let age = max_age_secs(&c);
             assert!(age <= 2, "a refresh reset the lifetime: Max-Age {age}");
-            cookie = format!("_gatehouse={}", c.value());
+            cookie = format!("{SESSION_COOKIE}={}", c.value());
         }
         assert!(
             started.elapsed() < Duration::from_secs(3) + EXPIRY_DEADLINE,

@@ -3,6 +3,7 @@
 //! (proxied page, `/oauth2/auth`), concurrent requests make one refresh, and
 //! a refused or failed refresh never lets a request through.
 
+use crate::support::SESSION_COOKIE;
 use std::time::Duration;
 
 use crate::support::client::TestClient;
@@ -30,7 +31,7 @@ async fn a_due_session_is_refreshed_and_the_new_cookie_comes_back() {
     let (idp, upstream, proxy) = stack("cookie_refresh = \"1s\"\npass_access_token = true").await;
     let client = TestClient::new();
     login(&client, &proxy, "/").await;
-    let first_cookie = client.cookie("127.0.0.1", "_gatehouse").unwrap();
+    let first_cookie = client.cookie("127.0.0.1", SESSION_COOKIE).unwrap();
     let first_token = {
         assert_eq!(client.get(&proxy.url("/")).await.status, StatusCode::OK);
         upstream
@@ -47,10 +48,10 @@ async fn a_due_session_is_refreshed_and_the_new_cookie_comes_back() {
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(refresh_grants(&idp), 1);
     assert!(
-        resp.set_cookie("_gatehouse").is_some(),
+        resp.set_cookie(SESSION_COOKIE).is_some(),
         "the refreshed session is set on the proxied answer"
     );
-    let second_cookie = client.cookie("127.0.0.1", "_gatehouse").unwrap();
+    let second_cookie = client.cookie("127.0.0.1", SESSION_COOKIE).unwrap();
     assert_ne!(first_cookie, second_cookie);
     let second_token = upstream
         .last()
@@ -93,8 +94,8 @@ async fn concurrent_requests_with_one_stale_cookie_make_one_refresh() {
     let client = TestClient::new();
     login(&client, &proxy, "/").await;
     let cookie = format!(
-        "_gatehouse={}",
-        client.cookie("127.0.0.1", "_gatehouse").unwrap()
+        "{SESSION_COOKIE}={}",
+        client.cookie("127.0.0.1", SESSION_COOKIE).unwrap()
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let url = proxy.url("/");
@@ -131,7 +132,7 @@ async fn a_refused_refresh_signs_the_user_out() {
     );
     assert_eq!(upstream.count(), before, "nothing reaches the upstream");
     let cleared = resp
-        .set_cookie("_gatehouse")
+        .set_cookie(SESSION_COOKIE)
         .expect("the dead session is cleared");
     assert_eq!(cleared.value(), "");
 }
@@ -142,12 +143,12 @@ async fn forward_auth_carries_the_refreshed_cookie_and_never_allows_when_the_pro
     let client = TestClient::new();
     login(&client, &proxy, "/").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let before = client.cookie("127.0.0.1", "_gatehouse").unwrap();
+    let before = client.cookie("127.0.0.1", SESSION_COOKIE).unwrap();
     let ok = client.get(&proxy.url("/oauth2/auth")).await;
     assert_eq!(ok.status, StatusCode::ACCEPTED);
     assert_eq!(refresh_grants(&idp), 1);
     let refreshed = ok
-        .set_cookie("_gatehouse")
+        .set_cookie(SESSION_COOKIE)
         .expect("nginx passes this Set-Cookie back");
     assert_ne!(refreshed.value(), before, "the refreshed session is new");
 
@@ -162,7 +163,7 @@ async fn forward_auth_carries_the_refreshed_cookie_and_never_allows_when_the_pro
     assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
     for resp in [&down, &fwd, &page] {
         assert!(
-            resp.set_cookie("_gatehouse").is_none(),
+            resp.set_cookie(SESSION_COOKIE).is_none(),
             "a failing provider signs nobody out"
         );
     }
@@ -207,7 +208,10 @@ async fn without_cookie_refresh_no_refresh_token_is_kept_and_expired_tokens_are_
     .await;
     let resp = client.get(&refreshing.url("/")).await;
     assert_eq!(resp.status, StatusCode::OK);
-    assert!(resp.set_cookie("_gatehouse").is_none(), "nothing refreshed");
+    assert!(
+        resp.set_cookie(SESSION_COOKIE).is_none(),
+        "nothing refreshed"
+    );
     assert!(
         upstream
             .last()
@@ -267,7 +271,7 @@ async fn a_refresh_refused_with_invalid_client_signs_the_user_out_but_invalid_re
     let resp = refused.get_api(&proxy.url("/")).await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", resp.text());
     let cleared = resp
-        .set_cookie("_gatehouse")
+        .set_cookie(SESSION_COOKIE)
         .expect("invalid_client clears the session");
     assert_eq!(cleared.value(), "");
     assert_eq!(refresh_grants(&idp), 1);
@@ -282,7 +286,7 @@ async fn a_refresh_refused_with_invalid_client_signs_the_user_out_but_invalid_re
             resp.text()
         );
         assert!(
-            resp.set_cookie("_gatehouse").is_none(),
+            resp.set_cookie(SESSION_COOKIE).is_none(),
             "{path}: invalid_request signed the user out"
         );
     }
@@ -293,7 +297,7 @@ async fn a_refresh_refused_with_invalid_client_signs_the_user_out_but_invalid_re
     idp.set_knobs(|k| k.token_endpoint_error = None);
     let resp = failed.get(&proxy.url("/oauth2/auth")).await;
     assert_eq!(resp.status, StatusCode::ACCEPTED);
-    assert!(resp.set_cookie("_gatehouse").is_some());
+    assert!(resp.set_cookie(SESSION_COOKIE).is_some());
     // and the refused one stays signed out
     let resp = refused.get_api(&proxy.url("/")).await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);

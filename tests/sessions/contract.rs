@@ -2,6 +2,7 @@
 //! against every store. The cookie store runs without Redis and with Redis
 //! sharing its revocations; the Redis store against a real `redis-server`.
 
+use crate::support::SESSION_COOKIE;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,10 +159,10 @@ async fn contract<S: SessionStore>(store: &S, foreign: &S) {
 #[tokio::test]
 async fn the_cookie_store_keeps_the_contract() {
     let revocations = Arc::new(Revocations::local());
-    let store = CookieStore::new(codec(ISSUER), "_gatehouse", revocations);
+    let store = CookieStore::new(codec(ISSUER), SESSION_COOKIE, revocations);
     let foreign = CookieStore::new(
         codec("https://other.test"),
-        "_gatehouse",
+        SESSION_COOKIE,
         Arc::new(Revocations::local()),
     );
     contract(&store, &foreign).await;
@@ -204,10 +205,10 @@ async fn the_cookie_store_sharing_revocations_through_redis_keeps_the_contract()
         return;
     }
     let redis = RedisServer::start().await;
-    let store = CookieStore::new(codec(ISSUER), "_gatehouse", shared(&redis, "c1:").await);
+    let store = CookieStore::new(codec(ISSUER), SESSION_COOKIE, shared(&redis, "c1:").await);
     let foreign = CookieStore::new(
         codec("https://other.test"),
-        "_gatehouse",
+        SESSION_COOKIE,
         shared(&redis, "c2:").await,
     );
     contract(&store, &foreign).await;
@@ -221,14 +222,14 @@ async fn the_redis_store_keeps_the_contract() {
     let redis = RedisServer::start().await;
     let store = RedisStore::new(
         codec(ISSUER),
-        "_gatehouse",
+        SESSION_COOKIE,
         conn(&redis),
         "t1:".to_owned(),
         shared(&redis, "t1:").await,
     );
     let foreign = RedisStore::new(
         codec("https://other.test"),
-        "_gatehouse",
+        SESSION_COOKIE,
         conn(&redis),
         "t2:".to_owned(),
         shared(&redis, "t2:").await,
@@ -240,7 +241,7 @@ async fn the_redis_store_keeps_the_contract() {
     let s = session(20, None, "dave");
     let ticket = store.save(&s).await.unwrap();
     assert!(
-        ticket.len() + "_gatehouse=".len() < 200,
+        ticket.len() + SESSION_COOKIE.len() + 1 < 200,
         "{} bytes",
         ticket.len()
     );
@@ -260,12 +261,12 @@ async fn a_store_that_cannot_reach_redis_fails_closed_and_recovers() {
     let revocations = shared(&redis, "o:").await;
     let store = RedisStore::new(
         codec(ISSUER),
-        "_gatehouse",
+        SESSION_COOKIE,
         conn(&redis),
         "o:".to_owned(),
         revocations.clone(),
     );
-    let cookie_store = CookieStore::new(codec(ISSUER), "_gatehouse", revocations.clone());
+    let cookie_store = CookieStore::new(codec(ISSUER), SESSION_COOKIE, revocations.clone());
     let s = session(30, None, "erin");
     let ticket = store.save(&s).await.unwrap();
     let cookie = cookie_store.save(&s).await.unwrap();
@@ -300,6 +301,6 @@ async fn a_store_that_cannot_reach_redis_fails_closed_and_recovers() {
     assert!(cookie_store.load(&gone_cookie).await.unwrap().is_none());
     // the queued revocation reached Redis: a fresh replica sees it
     let other = shared(&redis, "o:").await;
-    let other_store = CookieStore::new(codec(ISSUER), "_gatehouse", other);
+    let other_store = CookieStore::new(codec(ISSUER), SESSION_COOKIE, other);
     assert!(other_store.load(&gone_cookie).await.unwrap().is_none());
 }

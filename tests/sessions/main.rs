@@ -19,6 +19,10 @@
 //! - [`revocation`]: sign-out and back-channel logout revoke sessions
 //!   server-side, with no Redis at all; hostile logout tokens revoke nothing.
 //! - [`refresh_race`]: two replicas redeem a rotating refresh token once.
+//! - [`cookie_names`]: the session cookie is `__Host-` by default; a
+//!   duplicated one, or a whole one beside chunks, is no session.
+//! - [`tunnels`]: a WebSocket closes when its session ends (sign-out,
+//!   back-channel logout, another replica, expiry) and not before.
 //! - [`outage`]: Redis stopped and started again under load, or frozen:
 //!   closed while it is away, answers in bounded time, recovered without a
 //!   restart, nobody signed out; a sign-out made during an outage reaches
@@ -35,6 +39,7 @@
 mod support;
 
 mod contract;
+mod cookie_names;
 mod harness;
 mod outage;
 mod redis_store;
@@ -42,6 +47,7 @@ mod refresh_race;
 mod replicas;
 mod revocation;
 mod topologies;
+mod tunnels;
 
 use std::time::Duration;
 
@@ -52,9 +58,9 @@ use support::proxy::{ProxyBuilder, TestProxy};
 use support::redis::{RedisCluster, RedisSentinel, RedisServer};
 use support::upstream::Recorder;
 
-/// The session cookie's name (longer sessions are split into `_gatehouse_0`,
-/// `_gatehouse_1`, ...).
-pub const COOKIE: &str = "_gatehouse";
+/// The session cookie's name (longer sessions are split into `<name>_0`,
+/// `<name>_1`, ...).
+pub const COOKIE: &str = crate::support::SESSION_COOKIE;
 
 /// Where sessions live (`session_store_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! share Redis and get the same stale session at the same moment redeem its
 //! rotating refresh token once; the other uses the winner's result.
 
+use crate::support::SESSION_COOKIE;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -34,8 +35,8 @@ async fn race(store_type: &str) {
     let client = TestClient::new();
     login(&client, &a, "/").await;
     let cookie = format!(
-        "_gatehouse={}",
-        client.cookie("127.0.0.1", "_gatehouse").unwrap()
+        "{SESSION_COOKIE}={}",
+        client.cookie("127.0.0.1", SESSION_COOKIE).unwrap()
     );
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     let mut tasks = Vec::new();

@@ -2,6 +2,7 @@
 //! with the default cookie store and no Redis: a copied cookie is refused
 //! after sign-out in proxy mode and by both check endpoints.
 
+use crate::support::SESSION_COOKIE;
 use std::collections::HashMap;
 
 use http::StatusCode;
@@ -32,9 +33,11 @@ async fn stack() -> Stack {
 /// A fresh client carrying only a copy of `from`'s session cookie.
 fn copy_of(from: &TestClient, proxy: &TestProxy) -> TestClient {
     let host = proxy.host();
-    let value = from.cookie(&host, "_gatehouse").expect("a session cookie");
+    let value = from
+        .cookie(&host, SESSION_COOKIE)
+        .expect("a session cookie");
     let copy = TestClient::new();
-    copy.set_cookie(&host, "_gatehouse", &value);
+    copy.set_cookie(&host, SESSION_COOKIE, &value);
     copy
 }
 

@@ -30,3 +30,9 @@ pub mod idp;
 pub mod proxy;
 pub mod redis;
 pub mod upstream;
+
+/// The session cookie's name under the test config ([`proxy::base_config`]:
+/// `cookie_secure = false`, no `cookie_domain`). Chunks add `_0`, `_1`, ...;
+/// login-state cookies `_csrf_<tag>`. Look cookies up through this, never
+/// by a literal, so a change of the default name is one line here.
+pub const SESSION_COOKIE: &str = "_gatehouse";
