@@ -1,6 +1,8 @@
 //! Top-level dispatch, one request at a time.
 //!
-//! Phases, in order: classify the request (reserved path or gated), work out
+//! Phases, in order: refuse a request target that servers could read
+//! differently ([`check_target`]), classify the request (reserved path or
+//! gated), work out
 //! the origin (`X-Forwarded-*` only from trusted peers), decide (gate), then
 //! forward or render the decision. One access-log event per request.
 //!
@@ -66,6 +68,9 @@ async fn dispatch(
     user: &mut Option<String>,
     upstream: &mut bool,
 ) -> Response<ProxyBody> {
+    if let Some(resp) = check_target(&req) {
+        return resp;
+    }
     let trusted = is_trusted(conn.peer.ip(), &state.config.trusted_proxies);
     let info = RequestInfo {
         origin: origin(req.headers(), req.uri(), conn.tls, trusted),
@@ -146,6 +151,52 @@ async fn dispatch(
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
     endpoints::with_cookies(resp, set_cookies)
+}
+
+/// Refuses, before anything reads it, a request whose target could mean
+/// one thing here and another to the application or a proxy between:
+/// `CONNECT` and `TRACE` (405: gatehouse tunnels nothing and echoes no
+/// request, cookies included), two `Host` headers or one that disagrees
+/// with an absolute-form target (400), and a path that
+/// [`crate::http::path::check`] refuses (400: dot segments, encoded `/`,
+/// ...), so no such path is ever joined to an upstream's base path.
+fn check_target<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
+    let bad = |why: &'static str| {
+        tracing::debug!(reason = why, "refused request target");
+        Some(error_response(&Error::BadRequest(why), Mode::Json))
+    };
+    if req.method() == Method::CONNECT || req.method() == Method::TRACE {
+        let mut r = json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "method_not_allowed"}),
+        );
+        r.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+        return Some(r);
+    }
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return bad("more than one Host header");
+    }
+    if let (Some(target), Some(host)) = (req.uri().authority(), host) {
+        let same = host
+            .to_str()
+            .ok()
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+            .is_some_and(|h| {
+                h.host().eq_ignore_ascii_case(target.host()) && h.port_u16() == target.port_u16()
+            });
+        if !same || host.as_bytes().contains(&b'@') || target.as_str().contains('@') {
+            return bad("the Host header disagrees with the request target");
+        }
+    }
+    if let Err(e) = crate::http::path::check(req.uri().path()) {
+        return bad(e.message());
+    }
+    None
 }
 
 /// Not signed in: browsers go to the provider; everyone else gets a 401.
