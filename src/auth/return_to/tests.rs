@@ -426,6 +426,51 @@ mod properties {
         proptest::collection::vec(piece, 1..10).prop_map(|v| v.concat())
     }
 
+    /// Absolute URLs shaped like real ones: a scheme, slashes, maybe
+    /// credentials, a host (ours, a subdomain, a look-alike, another), maybe
+    /// a port, a path.
+    fn absolute_url() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                Just("http:"),
+                Just("https:"),
+                Just("HTTP:"),
+                Just("javascript:")
+            ],
+            prop_oneof![Just("//"), Just("/"), Just(""), Just("/\\"), Just("///")],
+            prop_oneof![
+                Just(""),
+                Just("user@"),
+                Just("app.example.com@"),
+                Just(":pw@")
+            ],
+            prop_oneof![
+                Just("app.example.com"),
+                Just("a.example.com"),
+                Just("example.com"),
+                Just("evil.test"),
+                Just("app.example.com.evil.test"),
+                Just("evilexample.com"),
+            ],
+            prop_oneof![
+                Just(""),
+                Just(":443"),
+                Just(":80"),
+                Just(":8443"),
+                Just(":"),
+                Just(":x")
+            ],
+            prop_oneof![
+                Just(""),
+                Just("/"),
+                Just("/x?y=1"),
+                Just("/%2e%2e/x"),
+                Just("#f")
+            ],
+        )
+            .prop_map(|(a, b, c, d, e, f)| format!("{a}{b}{c}{d}{e}{f}"))
+    }
+
     fn origin_strategy() -> impl Strategy<Value = Origin> {
         (
             prop_oneof![Just("http"), Just("https")],
@@ -453,7 +498,7 @@ mod properties {
         /// host gatehouse serves, and never takes https to http.
         #[test]
         fn an_accepted_return_url_lands_on_an_allowed_host_without_a_downgrade(
-            raw in prop_oneof![hostile_url(), "\\PC{0,30}"],
+            raw in prop_oneof![hostile_url(), absolute_url(), "\\PC{0,30}"],
             origin in origin_strategy(),
         ) {
             let list = wl(&[".example.com:*"]);

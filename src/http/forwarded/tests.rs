@@ -432,9 +432,26 @@ mod properties {
             Just("GET"),
             Just("x"),
         ];
+        let uri = prop_oneof![
+            Just("/a/../b"),
+            Just("/a/%2e%2E/b"),
+            Just("/a%2fb"),
+            Just("/..;/b"),
+            Just("/a/b"),
+            Just("/"),
+        ];
         prop_oneof![
             proptest::collection::vec(piece, 0..8).prop_map(|v| v.concat()),
             "[ -~]{0,20}",
+            (
+                prop_oneof![
+                    Just(""),
+                    Just("http://app.example"),
+                    Just("https://evil.test:8443")
+                ],
+                uri
+            )
+                .prop_map(|(a, u)| format!("{a}{u}")),
         ]
     }
 
@@ -500,6 +517,15 @@ mod properties {
                 prop_assert!(req.url.host_str().is_some());
                 prop_assert!(req.url.username().is_empty() && req.url.password().is_none());
                 prop_assert!(crate::http::path::check(req.url.path()).is_ok(), "{}", req.url);
+                // and the path as the front proxy sent it, before the URL
+                // parser resolved anything, passes the path check too
+                let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+                let sent = match (text("x-original-url"), text("x-forwarded-uri")) {
+                    (Some(u), _) => raw_path(u),
+                    (None, Some(u)) => u.split(['?', '#']).next().unwrap_or(u),
+                    (None, None) => "/",
+                };
+                prop_assert!(crate::http::path::check(sent).is_ok(), "{:?} sent as {:?}", req.url, sent);
             }
         }
     }
