@@ -183,6 +183,7 @@ pub fn original_request(
     if !matches!(url.scheme(), "http" | "https")
         || url.host_str().is_none()
         || !url.username().is_empty()
+        || url.password().is_some()
     {
         return Err(BadOriginal(
             "original URL must be http(s) with a host and no credentials",

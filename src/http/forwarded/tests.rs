@@ -375,6 +375,19 @@ fn an_original_url_with_dot_segments_or_encoded_slashes_is_refused_before_parsin
 }
 
 #[test]
+fn an_original_url_with_only_a_password_is_refused_like_any_credentials() {
+    // found by the property test: `https::1@host` is a password, no user
+    for url in [
+        "https::1@app.example/",
+        "https://:pw@app.example/",
+        "https://u@app.example/",
+    ] {
+        let h = headers(&[("x-original-url", url)]);
+        assert!(original_request(&h, true).is_err(), "{url}");
+    }
+}
+
+#[test]
 fn the_raw_path_of_an_absolute_url_is_what_follows_the_authority() {
     for (url, path) in [
         ("https://a.example/x/y?q=1#f", "/x/y"),
