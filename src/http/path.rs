@@ -5,9 +5,10 @@
 //! normal form. A path that different servers could read differently is
 //! refused, never guessed at: a dot segment (`.`, `..`, raw or
 //! `%2e`-encoded in any case), an encoded `/` or `\` (`%2f`, `%5c`), a raw
-//! `\`, a NUL or other control character (raw or encoded), a `;` parameter
-//! that hides a segment (`/..;/x`, `/;x/`), a double-encoded dot, slash or
-//! backslash (`%252e`), and broken percent-encoding.
+//! `\`, a NUL or other control character (raw or encoded), a `;` parameter,
+//! raw or `%3b`, that hides a segment (`/..;/x`, `/.%3b/x`, `/;x/`), a
+//! double-encoded dot, slash or backslash (`%252e`), and broken
+//! percent-encoding.
 //!
 //! What is accepted is normalised without changing its meaning: escapes of
 //! unreserved characters are decoded (`%41` is `A`), the other escapes get
@@ -130,9 +131,15 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         if segment == "." || segment == ".." {
             return Err(PathError::DotSegment);
         }
-        if let Some((name, _params)) = segment.split_once(';')
-            && matches!(name, "" | "." | "..")
-        {
+        // `;` starts parameters (Tomcat, Jetty strip them); a server that
+        // decodes first reads `%3B` the same way
+        let name = segment
+            .find(';')
+            .into_iter()
+            .chain(segment.find("%3B"))
+            .min()
+            .map_or(segment, |i| &segment[..i]);
+        if name.len() < segment.len() && matches!(name, "" | "." | "..") {
             return Err(PathError::HiddenSegment);
         }
     }
