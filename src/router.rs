@@ -182,12 +182,19 @@ fn check_target<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
         return bad("more than one Host header");
     }
     if let (Some(target), Some(host)) = (req.uri().authority(), host) {
+        // a port left out is the target scheme's default
+        let default = if req.uri().scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
         let same = host
             .to_str()
             .ok()
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
             .is_some_and(|h| {
-                h.host().eq_ignore_ascii_case(target.host()) && h.port_u16() == target.port_u16()
+                h.host().eq_ignore_ascii_case(target.host())
+                    && h.port_u16().unwrap_or(default) == target.port_u16().unwrap_or(default)
             });
         if !same || host.as_bytes().contains(&b'@') || target.as_str().contains('@') {
             return bad("the Host header disagrees with the request target");
@@ -227,4 +234,66 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("text/html"))
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    fn status(method: &str, target: &str, hosts: &[&str]) -> Option<StatusCode> {
+        let mut b = Request::builder().method(method).uri(target);
+        for h in hosts {
+            b = b.header(http::header::HOST, *h);
+        }
+        check_target(&b.body(()).unwrap()).map(|r| r.status())
+    }
+
+    #[test]
+    fn request_targets_servers_could_read_differently_are_refused() {
+        let bad = Some(StatusCode::BAD_REQUEST);
+        let table: &[(&str, &str, &[&str], Option<StatusCode>)] = &[
+            ("GET", "/a/b?x=1", &["app.example"], None),
+            ("GET", "/a/b", &[], None),
+            ("GET", "http://app.example/a", &["app.example"], None),
+            ("GET", "http://app.example/a", &["APP.example:80"], None),
+            ("GET", "https://app.example:443/a", &["app.example"], None),
+            ("GET", "http://app.example/a", &[], None),
+            ("GET", "/a", &["app.example", "app.example"], bad),
+            ("GET", "/a", &["app.example", "evil.test"], bad),
+            ("GET", "http://evil.test/a", &["app.example"], bad),
+            ("GET", "http://app.example:8080/a", &["app.example"], bad),
+            ("GET", "http://app.example/a", &["u@app.example"], bad),
+            ("GET", "/a/../b", &["app.example"], bad),
+            ("GET", "/a/%2E%2e/b", &["app.example"], bad),
+            ("GET", "/a%2fb", &["app.example"], bad),
+            ("OPTIONS", "*", &["app.example"], bad),
+            (
+                "TRACE",
+                "/",
+                &["app.example"],
+                Some(StatusCode::METHOD_NOT_ALLOWED),
+            ),
+            (
+                "CONNECT",
+                "app.example:443",
+                &["app.example:443"],
+                Some(StatusCode::METHOD_NOT_ALLOWED),
+            ),
+        ];
+        for (method, target, hosts, want) in table {
+            assert_eq!(
+                status(method, target, hosts),
+                *want,
+                "{method} {target} {hosts:?}"
+            );
+        }
+        let mut connect = Request::builder()
+            .method(Method::CONNECT)
+            .uri("app.example:443")
+            .body(())
+            .unwrap();
+        connect.headers_mut().clear();
+        let r = check_target(&connect).unwrap();
+        assert!(r.headers().contains_key(http::header::ALLOW));
+    }
 }
