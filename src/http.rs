@@ -1,7 +1,8 @@
 //! Protocol helpers with no knowledge of users, sessions or providers.
 //!
 //! Owns: body types, header name constants and hop-by-hop rules,
-//! `X-Forwarded-*` handling for trusted peers, small response builders, and
+//! `X-Forwarded-*` handling for trusted peers, request-path checks and
+//! normalisation, small response builders, and
 //! the outbound HTTPS client builder shared by the proxy and the IdP client.
 //! Must not: keep state or know what a cookie means.
 
@@ -9,4 +10,5 @@ pub mod body;
 pub mod client;
 pub mod forwarded;
 pub mod headers;
+pub mod path;
 pub mod response;

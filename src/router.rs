@@ -1,6 +1,8 @@
 //! Top-level dispatch, one request at a time.
 //!
-//! Phases, in order: classify the request (reserved path or gated), work out
+//! Phases, in order: refuse a request target that servers could read
+//! differently ([`check_target`]), classify the request (reserved path or
+//! gated), work out
 //! the origin (`X-Forwarded-*` only from trusted peers), decide (gate), then
 //! forward or render the decision. One access-log event per request.
 //!
@@ -73,6 +75,9 @@ async fn dispatch(
     user: &mut Option<String>,
     upstream: &mut bool,
 ) -> Response<ProxyBody> {
+    if let Some(resp) = check_target(&req) {
+        return resp;
+    }
     let trusted = is_trusted(conn.peer.ip(), &state.config.trusted_proxies);
     let info = RequestInfo {
         origin: origin(req.headers(), req.uri(), conn.tls, trusted),
@@ -162,6 +167,59 @@ async fn dispatch(
     endpoints::with_cookies(resp, set_cookies)
 }
 
+/// Refuses, before anything reads it, a request whose target could mean
+/// one thing here and another to the application or a proxy between:
+/// `CONNECT` and `TRACE` (405: gatehouse tunnels nothing and echoes no
+/// request, cookies included), two `Host` headers or one that disagrees
+/// with an absolute-form target (400), and a path that
+/// [`crate::http::path::check`] refuses (400: dot segments, encoded `/`,
+/// ...), so no such path is ever joined to an upstream's base path.
+fn check_target<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
+    let bad = |why: &'static str| {
+        tracing::debug!(reason = why, "refused request target");
+        Some(error_response(&Error::BadRequest(why), Mode::Json))
+    };
+    if req.method() == Method::CONNECT || req.method() == Method::TRACE {
+        let mut r = json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "method_not_allowed"}),
+        );
+        r.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+        return Some(r);
+    }
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return bad("more than one Host header");
+    }
+    if let (Some(target), Some(host)) = (req.uri().authority(), host) {
+        // a port left out is the target scheme's default
+        let default = if req.uri().scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        let same = host
+            .to_str()
+            .ok()
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+            .is_some_and(|h| {
+                h.host().eq_ignore_ascii_case(target.host())
+                    && h.port_u16().unwrap_or(default) == target.port_u16().unwrap_or(default)
+            });
+        if !same || host.as_bytes().contains(&b'@') || target.as_str().contains('@') {
+            return bad("the Host header disagrees with the request target");
+        }
+    }
+    if let Err(e) = crate::http::path::check(req.uri().path()) {
+        return bad(e.message());
+    }
+    None
+}
+
 /// Not signed in: browsers go to the provider; everyone else gets a 401.
 fn challenge(state: &AppState, req: &Request<Incoming>, info: &RequestInfo) -> Response<ProxyBody> {
     if !is_browser_navigation(req.method(), req.headers()) {
@@ -190,4 +248,66 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("text/html"))
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    fn status(method: &str, target: &str, hosts: &[&str]) -> Option<StatusCode> {
+        let mut b = Request::builder().method(method).uri(target);
+        for h in hosts {
+            b = b.header(http::header::HOST, *h);
+        }
+        check_target(&b.body(()).unwrap()).map(|r| r.status())
+    }
+
+    #[test]
+    fn request_targets_servers_could_read_differently_are_refused() {
+        let bad = Some(StatusCode::BAD_REQUEST);
+        let table: &[(&str, &str, &[&str], Option<StatusCode>)] = &[
+            ("GET", "/a/b?x=1", &["app.example"], None),
+            ("GET", "/a/b", &[], None),
+            ("GET", "http://app.example/a", &["app.example"], None),
+            ("GET", "http://app.example/a", &["APP.example:80"], None),
+            ("GET", "https://app.example:443/a", &["app.example"], None),
+            ("GET", "http://app.example/a", &[], None),
+            ("GET", "/a", &["app.example", "app.example"], bad),
+            ("GET", "/a", &["app.example", "evil.test"], bad),
+            ("GET", "http://evil.test/a", &["app.example"], bad),
+            ("GET", "http://app.example:8080/a", &["app.example"], bad),
+            ("GET", "http://app.example/a", &["u@app.example"], bad),
+            ("GET", "/a/../b", &["app.example"], bad),
+            ("GET", "/a/%2E%2e/b", &["app.example"], bad),
+            ("GET", "/a%2fb", &["app.example"], bad),
+            ("OPTIONS", "*", &["app.example"], bad),
+            (
+                "TRACE",
+                "/",
+                &["app.example"],
+                Some(StatusCode::METHOD_NOT_ALLOWED),
+            ),
+            (
+                "CONNECT",
+                "app.example:443",
+                &["app.example:443"],
+                Some(StatusCode::METHOD_NOT_ALLOWED),
+            ),
+        ];
+        for (method, target, hosts, want) in table {
+            assert_eq!(
+                status(method, target, hosts),
+                *want,
+                "{method} {target} {hosts:?}"
+            );
+        }
+        let mut connect = Request::builder()
+            .method(Method::CONNECT)
+            .uri("app.example:443")
+            .body(())
+            .unwrap();
+        connect.headers_mut().clear();
+        let r = check_target(&connect).unwrap();
+        assert!(r.headers().contains_key(http::header::ALLOW));
+    }
 }

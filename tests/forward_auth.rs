@@ -777,7 +777,6 @@ async fn a_spoofed_x_forwarded_uri_cannot_widen_access() {
         "/oauth2/callback",
         "/oauth2/auth",
         "/ping",
-        "/admin/../public",
         "/public?allowed_groups=staff",
         "/x?allowed_groups=staff&allowed_emails=bob@example.com",
     ] {
@@ -800,6 +799,18 @@ async fn a_spoofed_x_forwarded_uri_cannot_widen_access() {
         .await;
         assert_not_allowed(&resp, StatusCode::FORBIDDEN, uri);
     }
+    // a dot segment is refused before the decision (issue 9, item 15)
+    let resp = get(
+        &bob,
+        &narrowed,
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example.com"),
+            ("x-forwarded-uri", "/admin/../public"),
+        ],
+    )
+    .await;
+    assert_not_allowed(&resp, StatusCode::BAD_REQUEST, "/admin/../public");
     // the same for nginx: the original URL never reaches the decision
     let resp = get(
         &bob,
@@ -813,7 +824,8 @@ async fn a_spoofed_x_forwarded_uri_cannot_widen_access() {
     assert_not_allowed(&resp, StatusCode::FORBIDDEN, "/oauth2/auth");
 
     // signed out, a spoofed URI cannot make the remembered URL leave the
-    // host the trusted proxy named
+    // host the trusted proxy named: an encoded `//` is not even a path
+    // gatehouse will judge (issue 9, item 15)
     let browser = TestClient::new();
     let resp = get(
         &browser,
@@ -826,9 +838,7 @@ async fn a_spoofed_x_forwarded_uri_cannot_widen_access() {
         ],
     )
     .await;
-    let back = through_provider(&browser, &resp).await;
-    let landed = back.location_url().unwrap();
-    assert_eq!(landed.host_str(), Some("127.0.0.1"), "landed on {landed}");
+    assert_not_allowed(&resp, StatusCode::BAD_REQUEST, "/%2F%2Fevil.example/x");
 }
 
 #[tokio::test]
@@ -1131,5 +1141,165 @@ async fn the_access_token_is_never_handed_to_an_untrusted_caller() {
             r.header("x-auth-request-access-token").is_none(),
             "{path} leaked the access token"
         );
+    }
+}
+
+// === hardening (issue 9, items 13, 14, 15) ===
+
+#[tokio::test]
+async fn every_configured_claim_header_is_in_the_allow_answer_even_when_the_claim_is_absent() {
+    let s = stack("claim_header = [\"X-User-Mail=email\", \"X-Dept=department\"]").await;
+    let client = signed_in(&s, "alice").await;
+    for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
+        // a client's own value for the claim header is not what decides
+        let resp = get(&client, &s.proxy.url(path), &[("x-dept", "forged")]).await;
+        assert!(resp.status.is_success(), "{path}: {}", resp.text());
+        assert_eq!(resp.headers.get_all("x-dept").iter().count(), 1, "{path}");
+        assert_eq!(resp.header("x-dept"), Some(""), "{path}");
+        assert!(
+            resp.header("x-user-mail").is_some_and(|m| m.contains('@')),
+            "{path}: {:?}",
+            resp.headers
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_forwarded_host_gatehouse_does_not_serve_is_never_a_return_target() {
+    // loopback is a trusted proxy here, passing on the Host a client named
+    let s = stack("").await;
+    let port = s.proxy.addr().port();
+    let port_host = format!("evil.test:{port}");
+    for host in ["evil.test", port_host.as_str()] {
+        // the browser's cookies live on the callback host (127.0.0.1), as
+        // with a central sign-in host
+        let browser = TestClient::new();
+        let resp = get(
+            &browser,
+            &s.proxy.url("/oauth2/forward-auth"),
+            &[
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", host),
+                ("x-forwarded-uri", "/x"),
+                ("accept", ACCEPT_HTML),
+            ],
+        )
+        .await;
+        let callback = through_provider(&browser, &resp).await;
+        assert_eq!(callback.status, StatusCode::FOUND, "{}", callback.text());
+        assert_eq!(
+            callback.header("location"),
+            Some("/"),
+            "{host}: the callback must not send the browser there"
+        );
+    }
+    // the same through the reverse proxy: a trusted X-Forwarded-Host that
+    // is not served does not become the place to come back to
+    let browser = TestClient::new();
+    let first = get(
+        &browser,
+        &s.proxy.url("/page?x=1"),
+        &[("x-forwarded-host", "evil.test"), ("accept", ACCEPT_HTML)],
+    )
+    .await;
+    let callback = through_provider(&browser, &first).await;
+    assert_eq!(
+        callback.header("location"),
+        Some("/"),
+        "{}",
+        callback.text()
+    );
+    // control: a served host (the callback's) keeps the page
+    let browser = TestClient::new();
+    let resp = get(
+        &browser,
+        &s.proxy.url("/oauth2/forward-auth"),
+        &[
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", &s.proxy.host()),
+            ("x-forwarded-uri", "/kept?x=1"),
+            ("accept", ACCEPT_HTML),
+        ],
+    )
+    .await;
+    let callback = through_provider(&browser, &resp).await;
+    assert_eq!(
+        callback.location_url().unwrap().as_str(),
+        s.proxy.url("/kept?x=1")
+    );
+}
+
+#[tokio::test]
+async fn a_return_url_never_downgrades_https_to_http() {
+    let s = stack("whitelist_domain = [\".gatehouse.test:*\"]").await;
+    let browser = TestClient::new();
+    // the browser is on https (as the trusted front proxy says) and asks to
+    // come back to the same host over http
+    let resp = get(
+        &browser,
+        &s.proxy.url(&format!(
+            "/oauth2/start?rd={}",
+            url::form_urlencoded::byte_serialize(format!("http://{APP1}/x").as_bytes())
+                .collect::<String>()
+        )),
+        &[("x-forwarded-proto", "https"), ("x-forwarded-host", APP1)],
+    )
+    .await;
+    let callback = through_provider(&browser, &resp).await;
+    assert_eq!(
+        callback.header("location"),
+        Some("/"),
+        "{}",
+        callback.text()
+    );
+}
+
+#[tokio::test]
+async fn an_original_path_with_dot_segments_or_encoded_slashes_is_refused_never_allowed() {
+    let s = stack("").await;
+    let client = signed_in(&s, "alice").await;
+    let cookie = client.cookie_header_for(&s.proxy.url("/")).unwrap();
+    let host = s.proxy.host();
+    // control: the same request with a plain path is allowed
+    let ok = get(
+        &client,
+        &s.proxy.url("/oauth2/forward-auth"),
+        &[
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", &host),
+            ("x-forwarded-uri", "/public/admin"),
+            ("cookie", &cookie),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    for uri in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E/admin",
+        "/public%2f..%2fadmin",
+        "/public%5c..%5cadmin",
+        "/..;/admin",
+    ] {
+        let traefik = get(
+            &client,
+            &s.proxy.url("/oauth2/forward-auth"),
+            &[
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", &host),
+                ("x-forwarded-uri", uri),
+                ("cookie", &cookie),
+            ],
+        )
+        .await;
+        assert_not_allowed(&traefik, StatusCode::BAD_REQUEST, uri);
+        let original = format!("http://{host}{uri}");
+        let nginx = get(
+            &client,
+            &s.proxy.url("/oauth2/forward-auth"),
+            &[("x-original-url", &original), ("cookie", &cookie)],
+        )
+        .await;
+        assert_not_allowed(&nginx, StatusCode::BAD_REQUEST, &original);
     }
 }

@@ -1469,3 +1469,202 @@ async fn an_upstream_cannot_set_replace_or_clear_gatehouses_cookies() {
     let again = s.client.get_api(&s.proxy.url("/after")).await;
     assert_eq!(again.status, StatusCode::OK);
 }
+
+// === request hardening (issue 9, items 13 and 15) ===
+
+/// Spellings of protected headers a server or framework might fold into
+/// the real name: any case, `_` or `.` for `-`.
+const SPOOFED: &[&str] = &[
+    "x-forwarded-user",
+    "X_Forwarded_User",
+    "x.forwarded.email",
+    "X-Forwarded-Preferred_Username",
+    "x_forwarded_groups",
+    "x-forwarded-name",
+    "x.forwarded.email.verified",
+    "x-forwarded-access-token",
+    "x_auth_request_user",
+    "X.Auth.Request.Email",
+    "gap-auth",
+    "GAP_Auth",
+    "x-id-token",
+    "x.id.token",
+    "x-user-mail",
+    "X_User_Mail",
+    "x.dept",
+    "x-dept",
+];
+
+/// The forwarding family in several spellings: from a peer outside
+/// `trusted_proxy`, none may reach the application.
+const FORWARDING: &[&str] = &[
+    "x_forwarded_for",
+    "x.forwarded.proto",
+    "x-forwarded-port",
+    "X_Forwarded_Port",
+    "x-forwarded-prefix",
+    "x.forwarded.prefix",
+    "x-forwarded-uri",
+    "x-real-ip",
+    "X_Real_IP",
+    "x.real.ip",
+    "x-original-url",
+    "x_original_url",
+    "forwarded",
+];
+
+#[tokio::test]
+async fn every_spelling_of_identity_claim_and_forwarding_headers_is_stripped_and_claims_always_sent()
+ {
+    let s = signed_in(
+        "trusted_proxy = [\"10.0.0.0/8\"]\n\
+         claim_header = [\"X-User-Mail=email\", \"X-Dept=department\"]",
+    )
+    .await;
+    let headers: Vec<(&str, &str)> = SPOOFED
+        .iter()
+        .chain(FORWARDING)
+        .map(|n| (*n, "forged"))
+        .chain([("x-keep-me", "yes")])
+        .collect();
+    // control: the client really sends every spelling (straight to the
+    // upstream)
+    s.client
+        .get_with(&format!("{}/direct", s.upstream.url()), &headers)
+        .await;
+    let direct = s.upstream.last().unwrap();
+    for (name, _) in &headers {
+        assert_eq!(
+            direct.header(name),
+            Some(if *name == "x-keep-me" {
+                "yes"
+            } else {
+                "forged"
+            }),
+            "control lost {name}"
+        );
+    }
+
+    let resp = s.client.get_with(&s.proxy.url("/page"), &headers).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let seen = s.upstream.last().unwrap();
+    assert_eq!(seen.path(), "/page");
+    for (name, value) in seen.headers.iter() {
+        assert_ne!(
+            value, "forged",
+            "{name} reached the upstream: {:?}",
+            seen.headers
+        );
+    }
+    assert_eq!(seen.header("x-keep-me"), Some("yes"));
+    assert_eq!(seen.header_all("x-forwarded-user"), [sub_of_alice(&s.idp)]);
+    // the mapped claim is sent; an absent one is sent empty, not left out
+    let mail = seen.header_all("x-user-mail");
+    assert_eq!(mail.len(), 1, "{:?}", seen.headers);
+    assert!(mail[0].contains('@'), "{mail:?}");
+    assert_eq!(seen.header_all("x-dept"), [""], "{:?}", seen.headers);
+    assert_eq!(seen.header_all("x-forwarded-for"), ["127.0.0.1"]);
+}
+
+#[tokio::test]
+async fn aliases_of_forwarding_headers_are_stripped_even_from_a_trusted_proxy() {
+    // loopback is trusted by default: its own X-Forwarded-For is kept, its
+    // `_`/`.` spellings (which no proxy sends) are not
+    let s = signed_in("").await;
+    let resp = s
+        .client
+        .get_with(
+            &s.proxy.url("/page"),
+            &[
+                ("x-forwarded-for", "1.2.3.4"),
+                ("x_forwarded_for", "6.6.6.6"),
+                ("x.real.ip", "6.6.6.6"),
+                ("X_Forwarded_Prefix", "/evil"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let seen = s.upstream.last().unwrap();
+    assert_eq!(seen.header_all("x-forwarded-for"), ["1.2.3.4, 127.0.0.1"]);
+    for name in ["x_forwarded_for", "x.real.ip", "x_forwarded_prefix"] {
+        assert!(seen.header(name).is_none(), "{name}: {:?}", seen.headers);
+    }
+}
+
+/// Sends `request` as raw bytes to `addr` (no client library to tidy it
+/// up) and returns the status code of the answer.
+async fn raw_status(addr: SocketAddr, request: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // the status line is enough; the answer closes (Connection: close)
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            let n = tcp.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"))
+    };
+    tokio::time::timeout(SHORT, exchange).await.unwrap()
+}
+
+#[tokio::test]
+async fn ambiguous_request_targets_are_refused_before_the_upstream_sees_them() {
+    let s = signed_in("").await;
+    let cookie = cookie_header(&s.client, &s.proxy);
+    let host = s.proxy.host();
+    let addr = s.proxy.addr();
+    let req = |method: &str, target: &str, extra: &str| {
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n{extra}Connection: close\r\n\r\n"
+        )
+    };
+    // control: a plain path over the same raw connection reaches the app
+    s.upstream.clear();
+    assert_eq!(raw_status(addr, &req("GET", "/a/b", "")).await, 200);
+    assert_eq!(s.upstream.last().unwrap().path(), "/a/b");
+    let absolute = format!("http://{host}/a/b");
+    assert_eq!(raw_status(addr, &req("GET", &absolute, "")).await, 200);
+    s.upstream.clear();
+
+    let cases: Vec<(String, u16)> = vec![
+        (req("GET", "/a/b", &format!("Host: {host}\r\n")), 400),
+        (req("GET", "/a/b", "Host: other.example\r\n"), 400),
+        (req("GET", "http://other.example/a/b", ""), 400),
+        (req("GET", "/a/../b", ""), 400),
+        (req("GET", "/a/%2e%2e/b", ""), 400),
+        (req("GET", "/a/%2E%2e/b", ""), 400),
+        (req("GET", "/a/.%2e/b?x=1", ""), 400),
+        (req("GET", "/a/./b", ""), 400),
+        (req("GET", "/a%2fb", ""), 400),
+        (req("GET", "/a%2F..%2Fb", ""), 400),
+        (req("GET", "/a%5cb", ""), 400),
+        (req("GET", "/..;/b", ""), 400),
+        (req("GET", "/a%00b", ""), 400),
+        (req("TRACE", "/a/b", ""), 405),
+        (req("CONNECT", &host, ""), 405),
+    ];
+    for (request, want) in &cases {
+        let got = raw_status(addr, request).await;
+        assert_eq!(got, *want, "{request:?}");
+    }
+    assert_eq!(
+        s.upstream.count(),
+        0,
+        "reached the upstream: {:?}",
+        s.upstream
+            .requests()
+            .iter()
+            .map(|r| r.path().to_owned())
+            .collect::<Vec<_>>()
+    );
+}

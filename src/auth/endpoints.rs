@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::auth::oidc::{LoginParams, LogoutTarget};
 use crate::auth::policy::{self, DenyReason};
-use crate::auth::return_to::{ReturnTo, host_allowed};
+use crate::auth::return_to::{ReturnTo, Served, host_allowed};
 use crate::auth::session::revocations::Revocation;
 use crate::auth::session::store::{SessionStore as _, StoreError};
 use crate::auth::session::{
@@ -90,9 +90,21 @@ pub fn remembered(config: &Config, origin: &Origin, target: &str) -> ReturnTo {
     };
     ReturnTo::parse(
         absolute.as_deref().unwrap_or(target),
-        host,
-        &config.whitelist_domains,
+        origin,
+        &served(config),
     )
+}
+
+/// The hosts `config` serves, where a return URL may point.
+pub fn served(config: &Config) -> Served<'_> {
+    Served {
+        callback: match &config.redirect_url {
+            CallbackUrl::Fixed(url) => Some(url),
+            CallbackUrl::SameHost(_) => None,
+        },
+        whitelist: &config.whitelist_domains,
+        cookie_domain: config.cookie.domain.as_deref(),
+    }
 }
 
 /// True when `url` points at `authority` (host and port, default ports
@@ -344,9 +356,8 @@ pub fn forbidden(reason: DenyReason, mode: Mode) -> Response<ProxyBody> {
 /// when it advertises an `end_session_endpoint`.
 pub async fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let config = &state.config;
-    let host = info.origin.host.as_deref();
     let return_to = query_param(parts, "rd").map_or_else(ReturnTo::root, |rd| {
-        ReturnTo::parse(&rd, host, &config.whitelist_domains)
+        ReturnTo::parse(&rd, &info.origin, &served(config))
     });
     // the session is read for its id token hint; its id alone is enough to
     // revoke it, so a store outage does not keep the cookie alive
@@ -509,6 +520,7 @@ mod tests {
             proto: "https",
             host: Some(host.to_owned()),
             trusted: false,
+            host_forwarded: false,
         }
     }
 

@@ -20,15 +20,16 @@
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use crate::auth::endpoints::{RequestInfo, begin_login, forbidden, with_cookies};
+use crate::auth::endpoints::{RequestInfo, begin_login, forbidden, served, with_cookies};
 use crate::auth::identity::Identity;
 use crate::auth::policy::Narrowing;
 use crate::auth::return_to::ReturnTo;
 use crate::auth::session::now_secs;
 use crate::auth::{Decided, Decision};
+use crate::config::ClaimHeader;
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::{ProxyBody, empty};
-use crate::http::forwarded::original_request;
+use crate::http::forwarded::{Origin, original_request};
 use crate::http::headers::{
     X_AUTH_REQUEST_ACCESS_TOKEN, X_AUTH_REQUEST_COOKIE, X_AUTH_REQUEST_EMAIL,
     X_AUTH_REQUEST_GROUPS, X_AUTH_REQUEST_PREFERRED_USERNAME, X_AUTH_REQUEST_USER,
@@ -54,6 +55,7 @@ pub async fn auth_request(
                 token_allowed(state, info),
                 app_cookie(&parts.headers, &state.config.cookie.name, info),
                 false,
+                &state.config.claim_headers,
             ),
             Err(reason) => forbidden(reason, Mode::Json),
         },
@@ -91,6 +93,7 @@ pub async fn forward_auth(
                 token_allowed(state, info),
                 app_cookie(&parts.headers, &state.config.cookie.name, info),
                 true,
+                &state.config.claim_headers,
             ),
             Err(reason) => forbidden(reason, info.mode),
         },
@@ -102,12 +105,21 @@ pub async fn forward_auth(
             if !navigation {
                 return error_response(&Error::Unauthenticated, Mode::Json);
             }
+            // the original URL is the front proxy's report of what the
+            // browser asked for: its host is a forwarded one, believed as a
+            // place to return to only when gatehouse serves it
             let return_to = original.as_ref().map_or_else(ReturnTo::root, |o| {
-                ReturnTo::parse(
-                    o.url.as_str(),
-                    info.origin.host.as_deref(),
-                    &state.config.whitelist_domains,
-                )
+                let origin = Origin {
+                    proto: if o.url.scheme() == "https" {
+                        "https"
+                    } else {
+                        "http"
+                    },
+                    host: None,
+                    trusted: info.origin.trusted,
+                    host_forwarded: true,
+                };
+                ReturnTo::parse(o.url.as_str(), &origin, &served(&state.config))
             });
             begin_login(state, &return_to, info, &parts.headers)
         }
@@ -141,8 +153,8 @@ fn app_cookie(headers: &HeaderMap, base: &str, info: &RequestInfo) -> Option<Hea
 }
 
 /// The allow answer with the identity headers. Every header is present
-/// (empty when unknown), so a front proxy that copies them overwrites any
-/// value the client sent. `app_cookie` goes in `X-Auth-Request-Cookie`
+/// (empty when unknown), every configured claim header included, so a
+/// front proxy that copies them overwrites any value the client sent. `app_cookie` goes in `X-Auth-Request-Cookie`
 /// (and `Cookie` with `forwarded_too`), empty when there is none.
 fn allowed(
     status: StatusCode,
@@ -150,6 +162,7 @@ fn allowed(
     pass_access_token: bool,
     app_cookie: Option<HeaderValue>,
     forwarded_too: bool,
+    claim_headers: &[ClaimHeader],
 ) -> Response<ProxyBody> {
     if HeaderValue::from_bytes(id.subject.as_bytes()).is_err() {
         // never an allow without the user id the front proxy will pass on
@@ -197,6 +210,11 @@ fn allowed(
             HeaderValue::from_bytes(value.as_bytes()),
         ) {
             h.insert(n, v);
+        }
+    }
+    for c in claim_headers {
+        if !h.contains_key(&c.header) {
+            h.insert(c.header.clone(), HeaderValue::from_static(""));
         }
     }
     // present even when empty: Caddy 2.6's copy_headers would otherwise

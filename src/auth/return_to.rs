@@ -1,9 +1,14 @@
 //! `ReturnTo`: the validated URL a browser is sent to after login or logout.
 //!
 //! Owns: the open-redirect defence. A return URL is accepted only when it is
-//! a path starting with exactly one `/`, or an absolute http(s) URL whose host
-//! is the request's own host or matches a `whitelist_domain` on a dot
-//! boundary. Everything else falls back to `/`.
+//! a path starting with exactly one `/`, or an absolute http(s) URL on a
+//! host gatehouse serves ([`Served`]: the `redirect_url` host, a
+//! `whitelist_domain` matched on a dot boundary, the `cookie_domain`) or on
+//! the request's own host. The request's own host counts only when the
+//! connection named it: one from `X-Forwarded-Host` (even from a trusted
+//! proxy, which may pass on what a client sent) must be a served host. An
+//! absolute URL never takes an https request to http. Everything else falls
+//! back to `/`.
 //! Must not: hand out a raw string: later code only ever sees a `ReturnTo`.
 //!
 //! The URL is judged as a browser would read it: control characters and
@@ -16,6 +21,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use url::Url;
+
+use crate::http::forwarded::Origin;
 
 /// The longest return URL kept; longer ones fall back to `/`.
 const MAX_LEN: usize = 2048;
@@ -77,9 +84,47 @@ impl FromStr for WhitelistDomain {
     }
 }
 
+/// The hosts gatehouse serves: where a browser may be sent back to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Served<'a> {
+    /// The `redirect_url`, when it is an absolute URL: its host and port.
+    pub callback: Option<&'a Url>,
+    /// `whitelist_domain` entries.
+    pub whitelist: &'a [WhitelistDomain],
+    /// `cookie_domain`: that domain and its subdomains, any port.
+    pub cookie_domain: Option<&'a str>,
+}
+
+impl Served<'_> {
+    /// True when `host` (lower case) with `port` (`None`: the default port
+    /// of `scheme`) is served.
+    pub fn serves(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+        let default = if scheme == "https" { 443 } else { 80 };
+        let callback = self.callback.is_some_and(|cb| {
+            cb.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host))
+                && cb.port_or_known_default() == Some(port.unwrap_or(default))
+        });
+        let cookie = self.cookie_domain.is_some_and(|d| {
+            let d = d.trim_start_matches('.');
+            !d.is_empty()
+                && (host.eq_ignore_ascii_case(d)
+                    || (host.len() > d.len()
+                        && host
+                            .get(host.len() - d.len()..)
+                            .is_some_and(|tail| tail.eq_ignore_ascii_case(d))
+                        && host.as_bytes()[host.len() - d.len() - 1] == b'.'))
+        });
+        callback || cookie || self.whitelist.iter().any(|w| w.allows(host, port))
+    }
+}
+
 /// True when `authority` (a `Host` value, port included if any) is allowed
-/// by `whitelist` for a URL of `scheme`.
+/// by `whitelist` for a URL of `scheme`. A `Host` with user information
+/// (`user@a.example.com`) is not a host at all: refused.
 pub fn host_allowed(scheme: &str, authority: &str, whitelist: &[WhitelistDomain]) -> bool {
+    if authority.contains('@') {
+        return false;
+    }
     let Ok(a) = authority.parse::<http::uri::Authority>() else {
         return false;
     };
@@ -111,20 +156,19 @@ impl ReturnTo {
         Self("/".to_owned())
     }
 
-    /// Validates `raw`; anything not clearly safe becomes `/`.
+    /// Validates `raw` for a request from `origin`; anything not clearly
+    /// safe becomes `/`.
     ///
-    /// `request_host` is the `Host` the browser sent (with port, if any):
-    /// an absolute URL on that exact host and port is accepted.
-    pub fn parse(raw: &str, request_host: Option<&str>, whitelist: &[WhitelistDomain]) -> Self {
-        Self::try_parse(raw, request_host, whitelist).unwrap_or_else(Self::root)
+    /// An absolute URL is accepted on a host `served` names, or on the
+    /// origin's exact host and port when the connection itself named that
+    /// host (not `X-Forwarded-Host`); never with `http` when the origin is
+    /// `https`.
+    pub fn parse(raw: &str, origin: &Origin, served: &Served<'_>) -> Self {
+        Self::try_parse(raw, origin, served).unwrap_or_else(Self::root)
     }
 
     /// Like [`ReturnTo::parse`] but says `None` instead of falling back.
-    pub fn try_parse(
-        raw: &str,
-        request_host: Option<&str>,
-        whitelist: &[WhitelistDomain],
-    ) -> Option<Self> {
+    pub fn try_parse(raw: &str, origin: &Origin, served: &Served<'_>) -> Option<Self> {
         if raw.is_empty() || raw.len() > MAX_LEN || has_forbidden_chars(raw) {
             return None;
         }
@@ -139,12 +183,16 @@ impl ReturnTo {
         if !url.username().is_empty() || url.password().is_some() {
             return None;
         }
+        if origin.proto == "https" && url.scheme() != "https" {
+            return None; // never a downgrade
+        }
         let host = url.host_str()?.to_ascii_lowercase();
         let port = url.port(); // None when absent or the scheme's default
         let scheme_default = url.port_or_known_default().filter(|_| port.is_none());
+        let request_host = origin.host.as_deref().filter(|_| !origin.host_forwarded);
         let same_host =
             request_host.is_some_and(|h| host_matches_request(&host, port, scheme_default, h));
-        if same_host || whitelist.iter().any(|w| w.allows(&host, port)) {
+        if same_host || served.serves(url.scheme(), &host, port) {
             Some(Self(url.to_string()))
         } else {
             None

@@ -37,17 +37,29 @@ where
 /// A request body that says when it has been sent in full (or failed, or
 /// was dropped): the upstream timeout counts from then, so a long upload is
 /// not cut off while it is still streaming.
+///
+/// Its trailers lose what a client may not state in headers either (see
+/// [`crate::http::headers::strip_client_headers`]): identity headers, the
+/// `strip` names, and the forwarding family, which no trailer carries.
 pub struct NotifyOnEnd<B> {
     inner: B,
     done: Option<tokio::sync::oneshot::Sender<()>>,
+    strip: std::sync::Arc<[String]>,
 }
 
 impl<B> NotifyOnEnd<B> {
-    /// Wraps `inner`; `done` fires once, at its end.
-    pub fn new(inner: B, done: tokio::sync::oneshot::Sender<()>) -> Self {
+    /// Wraps `inner`; `done` fires once, at its end. `strip` names the
+    /// headers removed from trailers besides the identity and forwarding
+    /// families (claim headers, `Authorization` when gatehouse sets it).
+    pub fn new(
+        inner: B,
+        done: tokio::sync::oneshot::Sender<()>,
+        strip: std::sync::Arc<[String]>,
+    ) -> Self {
         Self {
             inner,
             done: Some(done),
+            strip,
         }
     }
 }
@@ -68,7 +80,7 @@ where
         if let std::task::Poll::Ready(Some(Ok(frame))) = &mut polled
             && let Some(trailers) = frame.trailers_mut()
         {
-            crate::http::headers::strip_identity_headers(trailers, &[] as &[&str]);
+            crate::http::headers::strip_client_headers(trailers, &self.strip, false);
         }
         if matches!(polled, std::task::Poll::Ready(None | Some(Err(_))))
             && let Some(done) = self.done.take()

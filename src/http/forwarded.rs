@@ -21,6 +21,10 @@ pub struct Origin {
     pub host: Option<String>,
     /// True when the peer is a trusted proxy.
     pub trusted: bool,
+    /// True when `host` came from `X-Forwarded-Host` (or an original URL)
+    /// rather than from the connection's own request target or `Host`: a
+    /// trusted proxy may pass on whatever host a client named.
+    pub host_forwarded: bool,
 }
 
 /// True when `peer` is inside one of `trusted`.
@@ -68,6 +72,7 @@ pub fn origin(headers: &HeaderMap, uri: &Uri, tls: bool, trusted: bool) -> Origi
         .map(str::to_owned);
     Origin {
         proto,
+        host_forwarded: forwarded_host.is_some() && host.is_some(),
         host,
         trusted,
     }
@@ -171,16 +176,31 @@ pub fn original_request(
             "original URL has control characters, spaces or backslashes",
         ));
     }
+    // judged as sent, before the URL parser resolves `..` and `%2e`: the
+    // application sees the path the front proxy sends, not our reading of it
+    crate::http::path::check(raw_path(&raw)).map_err(|e| BadOriginal(e.message()))?;
     let url = url::Url::parse(&raw).map_err(|_e| BadOriginal("original URL does not parse"))?;
     if !matches!(url.scheme(), "http" | "https")
         || url.host_str().is_none()
         || !url.username().is_empty()
+        || url.password().is_some()
     {
         return Err(BadOriginal(
             "original URL must be http(s) with a host and no credentials",
         ));
     }
     Ok(Some(OriginalRequest { method, url }))
+}
+
+/// The path of an absolute URL as written (`/` when it has none), without
+/// query or fragment.
+fn raw_path(absolute: &str) -> &str {
+    let after_scheme = absolute
+        .split_once("://")
+        .map_or(absolute, |(_, rest)| rest);
+    let end = after_scheme.find(['?', '#']).unwrap_or(after_scheme.len());
+    let before_query = &after_scheme[..end];
+    before_query.find('/').map_or("/", |i| &before_query[i..])
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Header names gatehouse sets or strips, and the hop-by-hop rules.
 //!
 //! Invariant: an incoming header that could be read as an identity header by
-//! some upstream (any case, `_` for `-`) is removed before forwarding; see
-//! [`is_identity_header`].
+//! some upstream (any case, `_` or `.` for `-`) is removed before
+//! forwarding; see [`is_identity_header`]. So is, from a peer that is not a
+//! trusted proxy, every spelling of a forwarding header
+//! ([`is_forwarding_header`]); see [`strip_client_headers`].
 
 use http::HeaderMap;
 use http::header::{self, HeaderName};
@@ -59,13 +61,37 @@ const IDENTITY_HEADERS: &[&str] = &[
     "x-forwarded-email-verified",
     "x-remote-user",
     "remote-user",
+    // oauth2-proxy's names
+    "gap-auth",
+    "x-id-token",
 ];
 
 /// Prefixes of header families that are identity headers too.
 const IDENTITY_PREFIXES: &[&str] = &["x-auth-request-"];
 
+/// Forwarding headers, normalised: what the client's address, scheme, host,
+/// port, path prefix or original URL was. Only a trusted proxy may state
+/// them.
+const FORWARDING_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-server",
+    "x-forwarded-method",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-real-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "forwarded",
+];
+
 /// True when `name` could be taken for an identity header by an upstream:
-/// compared case-insensitively with `_` read as `-`.
+/// compared case-insensitively with `_` or `.` read as `-`.
 pub fn is_identity_header(name: &str) -> bool {
     IDENTITY_HEADERS.iter().any(|h| same_header(name, h))
         || IDENTITY_PREFIXES
@@ -73,11 +99,18 @@ pub fn is_identity_header(name: &str) -> bool {
             .any(|p| name.get(..p.len()).is_some_and(|head| same_header(head, p)))
 }
 
-/// Header names equal ignoring ASCII case, with `_` read as `-`. Compares
-/// byte by byte: no allocation on the request path.
+/// True when `name` is a spelling (any case, `_` or `.` for `-`) of a
+/// forwarding header such as `X-Forwarded-For`, `X-Real-IP` or `Forwarded`.
+pub fn is_forwarding_header(name: &str) -> bool {
+    FORWARDING_HEADERS.iter().any(|h| same_header(name, h))
+}
+
+/// Header names equal ignoring ASCII case, with `_` and `.` read as `-`
+/// (servers and frameworks that fold names this way would read them as one
+/// header). Compares byte by byte: no allocation on the request path.
 pub fn same_header(a: &str, b: &str) -> bool {
     let norm = |c: u8| {
-        if c == b'_' {
+        if c == b'_' || c == b'.' {
             b'-'
         } else {
             c.to_ascii_lowercase()
@@ -86,12 +119,10 @@ pub fn same_header(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }
 
-/// True for a header gatehouse sets itself on the upstream request.
+/// True for a header gatehouse sets itself on the upstream request, or one
+/// of the forwarding family it vouches for.
 pub fn is_gatehouse_header(name: &str) -> bool {
-    is_identity_header(name)
-        || ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
-            .iter()
-            .any(|h| same_header(name, h))
+    is_identity_header(name) || is_forwarding_header(name)
 }
 
 /// Removes every header [`is_identity_header`] matches, plus `extra` names
@@ -102,6 +133,29 @@ pub fn strip_identity_headers<S: AsRef<str>>(headers: &mut HeaderMap, extra: &[S
         .filter(|k| {
             let n = k.as_str();
             is_identity_header(n) || extra.iter().any(|e| same_header(n, e.as_ref()))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// Removes what a client may not state before a request (or its trailers)
+/// goes upstream: every spelling of an identity header and of `extra`
+/// (claim headers, `Authorization` when gatehouse sets it); every spelling
+/// of a forwarding header when the peer is not `trusted`; and from a trusted
+/// peer the spellings of a forwarding header other than its own name
+/// (`X_Forwarded_For`, `x.real.ip`), which no proxy sends and some
+/// frameworks would read in place of the real one.
+pub fn strip_client_headers<S: AsRef<str>>(headers: &mut HeaderMap, extra: &[S], trusted: bool) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = k.as_str();
+            is_identity_header(n)
+                || extra.iter().any(|e| same_header(n, e.as_ref()))
+                || (is_forwarding_header(n) && !(trusted && FORWARDING_HEADERS.contains(&n)))
         })
         .cloned()
         .collect();

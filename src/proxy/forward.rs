@@ -21,7 +21,7 @@ use crate::http::forwarded::{Origin, forwarded_for};
 use crate::http::headers::{
     X_FORWARDED_ACCESS_TOKEN, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_HOST,
     X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_PROTO, X_FORWARDED_USER, is_websocket_upgrade,
-    strip_hop_by_hop, strip_identity_headers,
+    strip_client_headers, strip_hop_by_hop,
 };
 
 /// Which identity headers go upstream besides the always-sent ones.
@@ -69,9 +69,13 @@ pub struct Upstreams {
     timeout: Duration,
     pass_host_header: bool,
     identity: IdentityHeaderSettings,
-    /// Headers stripped from clients besides the identity family: mapped
-    /// claim headers, and `Authorization` when we set it.
-    strip_extra: Vec<String>,
+    /// Headers stripped from clients (and their trailers) besides the
+    /// identity family: mapped claim headers, and `Authorization` when we
+    /// set it.
+    strip_extra: Arc<[String]>,
+    /// Every configured claim header: always sent, empty when the claim is
+    /// absent.
+    claim_headers: Vec<http::HeaderName>,
     /// gatehouse's own cookies, which an upstream may not set or clear.
     own_cookie: OwnCookie,
 }
@@ -105,6 +109,11 @@ impl Upstreams {
                         .then(|| "authorization".to_owned()),
                 )
                 .collect(),
+            claim_headers: config
+                .claim_headers
+                .iter()
+                .map(|c| c.header.clone())
+                .collect(),
             own_cookie,
         })
     }
@@ -136,7 +145,8 @@ impl Upstreams {
         );
 
         let (body_sent, body_sent_rx) = tokio::sync::oneshot::channel();
-        let req = req.map(|b| NotifyOnEnd::new(b, body_sent));
+        let trailer_strip = Arc::clone(&self.strip_extra);
+        let req = req.map(|b| NotifyOnEnd::new(b, body_sent, trailer_strip));
         // the timeout counts from the end of the request body: an upload
         // still streaming is not the upstream being slow
         let sent = tokio::select! {
@@ -183,17 +193,12 @@ impl Upstreams {
         websocket: bool,
     ) {
         strip_hop_by_hop(h, websocket);
-        // a client's own identity headers never reach the upstream
-        strip_identity_headers(h, &self.strip_extra);
-        set_identity_headers(h, ctx.identity, self.identity);
         let trusted = ctx.origin.trusted;
-        if !trusted {
-            // frameworks read these as the client's address, port or path
-            // prefix: only a trusted proxy may state them
-            for name in UNTRUSTED_FORWARDING {
-                h.remove(*name);
-            }
-        }
+        // a client's own identity headers never reach the upstream, nor
+        // (unless it is a trusted proxy) its forwarding headers, which
+        // frameworks read as the client's address, port or path prefix
+        strip_client_headers(h, &self.strip_extra, trusted);
+        set_identity_headers(h, ctx.identity, self.identity, &self.claim_headers);
         if let Some(v) = forwarded_for(h, ctx.peer, trusted) {
             h.insert(crate::http::headers::X_FORWARDED_FOR, v);
         }
@@ -219,19 +224,6 @@ impl Upstreams {
         }
     }
 }
-
-/// Forwarding headers besides `X-Forwarded-For/-Proto/-Host` (which are
-/// rebuilt) that are dropped when the peer is not a trusted proxy.
-const UNTRUSTED_FORWARDING: &[&str] = &[
-    "forwarded",
-    "x-real-ip",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-forwarded-uri",
-    "x-forwarded-method",
-    "x-original-url",
-];
 
 /// Removes every `Set-Cookie` that names one of gatehouse's own cookies: an
 /// upstream may not set, replace or clear the session or a login.
@@ -277,7 +269,14 @@ fn set_cookie_name(v: &HeaderValue) -> &[u8] {
 
 /// Adds the identity headers. Values that cannot be header values (control
 /// characters from a hostile provider) are left out rather than mangled.
-fn set_identity_headers(h: &mut HeaderMap, id: &Identity, settings: IdentityHeaderSettings) {
+/// Every header of `claim_headers` is sent, empty when the claim is absent
+/// or unusable, so nothing in front of the application can add its own.
+fn set_identity_headers(
+    h: &mut HeaderMap,
+    id: &Identity,
+    settings: IdentityHeaderSettings,
+    claim_headers: &[http::HeaderName],
+) {
     let mut put = |name: http::HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
             h.insert(name, v);
@@ -311,6 +310,11 @@ fn set_identity_headers(h: &mut HeaderMap, id: &Identity, settings: IdentityHead
         && let Some(t) = &id.tokens.id_token
     {
         put(AUTHORIZATION, &format!("Bearer {}", t.expose()));
+    }
+    for name in claim_headers {
+        if !h.contains_key(name) {
+            h.insert(name.clone(), HeaderValue::from_static(""));
+        }
     }
 }
 
@@ -448,6 +452,7 @@ mod tests {
                 pass_access_token: false,
                 pass_authorization_header: false,
             },
+            &[],
         );
         assert_eq!(h["x-forwarded-user"], "u1");
         assert!(!h.contains_key("x-forwarded-email"));
@@ -468,6 +473,7 @@ mod tests {
                 pass_access_token: false,
                 pass_authorization_header: false,
             },
+            &[],
         );
         assert_eq!(h["x-forwarded-groups"], "staff");
     }

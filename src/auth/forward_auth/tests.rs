@@ -83,6 +83,7 @@ fn info(trusted: bool, mode: Mode) -> RequestInfo {
             proto: "https",
             host: Some("auth.example.com".into()),
             trusted,
+            host_forwarded: false,
         },
         mode,
     }
@@ -408,11 +409,11 @@ fn a_user_id_that_cannot_be_a_header_is_never_allowed() {
         subject: "bad\u{1}id".into(),
         ..alice()
     };
-    let r = allowed(StatusCode::OK, &weird, false, None, true);
+    let r = allowed(StatusCode::OK, &weird, false, None, true, &[]);
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(header(&r, "x-forwarded-user"), None);
     // a cleanly encodable subject passes
-    let r = allowed(StatusCode::ACCEPTED, &alice(), false, None, false);
+    let r = allowed(StatusCode::ACCEPTED, &alice(), false, None, false, &[]);
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
 
@@ -423,7 +424,7 @@ fn a_group_containing_a_comma_is_not_joined_into_the_allow_answer() {
         groups: vec!["staff".into(), "admins,x".into()],
         ..Identity::default()
     };
-    let r = allowed(StatusCode::ACCEPTED, &id, false, None, true);
+    let r = allowed(StatusCode::ACCEPTED, &id, false, None, true, &[]);
     assert_eq!(r.headers()[X_AUTH_REQUEST_GROUPS], "staff");
     assert_eq!(r.headers()[X_FORWARDED_GROUPS], "staff");
 }

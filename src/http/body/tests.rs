@@ -4,6 +4,10 @@ use http_body_util::{BodyExt as _, StreamBody};
 
 use super::*;
 
+fn no_extra() -> std::sync::Arc<[String]> {
+    std::sync::Arc::from(Vec::new())
+}
+
 type Frames = Vec<Result<Frame<Bytes>, std::convert::Infallible>>;
 
 fn frames_body(
@@ -35,6 +39,7 @@ async fn notify_on_end_fires_once_the_body_is_sent() {
             Ok(Frame::data(Bytes::from_static(b"b"))),
         ]),
         tx,
+        no_extra(),
     );
     let mut body = std::pin::pin!(body);
     let first = body.frame().await.unwrap().unwrap();
@@ -53,7 +58,7 @@ async fn notify_on_end_fires_when_the_body_fails() {
     let failing = StreamBody::new(futures_util::stream::iter(vec![Err::<Frame<Bytes>, &str>(
         "broken",
     )]));
-    let body = NotifyOnEnd::new(failing, tx);
+    let body = NotifyOnEnd::new(failing, tx, no_extra());
     assert!(body.collect().await.is_err());
     assert_eq!(rx.await, Ok(()));
 }
@@ -71,6 +76,7 @@ async fn identity_headers_in_request_trailers_are_stripped() {
             Ok(Frame::trailers(trailers)),
         ]),
         tx,
+        no_extra(),
     );
     let collected = body.collect().await.unwrap();
     let seen = collected.trailers().cloned().unwrap();
@@ -82,11 +88,41 @@ async fn identity_headers_in_request_trailers_are_stripped() {
 #[test]
 fn notify_on_end_reports_the_inner_size_and_end() {
     let (tx, _rx) = tokio::sync::oneshot::channel();
-    let body = NotifyOnEnd::new(Full::new(Bytes::from_static(b"12345")), tx);
+    let body = NotifyOnEnd::new(Full::new(Bytes::from_static(b"12345")), tx, no_extra());
     assert_eq!(body.size_hint().exact(), Some(5));
     assert!(!body.is_end_stream());
     let (tx, _rx) = tokio::sync::oneshot::channel();
-    let done = NotifyOnEnd::new(Full::new(Bytes::new()), tx);
+    let done = NotifyOnEnd::new(Full::new(Bytes::new()), tx, no_extra());
     assert!(done.is_end_stream());
     assert_eq!(done.size_hint().exact(), Some(0));
+}
+
+#[tokio::test]
+async fn request_trailers_lose_claim_headers_and_the_forwarding_family_in_every_spelling() {
+    let mut trailers = HeaderMap::new();
+    for n in [
+        "x.forwarded.user",
+        "gap-auth",
+        "x-dept",
+        "X_DEPT",
+        "authorization",
+        "x-forwarded-for",
+        "x_real_ip",
+        "forwarded",
+        "x-checksum",
+    ] {
+        trailers.insert(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            "forged".parse().unwrap(),
+        );
+    }
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let body = NotifyOnEnd::new(
+        frames_body(vec![Ok(Frame::trailers(trailers))]),
+        tx,
+        std::sync::Arc::from(vec!["X-Dept".to_owned(), "authorization".to_owned()]),
+    );
+    let seen = body.collect().await.unwrap().trailers().cloned().unwrap();
+    let left: Vec<&str> = seen.keys().map(http::HeaderName::as_str).collect();
+    assert_eq!(left, ["x-checksum"]);
 }

@@ -340,3 +340,206 @@ fn original_request_headers_that_are_not_text_are_refused() {
         );
     }
 }
+
+#[test]
+fn an_original_url_with_dot_segments_or_encoded_slashes_is_refused_before_parsing() {
+    // the URL parser would resolve these to another path than the app sees
+    for uri in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E/admin",
+        "/public/.%2e/admin?x=1",
+        "/./admin",
+        "/public%2f..%2fadmin",
+        "/public%5c..%5cadmin",
+        "/..;/admin",
+        "/a%00",
+    ] {
+        let h = headers(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example"),
+            ("x-forwarded-uri", uri),
+        ]);
+        assert!(original_request(&h, true).is_err(), "X-Forwarded-Uri {uri}");
+        let h = headers(&[("x-original-url", &format!("https://app.example{uri}"))]);
+        assert!(original_request(&h, true).is_err(), "X-Original-URL {uri}");
+    }
+    // dots in a query or elsewhere in a name are fine
+    let h = headers(&[("x-original-url", "https://app.example/a.b/c?next=/../x")]);
+    assert_eq!(
+        original_request(&h, true).unwrap().unwrap().url.path(),
+        "/a.b/c"
+    );
+    let h = headers(&[("x-original-url", "https://app.example?x=/../")]);
+    assert!(original_request(&h, true).unwrap().is_some());
+}
+
+#[test]
+fn an_original_url_with_only_a_password_is_refused_like_any_credentials() {
+    // found by the property test: `https::1@host` is a password, no user
+    for url in [
+        "https::1@app.example/",
+        "https://:pw@app.example/",
+        "https://u@app.example/",
+    ] {
+        let h = headers(&[("x-original-url", url)]);
+        assert!(original_request(&h, true).is_err(), "{url}");
+    }
+}
+
+#[test]
+fn the_raw_path_of_an_absolute_url_is_what_follows_the_authority() {
+    for (url, path) in [
+        ("https://a.example/x/y?q=1#f", "/x/y"),
+        ("https://a.example", "/"),
+        ("https://a.example?q=/x", "/"),
+        ("https://a.example#/x", "/"),
+        ("https://a.example:8443/%2e%2e", "/%2e%2e"),
+        ("/only/a/path", "/only/a/path"),
+    ] {
+        assert_eq!(raw_path(url), path, "{url}");
+    }
+}
+
+#[test]
+fn a_forwarded_host_is_marked_as_forwarded() {
+    let h = headers(&[("x-forwarded-host", "app.example"), ("host", "gh:4180")]);
+    let o = origin(&h, &Uri::from_static("/"), false, true);
+    assert_eq!(o.host.as_deref(), Some("app.example"));
+    assert!(o.host_forwarded);
+    let o = origin(&h, &Uri::from_static("/"), false, false);
+    assert_eq!(o.host.as_deref(), Some("gh:4180"));
+    assert!(!o.host_forwarded);
+    let h = headers(&[("host", "gh:4180")]);
+    assert!(!origin(&h, &Uri::from_static("/"), false, true).host_forwarded);
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Forwarding header values built from the pieces that matter.
+    fn value() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("https"),
+            Just("http"),
+            Just("HTTPS"),
+            Just("ftp"),
+            Just("://"),
+            Just("/"),
+            Just(".."),
+            Just("%2e"),
+            Just("%2f"),
+            Just("@"),
+            Just(":"),
+            Just(","),
+            Just(" "),
+            Just("?"),
+            Just("#"),
+            Just("app.example"),
+            Just("evil.test"),
+            Just("10.0.0.1"),
+            Just("::1"),
+            Just("8443"),
+            Just("GET"),
+            Just("x"),
+        ];
+        let uri = prop_oneof![
+            Just("/a/../b"),
+            Just("/a/%2e%2E/b"),
+            Just("/a%2fb"),
+            Just("/..;/b"),
+            Just("/a/b"),
+            Just("/"),
+        ];
+        prop_oneof![
+            proptest::collection::vec(piece, 0..8).prop_map(|v| v.concat()),
+            "[ -~]{0,20}",
+            (
+                prop_oneof![
+                    Just(""),
+                    Just("http://app.example"),
+                    Just("https://evil.test:8443")
+                ],
+                uri
+            )
+                .prop_map(|(a, u)| format!("{a}{u}")),
+        ]
+    }
+
+    const NAMES: &[&str] = &[
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-for",
+        "x-forwarded-uri",
+        "x-forwarded-method",
+        "x-original-url",
+        "host",
+    ];
+
+    fn header_map() -> impl Strategy<Value = HeaderMap> {
+        proptest::collection::vec((proptest::sample::select(NAMES), value()), 0..8).prop_map(
+            |pairs| {
+                let mut h = HeaderMap::new();
+                for (n, v) in pairs {
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        h.append(n, v);
+                    }
+                }
+                h
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// From a peer that is not trusted, no forwarded header is believed:
+        /// scheme from the connection, host from the request itself, the
+        /// client chain is the peer alone, no original request.
+        #[test]
+        fn nothing_forwarded_is_believed_from_an_untrusted_peer(h in header_map(), tls in any::<bool>()) {
+            let peer: IpAddr = "192.0.2.7".parse().unwrap();
+            let o = origin(&h, &Uri::from_static("/"), tls, false);
+            prop_assert_eq!(o.proto, if tls { "https" } else { "http" });
+            prop_assert!(!o.host_forwarded && !o.trusted);
+            let own_host = h.get("host").and_then(|v| v.to_str().ok());
+            prop_assert!(o.host.is_none() || o.host.as_deref() == own_host);
+            prop_assert_eq!(forwarded_for(&h, peer, false).unwrap(), "192.0.2.7");
+            prop_assert_eq!(original_request(&h, false), Ok(None));
+        }
+
+        /// From a trusted peer anything may come, but whatever is accepted
+        /// is well formed: http(s), a host, no credentials, a path that
+        /// passes the path check as it was sent, a chain of addresses.
+        #[test]
+        fn what_a_trusted_peer_says_is_accepted_only_well_formed(h in header_map(), tls in any::<bool>()) {
+            let peer: IpAddr = "10.0.0.9".parse().unwrap();
+            let o = origin(&h, &Uri::from_static("/"), tls, true);
+            prop_assert!(matches!(o.proto, "http" | "https"));
+            if let Some(host) = &o.host {
+                prop_assert!(host.parse::<http::uri::Authority>().is_ok());
+            }
+            let chain = forwarded_for(&h, peer, true).unwrap();
+            for hop in chain.to_str().unwrap().split(", ") {
+                prop_assert!(hop.parse::<IpAddr>().is_ok(), "{}", hop);
+            }
+            if let Ok(Some(req)) = original_request(&h, true) {
+                prop_assert!(matches!(req.url.scheme(), "http" | "https"));
+                prop_assert!(req.url.host_str().is_some());
+                prop_assert!(req.url.username().is_empty() && req.url.password().is_none());
+                prop_assert!(crate::http::path::check(req.url.path()).is_ok(), "{}", req.url);
+                // and the path as the front proxy sent it, before the URL
+                // parser resolved anything, passes the path check too
+                let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+                let sent = match (text("x-original-url"), text("x-forwarded-uri")) {
+                    (Some(u), _) => raw_path(u),
+                    (None, Some(u)) => u.split(['?', '#']).next().unwrap_or(u),
+                    (None, None) => "/",
+                };
+                prop_assert!(crate::http::path::check(sent).is_ok(), "{:?} sent as {:?}", req.url, sent);
+            }
+        }
+    }
+}

@@ -80,7 +80,7 @@ fn identity_header_prefixes_match_only_whole_prefixes() {
 }
 
 #[test]
-fn same_header_reads_underscore_as_dash_and_ignores_case() {
+fn same_header_reads_underscore_and_dot_as_dash_and_ignores_case() {
     let table: &[(&str, &str, bool)] = &[
         ("x-a", "x-a", true),
         ("X_A", "x-a", true),
@@ -91,8 +91,11 @@ fn same_header_reads_underscore_as_dash_and_ignores_case() {
         ("x-ab", "x-a", false),
         ("", "", true),
         ("", "x", false),
-        // `_` means `-` only: no other punctuation is folded
-        ("x.a", "x-a", false),
+        // `_` and `.` mean `-`; no other punctuation is folded
+        ("x.a", "x-a", true),
+        ("X.A", "x_a", true),
+        ("x~a", "x-a", false),
+        ("x:a", "x-a", false),
         ("xaa", "x-a", false),
     ];
     for (a, b, same) in table {
@@ -108,15 +111,14 @@ fn gatehouse_headers_are_identity_and_forwarding_headers() {
         "x-forwarded-for",
         "X-Forwarded-Proto",
         "x_forwarded_host",
+        "x-forwarded-port",
+        "x-forwarded-uri",
+        "X.Real.IP",
+        "forwarded",
     ] {
         assert!(is_gatehouse_header(n), "{n}");
     }
-    for n in [
-        "x-forwarded-port",
-        "x-forwarded-uri",
-        "authorization",
-        "host",
-    ] {
+    for n in ["x-forwarded-userx", "authorization", "host"] {
         assert!(!is_gatehouse_header(n), "{n}");
     }
 }
@@ -225,5 +227,187 @@ fn only_a_connection_upgrade_to_websocket_is_a_websocket_upgrade() {
             *expected,
             "{connection:?} {upgrade:?}"
         );
+    }
+}
+
+/// Every name gatehouse or oauth2-proxy can emit towards an application.
+const EMITTED: &[&str] = &[
+    "X-Forwarded-User",
+    "X-Forwarded-Email",
+    "X-Forwarded-Preferred-Username",
+    "X-Forwarded-Groups",
+    "X-Forwarded-Name",
+    "X-Forwarded-Email-Verified",
+    "X-Forwarded-Access-Token",
+    "X-Auth-Request-User",
+    "X-Auth-Request-Email",
+    "X-Auth-Request-Preferred-Username",
+    "X-Auth-Request-Groups",
+    "X-Auth-Request-Access-Token",
+    "X-Auth-Request-Redirect",
+    "GAP-Auth",
+    "X-Id-Token",
+];
+
+/// The forwarding family only a trusted proxy may state.
+const FORWARDING: &[&str] = &[
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Uri",
+    "X-Real-IP",
+    "X-Original-URL",
+    "Forwarded",
+];
+
+/// `name` with each `-` replaced by `sep`, in upper or lower case.
+fn spelled(name: &str, sep: char, upper: bool) -> String {
+    let s = name.replace('-', &sep.to_string());
+    if upper {
+        s.to_ascii_uppercase()
+    } else {
+        s.to_ascii_lowercase()
+    }
+}
+
+#[test]
+fn every_emitted_identity_name_is_stripped_in_every_spelling_from_anyone() {
+    for name in EMITTED {
+        for sep in ['-', '_', '.'] {
+            for upper in [false, true] {
+                let n = spelled(name, sep, upper);
+                for trusted in [false, true] {
+                    let mut h = HeaderMap::new();
+                    h.insert(
+                        HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                        "forged".parse().unwrap(),
+                    );
+                    h.insert("accept", "*/*".parse().unwrap());
+                    strip_client_headers(&mut h, &[] as &[&str], trusted);
+                    assert_eq!(h.len(), 1, "{n} (trusted: {trusted}) survived");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_forwarding_family_is_stripped_from_untrusted_peers_and_only_its_aliases_from_trusted_ones() {
+    for name in FORWARDING {
+        for sep in ['-', '_', '.'] {
+            let n = spelled(name, sep, false);
+            let header = HeaderName::from_bytes(n.as_bytes()).unwrap();
+            let mut h = HeaderMap::new();
+            h.insert(header.clone(), "1.2.3.4".parse().unwrap());
+            strip_client_headers(&mut h, &[] as &[&str], false);
+            assert!(h.is_empty(), "{n} from an untrusted peer survived");
+            let mut h = HeaderMap::new();
+            h.insert(header, "1.2.3.4".parse().unwrap());
+            strip_client_headers(&mut h, &[] as &[&str], true);
+            // a trusted proxy's own spelling is kept; `_`/`.` aliases are not
+            let canonical = sep == '-' || !name.contains('-');
+            assert_eq!(h.len(), usize::from(canonical), "{n} from a trusted peer");
+        }
+    }
+}
+
+#[test]
+fn configured_extra_headers_are_stripped_in_every_spelling_and_others_survive() {
+    let mut h = HeaderMap::new();
+    for n in [
+        "x-dept",
+        "X_DEPT",
+        "x.dept",
+        "authorization",
+        "x-deptx",
+        "accept",
+    ] {
+        h.insert(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            "v".parse().unwrap(),
+        );
+    }
+    strip_client_headers(&mut h, &["X-Dept", "Authorization"], true);
+    let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["accept", "x-deptx"]);
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::*;
+    use super::{EMITTED, FORWARDING};
+
+    /// A protected name in a random spelling: each `-` as `-`, `_` or `.`,
+    /// each letter in either case.
+    fn alias_of(names: &'static [&'static str]) -> impl Strategy<Value = String> {
+        (
+            proptest::sample::select(names),
+            proptest::collection::vec((0u8..3, any::<bool>()), 64),
+        )
+            .prop_map(|(name, choices)| {
+                name.bytes()
+                    .zip(choices)
+                    .map(|(b, (sep, upper))| match b {
+                        b'-' => char::from([b'-', b'_', b'.'][usize::from(sep)]),
+                        _ if upper => char::from(b.to_ascii_uppercase()),
+                        _ => char::from(b.to_ascii_lowercase()),
+                    })
+                    .collect()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_alias_of_an_identity_name_is_stripped(n in alias_of(EMITTED), trusted in any::<bool>()) {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(n.as_bytes()).unwrap(), "x".parse().unwrap());
+            strip_client_headers(&mut h, &[] as &[&str], trusted);
+            prop_assert!(h.is_empty(), "{} survived", n);
+        }
+
+        #[test]
+        fn every_alias_of_a_forwarding_name_is_stripped_from_an_untrusted_peer(n in alias_of(FORWARDING)) {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(n.as_bytes()).unwrap(), "x".parse().unwrap());
+            strip_client_headers(&mut h, &[] as &[&str], false);
+            prop_assert!(h.is_empty(), "{} survived", n);
+        }
+
+        #[test]
+        fn every_alias_of_a_claim_header_is_stripped(n in alias_of(&["X-Dept-Code"])) {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(n.as_bytes()).unwrap(), "x".parse().unwrap());
+            strip_client_headers(&mut h, &["x-dept-code"], true);
+            prop_assert!(h.is_empty(), "{} survived", n);
+        }
+
+        #[test]
+        fn names_that_are_not_protected_survive(n in "[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,6}){0,3}", trusted in any::<bool>()) {
+            let protected = is_identity_header(&n)
+                || is_forwarding_header(&n)
+                || same_header(&n, "x-dept");
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(n.as_bytes()).unwrap(), "x".parse().unwrap());
+            strip_client_headers(&mut h, &["x-dept"], trusted);
+            prop_assert_eq!(h.is_empty(), protected, "{}", n);
+        }
+
+        #[test]
+        fn similar_but_different_names_survive(n in alias_of(EMITTED), suffix in "[a-z0-9]{1,3}") {
+            // a longer name is another header (the x-auth-request- family
+            // aside, which is a prefix)
+            let longer = format!("{n}{suffix}");
+            prop_assume!(!longer.to_ascii_lowercase().replace(['_', '.'], "-").starts_with("x-auth-request-"));
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(longer.as_bytes()).unwrap(), "x".parse().unwrap());
+            strip_client_headers(&mut h, &[] as &[&str], false);
+            prop_assert_eq!(h.len(), 1, "{}", longer);
+        }
     }
 }

@@ -1,0 +1,159 @@
+//! Request paths: the one place a path is checked and normalised.
+//!
+//! Owns: deciding whether a request path means one thing to every server
+//! that may read it (gatehouse, a front proxy, the application), and its
+//! normal form. A path that different servers could read differently is
+//! refused, never guessed at: a dot segment (`.`, `..`, raw or
+//! `%2e`-encoded in any case), an encoded `/` or `\` (`%2f`, `%5c`), a raw
+//! `\`, a NUL or other control character (raw or encoded), a `;` parameter,
+//! raw or `%3b`, that hides a segment (`/..;/x`, `/.%3b/x`, `/;x/`), a
+//! double-encoded dot, slash or backslash (`%252e`), and broken
+//! percent-encoding.
+//!
+//! What is accepted is normalised without changing its meaning: escapes of
+//! unreserved characters are decoded (`%41` is `A`), the other escapes get
+//! upper-case hex, and repeated slashes are collapsed. The normal form is
+//! what route matching compares; [`normalize`] of a normal form is itself.
+//! Must not: look at the query: it is not part of the path.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// It does not start with `/` (`*`, empty, or a relative path).
+    NotAbsolute,
+    /// A `.` or `..` segment, raw or percent-encoded.
+    DotSegment,
+    /// `%2f`, `%5c` or a raw `\`: a separator some servers decode.
+    EncodedSeparator,
+    /// A control character, space or non-ASCII byte, raw or encoded NUL or
+    /// control character.
+    ControlCharacter,
+    /// A `;` parameter that hides a segment (`..;`, `.;`, or `;` first).
+    HiddenSegment,
+    /// A `%` not followed by two hex digits, or a double-encoded `.`,
+    /// `/` or `\`.
+    BadEncoding,
+}
+
+impl PathError {
+    /// A short reason, for a 400 page and the log.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::NotAbsolute => "the request path must start with /",
+            Self::DotSegment => "the request path has a . or .. segment",
+            Self::EncodedSeparator => "the request path has an encoded / or a \\",
+            Self::ControlCharacter => "the request path has a control character",
+            Self::HiddenSegment => "the request path has a ; parameter hiding a segment",
+            Self::BadEncoding => "the request path has bad or double percent-encoding",
+        }
+    }
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for PathError {}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Checks `path` (no query) and returns its normal form, borrowed when it
+/// already is one. See the module documentation for what is refused.
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::BadEncoding);
+                };
+                let d = h * 16 + l;
+                match d {
+                    b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                    0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                    b'%' => {
+                        // `%25` followed by an escape of a dot or separator
+                        // becomes one after a second decoding
+                        let next = (
+                            bytes.get(i + 3).copied().and_then(hex),
+                            bytes.get(i + 4).copied().and_then(hex),
+                        );
+                        if let (Some(h2), Some(l2)) = next
+                            && matches!(h2 * 16 + l2, b'.' | b'/' | b'\\' | 0)
+                        {
+                            return Err(PathError::BadEncoding);
+                        }
+                        out.push_str("%25");
+                    }
+                    d if is_unreserved(d) => out.push(char::from(d)),
+                    d => {
+                        out.push('%');
+                        out.push(char::from(b"0123456789ABCDEF"[usize::from(d >> 4)]));
+                        out.push(char::from(b"0123456789ABCDEF"[usize::from(d & 15)]));
+                    }
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(PathError::EncodedSeparator),
+            0..=0x20 | 0x7f..=0xff => return Err(PathError::ControlCharacter),
+            b'/' if out.ends_with('/') => {} // repeated slashes collapse
+            _ => out.push(char::from(b)),
+        }
+        i += 1;
+    }
+    for segment in out.split('/') {
+        if segment == "." || segment == ".." {
+            return Err(PathError::DotSegment);
+        }
+        // `;` starts parameters (Tomcat, Jetty strip them); a server that
+        // decodes first reads `%3B` the same way
+        let name = segment
+            .find(';')
+            .into_iter()
+            .chain(segment.find("%3B"))
+            .min()
+            .map_or(segment, |i| &segment[..i]);
+        if name.len() < segment.len() && matches!(name, "" | "." | "..") {
+            return Err(PathError::HiddenSegment);
+        }
+    }
+    Ok(if out == path {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(out)
+    })
+}
+
+/// Checks `path` without keeping the normal form.
+pub fn check(path: &str) -> Result<(), PathError> {
+    normalize(path).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests;

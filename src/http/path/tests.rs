@@ -1,0 +1,153 @@
+use proptest::prelude::*;
+
+use super::*;
+
+#[test]
+fn plain_paths_are_their_own_normal_form() {
+    for p in [
+        "/",
+        "/a/b/c",
+        "/a/b/",
+        "/api/v1/users;jsessionid=1",
+        "/a.b/c..d/...",
+        "/~user/x-y_z",
+        "/a%20b",
+        "/%C3%A9t%C3%A9",
+        "/a%3Bb",
+        "/x:y@z!$&'()*+,=",
+    ] {
+        assert_eq!(normalize(p), Ok(Cow::Borrowed(p)), "{p}");
+    }
+}
+
+#[test]
+fn paths_are_normalised_without_changing_their_meaning() {
+    let table = [
+        ("/%41%62c", "/Abc"),
+        ("/%7euser", "/~user"),
+        ("/a%2db%5f", "/a-b_"),
+        ("/a%3bb", "/a%3Bb"),
+        ("/%c3%a9", "/%C3%A9"),
+        ("//a///b//", "/a/b/"),
+        ("/a%2e%2e%2eb", "/a...b"),
+        ("/%2e%2e%2e", "/..."),
+        ("/%25", "/%25"),
+        ("/%2541", "/%2541"),
+    ];
+    for (raw, normal) in table {
+        assert_eq!(normalize(raw).as_deref(), Ok(normal), "{raw}");
+        assert_eq!(normalize(normal).as_deref(), Ok(normal), "{normal}");
+    }
+}
+
+#[test]
+fn paths_that_servers_could_read_differently_are_refused() {
+    use PathError::*;
+    let table = [
+        ("", NotAbsolute),
+        ("*", NotAbsolute),
+        ("a/b", NotAbsolute),
+        ("/..", DotSegment),
+        ("/.", DotSegment),
+        ("/a/../b", DotSegment),
+        ("/a/./b", DotSegment),
+        ("/a/..", DotSegment),
+        ("/a/%2e%2e/b", DotSegment),
+        ("/a/%2E%2e/b", DotSegment),
+        ("/a/.%2E/b", DotSegment),
+        ("/a/%2e/b", DotSegment),
+        ("/a//..//b", DotSegment),
+        ("/a%2fb", EncodedSeparator),
+        ("/a%2Fb", EncodedSeparator),
+        ("/a%5cb", EncodedSeparator),
+        ("/a%5C..%5Cb", EncodedSeparator),
+        ("/a\\b", EncodedSeparator),
+        ("/a%00b", ControlCharacter),
+        ("/a%0d%0ab", ControlCharacter),
+        ("/a%7f", ControlCharacter),
+        ("/a b", ControlCharacter),
+        ("/a\tb", ControlCharacter),
+        ("/\u{e9}", ControlCharacter),
+        ("/..;/admin", HiddenSegment),
+        ("/.;x/admin", HiddenSegment),
+        ("/;x/admin", HiddenSegment),
+        ("/a/%2e%2e;x/b", HiddenSegment),
+        ("/.%3b/admin", HiddenSegment),
+        ("/..%3Bx/admin", HiddenSegment),
+        ("/%3b/admin", HiddenSegment),
+        ("/%", BadEncoding),
+        ("/%4", BadEncoding),
+        ("/%zz", BadEncoding),
+        ("/%%41", BadEncoding),
+        ("/%252e%252e/x", BadEncoding),
+        ("/a%252fb", BadEncoding),
+        ("/a%255cb", BadEncoding),
+        ("/a%2500", BadEncoding),
+    ];
+    for (raw, why) in table {
+        assert_eq!(normalize(raw), Err(why), "{raw:?}");
+        assert_eq!(check(raw), Err(why), "{raw:?}");
+        assert!(!why.message().is_empty());
+    }
+}
+
+/// Path-ish text: the characters that matter for normalisation, escapes of
+/// them in both cases, and some plain ones.
+fn pathish() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("/".to_owned()),
+        Just(".".to_owned()),
+        Just("..".to_owned()),
+        Just(";".to_owned()),
+        Just("\\".to_owned()),
+        Just("%".to_owned()),
+        Just("a".to_owned()),
+        Just("~".to_owned()),
+        (0u8..=255).prop_map(|b| format!("%{b:02x}")),
+        (0u8..=255).prop_map(|b| format!("%{b:02X}")),
+        (0u8..=127).prop_map(|b| char::from(b).to_string()),
+    ];
+    proptest::collection::vec(piece, 0..12).prop_map(|v| format!("/{}", v.concat()))
+}
+
+/// What the path means after one percent-decoding, the way most
+/// applications read it.
+fn decoded(path: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(path).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn normalising_any_path_never_panics_and_an_accepted_path_is_safe(raw in pathish()) {
+        if let Ok(normal) = normalize(&raw) {
+            // idempotent
+            let again = normalize(&normal);
+            prop_assert_eq!(again.as_deref(), Ok(&*normal));
+            // no dot segment, no encoded or raw separator, no control
+            // character, once decoded as an application would
+            let d = decoded(&normal);
+            prop_assert!(!d.contains(&b'\\'));
+            prop_assert!(!d.iter().any(|&b| b < 0x20 || b == 0x7f));
+            let text = String::from_utf8_lossy(&d).into_owned();
+            prop_assert_eq!(text.matches('/').count(), normal.matches('/').count());
+            for seg in text.split('/') {
+                let name = seg.split(';').next().unwrap_or(seg);
+                prop_assert!(name != "." && name != "..", "{:?} -> {:?}", raw, normal);
+            }
+            prop_assert!(!normal.contains("//"));
+            // the same meaning: decoding both gives the same bytes, up to
+            // collapsed slashes
+            let mut raw_d = decoded(&raw);
+            raw_d.dedup_by(|a, b| *a == b'/' && *b == b'/');
+            prop_assert_eq!(raw_d, d);
+        }
+    }
+
+    #[test]
+    fn normalising_arbitrary_text_never_panics(raw in "\\PC{0,40}") {
+        let _ = normalize(&raw);
+        let _ = normalize(&format!("/{raw}"));
+    }
+}
