@@ -45,7 +45,7 @@ oidc_issuer_url = "http://127.0.0.1:9"
 client_id = "gatehouse"
 client_secret = "super-secret-value"
 redirect_url = "http://127.0.0.1:4180/oauth2/callback"
-cookie_secret = "0123456789abcdef0123456789abcdef"
+cookie_secret = "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI="
 cookie_secure = false
 email_domain = "*"
 "#;
@@ -167,7 +167,7 @@ fn required_settings_come_from_the_environment() {
         ),
         (
             "GATEHOUSE_COOKIE_SECRET",
-            "0123456789abcdef0123456789abcdef",
+            "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI=",
         ),
         ("GATEHOUSE_EMAIL_DOMAIN", "example.com,example.org"),
         ("GATEHOUSE_HTTP_ADDRESS", "not-an-address"),
@@ -212,13 +212,25 @@ fn check_config_fetches_discovery_and_jwks() {
 }
 
 #[test]
-fn every_example_config_loads() {
+fn every_example_config_loads_once_its_placeholders_are_replaced() {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let text = std::fs::read_to_string(&path).unwrap();
+            // what the operator does: a random cookie secret, their client secret
+            let mut key = [0_u8; 32];
+            ring::rand::SystemRandom::new().fill(&mut key).unwrap();
+            let cookie_secret = base64::engine::general_purpose::STANDARD.encode(key);
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("CHANGE-ME: openssl rand -base64 32", &cookie_secret)
+                .replace(
+                    "CHANGE-ME: the client secret from your provider",
+                    "client-secret-from-the-provider",
+                );
             if let Err(e) = gatehouse::Config::from_toml_str(&text) {
                 panic!("{} does not load: {e}", path.display());
             }
@@ -252,7 +264,7 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let cookie_secret = "bG9nLXRlc3QtbG9nLXRlc3QtbG9nLXRlc3QtbG9nLTM=";
+    let cookie_secret = "xKKF9mB5uR5cJXDEs3yrFHYXF8YDcbBW9NVEeK/AS48=";
     let child = Command::new(BIN)
         .args([
             "--http-address",
@@ -521,7 +533,7 @@ fn secrets_never_appear_in_debug_logs_even_when_sign_in_or_refresh_fails() {
     use support::upstream::Recorder;
 
     let client_secret = "client-secret-8f3a9c1e77b2";
-    let cookie_secret = "ZGVidWctbG9nLXNlY3JldC1kZWJ1Zy1sb2ctc2VjciE=";
+    let cookie_secret = "weLj/JdhE6HRhbRE0nvaPIkLl/sD+fLwKePMpdF1fDk=";
     let rt = tokio::runtime::Runtime::new().unwrap();
     let idp = rt.block_on(MockIdp::start(IdpOptions {
         client_secret: Some(client_secret.into()),
