@@ -703,7 +703,7 @@ fn provider_error_text_with_a_line_break_stays_on_one_text_log_line() {
         &idp,
         &upstream,
         "client-secret-5d0e",
-        "dGV4dC1sb2ctdGVzdC10ZXh0LWxvZy10ZXN0LXR4dCE=",
+        "Mt2cA3Ywdh7XmHbqjO4uVUaI0L5fAh3y1yBv6rXJZs8=",
         &[],
     );
     idp.set_knobs(|k| k.authorize_error = Some(format!("access_denied\n{forged}")));
