@@ -733,3 +733,64 @@ fn provider_error_text_with_a_line_break_stays_on_one_text_log_line() {
         );
     }
 }
+
+/// Issue 9, item 1: a secret on the command line is visible in `ps`.
+#[test]
+fn a_secret_given_as_a_flag_is_warned_about_and_one_from_the_env_is_not() {
+    let path = write_config("flag-secret.toml", VALID);
+    let path = path.to_str().unwrap();
+    let secret = "Lh1Y6uQ+3v0wK8ZrJm5tQ2c9XbNfPa7sDg4eR1iHyWo=";
+    let out = run(
+        &[
+            "--config",
+            path,
+            "--check-config",
+            "--cookie-secret",
+            secret,
+            "--client-secret",
+            "flag-client-secret-77",
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    for flag in ["--cookie-secret", "--client-secret"] {
+        assert!(
+            err.contains(&format!(
+                "warning: {flag} puts a secret on the command line"
+            )),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("GATEHOUSE_COOKIE_SECRET or cookie_secret_file"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(secret) && !err.contains("flag-client-secret-77"),
+        "the warning shows the secret: {err}"
+    );
+    let out = run(
+        &["--config", path, "--check-config"],
+        &[("GATEHOUSE_COOKIE_SECRET", secret)],
+    );
+    assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
+}
+
+/// Issue 9, item 1: the examples' old secret stops the binary, exit 78.
+#[test]
+fn a_published_cookie_secret_stops_the_binary_naming_the_key() {
+    let path = write_config("published-secret.toml", VALID);
+    let out = run(
+        &["--config", path.to_str().unwrap()],
+        &[(
+            "GATEHOUSE_COOKIE_SECRET",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(EX_CONFIG));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cookie_secret: secret #1: is a published example value"),
+        "{err}"
+    );
+}
