@@ -97,6 +97,7 @@ async fn main() -> BoxResult<()> {
         bin,
         upstream,
         issuer: idp.issuer(),
+        cookie_secret: random_cookie_secret()?,
     };
     let mut notes = Vec::new();
     let plain = bench.start(&[]).await?;
@@ -151,6 +152,9 @@ struct Bench {
     bin: String,
     upstream: SocketAddr,
     issuer: String,
+    /// Random per run (gatehouse refuses a published one), shared by the
+    /// children so one's session cookie is read by the next.
+    cookie_secret: String,
 }
 
 impl Bench {
@@ -164,9 +168,11 @@ impl Bench {
             .args(["--http-address", &format!("127.0.0.1:{port}")])
             .args(["--upstream", &format!("http://{}", self.upstream)])
             .args(["--oidc-issuer-url", &self.issuer])
-            .args(["--client-id", "gatehouse", "--client-secret", "s3cret"])
+            .args(["--client-id", "gatehouse"])
+            // secrets in the environment, not in `ps`
+            .env("GATEHOUSE_CLIENT_SECRET", "s3cret")
             .args(["--redirect-url", &format!("{base}/oauth2/callback")])
-            .args(["--cookie-secret", COOKIE_SECRET])
+            .env("GATEHOUSE_COOKIE_SECRET", &self.cookie_secret)
             .args([
                 "--cookie-secure=false",
                 "--email-domain",
@@ -254,7 +260,16 @@ impl Gatehouse {
     }
 }
 
-const COOKIE_SECRET: &str = "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMzI=";
+/// 32 random bytes in base64, as `openssl rand -base64 32` makes.
+fn random_cookie_secret() -> BoxResult<String> {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    let mut key = [0_u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|e| format!("rng: {e}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(key))
+}
 
 /// The cookie store sharing revocations through Redis, the Redis store, and
 /// the cookie store again once `revocations` revocations sit in the stream.

@@ -17,6 +17,7 @@
 
 mod raw;
 mod secret;
+mod strength;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -78,6 +79,9 @@ pub struct ProviderConfig {
     pub userinfo_url: Option<Url>,
     /// End-session endpoint.
     pub end_session_url: Option<Url>,
+    /// `insecure_oidc_allow_http`: plain-http provider URLs to hosts that
+    /// are not loopback are allowed (else refused, also from discovery).
+    pub allow_http: bool,
     /// Token endpoint client auth.
     pub auth_method: TokenAuthMethod,
     /// Token request body encoding.
@@ -372,6 +376,12 @@ impl Config {
                 ),
             )
             .flatten();
+        if let Some(reason) = client_secret
+            .as_ref()
+            .and_then(strength::placeholder_client_secret)
+        {
+            p.add("client_secret", reason);
+        }
         let redirect_url = match raw.redirect_url.as_deref() {
             None => {
                 p.add(
@@ -527,11 +537,19 @@ fn build_provider(p: &mut Problems, raw: &RawConfig, has_secret: bool) -> Option
         );
         return None;
     };
+    let allow_http = raw.insecure_oidc_allow_http.unwrap_or(false);
+    let provider_url = |s: &str| {
+        let url = parse_http_url(s)?;
+        match insecure_http_reason(&url) {
+            Some(reason) if !allow_http => Err(reason),
+            _ => Ok(url),
+        }
+    };
     let url =
         |p: &mut Problems, key: &str, given: Option<&str>, default: Option<&str>| -> Option<Url> {
             given
                 .or(default)
-                .and_then(|s| p.check(key, parse_http_url(s)))
+                .and_then(|s| p.check(key, provider_url(s)))
         };
     let issuer = match raw.oidc_issuer_url.as_deref().or(preset.issuer) {
         None => {
@@ -540,7 +558,7 @@ fn build_provider(p: &mut Problems, raw: &RawConfig, has_secret: bool) -> Option
         }
         Some(s) => {
             let s = apply_slash(s, preset.issuer_slash);
-            p.check("oidc_issuer_url", parse_http_url(&s).map(|_url| s))
+            p.check("oidc_issuer_url", provider_url(&s).map(|_url| s))
         }
     };
     let discovery = !raw.skip_oidc_discovery.unwrap_or(!preset.discovery);
@@ -657,6 +675,7 @@ fn build_provider(p: &mut Problems, raw: &RawConfig, has_secret: bool) -> Option
         jwks_url,
         userinfo_url,
         end_session_url,
+        allow_http,
         auth_method: auth_method?,
         encoding: encoding?,
         identity_source: identity_source?,
@@ -749,6 +768,31 @@ fn parse_claim_headers(list: &[String]) -> Result<Vec<ClaimHeader>, String> {
             })
         })
         .collect()
+}
+
+/// True for a loopback host: `localhost`, 127.0.0.0/8, `::1` (also as an
+/// IPv4-mapped address).
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
+    }
+}
+
+/// Why a provider URL must not be used without `insecure_oidc_allow_http`:
+/// plain http to a host that is not loopback. `None` for https or loopback.
+pub fn insecure_http_reason(url: &Url) -> Option<String> {
+    (url.scheme() == "http" && !is_loopback_host(url)).then(|| {
+        format!(
+            "`{url}` is plain http to a host that is not loopback: codes, tokens and keys \
+             would cross the network unprotected; use https, or set insecure_oidc_allow_http \
+             (--insecure-oidc-allow-http) for a provider on a network you trust"
+        )
+    })
 }
 
 /// An absolute http(s) URL with a host and no credentials.
@@ -970,7 +1014,18 @@ fn build_cookie_config(p: &mut Problems, raw: &RawConfig, secure: bool) -> Optio
         );
     }
     for (i, s) in secrets.iter().enumerate() {
-        if let Err(reason) = cookie_secret_bytes(s) {
+        let refused = if strength::is_placeholder(s.expose()) {
+            Some(format!(
+                "is the examples' placeholder, not a secret: {}",
+                strength::MAKE_ONE
+            ))
+        } else {
+            match cookie_secret_bytes(s) {
+                Err(reason) => Some(reason),
+                Ok(bytes) => strength::weak_cookie_secret(s, &bytes),
+            }
+        };
+        if let Some(reason) = refused {
             p.add("cookie_secret", format!("secret #{}: {reason}", i + 1));
         }
     }

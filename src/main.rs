@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use gatehouse::cli::Cli;
+use clap::{CommandFactory as _, FromArgMatches as _};
+use gatehouse::cli::{Cli, secrets_on_command_line};
 use gatehouse::{Config, telemetry};
 
 /// sysexits EX_CONFIG: the configuration is wrong.
@@ -12,7 +12,9 @@ const EX_CONFIG: u8 = 78;
 const EX_SOFTWARE: u8 = 70;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let exposed = secrets_on_command_line(&matches, &cli.settings);
     let config = match Config::load(cli.config.as_deref(), cli.settings) {
         Ok(c) => c,
         Err(e) => {
@@ -30,7 +32,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
+    let exposed_warning = |w: &gatehouse::cli::SecretOnCommandLine| {
+        format!(
+            "{} puts a secret on the command line, where every local user sees it (ps, /proc); use {} instead",
+            w.flag, w.instead
+        )
+    };
     if cli.check_config {
+        for w in &exposed {
+            eprintln!("gatehouse: warning: {}", exposed_warning(w));
+        }
         return match runtime.block_on(gatehouse::check_provider(&config)) {
             Ok(()) => {
                 eprintln!("gatehouse: configuration OK, provider discovered");
@@ -43,6 +54,9 @@ fn main() -> ExitCode {
         };
     }
     let log = telemetry::init(config.log_format, &config.log_level);
+    for w in &exposed {
+        tracing::warn!(flag = w.flag, "{}", exposed_warning(w));
+    }
     let code = match runtime.block_on(gatehouse::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

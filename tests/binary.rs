@@ -46,7 +46,7 @@ oidc_issuer_url = "http://127.0.0.1:9"
 client_id = "gatehouse"
 client_secret = "super-secret-value"
 redirect_url = "http://127.0.0.1:4180/oauth2/callback"
-cookie_secret = "0123456789abcdef0123456789abcdef"
+cookie_secret = "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI="
 cookie_secure = false
 email_domain = "*"
 "#;
@@ -168,7 +168,7 @@ fn required_settings_come_from_the_environment() {
         ),
         (
             "GATEHOUSE_COOKIE_SECRET",
-            "0123456789abcdef0123456789abcdef",
+            "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI=",
         ),
         ("GATEHOUSE_EMAIL_DOMAIN", "example.com,example.org"),
         ("GATEHOUSE_HTTP_ADDRESS", "not-an-address"),
@@ -213,13 +213,25 @@ fn check_config_fetches_discovery_and_jwks() {
 }
 
 #[test]
-fn every_example_config_loads() {
+fn every_example_config_loads_once_its_placeholders_are_replaced() {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let text = std::fs::read_to_string(&path).unwrap();
+            // what the operator does: a random cookie secret, their client secret
+            let mut key = [0_u8; 32];
+            ring::rand::SystemRandom::new().fill(&mut key).unwrap();
+            let cookie_secret = base64::engine::general_purpose::STANDARD.encode(key);
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("CHANGE-ME: openssl rand -base64 32", &cookie_secret)
+                .replace(
+                    "CHANGE-ME: the client secret from your provider",
+                    "client-secret-from-the-provider",
+                );
             if let Err(e) = gatehouse::Config::from_toml_str(&text) {
                 panic!("{} does not load: {e}", path.display());
             }
@@ -272,7 +284,7 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let cookie_secret = "bG9nLXRlc3QtbG9nLXRlc3QtbG9nLXRlc3QtbG9nLTM=";
+    let cookie_secret = "xKKF9mB5uR5cJXDEs3yrFHYXF8YDcbBW9NVEeK/AS48=";
     let child = Command::new(BIN)
         .args([
             "--http-address",
@@ -547,7 +559,7 @@ fn secrets_never_appear_in_debug_logs_even_when_sign_in_or_refresh_fails() {
     use support::upstream::Recorder;
 
     let client_secret = "client-secret-8f3a9c1e77b2";
-    let cookie_secret = "ZGVidWctbG9nLXNlY3JldC1kZWJ1Zy1sb2ctc2VjciE=";
+    let cookie_secret = "weLj/JdhE6HRhbRE0nvaPIkLl/sD+fLwKePMpdF1fDk=";
     let rt = tokio::runtime::Runtime::new().unwrap();
     let idp = rt.block_on(MockIdp::start(IdpOptions {
         client_secret: Some(client_secret.into()),
@@ -717,7 +729,7 @@ fn provider_error_text_with_a_line_break_stays_on_one_text_log_line() {
         &idp,
         &upstream,
         "client-secret-5d0e",
-        "dGV4dC1sb2ctdGVzdC10ZXh0LWxvZy10ZXN0LXR4dCE=",
+        "Mt2cA3Ywdh7XmHbqjO4uVUaI0L5fAh3y1yBv6rXJZs8=",
         &[],
     );
     idp.set_knobs(|k| k.authorize_error = Some(format!("access_denied\n{forged}")));
@@ -750,4 +762,65 @@ fn provider_error_text_with_a_line_break_stays_on_one_text_log_line() {
             "a forged line is in the text log:\n{logs}"
         );
     }
+}
+
+/// Issue 9, item 1: a secret on the command line is visible in `ps`.
+#[test]
+fn a_secret_given_as_a_flag_is_warned_about_and_one_from_the_env_is_not() {
+    let path = write_config("flag-secret.toml", VALID);
+    let path = path.to_str().unwrap();
+    let secret = "Lh1Y6uQ+3v0wK8ZrJm5tQ2c9XbNfPa7sDg4eR1iHyWo=";
+    let out = run(
+        &[
+            "--config",
+            path,
+            "--check-config",
+            "--cookie-secret",
+            secret,
+            "--client-secret",
+            "flag-client-secret-77",
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    for flag in ["--cookie-secret", "--client-secret"] {
+        assert!(
+            err.contains(&format!(
+                "warning: {flag} puts a secret on the command line"
+            )),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("GATEHOUSE_COOKIE_SECRET or cookie_secret_file"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(secret) && !err.contains("flag-client-secret-77"),
+        "the warning shows the secret: {err}"
+    );
+    let out = run(
+        &["--config", path, "--check-config"],
+        &[("GATEHOUSE_COOKIE_SECRET", secret)],
+    );
+    assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
+}
+
+/// Issue 9, item 1: the examples' old secret stops the binary, exit 78.
+#[test]
+fn a_published_cookie_secret_stops_the_binary_naming_the_key() {
+    let path = write_config("published-secret.toml", VALID);
+    let out = run(
+        &["--config", path.to_str().unwrap()],
+        &[(
+            "GATEHOUSE_COOKIE_SECRET",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(EX_CONFIG));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cookie_secret: secret #1: is a published example value"),
+        "{err}"
+    );
 }

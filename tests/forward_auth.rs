@@ -1019,7 +1019,7 @@ async fn an_error_inside_the_decision_never_yields_2xx() {
         assert_not_allowed(&resp, want, &format!("provider down: {path} {accept}"));
     }
     // a session sealed with another secret does not decode: no session
-    let other = stack("cookie_secret = [\"b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC0zMmJ5dGU=\"]").await;
+    let other = stack("cookie_secret = [\"0HQHh9GJByYB9lCPOVurLOe5tQG8sCZQx6cDosVceTE=\"]").await;
     let foreign = signed_in(&other, "alice").await;
     let cookie = foreign.cookie_header_for(&other.proxy.url("/")).unwrap();
     let s = stack("").await;

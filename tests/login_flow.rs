@@ -240,7 +240,7 @@ async fn tampered_truncated_and_foreign_cookies_are_challenged() {
 
     // a cookie sealed by another gatehouse (another secret) is no session here
     let other = TestProxy::start(
-        r#"cookie_secret = ["b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItMzI="]"#,
+        r#"cookie_secret = ["6SgT5rw2ciTQTsDnei1F9xs0LU4mrEIPZig4O5mP9lw="]"#,
         &s.idp,
         &s.upstream,
     )

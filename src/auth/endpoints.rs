@@ -507,7 +507,7 @@ mod tests {
             client_id = "gatehouse"
             client_secret = "s3cret"
             redirect_url = "{redirect_url}"
-            cookie_secret = "0123456789abcdef0123456789abcdef"
+            cookie_secret = "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI="
             email_domain = "*"
             whitelist_domain = ".example.com"
             "#

@@ -1021,6 +1021,21 @@ async fn discover_endpoints(
             doc.get("authorization_response_iss_parameter_supported") == Some(&Value::Bool(true))
         }),
     };
+    // what discovery taught must be as safe as what may be configured
+    if !cfg.allow_http {
+        let learnt = [
+            ("authorization_endpoint", Some(&endpoints.authorize)),
+            ("token_endpoint", Some(&endpoints.token)),
+            ("jwks_uri", Some(&endpoints.jwks)),
+            ("userinfo_endpoint", endpoints.userinfo.as_ref()),
+            ("end_session_endpoint", endpoints.end_session.as_ref()),
+        ];
+        for (member, url) in learnt {
+            if let Some(reason) = url.and_then(crate::config::insecure_http_reason) {
+                return Err(err(format!("the document's {member}: {reason}")));
+            }
+        }
+    }
     Ok((discovered, endpoints))
 }
 

@@ -199,6 +199,12 @@ pub struct RawConfig {
     #[arg(long, env = "GATEHOUSE_OIDC_END_SESSION_URL")]
     pub oidc_end_session_url: Option<String>,
 
+    /// Allow plain-http provider URLs (issuer, endpoints, JWKS, also from
+    /// discovery) to hosts that are not loopback: tokens and keys then cross
+    /// the network unprotected [default: false]
+    #[arg(long, env = "GATEHOUSE_INSECURE_OIDC_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub insecure_oidc_allow_http: Option<bool>,
+
     /// API audience sent on the authorize request (Auth0): the access token
     /// becomes a JWT for it and is verified
     #[arg(long, env = "GATEHOUSE_AUDIENCE")]
@@ -316,7 +322,7 @@ impl RawConfig {
                 upstream_timeout, pass_host_header, oidc_email_claim, oidc_groups_claim,
                 user_id_claim, token_endpoint_auth_method, token_request_encoding, identity_source,
                 skip_oidc_discovery, oidc_authorize_url, oidc_token_url, oidc_jwks_url,
-                oidc_userinfo_url, oidc_end_session_url, audience, allow_unverified_email,
+                oidc_userinfo_url, oidc_end_session_url, insecure_oidc_allow_http, audience, allow_unverified_email,
                 session_lifetime, session_store_type, redis_connection_url, redis_password,
                 redis_password_file, redis_use_sentinel, redis_sentinel_master_name,
                 redis_use_cluster;

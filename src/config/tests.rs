@@ -7,7 +7,7 @@ oidc_issuer_url = "https://idp.example.com/realms/main"
 client_id = "gatehouse"
 client_secret = "s3cret"
 redirect_url = "https://app.example.com/oauth2/callback"
-cookie_secret = "0123456789abcdef0123456789abcdef"
+cookie_secret = "2rxnixDMh8xzE2dnUUs6cN7IqXZzNzYaZwN45gtPueg="
 email_domain = ["*"]
 "#;
 
@@ -189,7 +189,7 @@ fn secrets_from_files() {
     let cookie = dir.join("cookie-secrets");
     std::fs::write(
         &cookie,
-        "\nfedcba9876543210fedcba9876543210\n  \nMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n",
+        "\nLh1Y6uQ+3v0wK8ZrJm5tQ2c9XbNfPa7sDg4eR1iHyWo=\n  \nq7Vw3FJ0yTnS5bXkP2mHcA8LrZdE6uGQo1iN4sKvYfM=\n",
     )
     .unwrap();
     let cfg = format!(
@@ -201,13 +201,13 @@ fn secrets_from_files() {
     assert_eq!(
         secrets,
         [
-            "0123456789abcdef0123456789abcdef",
-            "fedcba9876543210fedcba9876543210",
-            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "2rxnixDMh8xzE2dnUUs6cN7IqXZzNzYaZwN45gtPueg=",
+            "Lh1Y6uQ+3v0wK8ZrJm5tQ2c9XbNfPa7sDg4eR1iHyWo=",
+            "q7Vw3FJ0yTnS5bXkP2mHcA8LrZdE6uGQo1iN4sKvYfM=",
         ]
     );
     let only_file = MINIMAL.replace(
-        "cookie_secret = \"0123456789abcdef0123456789abcdef\"",
+        "cookie_secret = \"2rxnixDMh8xzE2dnUUs6cN7IqXZzNzYaZwN45gtPueg=\"",
         &format!("cookie_secret_file = {:?}", cookie.display().to_string()),
     );
     assert_eq!(
@@ -221,7 +221,7 @@ fn secrets_from_files() {
     let bad = dir.join("cookie-bad");
     std::fs::write(&bad, "too-short\n").unwrap();
     let cfg = MINIMAL.replace(
-        "cookie_secret = \"0123456789abcdef0123456789abcdef\"",
+        "cookie_secret = \"2rxnixDMh8xzE2dnUUs6cN7IqXZzNzYaZwN45gtPueg=\"",
         &format!("cookie_secret_file = {:?}", bad.display().to_string()),
     );
     assert_eq!(
@@ -229,7 +229,7 @@ fn secrets_from_files() {
         ["cookie_secret"]
     );
     let missing = MINIMAL.replace(
-        "cookie_secret = \"0123456789abcdef0123456789abcdef\"",
+        "cookie_secret = \"2rxnixDMh8xzE2dnUUs6cN7IqXZzNzYaZwN45gtPueg=\"",
         "cookie_secret_file = \"/nonexistent/y\"",
     );
     let k = keys(&Config::from_toml_str(&missing).unwrap_err()).join(",");
@@ -492,6 +492,139 @@ fn the_cookie_name_takes_the_host_prefix_only_where_browsers_honour_it() {
     }
 }
 
+/// `MINIMAL` with its cookie secret replaced by `secrets` (TOML list items).
+fn with_cookie_secrets(secrets: &[&str]) -> String {
+    let list: Vec<String> = secrets.iter().map(|s| format!("{s:?}")).collect();
+    MINIMAL.replace(
+        "cookie_secret = \"2rxnixDMh8xzE2dnUUs6cN7IqXZzNzYaZwN45gtPueg=\"",
+        &format!("cookie_secret = [{}]", list.join(", ")),
+    )
+}
+
+fn only_problem(cfg: &str) -> Problem {
+    let err = Config::from_toml_str(cfg).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    err.problems[0].clone()
+}
+
+#[test]
+fn published_and_low_entropy_cookie_secrets_refuse_to_start_naming_the_key() {
+    for (secret, why) in [
+        (
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "published example",
+        ),
+        ("0123456789abcdef0123456789abcdef", "published example"),
+        (
+            "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMzI=",
+            "published example",
+        ),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "repeated"),
+        // valid base64 too: 24 bytes repeating 3
+        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "pattern"),
+        ("abcdefghijklmnopqrstuvwxyzABCDEF", "sequence"),
+        ("b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItMzI=", "distinct"),
+        ("CHANGE-ME: openssl rand -base64 32", "placeholder"),
+    ] {
+        let p = only_problem(&with_cookie_secrets(&[secret]));
+        assert_eq!(p.key, "cookie_secret", "{secret}");
+        assert!(p.reason.contains(why), "{secret}: {}", p.reason);
+        assert!(
+            p.reason.contains("openssl rand -base64 32"),
+            "{secret}: says how to make one: {}",
+            p.reason
+        );
+        assert!(!p.reason.contains(secret), "the reason echoes the secret");
+    }
+}
+
+#[test]
+fn every_secret_of_a_rotation_list_is_checked() {
+    let good = "2rxnixDMh8xzE2dnUUs6cN7IqXZzNzYaZwN45gtPueg=";
+    let p = only_problem(&with_cookie_secrets(&[
+        good,
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    ]));
+    assert!(p.reason.starts_with("secret #2:"), "{}", p.reason);
+    assert!(
+        Config::from_toml_str(&with_cookie_secrets(&[
+            good,
+            "Lh1Y6uQ+3v0wK8ZrJm5tQ2c9XbNfPa7sDg4eR1iHyWo="
+        ]))
+        .is_ok()
+    );
+}
+
+#[test]
+fn a_weak_cookie_secret_in_a_secret_file_is_refused_too() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-weak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cookie");
+    std::fs::write(&file, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
+    let cfg = format!(
+        "{MINIMAL}\ncookie_secret_file = {:?}\n",
+        file.display().to_string()
+    );
+    let p = only_problem(&cfg);
+    assert_eq!(p.key, "cookie_secret");
+    assert!(p.reason.starts_with("secret #2:"), "{}", p.reason);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_placeholder_client_secret_refuses_to_start() {
+    for placeholder in ["replace-me", "CHANGE-ME: from your provider", "changeme"] {
+        let cfg = MINIMAL.replace(
+            "client_secret = \"s3cret\"",
+            &format!("client_secret = {placeholder:?}"),
+        );
+        let p = only_problem(&cfg);
+        assert_eq!(p.key, "client_secret", "{placeholder}");
+        assert!(p.reason.contains("placeholder"), "{}", p.reason);
+    }
+}
+
+/// `MINIMAL` with `key = url` added (or the issuer replaced).
+fn with_provider_url(key: &str, url: &str) -> String {
+    if key == "oidc_issuer_url" {
+        MINIMAL.replace("https://idp.example.com/realms/main", url)
+    } else {
+        format!("{MINIMAL}\n{key} = {url:?}\n")
+    }
+}
+
+const PROVIDER_URL_KEYS: [&str; 6] = [
+    "oidc_issuer_url",
+    "oidc_authorize_url",
+    "oidc_token_url",
+    "oidc_jwks_url",
+    "oidc_userinfo_url",
+    "oidc_end_session_url",
+];
+
+#[test]
+fn plain_http_provider_urls_off_loopback_are_refused_naming_key_and_setting() {
+    for key in PROVIDER_URL_KEYS {
+        for url in [
+            "http://idp.example.com/realms/main",
+            "http://keycloak:8080/realms/main",
+            "http://10.0.0.5/x",
+            "http://[2001:db8::1]/x",
+            "http://localhost.example.com/x",
+            "http://128.0.0.1/x",
+        ] {
+            let p = only_problem(&with_provider_url(key, url));
+            assert_eq!(p.key, key, "{url}");
+            assert!(
+                p.reason.contains("insecure_oidc_allow_http"),
+                "{}",
+                p.reason
+            );
+            assert!(p.reason.contains("plain http"), "{}", p.reason);
+        }
+    }
+}
+
 #[test]
 fn the_websocket_session_check_defaults_to_5s_and_must_be_a_positive_duration() {
     let c = Config::from_toml_str(MINIMAL).unwrap();
@@ -505,4 +638,39 @@ fn the_websocket_session_check_defaults_to_5s_and_must_be_a_positive_duration() 
                 .unwrap_err();
         assert_eq!(keys(&err), ["websocket_session_check"], "{bad:?}");
     }
+}
+
+#[test]
+fn plain_http_provider_urls_on_loopback_are_accepted() {
+    for key in PROVIDER_URL_KEYS {
+        for url in [
+            "http://127.0.0.1:8080/realms/main",
+            "http://127.9.8.7/realms/main",
+            "http://localhost:8080/realms/main",
+            "http://LOCALHOST/realms/main",
+            "http://[::1]:8080/realms/main",
+            "http://[::ffff:127.0.0.1]/realms/main",
+            "https://idp.example.com/realms/main",
+        ] {
+            let cfg = with_provider_url(key, url);
+            assert!(Config::from_toml_str(&cfg).is_ok(), "{key} = {url}");
+        }
+    }
+}
+
+#[test]
+fn insecure_oidc_allow_http_lets_plain_http_providers_through() {
+    for key in PROVIDER_URL_KEYS {
+        let cfg = format!(
+            "{}\ninsecure_oidc_allow_http = true\n",
+            with_provider_url(key, "http://keycloak:8080/realms/main")
+        );
+        let c = Config::from_toml_str(&cfg).unwrap();
+        assert!(c.provider.allow_http, "{key}");
+    }
+    let c = Config::from_toml_str(MINIMAL).unwrap();
+    assert!(!c.provider.allow_http, "off by default");
+    use clap::Parser as _;
+    let cli = crate::cli::Cli::try_parse_from(["gatehouse", "--insecure-oidc-allow-http"]).unwrap();
+    assert_eq!(cli.settings.insecure_oidc_allow_http, Some(true));
 }

@@ -2,11 +2,15 @@
 //! behaving as the example's provider, used for one full login through the
 //! proxy to a recording upstream. Only what points at the real world is
 //! replaced: the listen address, upstream and provider URLs (for ZKAuth,
-//! whose endpoints are fixed, its endpoint URLs too) and the callback URL.
-//! The client id and secret stay the example's: the mock is registered
-//! with them.
+//! whose endpoints are fixed, its endpoint URLs too) and the callback URL;
+//! and the placeholders gatehouse refuses to start with: the cookie secret
+//! (a fresh random one, as `openssl rand -base64 32` makes) and the client
+//! secret (the mock is registered with the client id and that secret).
 
 use std::path::Path;
+
+use base64::Engine as _;
+use ring::rand::{SecureRandom as _, SystemRandom};
 
 use super::*;
 
@@ -22,6 +26,16 @@ fn profile_for(provider: &str) -> Profile {
         "zkauth" => Profile::ZkAuth,
         other => panic!("no mock profile for provider {other:?}: add one here"),
     }
+}
+
+/// The client secret the mock registers and the localised example sends.
+const CLIENT_SECRET: &str = "example-client-secret-for-tests";
+
+/// A fresh random cookie secret, as `openssl rand -base64 32` makes.
+fn random_cookie_secret() -> String {
+    let mut key = [0_u8; 32];
+    SystemRandom::new().fill(&mut key).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 fn string(table: &toml::Table, key: &str) -> String {
@@ -82,6 +96,12 @@ fn localise(example: &toml::Table, idp: &MockIdp, upstreams: &[Recorder]) -> (St
         "redirect_url",
         "http://127.0.0.1:{PORT}/oauth2/callback".into(),
     );
+    set(
+        &mut t,
+        "cookie_secret",
+        vec![toml::Value::from(random_cookie_secret())].into(),
+    );
+    set(&mut t, "client_secret", CLIENT_SECRET.into());
     (toml::to_string(&t).unwrap(), replaced)
 }
 
@@ -98,11 +118,17 @@ async fn every_example_signs_in_through_the_proxy_against_its_provider() {
     for path in names {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let example: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        // as written, the example refuses to start on its placeholders
+        let text = std::fs::read_to_string(&path).unwrap();
+        let err = gatehouse::Config::from_toml_str(&text).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["client_secret", "cookie_secret"], "{name}: {err}");
+        assert!(err.to_string().contains("placeholder"), "{name}: {err}");
         let provider = string(&example, "provider");
         let profile = profile_for(&provider);
         let idp = MockIdp::start(IdpOptions {
             client_id: string(&example, "client_id"),
-            client_secret: Some(string(&example, "client_secret")),
+            client_secret: Some(CLIENT_SECRET.to_owned()),
             ..IdpOptions::provider(profile.clone(), "alice")
         })
         .await;

@@ -223,6 +223,50 @@ pub struct Knobs {
     pub advertise_iss_parameter: bool,
     /// The `iss` parameter `/authorize` adds to its redirects back.
     pub response_iss: ResponseIss,
+    /// Members merged into the discovery document (a `null` value removes
+    /// one), e.g. an endpoint advertised on another host.
+    pub discovery_overrides: Map<String, Value>,
+    /// Endpoints that answer a [`Fault`] instead of their real answer (the
+    /// fault suite, `tests/lifecycle/faults.rs`); the first match wins.
+    pub faults: Vec<(Endpoint, Fault)>,
+}
+
+/// An endpoint a [`Fault`] can be set on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Discovery,
+    Jwks,
+    Token,
+    Userinfo,
+}
+
+/// A broken answer: status 200 with a body no relying party can use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// This content type and body (invalid JSON, an HTML error page, JSON
+    /// under another content type...).
+    Garbage {
+        content_type: &'static str,
+        body: &'static str,
+    },
+    /// A valid-looking JSON object of this many bytes (one long string
+    /// member), for body size caps.
+    Huge(usize),
+}
+
+impl Fault {
+    fn respond(&self) -> Resp {
+        match self {
+            Self::Garbage { content_type, body } => respond(StatusCode::OK, content_type, *body),
+            Self::Huge(bytes) => {
+                let mut body = Vec::with_capacity(*bytes);
+                body.extend_from_slice(b"{\"pad\":\"");
+                body.resize(bytes.saturating_sub(2).max(body.len()), b'x');
+                body.extend_from_slice(b"\"}");
+                respond(StatusCode::OK, "application/json", body)
+            }
+        }
+    }
 }
 
 /// What `/authorize` sends as `iss` on its redirects (RFC 9207).
@@ -447,6 +491,8 @@ impl Knobs {
             userinfo_sub: None,
             advertise_iss_parameter: false,
             response_iss: ResponseIss::Omit,
+            discovery_overrides: Map::new(),
+            faults: Vec::new(),
         }
     }
 }
@@ -945,6 +991,31 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
     }
     let query = req.uri().query().unwrap_or_default().to_owned();
     let path = req.uri().path().to_owned();
+    let endpoint = match state.routes.route(&path) {
+        Some(Route::Discovery) => Some(Endpoint::Discovery),
+        Some(Route::Jwks) => Some(Endpoint::Jwks),
+        Some(Route::Token) => Some(Endpoint::Token),
+        Some(Route::Userinfo) => Some(Endpoint::Userinfo),
+        _ => None,
+    };
+    let fault = endpoint.and_then(|e| {
+        state
+            .knobs()
+            .faults
+            .into_iter()
+            .find(|(at, _)| *at == e)
+            .map(|(_, f)| f)
+    });
+    if let Some(fault) = fault {
+        // counted like a real answer, so tests can wait for the attempt
+        match endpoint {
+            Some(Endpoint::Discovery) => state.discovery_fetches.fetch_add(1, Ordering::SeqCst),
+            Some(Endpoint::Jwks) => state.jwks_fetches.fetch_add(1, Ordering::SeqCst),
+            Some(Endpoint::Userinfo) => state.userinfo_requests.fetch_add(1, Ordering::SeqCst),
+            _ => 0,
+        };
+        return Ok(fault.respond());
+    }
     let resp = match (req.method(), state.routes.route(&path)) {
         (&Method::GET, Some(Route::Discovery)) => discovery(&state),
         (&Method::GET, Some(Route::Jwks)) => jwks(&state),
@@ -977,10 +1048,21 @@ fn discovery(state: &State) -> Resp {
             &json!({ "error": "discovery disabled" }),
         );
     }
-    let doc = state
+    let mut doc = state
         .opts
         .profile
         .discovery(&state.issuer, &state.base, &knobs);
+    for (member, value) in &knobs.discovery_overrides {
+        match (value, doc.as_object_mut()) {
+            (Value::Null, Some(doc)) => {
+                doc.remove(member);
+            }
+            (value, Some(doc)) => {
+                doc.insert(member.clone(), value.clone());
+            }
+            (_, None) => {}
+        }
+    }
     json_response(StatusCode::OK, &doc)
 }
 

@@ -125,7 +125,13 @@ impl Recorder {
 
     /// Starts the upstream on `127.0.0.1:0`.
     pub async fn try_start() -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::try_start_on("127.0.0.1:0".parse().map_err(io::Error::other)?).await
+    }
+
+    /// Starts the upstream on `addr`, e.g. where a stopped one was (an
+    /// upstream coming back).
+    pub async fn try_start_on(addr: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             requests: Mutex::default(),

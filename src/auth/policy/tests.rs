@@ -96,7 +96,7 @@ fn config(extra: &str) -> Config {
         client_id = "gatehouse"
         client_secret = "s3cret"
         redirect_url = "https://app.example.com/oauth2/callback"
-        cookie_secret = "0123456789abcdef0123456789abcdef"
+        cookie_secret = "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI="
         {extra}
         "#
     ))

@@ -147,7 +147,7 @@ impl Idp {
             oidc_issuer_url = "{base}"
             client_id = "{CLIENT}"
             redirect_url = "https://app.example.com/oauth2/callback"
-            cookie_secret = "0123456789abcdef0123456789abcdef"
+            cookie_secret = "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI="
             email_domain = "*"
             {extra}
             "#,
