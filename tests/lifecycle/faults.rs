@@ -91,7 +91,7 @@ fn assert_clear_page(resp: &TestResponse, statuses: &[StatusCode], sentences: &[
         );
     }
     assert!(
-        resp.set_cookie("_gatehouse").is_none(),
+        resp.set_cookie(crate::support::SESSION_COOKIE).is_none(),
         "{what}: a session cookie was set"
     );
 }
