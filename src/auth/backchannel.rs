@@ -19,6 +19,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 
+use crate::auth::oidc::IdpError;
 use crate::auth::session::now_millis;
 use crate::auth::session::now_secs;
 use crate::auth::session::revocations::{Revocation, sid_key, sub_key};
@@ -109,7 +110,13 @@ where
     let claims = provider
         .verify_logout_token(&token)
         .await
-        .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        .map_err(|e| match e {
+            // the keys could not be fetched: the provider may post again
+            IdpError::Transport(_) | IdpError::Discovery { .. } => {
+                Refusal::Unavailable(e.to_string())
+            }
+            _ => Refusal::Invalid(e.to_string()),
+        })?;
     let issuer = provider.issuer();
     match state.logout_replays.first_use(&[issuer, &claims.jti]).await {
         Ok(true) => {}

@@ -655,7 +655,9 @@ impl Provider {
         };
         let seen = self.keys.load_full();
         if let Err(e) = check(&self.id_verifier()?) {
-            if !is_unknown_key(&e) || !self.refetch_jwks(&seen, Wait::ForNextFetch).await {
+            // a JWKS that cannot be fetched is the provider's failure (503/502),
+            // not the token's
+            if !is_unknown_key(&e) || !self.refetch_jwks(&seen, Wait::ForNextFetch).await? {
                 return Err(IdpError::IdToken(error_chain(&e)));
             }
             // the provider rotated its keys: try once more with the new set
@@ -708,7 +710,7 @@ impl Provider {
         let seen = self.keys.load_full();
         let key = match self.find_jwk(header.kid.as_deref()) {
             Some(k) => k,
-            None if self.refetch_jwks(&seen, Wait::ForNextFetch).await => self
+            None if self.refetch_jwks(&seen, Wait::ForNextFetch).await? => self
                 .find_jwk(header.kid.as_deref())
                 .ok_or_else(|| reject("unknown key id".to_owned()))?,
             None => return Err(reject("unknown key id".to_owned())),
@@ -761,7 +763,7 @@ impl Provider {
         let key = match self.find_jwk(header.kid.as_deref()) {
             Some(k) => k,
             // anyone can post a logout token: it never waits for a refetch
-            None if self.refetch_jwks(&seen, Wait::No).await => self
+            None if self.refetch_jwks(&seen, Wait::No).await? => self
                 .find_jwk(header.kid.as_deref())
                 .ok_or_else(|| reject("unknown key id"))?,
             None => return Err(reject("unknown key id")),
@@ -883,13 +885,14 @@ impl Provider {
     /// key. True when a set newer than `seen` is loaded: by this call, or by
     /// a concurrent one this call queued behind (single flight). Within
     /// [`JWKS_REFETCH_INTERVAL`] of the last fetch, `Wait::No` gives up and
-    /// `Wait::ForNextFetch` sleeps until the next allowed one.
-    async fn refetch_jwks(&self, seen: &Arc<Keys>, wait: Wait) -> bool {
+    /// `Wait::ForNextFetch` sleeps until the next allowed one. A fetch that
+    /// fails is the provider's error, returned as such.
+    async fn refetch_jwks(&self, seen: &Arc<Keys>, wait: Wait) -> Result<bool, IdpError> {
         // an async lock, held across the fetch on purpose: whoever queues
         // behind it finds the new set instead of fetching again
         let mut last = self.last_refetch.lock().await;
         if !Arc::ptr_eq(&self.keys.load(), seen) {
-            return true;
+            return Ok(true);
         }
         if let Some(since) = last.map(|t| t.elapsed())
             && since < JWKS_REFETCH_INTERVAL
@@ -897,7 +900,7 @@ impl Provider {
             let left = JWKS_REFETCH_INTERVAL.saturating_sub(since);
             if wait == Wait::No || left > JWKS_REFETCH_WAIT {
                 tracing::debug!("unknown kid, jwks refetched recently: not fetching again");
-                return false;
+                return Ok(false);
             }
             tracing::debug!(
                 ?left,
@@ -910,11 +913,11 @@ impl Provider {
             Ok(keys) => {
                 tracing::info!(jwks_uri = %self.endpoints.jwks, keys = keys.jwt.len(), "jwks refetched");
                 self.keys.store(Arc::new(keys));
-                true
+                Ok(true)
             }
             Err(e) => {
                 tracing::warn!(error = %crate::telemetry::escape_log(&e.to_string()), "jwks refetch failed");
-                false
+                Err(e)
             }
         }
     }

@@ -258,16 +258,12 @@ async fn jwks_down_when_a_new_key_appears_refuses_its_logins_until_it_is_back() 
     let authorize = start_login(&client, &proxy, "/page").await;
     let callback = authorize_at_idp(&client, &proxy, &authorize, None).await;
     let resp = client.get(callback.as_str()).await;
-    // the token names a key gatehouse cannot get: not verified (today a
-    // 400 "please start again"; a 502/503 would say better whose fault)
+    // the token names a key gatehouse cannot get because the provider's
+    // JWKS fails: the provider's fault (502), not a bad token (400)
     assert_clear_page(
         &resp,
-        &[
-            StatusCode::BAD_REQUEST,
-            StatusCode::BAD_GATEWAY,
-            StatusCode::SERVICE_UNAVAILABLE,
-        ],
-        &["The sign-in could not be verified"],
+        &[StatusCode::BAD_GATEWAY],
+        &["The identity provider could not complete the sign-in"],
         "new kid, JWKS down",
     );
     assert!(resp.text().contains("/oauth2/start"), "no way on");
