@@ -209,3 +209,23 @@ async fn bad_requests_and_bad_tokens_get_400_and_revoke_nothing() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_new_key_while_the_jwks_cannot_be_fetched_gets_503_so_the_provider_posts_again() {
+    let idp = Idp::start().await;
+    let s = state(&idp).await;
+    let issuer = s.provider.get().unwrap().issuer().to_owned();
+    // the provider rotated to key2, but its JWKS answers 500
+    idp.set(|a| a.jwks_status = 500);
+    let mut claims = None;
+    let _ = token(&idp, |c| claims = Some(c.clone()));
+    let t = sign(&claims.unwrap(), "key2");
+    let (status, body) = answer(&s, post(&format!("logout_token={t}"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        !s.gate
+            .store()
+            .revocations()
+            .is_revoked(&session("op-1", &issuer))
+    );
+}
