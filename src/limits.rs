@@ -84,8 +84,14 @@ impl ConnLimits {
         })
     }
 
-    /// A place for a new connection from `peer`, or why there is none.
-    pub fn try_acquire(self: &Arc<Self>, peer: IpAddr) -> Result<ConnPermit, Refused> {
+    /// A place for a new connection from `peer`, or why there is none;
+    /// `per_ip`: whether the per-address limit applies (not to a trusted
+    /// proxy, whose address every client behind it shares).
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        per_ip: bool,
+    ) -> Result<ConnPermit, Refused> {
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_total {
             self.release_one();
             return Err(Refused::Total);
@@ -94,7 +100,7 @@ impl ConnLimits {
         {
             let mut map = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
             let n = map.entry(key).or_insert(0);
-            if *n >= self.max_per_ip {
+            if per_ip && *n >= self.max_per_ip {
                 drop(map);
                 self.release_one();
                 return Err(Refused::PerIp);

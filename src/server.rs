@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, LimitsConfig, TlsConfig};
+use crate::http::forwarded::is_trusted;
 use crate::limits::{ConnActivity, ConnLimits, Tracked};
 use crate::router::{ConnInfo, handle};
 use crate::state::AppState;
@@ -202,7 +203,8 @@ async fn accept_loop(
         };
         // decided here, before any byte is read: over a limit, the socket
         // is closed at once
-        let permit = match conns.try_acquire(peer.ip()) {
+        let per_ip = !is_trusted(peer.ip(), &state.config.trusted_proxies);
+        let permit = match conns.try_acquire(peer.ip(), per_ip) {
             Ok(permit) => permit,
             Err(why) => {
                 conns.refused(why, peer.ip());

@@ -28,25 +28,32 @@ fn client_key_keeps_ipv4_unmaps_mapped_ipv6_and_cuts_ipv6_to_its_64() {
 fn per_ip_limit_refuses_one_address_but_not_another_and_frees_on_close() {
     let limits = ConnLimits::new(100, 2);
     let a = ip("10.0.0.1");
-    let first = limits.try_acquire(a).unwrap();
-    let _second = limits.try_acquire(a).unwrap();
-    assert_eq!(limits.try_acquire(a).err(), Some(Refused::PerIp));
+    let first = limits.try_acquire(a, true).unwrap();
+    let _second = limits.try_acquire(a, true).unwrap();
+    assert_eq!(limits.try_acquire(a, true).err(), Some(Refused::PerIp));
     // the same /64 is the same client
-    let _v6 = limits.try_acquire(ip("2001:db8::1")).unwrap();
-    let _v6b = limits.try_acquire(ip("2001:db8::2")).unwrap();
+    let _v6 = limits.try_acquire(ip("2001:db8::1"), true).unwrap();
+    let _v6b = limits.try_acquire(ip("2001:db8::2"), true).unwrap();
     assert_eq!(
-        limits.try_acquire(ip("2001:db8::3")).err(),
+        limits.try_acquire(ip("2001:db8::3"), true).err(),
         Some(Refused::PerIp)
     );
-    assert!(limits.try_acquire(ip("10.0.0.2")).is_ok());
+    assert!(limits.try_acquire(ip("10.0.0.2"), true).is_ok());
     assert_eq!(
         limits.open(),
         4,
         "refused and dropped permits are not counted"
     );
+    let proxy = limits.try_acquire(a, false).unwrap();
+    assert_eq!(
+        limits.open(),
+        5,
+        "a trusted proxy is not limited per address"
+    );
+    drop(proxy);
     drop(first);
     assert!(
-        limits.try_acquire(a).is_ok(),
+        limits.try_acquire(a, true).is_ok(),
         "a closed connection frees its place"
     );
 }
@@ -57,12 +64,12 @@ fn global_limit_refuses_every_address_once_full_and_the_map_empties() {
     let permits: Vec<_> = (1..=3)
         .map(|i| {
             limits
-                .try_acquire(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)))
+                .try_acquire(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), true)
                 .unwrap()
         })
         .collect();
     assert_eq!(
-        limits.try_acquire(ip("10.9.9.9")).err(),
+        limits.try_acquire(ip("10.9.9.9"), true).err(),
         Some(Refused::Total)
     );
     assert_eq!(limits.open(), 3);
@@ -77,7 +84,7 @@ fn global_limit_refuses_every_address_once_full_and_the_map_empties() {
 #[tokio::test]
 async fn drained_waits_for_the_last_connection() {
     let limits = ConnLimits::new(3, 3);
-    let permit = limits.try_acquire(ip("10.0.0.1")).unwrap();
+    let permit = limits.try_acquire(ip("10.0.0.1"), true).unwrap();
     assert!(!limits.drained(Duration::from_millis(20)).await);
     let waiter = {
         let limits = limits.clone();

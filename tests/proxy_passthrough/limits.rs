@@ -145,7 +145,9 @@ async fn a_connection_that_never_sends_a_byte_is_closed_at_the_header_timeout() 
 
 #[tokio::test]
 async fn over_the_per_ip_limit_a_connection_is_closed_at_accept_and_others_are_served() {
-    let (_idp, _up, proxy) = start_proxy("max_connections_per_ip = 3").await;
+    // 127.0.0.0/8, trusted by default, would not be limited per address
+    let (_idp, _up, proxy) =
+        start_proxy("max_connections_per_ip = 3\ntrusted_proxy = \"10.0.0.0/8\"").await;
     eventually("the ready probe's connections closed", || {
         proxy.server().open_connections() == 0
     })
@@ -173,6 +175,19 @@ async fn over_the_per_ip_limit_a_connection_is_closed_at_accept_and_others_are_s
         again.starts_with("HTTP/1.1 200"),
         "after one closed: {again}"
     );
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_not_held_to_the_per_ip_limit() {
+    // the default trusted_proxy, 127.0.0.0/8: a local nginx, say
+    let (_idp, _up, proxy) = start_proxy("max_connections_per_ip = 1").await;
+    let _held = connect_from(HOSTILE, proxy.addr()).await.unwrap();
+    eventually("one connection open", || {
+        proxy.server().open_connections() >= 1
+    })
+    .await;
+    let ok = raw_get(HOSTILE, proxy.addr(), "/ping", "").await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 }
 
 #[tokio::test]
@@ -226,8 +241,8 @@ fn ensure_fd_limit(want: u64) {
 #[tokio::test]
 async fn a_thousand_idle_http2_connections_from_one_address_do_not_stop_others() {
     ensure_fd_limit(4096);
-    // the defaults: 256 per address
-    let (_idp, _up, proxy) = start_proxy("").await;
+    // the defaults: 256 per address (127.0.0.2 not trusted as a proxy)
+    let (_idp, _up, proxy) = start_proxy("trusted_proxy = \"10.0.0.0/8\"").await;
     let addr = proxy.addr();
     let mut hostile = Vec::new();
     for _ in 0..1000 {
