@@ -308,6 +308,60 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
+/// The server's first SETTINGS frame on a fresh HTTP/2 connection, as
+/// (identifier, value) pairs.
+async fn server_settings(addr: SocketAddr) -> Vec<(u16, u32)> {
+    let mut s = connect_from(GOOD, addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut head = [0_u8; 9];
+    tokio::time::timeout(SHORT, s.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head[3], 0x4, "the server's first frame is SETTINGS");
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0_u8; len];
+    s.read_exact(&mut payload).await.unwrap();
+    payload
+        .chunks_exact(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn http2_advertises_the_configured_stream_and_header_list_caps() {
+    const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    const MAX_HEADER_LIST_SIZE: u16 = 0x6;
+    let (_idp, _up, proxy) = start_proxy("").await;
+    let settings = server_settings(proxy.addr()).await;
+    assert!(
+        settings.contains(&(MAX_CONCURRENT_STREAMS, 100)),
+        "{settings:?}"
+    );
+    assert!(
+        settings.contains(&(MAX_HEADER_LIST_SIZE, 65536)),
+        "{settings:?}"
+    );
+    let (_idp, _up, proxy) =
+        start_proxy("http2_max_concurrent_streams = 7\nmax_header_bytes = 9000").await;
+    let settings = server_settings(proxy.addr()).await;
+    assert!(
+        settings.contains(&(MAX_CONCURRENT_STREAMS, 7)),
+        "{settings:?}"
+    );
+    assert!(
+        settings.contains(&(MAX_HEADER_LIST_SIZE, 9000)),
+        "{settings:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_request_body_that_stops_arriving_is_cut_off_and_the_upstream_sees_it_aborted() {
     let s = signed_in("request_body_idle_timeout = \"500ms\"").await;
