@@ -60,7 +60,10 @@ pub struct ConnLimits {
     /// Only addresses with a connection open: never more entries than
     /// `max_total`.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// Woken when the last connection closes (shutdown drain).
+    /// Connections still being served as HTTP (not upgraded): what a
+    /// shutdown waits for.
+    serving: AtomicUsize,
+    /// Woken when the last connection being served ends (shutdown drain).
     drained: Notify,
     refusals: RateLimitedLog,
 }
@@ -78,6 +81,7 @@ impl ConnLimits {
             max_total,
             max_per_ip,
             open: AtomicUsize::new(0),
+            serving: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             drained: Notify::new(),
             refusals: RateLimitedLog::new(Duration::from_secs(10)),
@@ -134,26 +138,101 @@ impl ConnLimits {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Waits until no connection is open, or `timeout`; true when drained.
+    /// Marks a connection as being served as HTTP until the guard drops.
+    pub fn serving(self: &Arc<Self>) -> ServingGuard {
+        self.serving.fetch_add(1, Ordering::AcqRel);
+        ServingGuard(self.clone())
+    }
+
+    /// Waits until no connection is being served as HTTP (upgraded ones,
+    /// such as WebSockets, are not waited for), or `timeout`; true when
+    /// drained.
     pub async fn drained(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.drained.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.open() == 0 {
+            if self.serving.load(Ordering::Acquire) == 0 {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.open() == 0;
+                return self.serving.load(Ordering::Acquire) == 0;
             }
         }
     }
 
     fn release_one(&self) {
-        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.drained.notify_waiters();
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection being served as HTTP; see [`ConnLimits::serving`].
+pub struct ServingGuard(Arc<ConnLimits>);
+
+impl Drop for ServingGuard {
+    fn drop(&mut self) {
+        if self.0.serving.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
         }
+    }
+}
+
+/// A connection's IO that holds its [`ConnPermit`]: the place is given
+/// back when the socket is dropped, which for an upgraded connection (a
+/// WebSocket) is when the tunnel closes, not when HTTP ends.
+pub struct CountedIo<I> {
+    io: I,
+    _permit: ConnPermit,
+}
+
+impl<I> CountedIo<I> {
+    /// Ties `permit` to `io`.
+    pub fn new(io: I, permit: ConnPermit) -> Self {
+        Self {
+            io,
+            _permit: permit,
+        }
+    }
+}
+
+impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for CountedIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for CountedIo<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
 

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, LimitsConfig, TlsConfig};
 use crate::http::forwarded::is_trusted;
-use crate::limits::{ConnActivity, ConnLimits, Tracked};
+use crate::limits::{ConnActivity, ConnLimits, CountedIo, Tracked};
 use crate::router::{ConnInfo, handle};
 use crate::state::AppState;
 
@@ -217,8 +217,9 @@ async fn accept_loop(
         let builder = builder.clone();
         let tls = tls.clone();
         let stopped = stopped.clone();
+        let serving = conns.serving();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _serving = serving;
             let conn = ConnInfo {
                 peer,
                 tls: tls.is_some(),
@@ -228,7 +229,8 @@ async fn accept_loop(
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            serve(TokioIo::new(tls_stream), &builder, state, conn, stopped).await
+                            let io = CountedIo::new(TokioIo::new(tls_stream), permit);
+                            serve(io, &builder, state, conn, stopped).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "tls handshake failed");
@@ -237,7 +239,10 @@ async fn accept_loop(
                         Err(_elapsed) => return,
                     }
                 }
-                None => serve(TokioIo::new(stream), &builder, state, conn, stopped).await,
+                None => {
+                    let io = CountedIo::new(TokioIo::new(stream), permit);
+                    serve(io, &builder, state, conn, stopped).await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

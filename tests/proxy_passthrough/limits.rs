@@ -191,6 +191,29 @@ async fn a_trusted_proxy_is_not_held_to_the_per_ip_limit() {
 }
 
 #[tokio::test]
+async fn an_upgraded_websocket_keeps_its_place_under_the_connection_limit_until_closed() {
+    let s = signed_in("max_connections = 3").await;
+    let cookie = crate::cookie_header(&s.client, &s.proxy);
+    drop(s.client);
+    eventually("the login's connections closed", || {
+        s.proxy.server().open_connections() == 0
+    })
+    .await;
+    let (mut ws, _) = crate::ws_connect(&s.proxy, "/__ws", &[("cookie", &cookie)])
+        .await
+        .unwrap();
+    // HTTP is over on that connection, the tunnel is not
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.proxy.server().open_connections(), 1);
+    ws.close(None).await.unwrap();
+    drop(ws);
+    eventually("the closed tunnel gave its place back", || {
+        s.proxy.server().open_connections() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn over_the_global_limit_every_address_is_closed_at_accept() {
     let (_idp, _up, proxy) = start_proxy("max_connections = 2").await;
     eventually("the ready probe's connections closed", || {
