@@ -15,6 +15,7 @@
 //! Invariant: a `Config` that exists is valid. Every problem found is reported
 //! at once, each naming its key and the reason.
 
+mod limits;
 mod raw;
 mod secret;
 mod strength;
@@ -35,6 +36,7 @@ use crate::auth::providers::{
 };
 use crate::auth::return_to::WhitelistDomain;
 
+pub use limits::{LimitsConfig, RateLimit};
 pub use raw::RawConfig;
 pub use secret::Secret;
 
@@ -268,6 +270,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Where sessions and revocations live.
     pub session_store: SessionStoreConfig,
+    /// Limits on slow and many clients.
+    pub limits: LimitsConfig,
 }
 
 /// One problem with one setting.
@@ -445,6 +449,7 @@ impl Config {
             parse_duration(raw.upstream_timeout.as_deref().unwrap_or("30s")),
         );
         let session_store = build_session_store(&mut p, &raw);
+        let limits = limits::build(&mut p, &raw);
 
         match (
             http_address,
@@ -498,6 +503,7 @@ impl Config {
                 trusted_proxies,
                 upstream_timeout,
                 session_store,
+                limits,
             }),
             _ => Err(ConfigError { problems: p.0 }),
         }

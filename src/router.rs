@@ -21,7 +21,7 @@ use crate::auth::{Decided, Decision, strip_own_cookies};
 use crate::auth::{backchannel, forward_auth};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
-use crate::http::forwarded::{is_trusted, origin};
+use crate::http::forwarded::{client_ip, is_trusted, origin};
 use crate::http::headers::is_websocket_upgrade;
 use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
@@ -103,6 +103,18 @@ async fn dispatch(
         }
         "/oauth2/backchannel-logout" => return backchannel::logout(state, req).await,
         p if p.starts_with("/oauth2/") || p == "/oauth2" => {
+            if matches!(p, "/oauth2/start" | "/oauth2/callback")
+                && let Err(wait) = state
+                    .login_limiter
+                    .check(client_ip(
+                        req.headers(),
+                        conn.peer.ip(),
+                        &state.config.trusted_proxies,
+                    ))
+                    .await
+            {
+                return rate_limited(wait);
+            }
             let (parts, _body) = req.into_parts(); // endpoints read no body
             return match (parts.method.clone(), parts.uri.path()) {
                 (Method::GET, "/oauth2/start") => endpoints::start(state, &parts, &info),
@@ -218,6 +230,20 @@ fn check_target<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
         return bad(e.message());
     }
     None
+}
+
+/// 429 with `Retry-After` in whole seconds (at least 1).
+fn rate_limited(wait: std::time::Duration) -> Response<ProxyBody> {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut resp = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        &serde_json::json!({"error": "too_many_requests"}),
+    );
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(secs.max(1)),
+    );
+    resp
 }
 
 /// Not signed in: browsers go to the provider; everyone else gets a 401.

@@ -11,18 +11,22 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Config, TlsConfig};
+use crate::config::{Config, LimitsConfig, TlsConfig};
+use crate::http::forwarded::is_trusted;
+use crate::limits::{ConnActivity, ConnLimits, CountedIo, Tracked};
 use crate::router::{ConnInfo, handle};
 use crate::state::AppState;
 
-/// Time a client has to send a request head, and to finish a TLS handshake.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 streams opened and reset by the client before we answered, at
+/// most, before the connection is closed (hyper's default, made explicit).
+const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// HTTP/2 streams we reset for the client's protocol errors, at most.
+const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 /// Time in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,6 +60,7 @@ pub struct Server {
     local_addr: SocketAddr,
     state: Arc<AppState>,
     stop: watch::Sender<bool>,
+    conns: Arc<ConnLimits>,
     task: Option<JoinHandle<()>>,
     discovery: JoinHandle<()>,
     /// Keeps revocations in sync (and swept) in the background.
@@ -91,12 +96,21 @@ impl Server {
         };
         let revocations = tokio::spawn(state.revocations().run());
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, tls, state.clone(), stopped));
+        let limits = &state.config.limits;
+        let conns = ConnLimits::new(limits.max_connections, limits.max_connections_per_ip);
+        let task = tokio::spawn(accept_loop(
+            listener,
+            tls,
+            state.clone(),
+            conns.clone(),
+            stopped,
+        ));
         tracing::info!(address = %local_addr, tls = state.config.tls.is_some(), "listening");
         Ok(Self {
             local_addr,
             state,
             stop,
+            conns,
             task: Some(task),
             discovery,
             revocations,
@@ -106,6 +120,12 @@ impl Server {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Connections open now (each holds a place under the connection
+    /// limits until it is closed).
+    pub fn open_connections(&self) -> usize {
+        self.conns.open()
     }
 
     /// True once the provider has been discovered and the session store
@@ -164,15 +184,10 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     state: Arc<AppState>,
+    conns: Arc<ConnLimits>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(http_builder(&state.config.limits));
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -186,34 +201,36 @@ async fn accept_loop(
             },
             _ = stopped.changed() => break,
         };
+        // decided here, before any byte is read: over a limit, the socket
+        // is closed at once
+        let per_ip = !is_trusted(peer.ip(), &state.config.trusted_proxies);
+        let permit = match conns.try_acquire(peer.ip(), per_ip) {
+            Ok(permit) => permit,
+            Err(why) => {
+                conns.refused(why, peer.ip());
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let builder = builder.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let stopped = stopped.clone();
+        let serving = conns.serving();
         tokio::spawn(async move {
+            let _serving = serving;
             let conn = ConnInfo {
                 peer,
                 tls: tls.is_some(),
             };
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req, conn).await) }
-            });
+            let header_timeout = state.config.limits.header_read_timeout;
             let result = match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            watcher
-                                .watch(
-                                    builder
-                                        .serve_connection_with_upgrades(
-                                            TokioIo::new(tls_stream),
-                                            svc,
-                                        )
-                                        .into_owned(),
-                                )
-                                .await
+                            let io = CountedIo::new(TokioIo::new(tls_stream), permit);
+                            serve(io, &builder, state, conn, stopped).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "tls handshake failed");
@@ -223,13 +240,8 @@ async fn accept_loop(
                     }
                 }
                 None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                                .into_owned(),
-                        )
-                        .await
+                    let io = CountedIo::new(TokioIo::new(stream), permit);
+                    serve(io, &builder, state, conn, stopped).await
                 }
             };
             if let Err(e) = result {
@@ -238,10 +250,84 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if !conns.drained(DRAIN_TIMEOUT).await {
         tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+/// The HTTP/1 and HTTP/2 settings, from `limits`.
+fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // the timer is what makes header_read_timeout take effect; it also
+        // bounds a keep-alive connection's wait for its next request head
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // a head that does not fit is answered 431
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keepalive_interval)
+        .keep_alive_timeout(limits.http2_keepalive_timeout)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // CVE-2023-44487 (rapid reset): streams the client opens and resets
+        // before we answer, and streams we reset for its errors, are capped
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS);
+    builder
+}
+
+/// Serves one connection until it ends, is idle too long (no request begun
+/// within the header timeout, or none in flight for `idle_timeout`), or the
+/// server stops (graceful: in-flight requests finish).
+async fn serve<I>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    state: Arc<AppState>,
+    conn: ConnInfo,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let limits = &state.config.limits;
+    let (first_request, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
+    let activity = ConnActivity::new();
+    let svc = {
+        let activity = activity.clone();
+        service_fn(move |req| {
+            let state = state.clone();
+            let guard = activity.begin();
+            async move {
+                let resp = handle(&state, req, conn).await;
+                Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, guard)))
+            }
+        })
+    };
+    let connection = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(connection);
+    let idle = activity.idle(first_request, idle_timeout);
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => return r,
+            () = &mut idle, if !closing => {
+                connection.as_mut().graceful_shutdown();
+                // nothing is in flight: a peer that will not even take
+                // the GOAWAY gets little more time
+                return match tokio::time::timeout(first_request, connection.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_elapsed) => Ok(()),
+                };
+            }
+            _ = stopped.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
     }
 }

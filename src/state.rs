@@ -36,6 +36,8 @@ pub struct AppState {
     pub logout_replays: OnceGuard,
     /// Login `state` values already redeemed at the callback.
     pub login_states: OnceGuard,
+    /// Per-client rate limit on `/oauth2/start` and `/oauth2/callback`.
+    pub login_limiter: crate::limits::LoginRateLimiter,
 }
 
 impl AppState {
@@ -112,7 +114,12 @@ impl AppState {
             Duration::from_secs(LOGIN_TTL_SECS + 60),
         );
         let refresh = config.cookie.refresh;
+        let login_limiter = crate::limits::LoginRateLimiter::new(
+            config.limits.login_rate_limit,
+            crate::limits::LOGIN_LIMITER_CAPACITY,
+        );
         Ok(Self {
+            login_limiter,
             config: Arc::new(config),
             gate: Gate::new(codec, store, shared_refresh, refresh),
             provider: ProviderSlot::default(),

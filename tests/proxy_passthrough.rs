@@ -11,6 +11,9 @@
 
 mod support;
 
+#[path = "proxy_passthrough/limits.rs"]
+mod limits;
+
 use crate::support::SESSION_COOKIE;
 use std::collections::BTreeMap;
 use std::convert::Infallible;

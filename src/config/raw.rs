@@ -280,6 +280,55 @@ pub struct RawConfig {
     )]
     #[serde(default, deserialize_with = "one_or_many")]
     pub redis_cluster_connection_urls: Vec<String>,
+
+    /// Time a client has to send a request head, or to start its first
+    /// request [default: 10s]
+    #[arg(long, env = "GATEHOUSE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+
+    /// Close a connection with no request in flight for this long (HTTP/1
+    /// keep-alive and HTTP/2) [default: 60s]
+    #[arg(long, env = "GATEHOUSE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+
+    /// Cut off a request body that sends nothing for this long [default: 30s]
+    #[arg(long, env = "GATEHOUSE_REQUEST_BODY_IDLE_TIMEOUT")]
+    pub request_body_idle_timeout: Option<String>,
+
+    /// Open connections at most; more are closed at accept [default: 10000]
+    #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
+
+    /// Open connections at most from one client address (IPv6: one /64) [default: 256]
+    #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u64>,
+
+    /// Largest request head (HTTP/1) or header list (HTTP/2) in bytes, at
+    /// least 8192; larger ones get 431 [default: 65536]
+    #[arg(long, env = "GATEHOUSE_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<u64>,
+
+    /// Concurrent streams on one HTTP/2 connection [default: 100]
+    #[arg(long, env = "GATEHOUSE_HTTP2_MAX_CONCURRENT_STREAMS")]
+    pub http2_max_concurrent_streams: Option<u32>,
+
+    /// HTTP/2 keep-alive ping interval [default: 30s]
+    #[arg(long, env = "GATEHOUSE_HTTP2_KEEPALIVE_INTERVAL")]
+    pub http2_keepalive_interval: Option<String>,
+
+    /// Time an HTTP/2 ping has to be answered [default: 20s]
+    #[arg(long, env = "GATEHOUSE_HTTP2_KEEPALIVE_TIMEOUT")]
+    pub http2_keepalive_timeout: Option<String>,
+
+    /// Requests to /oauth2/start and /oauth2/callback one client may send
+    /// back to back; 0 turns the limit off [default: 120]
+    #[arg(long, env = "GATEHOUSE_LOGIN_RATE_LIMIT_BURST")]
+    pub login_rate_limit_burst: Option<u32>,
+
+    /// Sustained requests per minute to those endpoints from one client; 0
+    /// turns the limit off [default: 120]
+    #[arg(long, env = "GATEHOUSE_LOGIN_RATE_LIMIT_PER_MINUTE")]
+    pub login_rate_limit_per_minute: Option<u32>,
 }
 
 /// Lets a list setting be written `key = "one"` or `key = ["one", "two"]`.
@@ -325,7 +374,10 @@ impl RawConfig {
                 oidc_userinfo_url, oidc_end_session_url, insecure_oidc_allow_http, audience, allow_unverified_email,
                 session_lifetime, session_store_type, redis_connection_url, redis_password,
                 redis_password_file, redis_use_sentinel, redis_sentinel_master_name,
-                redis_use_cluster;
+                redis_use_cluster, header_read_timeout, idle_timeout, request_body_idle_timeout,
+                max_connections, max_connections_per_ip, max_header_bytes,
+                http2_max_concurrent_streams, http2_keepalive_interval, http2_keepalive_timeout,
+                login_rate_limit_burst, login_rate_limit_per_minute;
             lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy,
                 oidc_extra_audience, allowed_role, allowed_group, claim_header,
                 redis_sentinel_connection_urls, redis_cluster_connection_urls)

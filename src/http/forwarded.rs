@@ -102,6 +102,32 @@ pub fn forwarded_for(headers: &HeaderMap, peer: IpAddr, trusted: bool) -> Option
     HeaderValue::from_str(&out).ok()
 }
 
+/// The client's address: the peer, or, when the peer is a trusted proxy,
+/// the nearest `X-Forwarded-For` entry that is not itself a trusted proxy
+/// (read right to left: only the entries our own proxies added are
+/// believed). An entry that is not an IP address ends the walk.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    let mut client = peer;
+    if !is_trusted(peer, trusted) {
+        return client;
+    }
+    'walk: for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(value) = value.to_str() else {
+            break;
+        };
+        for entry in value.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                break 'walk;
+            };
+            client = ip;
+            if !is_trusted(ip, trusted) {
+                break 'walk;
+            }
+        }
+    }
+    client
+}
+
 /// The request a front proxy is asking about (forward-auth).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalRequest {

@@ -23,6 +23,7 @@ use crate::http::headers::{
     X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_PROTO, X_FORWARDED_USER, is_websocket_upgrade,
     strip_client_headers, strip_hop_by_hop,
 };
+use crate::limits::IdleTimeoutBody;
 
 /// Which identity headers go upstream besides the always-sent ones.
 #[derive(Debug, Clone, Copy)]
@@ -64,9 +65,11 @@ struct Route {
 
 /// The upstreams and the pooled client that reaches them. Built once.
 pub struct Upstreams {
-    client: Client<HttpsConnector<HttpConnector>, NotifyOnEnd<Incoming>>,
+    client: Client<HttpsConnector<HttpConnector>, NotifyOnEnd<IdleTimeoutBody<Incoming>>>,
     routes: Vec<Route>,
     timeout: Duration,
+    /// `request_body_idle_timeout`.
+    body_idle_timeout: Duration,
     pass_host_header: bool,
     identity: IdentityHeaderSettings,
     /// Headers stripped from clients (and their trailers) besides the
@@ -94,6 +97,7 @@ impl Upstreams {
             client,
             routes,
             timeout: config.upstream_timeout,
+            body_idle_timeout: config.limits.request_body_idle_timeout,
             pass_host_header: config.pass_host_header,
             identity: IdentityHeaderSettings {
                 pass_access_token: config.pass_access_token,
@@ -146,7 +150,10 @@ impl Upstreams {
 
         let (body_sent, body_sent_rx) = tokio::sync::oneshot::channel();
         let trailer_strip = Arc::clone(&self.strip_extra);
-        let req = req.map(|b| NotifyOnEnd::new(b, body_sent, trailer_strip));
+        // a body that stops arriving fails, so the upstream sees it aborted
+        let idle = self.body_idle_timeout;
+        let req =
+            req.map(|b| NotifyOnEnd::new(IdleTimeoutBody::new(b, idle), body_sent, trailer_strip));
         // the timeout counts from the end of the request body: an upload
         // still streaming is not the upstream being slow
         let sent = tokio::select! {

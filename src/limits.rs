@@ -1,0 +1,572 @@
+//! Limits on slow and many clients.
+//!
+//! Owns: how many connections are open (in all and per client address),
+//! when a connection has been idle too long, when a request body has stopped
+//! arriving, and the per-client rate of login requests.
+//! Must not: look at cookies or users. Everything here is decided at accept
+//! time or costs a few atomic operations per request; the only per-request
+//! allocation is a timer for a body that actually makes the server wait.
+//!
+//! A client address is the connection's peer, with IPv4-mapped IPv6 taken as
+//! IPv4 and IPv6 cut to its /64 (one host usually owns a whole /64, so
+//! counting single IPv6 addresses would count nothing).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
+
+use crate::config::RateLimit;
+use crate::http::body::BoxError;
+
+/// The address limits are counted under: IPv4 as is (also when mapped into
+/// IPv6), IPv6 cut to its /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+// === connection counts ===
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `max_connections` are open.
+    Total,
+    /// `max_connections_per_ip` are open from this address.
+    PerIp,
+}
+
+/// Open connections, in all and per client address.
+pub struct ConnLimits {
+    max_total: usize,
+    max_per_ip: usize,
+    open: AtomicUsize,
+    /// Only addresses with a connection open: never more entries than
+    /// `max_total`.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections still being served as HTTP (not upgraded): what a
+    /// shutdown waits for.
+    serving: AtomicUsize,
+    /// Woken when the last connection being served ends (shutdown drain).
+    drained: Notify,
+    refusals: RateLimitedLog,
+}
+
+/// One open connection's place in [`ConnLimits`]; given back on drop.
+pub struct ConnPermit {
+    limits: Arc<ConnLimits>,
+    key: IpAddr,
+}
+
+impl ConnLimits {
+    /// Limits of `max_total` connections, `max_per_ip` from one address.
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_total,
+            max_per_ip,
+            open: AtomicUsize::new(0),
+            serving: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            drained: Notify::new(),
+            refusals: RateLimitedLog::new(Duration::from_secs(10)),
+        })
+    }
+
+    /// A place for a new connection from `peer`, or why there is none;
+    /// `per_ip`: whether the per-address limit applies (not to a trusted
+    /// proxy, whose address every client behind it shares).
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        per_ip: bool,
+    ) -> Result<ConnPermit, Refused> {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_total {
+            self.release_one();
+            return Err(Refused::Total);
+        }
+        let key = client_key(peer);
+        {
+            let mut map = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = map.entry(key).or_insert(0);
+            if per_ip && *n >= self.max_per_ip {
+                drop(map);
+                self.release_one();
+                return Err(Refused::PerIp);
+            }
+            *n += 1;
+        }
+        Ok(ConnPermit {
+            limits: self.clone(),
+            key,
+        })
+    }
+
+    /// Counts a refused connection; logs at warn at most every 10 s, with
+    /// how many were refused since the last line.
+    pub fn refused(&self, why: Refused, peer: IpAddr) {
+        if let Some(count) = self.refusals.hit() {
+            tracing::warn!(
+                refused = count,
+                last_peer = %peer,
+                reason = match why {
+                    Refused::Total => "max_connections",
+                    Refused::PerIp => "max_connections_per_ip",
+                },
+                "connections closed at accept: over the connection limit (logged at most every 10 s)"
+            );
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Marks a connection as being served as HTTP until the guard drops.
+    pub fn serving(self: &Arc<Self>) -> ServingGuard {
+        self.serving.fetch_add(1, Ordering::AcqRel);
+        ServingGuard(self.clone())
+    }
+
+    /// Waits until no connection is being served as HTTP (upgraded ones,
+    /// such as WebSockets, are not waited for), or `timeout`; true when
+    /// drained.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.serving.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.serving.load(Ordering::Acquire) == 0;
+            }
+        }
+    }
+
+    fn release_one(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection being served as HTTP; see [`ConnLimits::serving`].
+pub struct ServingGuard(Arc<ConnLimits>);
+
+impl Drop for ServingGuard {
+    fn drop(&mut self) {
+        if self.0.serving.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+/// A connection's IO that holds its [`ConnPermit`]: the place is given
+/// back when the socket is dropped, which for an upgraded connection (a
+/// WebSocket) is when the tunnel closes, not when HTTP ends.
+pub struct CountedIo<I> {
+    io: I,
+    _permit: ConnPermit,
+}
+
+impl<I> CountedIo<I> {
+    /// Ties `permit` to `io`.
+    pub fn new(io: I, permit: ConnPermit) -> Self {
+        Self {
+            io,
+            _permit: permit,
+        }
+    }
+}
+
+impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for CountedIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for CountedIo<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        {
+            let mut map = self
+                .limits
+                .per_ip
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = map.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.key);
+                }
+            }
+        }
+        self.limits.release_one();
+    }
+}
+
+/// Says when to log: at most once per `every`, with the count of hits since.
+struct RateLimitedLog {
+    every_ms: u64,
+    epoch: Instant,
+    hits: AtomicU64,
+    next_ms: AtomicU64,
+}
+
+impl RateLimitedLog {
+    fn new(every: Duration) -> Self {
+        Self {
+            every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
+            epoch: Instant::now(),
+            hits: AtomicU64::new(0),
+            next_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a hit; `Some(hits since the last log)` when it is time to log.
+    fn hit(&self) -> Option<u64> {
+        self.hits.fetch_add(1, Ordering::AcqRel);
+        let now = millis_since(self.epoch);
+        let next = self.next_ms.load(Ordering::Acquire);
+        (now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now.saturating_add(self.every_ms),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok())
+        .then(|| self.hits.swap(0, Ordering::AcqRel))
+    }
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+// === idle connections ===
+
+/// What one connection is doing: requests in flight (until their response
+/// body is sent or dropped) and since when it has had none.
+pub struct ConnActivity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Requests begun so far (0: still waiting for the first).
+    begun: AtomicU64,
+    /// Milliseconds after `start` when the last request ended.
+    idle_since_ms: AtomicU64,
+    /// Notified when the last request in flight ends.
+    ended: Notify,
+}
+
+/// One request in flight on a connection; ends when dropped.
+pub struct RequestGuard(Arc<ConnActivity>);
+
+impl ConnActivity {
+    /// A new connection's activity, idle since now.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            begun: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            ended: Notify::new(),
+        })
+    }
+
+    /// A request begins; it is in flight until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.begun.fetch_add(1, Ordering::AcqRel);
+        RequestGuard(self.clone())
+    }
+
+    /// Resolves when the connection should be closed: no request begun
+    /// within `first_request` of the accept, or none in flight for `idle`.
+    pub async fn idle(&self, first_request: Duration, idle: Duration) {
+        loop {
+            // woken whenever the last request in flight ends
+            let ended = self.ended.notified();
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                ended.await;
+                continue;
+            }
+            let deadline = if self.begun.load(Ordering::Acquire) == 0 {
+                first_request
+            } else {
+                Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)) + idle
+            };
+            let now = self.start.elapsed();
+            if deadline <= now {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(deadline - now) => {}
+                () = ended => {}
+            }
+        }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let a = &self.0;
+        if a.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            a.idle_since_ms
+                .store(millis_since(a.start), Ordering::Release);
+            a.ended.notify_one();
+        }
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent in
+/// full or dropped.
+pub struct Tracked<B> {
+    inner: B,
+    _guard: RequestGuard,
+}
+
+impl<B> Tracked<B> {
+    /// Ties `guard` to `inner`.
+    pub fn new(inner: B, guard: RequestGuard) -> Self {
+        Self {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === request bodies that stop ===
+
+/// The request body sent nothing for `request_body_idle_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body idle for {0:?}: cut off")]
+pub struct BodyIdle(pub Duration);
+
+/// A request body that fails with [`BodyIdle`] once it has made the reader
+/// wait `timeout` without a frame. The timer exists only once the body has
+/// made someone wait (a body that arrives with its head needs none).
+pub struct IdleTimeoutBody<B> {
+    inner: B,
+    timeout: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+    failed: bool,
+}
+
+impl<B> IdleTimeoutBody<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            timer: None,
+            armed: false,
+            failed: false,
+        }
+    }
+}
+
+impl<B> Body for IdleTimeoutBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            self.armed = false;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let this = &mut *self;
+        if !this.armed {
+            let deadline = tokio::time::Instant::now() + this.timeout;
+            match &mut this.timer {
+                Some(t) => t.as_mut().reset(deadline),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            this.armed = true;
+        }
+        if let Some(t) = &mut this.timer
+            && t.as_mut().poll(cx).is_ready()
+        {
+            this.failed = true;
+            tracing::info!(timeout = ?this.timeout, "request body stopped arriving: cut off");
+            return Poll::Ready(Some(Err(BodyIdle(this.timeout).into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === login rate limit ===
+
+/// Per-client token buckets (GCRA) for the login endpoints, in a bounded
+/// cache: at most `capacity` clients are remembered, and a client unseen
+/// for as long as its bucket takes to refill is forgotten (a forgotten
+/// client and a full bucket are the same thing).
+pub struct LoginRateLimiter {
+    /// `None`: the limit is off.
+    buckets: Option<moka::future::Cache<IpAddr, Arc<AtomicU64>>>,
+    /// Nanoseconds between two requests at the sustained rate.
+    interval_ns: u64,
+    /// `burst * interval_ns`.
+    tolerance_ns: u64,
+    epoch: Instant,
+}
+
+/// Clients remembered at most by [`LoginRateLimiter`]: a few MiB.
+pub const LOGIN_LIMITER_CAPACITY: u64 = 100_000;
+
+impl LoginRateLimiter {
+    /// A limiter for `limit` (`None`: off) remembering `capacity` clients.
+    pub fn new(limit: Option<RateLimit>, capacity: u64) -> Self {
+        let Some(limit) = limit else {
+            return Self {
+                buckets: None,
+                interval_ns: 0,
+                tolerance_ns: 0,
+                epoch: Instant::now(),
+            };
+        };
+        let interval_ns = 60_000_000_000 / u64::from(limit.per_minute.max(1));
+        let tolerance_ns = interval_ns.saturating_mul(u64::from(limit.burst));
+        Self {
+            buckets: Some(
+                moka::future::Cache::builder()
+                    .max_capacity(capacity)
+                    .time_to_idle(Duration::from_nanos(tolerance_ns))
+                    .build(),
+            ),
+            interval_ns,
+            tolerance_ns,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// `Ok` when `client` may send one more login request now; otherwise
+    /// how long until it may (for `Retry-After`).
+    pub async fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        let Some(buckets) = &self.buckets else {
+            return Ok(());
+        };
+        let key = client_key(client);
+        let tat = buckets
+            .get_with(key, async { Arc::new(AtomicU64::new(0)) })
+            .await;
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mut current = tat.load(Ordering::Acquire);
+        loop {
+            let next = current.max(now).saturating_add(self.interval_ns);
+            let ahead = next - now;
+            if ahead > self.tolerance_ns {
+                return Err(Duration::from_nanos(ahead - self.tolerance_ns));
+            }
+            match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Clients remembered now (after pending evictions are applied).
+    pub async fn remembered(&self) -> u64 {
+        match &self.buckets {
+            Some(b) => {
+                b.run_pending_tasks().await;
+                b.entry_count()
+            }
+            None => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
