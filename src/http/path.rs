@@ -96,20 +96,12 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
                 match d {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
-                    b'%' => {
-                        // `%25` followed by an escape of a dot or separator
-                        // becomes one after a second decoding
-                        let next = (
-                            bytes.get(i + 3).copied().and_then(hex),
-                            bytes.get(i + 4).copied().and_then(hex),
-                        );
-                        if let (Some(h2), Some(l2)) = next
-                            && matches!(h2 * 16 + l2, b'.' | b'/' | b'\\' | 0)
-                        {
-                            return Err(PathError::BadEncoding);
-                        }
-                        out.push_str("%25");
-                    }
+                    // checked on the normal form below, where `%25%32%65`
+                    // has become `%252e` too
+                    b'%' => out.push_str("%25"),
+                    // never valid UTF-8: only an overlong encoding of ASCII
+                    // (`%C0%AE` is a `.` to a lax decoder)
+                    0xc0 | 0xc1 => return Err(PathError::BadEncoding),
                     d if is_unreserved(d) => out.push(char::from(d)),
                     d => {
                         out.push('%');
@@ -127,8 +119,25 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         }
         i += 1;
     }
+    // `%25` followed by the escape of a dot, separator or control character
+    // becomes one after a second decoding (by a framework behind the app)
+    let ob = out.as_bytes();
+    for (at, _) in out.match_indices("%25") {
+        if let (Some(h), Some(l)) = (
+            ob.get(at + 3).copied().and_then(hex),
+            ob.get(at + 4).copied().and_then(hex),
+        ) && matches!(h * 16 + l, b'.' | b'/' | b'\\' | b'%' | 0..=0x1f | 0x7f)
+        {
+            return Err(PathError::BadEncoding);
+        }
+    }
     for segment in out.split('/') {
         if segment == "." || segment == ".." {
+            return Err(PathError::DotSegment);
+        }
+        // Windows servers drop trailing dots and spaces: `..%20` and `...`
+        // would be read as `..`
+        if only_dots_and_spaces(segment) {
             return Err(PathError::DotSegment);
         }
         // `;` starts parameters (Tomcat, Jetty strip them); a server that
@@ -148,6 +157,23 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     } else {
         Cow::Owned(out)
     })
+}
+
+/// A segment of dots and (`%20`-encoded) spaces with at least one dot.
+fn only_dots_and_spaces(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dot = false;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix(b".") {
+            dot = true;
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix(b"%20") {
+            rest = r;
+        } else {
+            return false;
+        }
+    }
+    dot
 }
 
 /// Checks `path` without keeping the normal form.
