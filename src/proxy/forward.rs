@@ -128,12 +128,7 @@ impl Upstreams {
         mut req: Request<Incoming>,
         ctx: &ForwardContext<'_>,
     ) -> Result<Response<ProxyBody>, Error> {
-        let path = req.uri().path();
-        let route = self
-            .routes
-            .iter()
-            .find(|r| prefix_matches(&r.prefix, path))
-            .ok_or(Error::BadRequest("no upstream for this path"))?;
+        let route = find_route(&self.routes, req.uri().path())?;
         let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let uri = upstream_uri(route, req.uri())?;
@@ -235,7 +230,11 @@ impl Upstreams {
 /// Removes every `Set-Cookie` that names one of gatehouse's own cookies: an
 /// upstream may not set, replace or clear the session or a login.
 fn drop_own_set_cookies(h: &mut HeaderMap, own: &(dyn Fn(&str) -> bool + Send + Sync)) {
-    let is_own = |v: &HeaderValue| std::str::from_utf8(set_cookie_name(v)).is_ok_and(own);
+    let is_own = |v: &HeaderValue| {
+        set_cookie_names(v)
+            .iter()
+            .any(|n| std::str::from_utf8(n).is_ok_and(own))
+    };
     if !h.get_all(SET_COOKIE).iter().any(is_own) {
         return;
     }
@@ -245,8 +244,12 @@ fn drop_own_set_cookies(h: &mut HeaderMap, own: &(dyn Fn(&str) -> bool + Send + 
         .filter(|v| {
             let drop = is_own(v);
             if drop {
-                let name = String::from_utf8_lossy(set_cookie_name(v));
-                tracing::debug!(cookie = ?name, "dropped the upstream's Set-Cookie for gatehouse's own cookie");
+                let [name, nameless] = set_cookie_names(v);
+                tracing::debug!(
+                    cookie = ?String::from_utf8_lossy(name),
+                    nameless = ?String::from_utf8_lossy(nameless),
+                    "dropped the upstream's Set-Cookie for gatehouse's own cookie"
+                );
             }
             !drop
         })
@@ -258,20 +261,32 @@ fn drop_own_set_cookies(h: &mut HeaderMap, own: &(dyn Fn(&str) -> bool + Send + 
     }
 }
 
-/// The cookie name a `Set-Cookie` value sets, as a browser reads it: up to
-/// the first `=` of the first `;`-part, without surrounding whitespace
-/// (empty when there is no `=`).
-fn set_cookie_name(v: &HeaderValue) -> &[u8] {
+/// The cookie names a `Set-Cookie` value may set, as browsers differ:
+/// - the pair's name, up to the first `=` of the first `;`-part, or the
+///   whole part when it has no `=` (Firefox stores `name` as a valueless
+///   cookie, which replaces one of that name);
+/// - for a nameless cookie (`=name=value`, leading `=` and spaces ignored),
+///   the name its value carries: browsers send it back as `name=value`, so
+///   it would be read as that cookie.
+fn set_cookie_names(v: &HeaderValue) -> [&[u8]; 2] {
     let pair = v
         .as_bytes()
         .split(|b| *b == b';')
         .next()
         .unwrap_or_default();
-    let name = pair
-        .iter()
-        .position(|b| *b == b'=')
-        .map_or(&[][..], |i| &pair[..i]);
-    name.trim_ascii()
+    fn until_eq(s: &[u8]) -> &[u8] {
+        s.iter()
+            .position(|b| *b == b'=')
+            .map_or(s, |i| &s[..i])
+            .trim_ascii()
+    }
+    let mut rest = pair.trim_ascii_start();
+    let mut nameless: &[u8] = &[];
+    while let Some(r) = rest.strip_prefix(b"=") {
+        rest = r.trim_ascii_start();
+        nameless = until_eq(rest);
+    }
+    [until_eq(pair), nameless]
 }
 
 /// Adds the identity headers. Values that cannot be header values (control
@@ -343,6 +358,17 @@ fn route(u: &Upstream) -> Option<Route> {
         base_path: u.url.path().trim_end_matches('/').to_owned(),
         label: u.url.to_string(),
     })
+}
+
+/// The upstream for `path`, chosen on its normal form: `//api/x` and
+/// `/%61pi/x` go where `/api/x` goes, as the application will read them.
+/// The raw path, already checked, is what is forwarded.
+fn find_route<'a>(routes: &'a [Route], path: &str) -> Result<&'a Route, Error> {
+    let normal = crate::http::path::normalize(path).map_err(|e| Error::BadRequest(e.message()))?;
+    routes
+        .iter()
+        .find(|r| prefix_matches(&r.prefix, &normal))
+        .ok_or(Error::BadRequest("no upstream for this path"))
 }
 
 /// `/api` matches `/api` and `/api/x` but not `/apix`; `/api/` matches what
@@ -423,6 +449,29 @@ mod tests {
     }
 
     #[test]
+    fn the_upstream_is_chosen_on_the_normal_form_of_the_path() {
+        let routes: Vec<Route> = [("/api", "http://10.0.0.1/"), ("/", "http://10.0.0.2/")]
+            .into_iter()
+            .map(|(prefix, url)| {
+                route(&Upstream {
+                    prefix: prefix.into(),
+                    url: url.parse().unwrap(),
+                })
+                .unwrap()
+            })
+            .collect();
+        for path in ["/api/x", "//api/x", "/%61pi/x", "/%61%70%69", "///api"] {
+            let r = find_route(&routes, path).unwrap();
+            assert_eq!(r.label, "http://10.0.0.1/", "{path}");
+        }
+        for path in ["/apix", "/x/api", "/%2561pi/x"] {
+            let r = find_route(&routes, path).unwrap();
+            assert_eq!(r.label, "http://10.0.0.2/", "{path}");
+        }
+        assert!(find_route(&routes, "/a/../api").is_err());
+    }
+
+    #[test]
     fn upstream_uri_keeps_path_and_query_under_the_base() {
         let r = route(&Upstream {
             prefix: "/".into(),
@@ -495,11 +544,20 @@ mod tests {
             (b"  _gh  =x", false),
             (b"_gh_0=c; Domain=.example.com", false),
             (b"_gh=\xff\xfe; Path=/", false),
-            (b"_gh", true),
+            // valueless: Firefox stores a cookie named `_gh`
+            (b"_gh", false),
+            (b"_gh; Secure; Path=/", false),
+            // nameless: browsers send it back as `_gh=x`
+            (b"=_gh=x", false),
+            (b" = _gh_0=x; Path=/", false),
+            (b"==_gh=x", false),
+            (b"=_gh", false),
             (b"_gh1=x", true),
             (b"app=1; Path=/; x=_gh=", true),
             (b"_gh\xff=x", true),
-            (b"=_gh", true),
+            (b"=other=1", true),
+            (b"=x", true),
+            (b"app=_gh=1", true),
         ];
         for (raw, kept) in cases {
             let mut h = HeaderMap::new();
