@@ -755,11 +755,11 @@ fn parse_claim_headers(list: &[String]) -> Result<Vec<ClaimHeader>, String> {
                 "host",
                 "cookie",
                 "authorization",
-                "connection",
                 "content-length",
-                "transfer-encoding",
+                "expect",
             ];
             if reserved.contains(&header.as_str())
+                || crate::http::headers::is_hop_by_hop(&header)
                 || crate::http::headers::is_gatehouse_header(header.as_str())
             {
                 return Err(format!("`{h}` is a header gatehouse or HTTP reserves"));

@@ -316,6 +316,15 @@ fn provider_settings_are_validated() {
         ("identity_source = \"cookie\"", "identity_source"),
         ("claim_header = \"X-Forwarded-User=email\"", "claim_header"),
         ("claim_header = \"no-equals\"", "claim_header"),
+        ("claim_header = \"Upgrade=email\"", "claim_header"),
+        ("claim_header = \"TE=email\"", "claim_header"),
+        ("claim_header = \"Trailer=email\"", "claim_header"),
+        ("claim_header = \"Expect=email\"", "claim_header"),
+        (
+            "claim_header = \"Proxy-Authorization=email\"",
+            "claim_header",
+        ),
+        ("claim_header = \"X-Client-IP=email\"", "claim_header"),
         ("skip_oidc_discovery = true", "oidc_authorize_url"),
         ("scope = \"email\"", "scope"),
     ];

@@ -88,7 +88,25 @@ const FORWARDING_HEADERS: &[&str] = &[
     "x-original-uri",
     "x-rewrite-url",
     "forwarded",
+    // the client's address as CDNs and balancers state it
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    // the client's TLS certificate, which applications take as identity
+    "x-forwarded-client-cert",
+    "x-client-cert",
+    "x-ssl-client-cert",
+    "x-ssl-client-verify",
+    "x-ssl-client-s-dn",
+    "x-ssl-client-i-dn",
+    "ssl-client-cert",
 ];
+
+/// Forwarding headers that override the URL an application routes on
+/// (Symfony, IIS, Zend). gatehouse checked the request's own path, so these
+/// never go upstream, not even from a trusted proxy.
+const URL_OVERRIDE_HEADERS: &[&str] = &["x-original-url", "x-original-uri", "x-rewrite-url"];
 
 /// True when `name` could be taken for an identity header by an upstream:
 /// compared case-insensitively with `_` or `.` read as `-`.
@@ -147,7 +165,9 @@ pub fn strip_identity_headers<S: AsRef<str>>(headers: &mut HeaderMap, extra: &[S
 /// of a forwarding header when the peer is not `trusted`; and from a trusted
 /// peer the spellings of a forwarding header other than its own name
 /// (`X_Forwarded_For`, `x.real.ip`), which no proxy sends and some
-/// frameworks would read in place of the real one.
+/// frameworks would read in place of the real one. The URL-override headers
+/// (`X-Original-URL`, `X-Rewrite-URL`) go whoever sent them: the path
+/// gatehouse checked is the one the application must route on.
 pub fn strip_client_headers<S: AsRef<str>>(headers: &mut HeaderMap, extra: &[S], trusted: bool) {
     let doomed: Vec<HeaderName> = headers
         .keys()
@@ -156,12 +176,19 @@ pub fn strip_client_headers<S: AsRef<str>>(headers: &mut HeaderMap, extra: &[S],
             is_identity_header(n)
                 || extra.iter().any(|e| same_header(n, e.as_ref()))
                 || (is_forwarding_header(n) && !(trusted && FORWARDING_HEADERS.contains(&n)))
+                || URL_OVERRIDE_HEADERS.iter().any(|h| same_header(n, h))
         })
         .cloned()
         .collect();
     for name in doomed {
         headers.remove(&name);
     }
+}
+
+/// True for a hop-by-hop header (RFC 9110 7.6.1), which never goes end to
+/// end: `Connection`, `Keep-Alive`, `TE`, `Trailer`, `Upgrade`, ...
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
 }
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) never forwarded.

@@ -258,9 +258,33 @@ const FORWARDING: &[&str] = &[
     "X-Forwarded-Prefix",
     "X-Forwarded-Uri",
     "X-Real-IP",
-    "X-Original-URL",
     "Forwarded",
+    "True-Client-IP",
+    "CF-Connecting-IP",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "X-Forwarded-Client-Cert",
+    "X-SSL-Client-Cert",
+    "X-SSL-Client-Verify",
 ];
+
+#[test]
+fn url_override_headers_never_go_upstream_not_even_from_a_trusted_proxy() {
+    for name in ["X-Original-URL", "X-Original-URI", "X-Rewrite-URL"] {
+        for sep in ['-', '_', '.'] {
+            for trusted in [false, true] {
+                let n = spelled(name, sep, false);
+                let mut h = HeaderMap::new();
+                h.insert(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    "/admin".parse().unwrap(),
+                );
+                strip_client_headers(&mut h, &[] as &[&str], trusted);
+                assert!(h.is_empty(), "{n} (trusted: {trusted}) survived");
+            }
+        }
+    }
+}
 
 /// `name` with each `-` replaced by `sep`, in upper or lower case.
 fn spelled(name: &str, sep: char, upper: bool) -> String {
