@@ -108,6 +108,23 @@ async fn main() -> BoxResult<()> {
         ("upstream direct".to_owned(), direct),
         ("through gatehouse (signed in)".to_owned(), proxied.result),
     ];
+    {
+        // the same with one JSON access line per request, written to a file
+        let log = std::env::temp_dir().join(format!("gatehouse-bench-{}.log", std::process::id()));
+        let logged = bench.start_with(&[], Some(&log)).await?;
+        let m = logged.measure(&load).await?;
+        let lines = std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+        notes.push(format!(
+            "{}; {lines} log lines written",
+            logged.summary("access log on (JSON to a file)", &m)
+        ));
+        rows.push((
+            "through gatehouse, access log on (JSON to a file)".to_owned(),
+            m.result,
+        ));
+        drop(logged);
+        let _ = std::fs::remove_file(&log);
+    }
     if Command::new("redis-server")
         .arg("--version")
         .output()
@@ -161,6 +178,16 @@ impl Bench {
     /// Starts a gatehouse child with the common settings plus `extra`, waits
     /// for /ready and signs in once.
     async fn start(&self, extra: &[&str]) -> BoxResult<Gatehouse> {
+        self.start_with(extra, None).await
+    }
+
+    /// [`Self::start`], logging at `info` (one access line per request) as
+    /// JSON into `log` when given, else at `warn` to the bench's stderr.
+    async fn start_with(
+        &self,
+        extra: &[&str],
+        log: Option<&std::path::Path>,
+    ) -> BoxResult<Gatehouse> {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
@@ -173,15 +200,17 @@ impl Bench {
             .env("GATEHOUSE_CLIENT_SECRET", "s3cret")
             .args(["--redirect-url", &format!("{base}/oauth2/callback")])
             .env("GATEHOUSE_COOKIE_SECRET", &self.cookie_secret)
-            .args([
-                "--cookie-secure=false",
-                "--email-domain",
-                "*",
-                "--log-level",
-                "warn",
-            ])
+            .args(["--cookie-secure=false", "--email-domain", "*"])
+            .args(match log {
+                Some(_) => ["--log-level", "info", "--log-format", "json"],
+                None => ["--log-level", "warn", "--log-format", "text"],
+            })
             .args(extra)
             .stdout(Stdio::null())
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path)?),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .map_err(|e| {
                 format!(
