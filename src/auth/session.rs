@@ -701,3 +701,5 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_codec;
