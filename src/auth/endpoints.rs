@@ -538,3 +538,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod flow_tests;
