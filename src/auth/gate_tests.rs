@@ -193,3 +193,65 @@ async fn an_unreachable_provider_during_a_refresh_is_unavailable_and_retried() {
     assert!(matches!(d.decision, Decision::Challenge));
     assert_eq!(idp.seen("/token").len(), 2);
 }
+
+#[tokio::test]
+async fn a_refreshed_session_that_cannot_be_stored_is_not_remembered() {
+    use crate::auth::session::redis_store::RedisStore;
+    use crate::auth::session::revocations::Revocations;
+    use crate::auth::session::store::SessionStore as _;
+    use crate::redis_conn::testing::TestRedis;
+
+    let idp = Idp::start().await;
+    let state = state(&idp).await;
+    idp.answer_tokens(&json!({"access_token": "at-new"}));
+    let redis = TestRedis::start();
+    let codec = Arc::new(
+        CookieCodec::new(
+            &[Secret::new("0123456789abcdef0123456789abcdef")],
+            "https://idp.example.com",
+            "gatehouse",
+        )
+        .unwrap(),
+    );
+    let store = RedisStore::new(
+        Arc::clone(&codec),
+        &state.config.cookie.name,
+        redis.conn(),
+        "gh:t:".into(),
+        Arc::new(Revocations::local()),
+    );
+    let session = Session {
+        id: SessionId::from_bytes([2; 16]),
+        provider_sid: None,
+        issuer: state.config.provider.issuer.clone(),
+        issued_at_ms: now_millis(),
+        identity: id(now_secs() - 120, None, true),
+        secret: None,
+    };
+    let ticket = store.save(&session).await.unwrap();
+    let gate = Gate::new(
+        codec,
+        Store::Redis(store),
+        None,
+        state.config.cookie.refresh,
+    );
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::COOKIE,
+        format!("{}={ticket}", state.config.cookie.name)
+            .parse()
+            .unwrap(),
+    );
+    // Redis goes away: the session still loads from the cache, the
+    // refreshed one cannot be saved
+    drop(redis);
+    for _ in 0..2 {
+        let d = gate.decide(&state.config, &state.provider, &h).await;
+        assert!(
+            matches!(d.decision, Decision::Unavailable(Unavailable::Provider)),
+            "{:?}",
+            d.decision
+        );
+    }
+    assert_eq!(idp.seen("/token").len(), 2, "the next request tries again");
+}

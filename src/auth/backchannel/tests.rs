@@ -209,3 +209,22 @@ async fn bad_requests_and_bad_tokens_get_400_and_revoke_nothing() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn an_empty_token_is_missing_and_a_body_up_to_64_kib_is_read_whole() {
+    let idp = Idp::start().await;
+    let s = state(&idp).await;
+    let (status, body) = answer(&s, post("logout_token=")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("missing logout_token"), "{body}");
+    let (status, body) = answer(&s, post("logout_token=a&logout_token=b")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("logout_token given more than once"), "{body}");
+    // padding well over 1 KiB but under MAX_BODY: still read and honoured
+    let t = token(&idp, |_| {});
+    let padded = format!("pad={}&logout_token={t}", "p".repeat(4_000));
+    assert_eq!(
+        answer(&s, post(&padded)).await,
+        (StatusCode::OK, String::new())
+    );
+}

@@ -517,3 +517,28 @@ fn the_end_session_url_is_absolute_or_left_to_the_provider() {
         "https://t.auth0.com/v2/logout?client_id=cid&returnTo=https%3A%2F%2Fauth.example.com%2F"
     );
 }
+
+#[tokio::test]
+async fn a_session_too_large_for_its_cookies_gives_up_the_id_token_hint_first() {
+    let idp = Idp::start().await;
+    idp.set(|a| a.end_session = true);
+    let big = json!({"email": "alice@example.com", "pad": "x".repeat(24_000)});
+    let state = state(&idp, "").await;
+    let (_, csrf, cookie) = begin(&state, "/oauth2/start");
+    answer_login(&idp, &login_of(&state, &csrf, &cookie), "alice", &big);
+    let uri = format!("/oauth2/callback?code=c1&state={csrf}");
+    let r = callback(&state, &parts(&uri, Some(&cookie)), &html()).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let mut h = HeaderMap::new();
+    h.insert("cookie", cookie_header(&r).parse().unwrap());
+    let session = read_session(state.gate.codec(), &state.config.cookie, &h).unwrap();
+    assert_eq!(session.identity.subject, "alice");
+    assert!(session.identity.tokens.id_token.is_none());
+    // where the id token is forwarded it cannot be given up: refused
+    let state = self::state(&idp, "pass_authorization_header = true").await;
+    let (_, csrf, cookie) = begin(&state, "/oauth2/start");
+    answer_login(&idp, &login_of(&state, &csrf, &cookie), "alice", &big);
+    let uri = format!("/oauth2/callback?code=c1&state={csrf}");
+    let r = callback(&state, &parts(&uri, Some(&cookie)), &html()).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
