@@ -424,6 +424,8 @@ fn constant_time_eq_is_byte_equality() {
         (b"\x00", b"\x01", false),
         (b"\x01\x02", b"\x01\x01", false),
         (b"\xff", b"\xff", true),
+        // two differences that cancel out when folded with xor
+        (b"\x01\x02", b"\x00\x03", false),
     ] {
         assert_eq!(constant_time_eq(a, b), eq, "{a:?} {b:?}");
     }
