@@ -35,13 +35,14 @@ bench:
 	$(CARGO) build --release --bin gatehouse --example bench
 	./target/release/examples/bench
 
-# The security core (src/http, src/auth without the session code), mutated one
-# edit at a time, each edit run against `cargo test --lib` only. Bounded: this
-# file list, and MUTANTS_SHARD=k/n runs one slice of it. Slow (about 10 s a
-# mutant on 2 cores): not part of `make test` or CI.
-MUTANTS_FILES ?= src/http.rs src/http/*.rs src/auth/return_to.rs \
-	src/auth/forward_auth.rs src/auth/policy.rs src/auth/identity.rs \
-	src/auth/oidc.rs src/auth/providers.rs src/auth/providers/*.rs
+# The security core (src/http/**, src/auth/**: gate, endpoints, sessions and
+# their stores, refresh and replay guards included), mutated one edit at a
+# time, each edit run against `cargo test --lib` only (the Redis-backed unit
+# tests start a local redis-server). Bounded: this file list (override it
+# with MUTANTS_FILES="src/auth/once.rs ..."), and MUTANTS_SHARD=k/n runs one
+# slice of it. Slow (10-30 s a mutant on 2 cores, about 1,000 mutants): not
+# part of `make test` or CI; measure a file or a shard at a time.
+MUTANTS_FILES ?= src/http.rs src/http/** src/auth.rs src/auth/**
 MUTANTS_SHARD ?= 0/1
 MUTANTS_ARGS ?= --jobs 1
 # no debug info for gatehouse itself: each mutant links faster

@@ -205,3 +205,6 @@ impl RedisConn {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -263,6 +263,14 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     if config.cookie.refresh.is_none() {
         identity.tokens.refresh_token = None;
     }
+    // the provider session id, for back-channel logout by `sid`: read
+    // before the id token is dropped below
+    let provider_sid = identity
+        .tokens
+        .id_token
+        .as_ref()
+        .and_then(|t| crate::auth::oidc::jwt_payload(t.expose()))
+        .and_then(|c| c.get("sid").and_then(|v| v.as_str()).map(str::to_owned));
     // keep the id token only where something needs it: it is the bulk of the cookie
     if provider.logout_target().is_none() && !config.pass_authorization_header {
         identity.tokens.id_token = None;
@@ -271,12 +279,6 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         tracing::info!(user = %escape_log(&identity.subject), ?reason, "signed in but not allowed");
         return Ok(forbidden(reason, Mode::Html));
     }
-    let provider_sid = identity
-        .tokens
-        .id_token
-        .as_ref()
-        .and_then(|t| crate::auth::oidc::jwt_payload(t.expose()))
-        .and_then(|c| c.get("sid").and_then(|v| v.as_str()).map(str::to_owned));
     let mut session = Session {
         id: SessionId::random(state.gate.codec())
             .ok_or(Error::Internal("random number generator failed"))?,
@@ -548,3 +550,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod flow_tests;

@@ -92,17 +92,4 @@ impl OnceGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_value_is_new_once_per_namespace_and_parts_do_not_run_together() {
-        let g = OnceGuard::new(None, "p:", "state", Duration::from_secs(60));
-        assert_eq!(g.first_use(&["iss", "a"]).await, Ok(true));
-        assert_eq!(g.first_use(&["iss", "a"]).await, Ok(false));
-        // "iss" + "a" and "is" + "sa" are different values
-        assert_eq!(g.first_use(&["is", "sa"]).await, Ok(true));
-        let other = OnceGuard::new(None, "p:", "jti", Duration::from_secs(60));
-        assert_eq!(other.first_use(&["iss", "a"]).await, Ok(true));
-    }
-}
+mod tests;

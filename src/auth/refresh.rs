@@ -235,3 +235,6 @@ fn millis(d: Duration) -> u64 {
 fn unavailable(e: crate::redis_conn::RedisError) -> RefreshError {
     RefreshError::Unavailable(e.to_string())
 }
+
+#[cfg(test)]
+mod tests;

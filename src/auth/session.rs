@@ -760,3 +760,5 @@ mod name_tests;
 mod prop_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_codec;

@@ -229,3 +229,22 @@ async fn a_new_key_while_the_jwks_cannot_be_fetched_gets_503_so_the_provider_pos
             .is_revoked(&session("op-1", &issuer))
     );
 }
+
+#[tokio::test]
+async fn an_empty_token_is_missing_and_a_body_up_to_64_kib_is_read_whole() {
+    let idp = Idp::start().await;
+    let s = state(&idp).await;
+    let (status, body) = answer(&s, post("logout_token=")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("missing logout_token"), "{body}");
+    let (status, body) = answer(&s, post("logout_token=a&logout_token=b")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("logout_token given more than once"), "{body}");
+    // padding well over 1 KiB but under MAX_BODY: still read and honoured
+    let t = token(&idp, |_| {});
+    let padded = format!("pad={}&logout_token={t}", "p".repeat(4_000));
+    assert_eq!(
+        answer(&s, post(&padded)).await,
+        (StatusCode::OK, String::new())
+    );
+}

@@ -259,3 +259,6 @@ impl SessionStore for RedisStore {
         &self.revocations
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -165,3 +165,6 @@ impl SessionStore for Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+use super::*;
+use crate::auth::identity::Identity;
+use crate::auth::session::now_secs;
+use crate::auth::session::revocations::sub_key;
+use crate::config::Secret;
+use crate::redis_conn::testing::dead_conn;
+
+const ISSUER: &str = "https://idp.example.com";
+
+fn codec() -> Arc<CookieCodec> {
+    Arc::new(
+        CookieCodec::new(
+            &[Secret::new("0123456789abcdef0123456789abcdef")],
+            ISSUER,
+            "gatehouse",
+        )
+        .unwrap(),
+    )
+}
+
+fn session(id: u8, sub: &str) -> Session {
+    Session {
+        id: SessionId::from_bytes([id; 16]),
+        provider_sid: None,
+        issuer: ISSUER.into(),
+        issued_at_ms: 1_000,
+        secret: None,
+        identity: Identity {
+            subject: sub.into(),
+            expires_at: now_secs() + 3600,
+            ..Identity::default()
+        },
+    }
+}
+
+fn cookie_store(revocations: Arc<Revocations>) -> Store {
+    Store::Cookie(CookieStore::new(codec(), "_gatehouse", revocations))
+}
+
+#[tokio::test]
+async fn the_cookie_store_loads_what_it_saved_and_names_its_id() {
+    let revocations = Arc::new(Revocations::local());
+    let store = cookie_store(Arc::clone(&revocations));
+    let s = session(1, "alice");
+    let value = store.save(&s).await.unwrap();
+    assert_eq!(store.load(&value).await.unwrap(), Some(s.clone()));
+    assert_eq!(store.session_id(&value), Some(s.id));
+    assert!(Arc::ptr_eq(store.revocations(), &revocations));
+    // the value is the sealed session, for this cookie name only
+    assert_eq!(
+        codec()
+            .open("_gatehouse", &value)
+            .and_then(|p| Session::from_bytes(&p)),
+        Some(s)
+    );
+    let other = Store::Cookie(CookieStore::new(
+        codec(),
+        "_other",
+        Arc::new(Revocations::local()),
+    ));
+    assert_eq!(other.load(&value).await.unwrap(), None);
+    assert_eq!(other.session_id(&value), None);
+    assert_eq!(store.load("garbage").await.unwrap(), None);
+    assert_eq!(store.session_id("garbage"), None);
+}
+
+#[tokio::test]
+async fn a_revoked_cookie_session_loads_as_none_and_others_still_load() {
+    let store = cookie_store(Arc::new(Revocations::local()));
+    let a = store.save(&session(1, "alice")).await.unwrap();
+    let b = store.save(&session(2, "bob")).await.unwrap();
+    store
+        .revoke(Revocation::Session {
+            id: SessionId::from_bytes([1; 16]),
+            until: now_secs() + 60,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load(&a).await.unwrap(), None);
+    assert!(store.load(&b).await.unwrap().is_some());
+    store
+        .revoke(Revocation::Subject {
+            key: sub_key(ISSUER, "bob"),
+            at_ms: 2_000,
+            until: now_secs() + 60,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load(&b).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn revocations_not_in_sync_make_the_cookie_store_unavailable_but_a_revocation_still_applies()
+{
+    // shared through a Redis that never answered: not vouched for
+    let revocations = Arc::new(Revocations::shared(
+        dead_conn(),
+        "gh:t:revocations".into(),
+        std::time::Duration::from_secs(3600),
+    ));
+    let store = cookie_store(Arc::clone(&revocations));
+    let value = store.save(&session(3, "carol")).await.unwrap();
+    assert!(matches!(
+        store.load(&value).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    // a revocation is applied here even though it cannot be published,
+    // and a revoked session is refused before the freshness check
+    store
+        .revoke(Revocation::Session {
+            id: SessionId::from_bytes([3; 16]),
+            until: now_secs() + 60,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load(&value).await.unwrap(), None);
+    // garbage is no session, whatever the feed says
+    assert_eq!(store.load("garbage").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_expired_session_is_not_loaded() {
+    let store = cookie_store(Arc::new(Revocations::local()));
+    let mut s = session(4, "dave");
+    s.identity.expires_at = now_secs() - 1;
+    let value = store.save(&s).await.unwrap();
+    assert_eq!(store.load(&value).await.unwrap(), None);
+}
