@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         for w in &exposed {
             eprintln!("gatehouse: warning: {}", exposed_warning(w));
         }
+        for n in &config.notes {
+            eprintln!("gatehouse: note: {}: {}", n.key, n.reason);
+        }
         return match runtime.block_on(gatehouse::check_provider(&config)) {
             Ok(()) => {
                 eprintln!("gatehouse: configuration OK, provider discovered");
@@ -56,6 +59,9 @@ fn main() -> ExitCode {
     let log = telemetry::init(config.log_format, &config.log_level);
     for w in &exposed {
         tracing::warn!(flag = w.flag, "{}", exposed_warning(w));
+    }
+    for n in &config.notes {
+        tracing::warn!(key = %n.key, "{}", n.reason);
     }
     let code = match runtime.block_on(gatehouse::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

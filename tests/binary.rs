@@ -58,7 +58,9 @@ fn unknown_key_fails_at_start_naming_it() {
     assert_eq!(out.status.code(), Some(EX_CONFIG));
     let err = stderr(&out);
     assert!(
-        err.contains("cookie_secert") && err.contains("unknown field"),
+        err.contains("cookie_secert")
+            && err.contains("unknown key")
+            && err.contains("did you mean `cookie_secret`?"),
         "{err}"
     );
 }
@@ -823,4 +825,28 @@ fn a_published_cookie_secret_stops_the_binary_naming_the_key() {
         err.contains("cookie_secret: secret #1: is a published example value"),
         "{err}"
     );
+}
+
+#[test]
+fn check_config_names_the_oauth2_proxy_settings_it_accepts_and_ignores() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let path = write_config(
+        "oauth2-proxy-notes.toml",
+        &format!(
+            "{}\nskip_provider_button = true\n",
+            VALID.replace(
+                "oidc_issuer_url = \"http://127.0.0.1:9\"",
+                &format!("oidc_issuer_url = \"{}\"", idp.issuer()),
+            )
+        ),
+    );
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("note: skip_provider_button: oauth2-proxy setting accepted and ignored"),
+        "{err}"
+    );
+    drop(idp);
 }

@@ -180,11 +180,15 @@ pub struct RawConfig {
     pub skip_oidc_discovery: Option<bool>,
 
     /// Authorization endpoint (overrides discovery and presets)
-    #[arg(long, env = "GATEHOUSE_OIDC_AUTHORIZE_URL")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_OIDC_AUTHORIZE_URL",
+        visible_alias = "login-url"
+    )]
     pub oidc_authorize_url: Option<String>,
 
     /// Token endpoint (overrides discovery and presets)
-    #[arg(long, env = "GATEHOUSE_OIDC_TOKEN_URL")]
+    #[arg(long, env = "GATEHOUSE_OIDC_TOKEN_URL", visible_alias = "redeem-url")]
     pub oidc_token_url: Option<String>,
 
     /// JWKS URL (overrides discovery and presets)
@@ -192,7 +196,11 @@ pub struct RawConfig {
     pub oidc_jwks_url: Option<String>,
 
     /// Userinfo endpoint (overrides discovery)
-    #[arg(long, env = "GATEHOUSE_OIDC_USERINFO_URL")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_OIDC_USERINFO_URL",
+        visible_alias = "profile-url"
+    )]
     pub oidc_userinfo_url: Option<String>,
 
     /// End-session (logout) endpoint (overrides discovery)
@@ -221,7 +229,7 @@ pub struct RawConfig {
     pub allowed_group: Vec<String>,
 
     /// Let in users whose provider says email_verified: false [default: false]
-    #[arg(long, env = "GATEHOUSE_ALLOW_UNVERIFIED_EMAIL", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "GATEHOUSE_ALLOW_UNVERIFIED_EMAIL", visible_alias = "insecure-oidc-allow-unverified-email", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub allow_unverified_email: Option<bool>,
 
     /// `Header-Name=claim`: send a claim upstream in a header; repeatable
