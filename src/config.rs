@@ -573,6 +573,48 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+impl Config {
+    /// What a valid configuration still gets wrong for the first login, as
+    /// far as can be told without the provider: each a warning for
+    /// `--check-config`, naming the key.
+    pub fn advisories(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let name = self.provider.name.as_str();
+        let confidential = matches!(
+            name,
+            "keycloak" | "ztrust" | "authentik" | "auth0" | "passage" | "zkauth"
+        );
+        if confidential && self.client_secret.is_none() {
+            out.push(Problem {
+                key: "client_secret".to_owned(),
+                reason: format!(
+                    "not set, so gatehouse signs in as a public client; a {name} client is usually \
+                     confidential, and then the first login fails with invalid_client: give \
+                     client_secret (or client_secret_file), or make the client public at {name}"
+                ),
+            });
+        }
+        for role in &self.allowed_roles {
+            if let Some((client, _)) = role.split_once(':')
+                && client != self.client_id
+            {
+                out.push(Problem {
+                    key: "allowed_role".to_owned(),
+                    reason: format!(
+                        "`{role}` names the client `{client}`, not client_id `{}`: the provider \
+                         puts only the roles of the client signing in into its tokens unless \
+                         told otherwise, so nobody may pass; write `{}:{}`",
+                        self.client_id,
+                        self.client_id,
+                        role.split_once(':').map_or("", |(_, r)| r)
+                    ),
+                });
+            }
+        }
+        out
+    }
+}
+
 fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
     let table: toml::Table = toml::from_str(text).map_err(|e| {
         // a syntax error: toml's message says what is wrong; the key is the
@@ -671,6 +713,7 @@ fn build_provider(p: &mut Problems, raw: &RawConfig, has_secret: bool) -> Option
         "keycloak-oidc" => "keycloak",
         n => n,
     };
+    let allow_http = raw.insecure_oidc_allow_http.unwrap_or(false);
     let Some(preset) = providers::lookup(name).map(|pr| pr.preset()) else {
         p.add(
             "provider",
@@ -679,9 +722,16 @@ fn build_provider(p: &mut Problems, raw: &RawConfig, has_secret: bool) -> Option
                 providers::all_names().join(", ")
             ),
         );
+        // the issuer is still checked: one mistake must not hide another
+        if let Some(s) = raw.oidc_issuer_url.as_deref() {
+            let checked = parse_http_url(s).and_then(|url| match insecure_http_reason(&url) {
+                Some(reason) if !allow_http => Err(reason),
+                _ => Ok(()),
+            });
+            p.check("oidc_issuer_url", checked);
+        }
         return None;
     };
-    let allow_http = raw.insecure_oidc_allow_http.unwrap_or(false);
     let provider_url = |s: &str| {
         let url = parse_http_url(s)?;
         match insecure_http_reason(&url) {

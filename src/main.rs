@@ -45,6 +45,9 @@ fn main() -> ExitCode {
         for n in &config.notes {
             eprintln!("gatehouse: note: {}: {}", n.key, n.reason);
         }
+        for a in config.advisories() {
+            eprintln!("gatehouse: warning: {}: {}", a.key, a.reason);
+        }
         return match runtime.block_on(gatehouse::check_provider(&config)) {
             Ok(()) => {
                 eprintln!("gatehouse: configuration OK, provider discovered");

@@ -897,3 +897,41 @@ fn oauth2_proxy_flag_names_are_aliases_of_gatehouse_flags() {
     );
     assert_eq!(s.allow_unverified_email, Some(true));
 }
+
+#[test]
+fn an_unknown_provider_does_not_hide_a_bad_issuer() {
+    let cfg = format!("{MINIMAL}\nprovider = \"keycloack\"\n").replace(
+        "https://idp.example.com/realms/main",
+        "http://idp.example.com/realms/main",
+    );
+    let err = Config::from_toml_str(&cfg).unwrap_err();
+    assert_eq!(keys(&err), ["provider", "oidc_issuer_url"], "{err}");
+}
+
+#[test]
+fn advisories_name_a_missing_secret_for_a_confidential_preset_and_roles_of_another_client() {
+    let public = MINIMAL.replace("client_secret = \"s3cret\"\n", "");
+    let c = Config::from_toml_str(&format!("{public}\nprovider = \"keycloak\"\n")).unwrap();
+    let a = c.advisories();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].key, "client_secret");
+    assert!(a[0].reason.contains("invalid_client"), "{a:?}");
+    // generic oidc: a public client is ordinary
+    assert!(
+        Config::from_toml_str(&public)
+            .unwrap()
+            .advisories()
+            .is_empty()
+    );
+    let c = Config::from_toml_str(&format!(
+        "{MINIMAL}\nprovider = \"keycloak\"\nallowed_role = [\"user\", \"gatehouse:editor\", \"otherclient:admin\"]\n"
+    ))
+    .unwrap();
+    let a = c.advisories();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].key, "allowed_role");
+    assert!(
+        a[0].reason.contains("`otherclient:admin`") && a[0].reason.contains("`gatehouse:admin`"),
+        "{a:?}"
+    );
+}
