@@ -601,9 +601,10 @@ impl Config {
                 out.push(Problem {
                     key: "allowed_role".to_owned(),
                     reason: format!(
-                        "`{role}` names the client `{client}`, not client_id `{}`: the provider \
-                         puts only the roles of the client signing in into its tokens unless \
-                         told otherwise, so nobody may pass; write `{}:{}`",
+                        "`{role}` names the client `{client}`, not client_id `{}`: its roles \
+                         reach gatehouse's tokens only when the provider is set to include them \
+                         (Keycloak: full scope allowed, or a scope mapping), else nobody may \
+                         pass; for a role of this client write `{}:{}`",
                         self.client_id,
                         self.client_id,
                         role.split_once(':').map_or("", |(_, r)| r)

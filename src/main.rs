@@ -45,10 +45,32 @@ fn main() -> ExitCode {
         for n in &config.notes {
             eprintln!("gatehouse: note: {}: {}", n.key, n.reason);
         }
-        for a in config.advisories() {
+        let advisories = config.advisories();
+        for a in &advisories {
             eprintln!("gatehouse: warning: {}: {}", a.key, a.reason);
         }
-        return match runtime.block_on(gatehouse::check_provider(&config)) {
+        let provider = runtime.block_on(gatehouse::check_provider(&config));
+        let warned = |key: &str| {
+            if advisories.iter().any(|a| a.key == key) {
+                "warning (above)"
+            } else {
+                "ok"
+            }
+        };
+        eprintln!("gatehouse: checked:");
+        for (what, result) in [
+            ("every setting and its value", "ok"),
+            ("redirect_url against cookie_secure", "ok"),
+            ("client secret for the provider", warned("client_secret")),
+            ("allowed_role clients", warned("allowed_role")),
+            (
+                "provider discovery and JWKS",
+                if provider.is_ok() { "ok" } else { "FAILED" },
+            ),
+        ] {
+            eprintln!("  {what:<38} {result}");
+        }
+        return match provider {
             Ok(()) => {
                 eprintln!("gatehouse: configuration OK, provider discovered");
                 ExitCode::SUCCESS

@@ -850,3 +850,44 @@ fn check_config_names_the_oauth2_proxy_settings_it_accepts_and_ignores() {
     );
     drop(idp);
 }
+
+#[test]
+fn check_config_warns_of_a_role_of_another_client_and_prints_what_it_checked() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let path = write_config(
+        "check-advisories.toml",
+        &format!(
+            "{}\nallowed_role = [\"otherclient:admin\"]\n",
+            VALID.replace(
+                "oidc_issuer_url = \"http://127.0.0.1:9\"",
+                &format!("oidc_issuer_url = \"{}\"", idp.issuer()),
+            )
+        ),
+    );
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    let err = stderr(&out);
+    // a warning, not a refusal: the provider may include that client's roles
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: allowed_role: `otherclient:admin` names the client `otherclient`"),
+        "{err}"
+    );
+    assert!(err.contains("checked:"), "{err}");
+    for line in ["allowed_role clients", "provider discovery and JWKS"] {
+        let row = err
+            .lines()
+            .find(|l| l.contains(line))
+            .unwrap_or_else(|| panic!("{line}: {err}"));
+        let want = if line.starts_with("allowed") {
+            "warning"
+        } else {
+            "ok"
+        };
+        assert!(
+            row.trim_end().ends_with(want) || row.contains(want),
+            "{row}"
+        );
+    }
+    drop(idp);
+}
