@@ -143,6 +143,43 @@ mod tests {
     }
 
     #[test]
+    fn help_is_grouped_by_topic_marks_required_settings_and_lists_providers() {
+        let help = Cli::command().render_help().to_string();
+        for heading in [
+            "Listening:",
+            "Provider:",
+            "Cookies and sessions:",
+            "Upstream:",
+            "Policy:",
+            "Logging:",
+            "Limits:",
+        ] {
+            assert!(
+                help.lines().any(|l| l == heading),
+                "{heading} missing:\n{help}"
+            );
+        }
+        let section = |flag: &str| {
+            let i = help.find(flag).unwrap();
+            help[..i].rfind(":\n").map(|end| {
+                let start = help[..end].rfind('\n').map_or(0, |s| s + 1);
+                help[start..end].to_owned()
+            })
+        };
+        assert_eq!(
+            section("--cookie-secret <").as_deref(),
+            Some("Cookies and sessions")
+        );
+        assert_eq!(section("--email-domain <").as_deref(), Some("Policy"));
+        assert_eq!(section("--client-id <").as_deref(), Some("Provider"));
+        for name in crate::auth::providers::all_names() {
+            assert!(help.contains(name), "provider {name} not listed:\n{help}");
+        }
+        assert!(help.contains("16, 24 or 32 bytes"), "{help}");
+        assert_eq!(help.matches("[required").count(), 6, "{help}");
+    }
+
+    #[test]
     fn flags_without_secrets_are_not_warned_about() {
         assert!(
             warned(&[

@@ -16,6 +16,7 @@
 //! at once, each naming its key and the reason.
 
 mod limits;
+mod oauth2_proxy;
 mod raw;
 mod secret;
 mod strength;
@@ -272,6 +273,9 @@ pub struct Config {
     pub session_store: SessionStoreConfig,
     /// Limits on slow and many clients.
     pub limits: LimitsConfig,
+    /// Settings accepted and ignored (oauth2-proxy keys for what gatehouse
+    /// does anyway), each with why: warned about at start.
+    pub notes: Vec<Problem>,
 }
 
 /// One problem with one setting.
@@ -342,14 +346,40 @@ impl Config {
                 })?;
                 parse_toml(&text)?
             }
-            None => RawConfig::default(),
+            None => FileSettings {
+                raw: RawConfig::default(),
+                problems: Vec::new(),
+                notes: Vec::new(),
+                covered: Vec::new(),
+            },
         };
-        Self::from_raw(from_file.overlay(cli))
+        Self::from_file_settings(from_file, cli)
     }
 
     /// Builds the configuration from TOML text alone (tests, examples).
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        Self::from_raw(parse_toml(text)?)
+        Self::from_file_settings(parse_toml(text)?, RawConfig::default())
+    }
+
+    /// Validates the file's settings under `cli`; the file's own problems
+    /// come first, and validation still runs so none hides another.
+    fn from_file_settings(file: FileSettings, cli: RawConfig) -> Result<Self, ConfigError> {
+        let validated = Self::from_raw(file.raw.overlay(cli));
+        if file.problems.is_empty() {
+            return validated.map(|mut c| {
+                c.notes = file.notes;
+                c
+            });
+        }
+        let mut problems = file.problems;
+        if let Err(e) = validated {
+            problems.extend(
+                e.problems
+                    .into_iter()
+                    .filter(|p| !file.covered.contains(&p.key)),
+            );
+        }
+        Err(ConfigError { problems })
     }
 
     /// Validates every setting; reports all problems at once.
@@ -358,7 +388,7 @@ impl Config {
         let http_address = raw.http_address.as_deref().unwrap_or("127.0.0.1:4180");
         let http_address = p.check(
             "http_address",
-            http_address.parse::<SocketAddr>().map_err(|e| {
+            parse_listen_address(http_address).map_err(|e| {
                 format!("`{http_address}` is not host:port with an IP address, like 127.0.0.1:4180 ({e})")
             }),
         );
@@ -504,16 +534,92 @@ impl Config {
                 upstream_timeout,
                 session_store,
                 limits,
+                notes: Vec::new(),
             }),
             _ => Err(ConfigError { problems: p.0 }),
         }
     }
 }
 
-fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        // toml's message says what is wrong (unknown field `x`, invalid type,
-        // ...); the key is the one on the line the error points at
+/// The settings of a TOML file and what reading it found: problems (unknown
+/// or unsupported keys, wrong types) and notes (oauth2-proxy settings
+/// accepted and ignored). `covered` holds the gatehouse keys a problem is
+/// already about, so validation does not add "required" for them.
+struct FileSettings {
+    raw: RawConfig,
+    problems: Vec<Problem>,
+    notes: Vec<Problem>,
+    covered: Vec<String>,
+}
+
+/// Every gatehouse key: the `RawConfig` fields, read from clap's ids.
+fn our_keys() -> Vec<String> {
+    use clap::Args as _;
+    RawConfig::augment_args(clap::Command::new("gatehouse"))
+        .get_arguments()
+        .map(|a| a.get_id().as_str().to_owned())
+        .collect()
+}
+
+/// The 1-based line where `key` is set in `text`, when it can be found.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            let l = l.strip_prefix('"').unwrap_or(l);
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start_matches('"').trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+impl Config {
+    /// What a valid configuration still gets wrong for the first login, as
+    /// far as can be told without the provider: each a warning for
+    /// `--check-config`, naming the key.
+    pub fn advisories(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let name = self.provider.name.as_str();
+        let confidential = matches!(
+            name,
+            "keycloak" | "ztrust" | "authentik" | "auth0" | "passage" | "zkauth"
+        );
+        if confidential && self.client_secret.is_none() {
+            out.push(Problem {
+                key: "client_secret".to_owned(),
+                reason: format!(
+                    "not set, so gatehouse signs in as a public client; a {name} client is usually \
+                     confidential, and then the first login fails with invalid_client: give \
+                     client_secret (or client_secret_file), or make the client public at {name}"
+                ),
+            });
+        }
+        for role in &self.allowed_roles {
+            if let Some((client, _)) = role.split_once(':')
+                && client != self.client_id
+            {
+                out.push(Problem {
+                    key: "allowed_role".to_owned(),
+                    reason: format!(
+                        "`{role}` names the client `{client}`, not client_id `{}`: its roles \
+                         reach gatehouse's tokens only when the provider is set to include them \
+                         (Keycloak: full scope allowed, or a scope mapping), else nobody may \
+                         pass; for a role of this client write `{}:{}`",
+                        self.client_id,
+                        self.client_id,
+                        role.split_once(':').map_or("", |(_, r)| r)
+                    ),
+                });
+            }
+        }
+        out
+    }
+}
+
+fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        // a syntax error: toml's message says what is wrong; the key is the
+        // one on the line the error points at
         let msg = e.message().trim().to_owned();
         let Some(span) = e.span() else {
             return ConfigError::one("config", msg);
@@ -527,12 +633,88 @@ fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
             .map(str::trim)
             .filter(|k| !k.is_empty() && !k.starts_with('['));
         ConfigError::one(key.unwrap_or("config"), format!("{msg} (line {line_no})"))
+    })?;
+    let ours = our_keys();
+    let mut p = Problems::default();
+    let mut notes = Vec::new();
+    let mut covered = Vec::new();
+    // gatehouse key -> (key as written, value)
+    let mut kept: Vec<(String, String, toml::Value)> = Vec::new();
+    for (key, value) in table {
+        let at = line_of(text, &key).map_or_else(String::new, |n| format!(" (line {n})"));
+        let (target, value) = if ours.contains(&key) {
+            (key.clone(), value)
+        } else {
+            match oauth2_proxy::translate(&key, &value) {
+                Some(oauth2_proxy::Translation::Rename(to, v)) => (to.to_owned(), v),
+                Some(oauth2_proxy::Translation::Ignored(note)) => {
+                    notes.push(Problem { key, reason: note });
+                    continue;
+                }
+                Some(oauth2_proxy::Translation::Unsupported(reason)) => {
+                    p.add(&key, format!("{reason}{at}"));
+                    covered.extend(oauth2_proxy::target(&key).map(str::to_owned));
+                    continue;
+                }
+                None => {
+                    let suggestion = oauth2_proxy::did_you_mean(
+                        &key,
+                        ours.iter().map(String::as_str).chain(oauth2_proxy::names()),
+                    );
+                    match suggestion {
+                        Some(s) => {
+                            p.add(&key, format!("unknown key{at}; did you mean `{s}`?"));
+                            covered.push(oauth2_proxy::target(s).unwrap_or(s).to_owned());
+                        }
+                        None => p.add(
+                            &key,
+                            format!("unknown key{at}; the keys are listed in the README's Configuration section"),
+                        ),
+                    }
+                    continue;
+                }
+            }
+        };
+        if let Some((_, first, _)) = kept.iter().find(|(t, _, _)| *t == target) {
+            p.add(
+                &key,
+                format!("`{key}` and `{first}` are the same setting{at}: give one of them"),
+            );
+            covered.push(target);
+            continue;
+        }
+        kept.push((target, key, value));
+    }
+    // deserialize each key alone, so every type error names its key
+    let mut raw = RawConfig::default();
+    for (target, key, value) in kept {
+        let mut one = toml::Table::new();
+        one.insert(target.clone(), value);
+        match one.try_into::<RawConfig>() {
+            Ok(r) => raw = raw.overlay(r),
+            Err(e) => {
+                let at = line_of(text, &key).map_or_else(String::new, |n| format!(" (line {n})"));
+                p.add(&key, format!("{}{at}", e.message().trim()));
+                covered.push(target);
+            }
+        }
+    }
+    Ok(FileSettings {
+        raw,
+        problems: p.0,
+        notes,
+        covered,
     })
 }
 
 /// Resolves the provider: its preset's defaults under the operator's settings.
 fn build_provider(p: &mut Problems, raw: &RawConfig, has_secret: bool) -> Option<ProviderConfig> {
-    let name = raw.provider.as_deref().unwrap_or("oidc");
+    let name = match raw.provider.as_deref().unwrap_or("oidc") {
+        // oauth2-proxy's name for the same provider
+        "keycloak-oidc" => "keycloak",
+        n => n,
+    };
+    let allow_http = raw.insecure_oidc_allow_http.unwrap_or(false);
     let Some(preset) = providers::lookup(name).map(|pr| pr.preset()) else {
         p.add(
             "provider",
@@ -541,9 +723,16 @@ fn build_provider(p: &mut Problems, raw: &RawConfig, has_secret: bool) -> Option
                 providers::all_names().join(", ")
             ),
         );
+        // the issuer is still checked: one mistake must not hide another
+        if let Some(s) = raw.oidc_issuer_url.as_deref() {
+            let checked = parse_http_url(s).and_then(|url| match insecure_http_reason(&url) {
+                Some(reason) if !allow_http => Err(reason),
+                _ => Ok(()),
+            });
+            p.check("oidc_issuer_url", checked);
+        }
         return None;
     };
-    let allow_http = raw.insecure_oidc_allow_http.unwrap_or(false);
     let provider_url = |s: &str| {
         let url = parse_http_url(s)?;
         match insecure_http_reason(&url) {
@@ -814,6 +1003,16 @@ fn parse_http_url(s: &str) -> Result<Url, String> {
         return Err(format!("`{s}` must not carry credentials"));
     }
     Ok(url)
+}
+
+/// `host:port` with an IP address; also oauth2-proxy's spellings `:port`
+/// (every interface) and `http://host:port`.
+fn parse_listen_address(s: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+    let s = s.strip_prefix("http://").unwrap_or(s);
+    match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}").parse(),
+        None => s.parse(),
+    }
 }
 
 fn parse_upstreams(list: &[String]) -> Result<Vec<Upstream>, String> {

@@ -42,7 +42,35 @@ fn main() -> ExitCode {
         for w in &exposed {
             eprintln!("gatehouse: warning: {}", exposed_warning(w));
         }
-        return match runtime.block_on(gatehouse::check_provider(&config)) {
+        for n in &config.notes {
+            eprintln!("gatehouse: note: {}: {}", n.key, n.reason);
+        }
+        let advisories = config.advisories();
+        for a in &advisories {
+            eprintln!("gatehouse: warning: {}: {}", a.key, a.reason);
+        }
+        let provider = runtime.block_on(gatehouse::check_provider(&config));
+        let warned = |key: &str| {
+            if advisories.iter().any(|a| a.key == key) {
+                "warning (above)"
+            } else {
+                "ok"
+            }
+        };
+        eprintln!("gatehouse: checked:");
+        for (what, result) in [
+            ("every setting and its value", "ok"),
+            ("redirect_url against cookie_secure", "ok"),
+            ("client secret for the provider", warned("client_secret")),
+            ("allowed_role clients", warned("allowed_role")),
+            (
+                "provider discovery and JWKS",
+                if provider.is_ok() { "ok" } else { "FAILED" },
+            ),
+        ] {
+            eprintln!("  {what:<38} {result}");
+        }
+        return match provider {
             Ok(()) => {
                 eprintln!("gatehouse: configuration OK, provider discovered");
                 ExitCode::SUCCESS
@@ -56,6 +84,9 @@ fn main() -> ExitCode {
     let log = telemetry::init(config.log_format, &config.log_level);
     for w in &exposed {
         tracing::warn!(flag = w.flag, "{}", exposed_warning(w));
+    }
+    for n in &config.notes {
+        tracing::warn!(key = %n.key, "{}", n.reason);
     }
     let code = match runtime.block_on(gatehouse::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,7 +58,9 @@ fn unknown_key_fails_at_start_naming_it() {
     assert_eq!(out.status.code(), Some(EX_CONFIG));
     let err = stderr(&out);
     assert!(
-        err.contains("cookie_secert") && err.contains("unknown field"),
+        err.contains("cookie_secert")
+            && err.contains("unknown key")
+            && err.contains("did you mean `cookie_secret`?"),
         "{err}"
     );
 }
@@ -823,4 +825,69 @@ fn a_published_cookie_secret_stops_the_binary_naming_the_key() {
         err.contains("cookie_secret: secret #1: is a published example value"),
         "{err}"
     );
+}
+
+#[test]
+fn check_config_names_the_oauth2_proxy_settings_it_accepts_and_ignores() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let path = write_config(
+        "oauth2-proxy-notes.toml",
+        &format!(
+            "{}\nskip_provider_button = true\n",
+            VALID.replace(
+                "oidc_issuer_url = \"http://127.0.0.1:9\"",
+                &format!("oidc_issuer_url = \"{}\"", idp.issuer()),
+            )
+        ),
+    );
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("note: skip_provider_button: oauth2-proxy setting accepted and ignored"),
+        "{err}"
+    );
+    drop(idp);
+}
+
+#[test]
+fn check_config_warns_of_a_role_of_another_client_and_prints_what_it_checked() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let path = write_config(
+        "check-advisories.toml",
+        &format!(
+            "{}\nallowed_role = [\"otherclient:admin\"]\n",
+            VALID.replace(
+                "oidc_issuer_url = \"http://127.0.0.1:9\"",
+                &format!("oidc_issuer_url = \"{}\"", idp.issuer()),
+            )
+        ),
+    );
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    let err = stderr(&out);
+    // a warning, not a refusal: the provider may include that client's roles
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: allowed_role: `otherclient:admin` names the client `otherclient`"),
+        "{err}"
+    );
+    assert!(err.contains("checked:"), "{err}");
+    for line in ["allowed_role clients", "provider discovery and JWKS"] {
+        let row = err
+            .lines()
+            .find(|l| l.contains(line))
+            .unwrap_or_else(|| panic!("{line}: {err}"));
+        let want = if line.starts_with("allowed") {
+            "warning"
+        } else {
+            "ok"
+        };
+        assert!(
+            row.trim_end().ends_with(want) || row.contains(want),
+            "{row}"
+        );
+    }
+    drop(idp);
 }

@@ -37,7 +37,7 @@ fn a_minimal_config_gets_the_defaults() {
 fn unknown_keys_fail_naming_the_key() {
     let err = Config::from_toml_str(&format!("{MINIMAL}\ncookie_secert = \"x\"\n")).unwrap_err();
     assert_eq!(keys(&err), ["cookie_secert"]);
-    assert!(err.to_string().contains("unknown field"), "{err}");
+    assert!(err.to_string().contains("unknown key"), "{err}");
 }
 
 #[test]
@@ -682,4 +682,256 @@ fn insecure_oidc_allow_http_lets_plain_http_providers_through() {
     use clap::Parser as _;
     let cli = crate::cli::Cli::try_parse_from(["gatehouse", "--insecure-oidc-allow-http"]).unwrap();
     assert_eq!(cli.settings.insecure_oidc_allow_http, Some(true));
+}
+
+#[test]
+fn an_unknown_key_gets_a_did_you_mean_instead_of_the_list_of_keys() {
+    for (typo, meant) in [
+        ("cookie_secert", "cookie_secret"),
+        ("upstreem", "upstream"),
+        ("oidc_isuer_url", "oidc_issuer_url"),
+        ("email_domian", "email_domain"),
+        ("skip_auth_route", "skip_auth_routes"),
+    ] {
+        let err = Config::from_toml_str(&format!("{MINIMAL}\n{typo} = \"x\"\n")).unwrap_err();
+        assert_eq!(keys(&err), [typo], "{err}");
+        let reason = &err.problems[0].reason;
+        assert!(
+            reason.contains(&format!("did you mean `{meant}`?")),
+            "{typo}: {reason}"
+        );
+        assert!(
+            !reason.contains("client_secret_file"),
+            "no list of keys: {reason}"
+        );
+    }
+    // nothing near: no guess
+    let err = Config::from_toml_str(&format!("{MINIMAL}\nzzz = 1\n")).unwrap_err();
+    assert!(!err.problems[0].reason.contains("did you mean"), "{err}");
+}
+
+#[test]
+fn a_misspelt_required_key_is_reported_once_not_also_as_missing() {
+    let cfg = MINIMAL.replace("client_id =", "cliend_id =");
+    let err = Config::from_toml_str(&cfg).unwrap_err();
+    assert_eq!(keys(&err), ["cliend_id"], "{err}");
+}
+
+#[test]
+fn unknown_keys_do_not_hide_the_other_problems() {
+    let cfg = format!("{MINIMAL}\ncookie_secert = \"x\"\n").replace(
+        "https://idp.example.com/realms/main",
+        "ftp://idp.example.com",
+    );
+    let err = Config::from_toml_str(&cfg).unwrap_err();
+    assert_eq!(keys(&err), ["cookie_secert", "oidc_issuer_url"], "{err}");
+}
+
+#[test]
+fn oauth2_proxy_names_are_read_as_gatehouse_settings() {
+    let cfg = r#"
+        upstreams = ["http://127.0.0.1:8080/", "http://127.0.0.1:9090/api/"]
+        provider = "keycloak-oidc"
+        oidc_issuer_url = "https://idp.example.com/realms/main"
+        client_id = "gatehouse"
+        client_secret = "s3cret"
+        redirect_url = "https://app.example.com/oauth2/callback"
+        cookie_secret = "2rxnixDMh8xzE2dnUUs6cN7IqXZzNzYaZwN45gtPueg="
+        email_domains = ["Example.com"]
+        whitelist_domains = [".example.com"]
+        cookie_domains = [".example.com"]
+        allowed_groups = ["/staff"]
+        allowed_roles = ["gatehouse:editor"]
+        login_url = "https://idp.example.com/auth"
+        redeem_url = "https://idp.example.com/token"
+        profile_url = "https://idp.example.com/userinfo"
+        oidc_extra_audiences = ["api"]
+        insecure_oidc_allow_unverified_email = true
+        http_address = ":4180"
+        cookie_expire = "168h0m0s"
+    "#;
+    let c = Config::from_toml_str(cfg).unwrap();
+    let routes: Vec<(&str, &str)> = c
+        .upstreams
+        .iter()
+        .map(|u| (u.prefix.as_str(), u.url.as_str()))
+        .collect();
+    // oauth2-proxy routes by the URL's path and keeps the request's path
+    assert_eq!(
+        routes,
+        [
+            ("/api/", "http://127.0.0.1:9090/"),
+            ("/", "http://127.0.0.1:8080/")
+        ]
+    );
+    assert_eq!(c.provider.name, "keycloak");
+    assert_eq!(
+        c.email_domains,
+        EmailDomains::List(vec!["example.com".into()])
+    );
+    assert_eq!(c.whitelist_domains.len(), 1);
+    assert_eq!(c.cookie.domain.as_deref(), Some(".example.com"));
+    assert_eq!(c.allowed_groups, ["/staff"]);
+    assert_eq!(c.allowed_roles, ["gatehouse:editor"]);
+    let url = |u: &Option<Url>| u.as_ref().map(Url::to_string);
+    assert_eq!(
+        url(&c.provider.authorize_url).as_deref(),
+        Some("https://idp.example.com/auth")
+    );
+    assert_eq!(
+        url(&c.provider.token_url).as_deref(),
+        Some("https://idp.example.com/token")
+    );
+    assert_eq!(
+        url(&c.provider.userinfo_url).as_deref(),
+        Some("https://idp.example.com/userinfo")
+    );
+    assert_eq!(c.provider.extra_audiences, ["api"]);
+    assert!(c.allow_unverified_email);
+    assert_eq!(c.http_address.to_string(), "0.0.0.0:4180");
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
+}
+
+#[test]
+fn oauth2_proxy_settings_gatehouse_does_anyway_are_accepted_with_a_note() {
+    let c = Config::from_toml_str(&format!(
+        "{MINIMAL}\nskip_provider_button = true\nreverse_proxy = true\npass_user_headers = true\nrequest_logging = false\n"
+    ))
+    .unwrap();
+    let noted: Vec<&str> = c.notes.iter().map(|n| n.key.as_str()).collect();
+    assert_eq!(
+        noted,
+        [
+            "pass_user_headers",
+            "request_logging",
+            "reverse_proxy",
+            "skip_provider_button"
+        ]
+    );
+    let button = &c.notes[3].reason;
+    assert!(
+        button.contains("ignored") && button.contains("straight to the provider"),
+        "{button}"
+    );
+}
+
+#[test]
+fn oauth2_proxy_features_gatehouse_lacks_are_refused_saying_so_plainly() {
+    for (line, key, says) in [
+        (
+            "skip_auth_routes = [\"GET=^/health\"]",
+            "skip_auth_routes",
+            "per-route rules",
+        ),
+        ("api_routes = [\"^/api\"]", "api_routes", "per-route rules"),
+        (
+            "trusted_ips = [\"10.0.0.0/8\"]",
+            "trusted_ips",
+            "past sign-in",
+        ),
+        ("https_address = \":443\"", "https_address", "tls_cert_file"),
+        (
+            "pass_user_headers = false",
+            "pass_user_headers",
+            "always sends",
+        ),
+        (
+            "cookie_domains = [\"a.example.com\", \"b.example.com\"]",
+            "cookie_domains",
+            "several cookie domains",
+        ),
+    ] {
+        let err = Config::from_toml_str(&format!("{MINIMAL}\n{line}\n")).unwrap_err();
+        assert_eq!(keys(&err), [key], "{err}");
+        let reason = &err.problems[0].reason;
+        assert!(reason.contains("not supported yet"), "{key}: {reason}");
+        assert!(reason.contains(says), "{key}: {reason}");
+        assert!(!reason.contains("unknown"), "{key}: {reason}");
+    }
+    let err = Config::from_toml_str(&MINIMAL.replace(
+        "upstream = \"http://127.0.0.1:8080\"",
+        "upstreams = [\"static://202\"]",
+    ))
+    .unwrap_err();
+    assert_eq!(keys(&err), ["upstreams"], "{err}");
+    assert!(
+        err.problems[0].reason.contains("not supported yet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_setting_given_under_both_names_is_refused() {
+    let err = Config::from_toml_str(&format!("{MINIMAL}\nemail_domains = [\"example.com\"]\n"))
+        .unwrap_err();
+    assert_eq!(keys(&err), ["email_domains"], "{err}");
+    assert!(err.problems[0].reason.contains("`email_domain`"), "{err}");
+}
+
+#[test]
+fn oauth2_proxy_flag_names_are_aliases_of_gatehouse_flags() {
+    use clap::Parser as _;
+    let cli = crate::cli::Cli::try_parse_from([
+        "gatehouse",
+        "--login-url",
+        "https://idp.example.com/auth",
+        "--redeem-url",
+        "https://idp.example.com/token",
+        "--profile-url",
+        "https://idp.example.com/userinfo",
+        "--insecure-oidc-allow-unverified-email",
+    ])
+    .unwrap();
+    let s = &cli.settings;
+    assert_eq!(
+        s.oidc_authorize_url.as_deref(),
+        Some("https://idp.example.com/auth")
+    );
+    assert_eq!(
+        s.oidc_token_url.as_deref(),
+        Some("https://idp.example.com/token")
+    );
+    assert_eq!(
+        s.oidc_userinfo_url.as_deref(),
+        Some("https://idp.example.com/userinfo")
+    );
+    assert_eq!(s.allow_unverified_email, Some(true));
+}
+
+#[test]
+fn an_unknown_provider_does_not_hide_a_bad_issuer() {
+    let cfg = format!("{MINIMAL}\nprovider = \"keycloack\"\n").replace(
+        "https://idp.example.com/realms/main",
+        "http://idp.example.com/realms/main",
+    );
+    let err = Config::from_toml_str(&cfg).unwrap_err();
+    assert_eq!(keys(&err), ["provider", "oidc_issuer_url"], "{err}");
+}
+
+#[test]
+fn advisories_name_a_missing_secret_for_a_confidential_preset_and_roles_of_another_client() {
+    let public = MINIMAL.replace("client_secret = \"s3cret\"\n", "");
+    let c = Config::from_toml_str(&format!("{public}\nprovider = \"keycloak\"\n")).unwrap();
+    let a = c.advisories();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].key, "client_secret");
+    assert!(a[0].reason.contains("invalid_client"), "{a:?}");
+    // generic oidc: a public client is ordinary
+    assert!(
+        Config::from_toml_str(&public)
+            .unwrap()
+            .advisories()
+            .is_empty()
+    );
+    let c = Config::from_toml_str(&format!(
+        "{MINIMAL}\nprovider = \"keycloak\"\nallowed_role = [\"user\", \"gatehouse:editor\", \"otherclient:admin\"]\n"
+    ))
+    .unwrap();
+    let a = c.advisories();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].key, "allowed_role");
+    assert!(
+        a[0].reason.contains("`otherclient:admin`") && a[0].reason.contains("`gatehouse:admin`"),
+        "{a:?}"
+    );
 }

@@ -192,3 +192,76 @@ async fn every_example_signs_in_through_the_proxy_against_its_provider() {
         );
     }
 }
+
+/// `examples/oauth2-proxy.cfg`, an oauth2-proxy config file with its
+/// oauth2-proxy names (`upstreams` with a path route, `email_domains`,
+/// `allowed_roles`, `provider = "keycloak-oidc"`, ...), started as written
+/// but for its real-world addresses and secrets, signs in through the proxy.
+/// The cookie domain is dropped with the addresses (the test runs on
+/// 127.0.0.1); the upstreams stay in oauth2-proxy's form.
+#[tokio::test]
+async fn the_oauth2_proxy_example_config_signs_in_unchanged_but_for_addresses_and_secrets() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/oauth2-proxy.cfg");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // as written it stops on the placeholders only: every other key is known
+    let err = gatehouse::Config::from_toml_str(&text).unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["client_secret", "cookie_secret"], "{err}");
+    let example: toml::Table = text.parse().unwrap();
+    let idp = MockIdp::start(IdpOptions {
+        client_id: string(&example, "client_id"),
+        client_secret: Some(CLIENT_SECRET.to_owned()),
+        ..IdpOptions::provider(Profile::keycloak("main"), "alice")
+    })
+    .await;
+    let [root, api] = [Recorder::start().await, Recorder::start().await];
+    let mut t = example.clone();
+    for (key, value) in [
+        ("http_address", toml::Value::from("127.0.0.1:{PORT}")),
+        (
+            "upstreams",
+            toml::Value::from(vec![
+                format!("{}/", root.url()),
+                format!("{}/api/", api.url()),
+            ]),
+        ),
+        ("oidc_issuer_url", idp.issuer().into()),
+        (
+            "redirect_url",
+            "http://127.0.0.1:{PORT}/oauth2/callback".into(),
+        ),
+        ("cookie_secret", random_cookie_secret().into()),
+        ("client_secret", CLIENT_SECRET.into()),
+    ] {
+        assert!(t.contains_key(key), "{key}");
+        t.insert(key.to_owned(), value);
+    }
+    assert!(t.remove("cookie_domains").is_some());
+    let toml = toml::to_string(&t).unwrap();
+    let config = gatehouse::Config::from_toml_str(&toml.replace("{PORT}", "1")).unwrap();
+    let noted: Vec<&str> = config.notes.iter().map(|n| n.key.as_str()).collect();
+    assert!(
+        noted.contains(&"skip_provider_button") && noted.contains(&"reverse_proxy"),
+        "{noted:?}"
+    );
+    let proxy = TestProxy::start_raw(&toml).await;
+    let env = Env {
+        idp,
+        upstream: root,
+        proxy,
+    };
+    let client = TestClient::new();
+    login(&client, &env, "/welcome").await;
+    let resp = client.get(&env.proxy.url("/welcome")).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let seen = env.upstream.last().unwrap();
+    assert_eq!(seen.path(), "/welcome");
+    assert_eq!(seen.header("x-forwarded-email"), Some("alice@example.com"));
+    assert!(seen.header("x-forwarded-access-token").is_some());
+    // oauth2-proxy's `http://host/api/` upstream serves /api/..., path kept
+    let resp = client.get(&env.proxy.url("/api/items")).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let seen = api.last().expect("the /api/ upstream was reached");
+    assert_eq!(seen.path(), "/api/items");
+    assert_eq!(seen.header("x-forwarded-user"), Some(ALICE));
+}
