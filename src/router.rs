@@ -130,17 +130,17 @@ async fn dispatch(
                 (_, "/oauth2/forward-auth") => {
                     forward_auth::forward_auth(state, &parts, &info).await
                 }
+                (Method::GET | Method::HEAD, endpoints::SIGNED_OUT_PATH) => endpoints::signed_out(),
                 (
                     _,
-                    "/oauth2/start" | "/oauth2/callback" | "/oauth2/sign_out" | "/oauth2/userinfo",
-                ) => json(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &serde_json::json!({"error": "method_not_allowed"}),
-                ),
-                _ => json(
-                    StatusCode::NOT_FOUND,
-                    &serde_json::json!({"error": "not_found"}),
-                ),
+                    "/oauth2/start"
+                    | "/oauth2/callback"
+                    | "/oauth2/sign_out"
+                    | "/oauth2/userinfo"
+                    | endpoints::SIGNED_OUT_PATH,
+                ) => error_response(&Error::MethodNotAllowed, info.mode),
+                // a browser gets a page, an API client JSON
+                _ => error_response(&Error::NotFound, info.mode),
             };
         }
         _ => {}
@@ -172,7 +172,7 @@ async fn dispatch(
                 Err(e) => error_response(&e, info.mode),
             }
         }
-        Decision::Deny(reason) => endpoints::forbidden(reason, info.mode),
+        Decision::Deny(reason, who) => endpoints::forbidden(reason, &who, info.mode),
         Decision::Challenge => challenge(state, &req, &info),
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
