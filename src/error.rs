@@ -422,6 +422,92 @@ mod tests {
         assert!(body.contains("/oauth2/start"));
     }
 
+    fn body(r: Response<ProxyBody>) -> String {
+        let b =
+            futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(r.into_body()))
+                .unwrap()
+                .unwrap()
+                .to_bytes();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_refused_client_or_a_bad_discovery_is_a_configuration_problem_never_a_retry() {
+        let config = [
+            Error::Idp(IdpError::TokenExchange(
+                "status 401 Unauthorized, provider said invalid_client".into(),
+            )),
+            Error::Idp(IdpError::TokenExchange(
+                "status 400 Bad Request, provider said unauthorized_client".into(),
+            )),
+            Error::Idp(IdpError::Discovery {
+                issuer: "https://idp".into(),
+                reason: "issuer mismatch".into(),
+            }),
+        ];
+        for err in &config {
+            assert!(err.is_misconfiguration(), "{err}");
+            let page = body(error_response(err, Mode::Html));
+            assert!(page.contains("configuration problem"), "{page}");
+            assert!(page.contains("contact the administrator"), "{page}");
+            assert!(!page.contains("/oauth2/start"), "{page}");
+            assert!(!page.to_lowercase().contains("please try again"), "{page}");
+            let json = body(error_response(err, Mode::Json));
+            assert!(!json.contains("\"start\""), "{json}");
+        }
+        // a provider having a bad moment is not the configuration
+        let passing = [
+            Error::Idp(IdpError::TokenExchange("status 500".into())),
+            Error::Idp(IdpError::TokenExchange(
+                "status 400, provider said invalid_grant".into(),
+            )),
+            Error::Idp(IdpError::Transport("refused".into())),
+            Error::IdpNotReady,
+        ];
+        for err in &passing {
+            assert!(!err.is_misconfiguration(), "{err}");
+            let page = body(error_response(err, Mode::Html));
+            assert!(!page.contains("configuration problem"), "{page}");
+        }
+    }
+
+    #[test]
+    fn no_error_page_shows_backticks_config_keys_or_code_names() {
+        let all = [
+            Error::LoginState(LoginStateError::Missing),
+            Error::LoginState(LoginStateError::Expired),
+            Error::LoginState(LoginStateError::Used),
+            Error::IssuerMismatch,
+            Error::MissingParam("state"),
+            Error::IdpNotReady,
+            Error::StoreUnavailable,
+            Error::Idp(IdpError::IdToken("bad aud".into())),
+            Error::Idp(IdpError::TokenExchange("status 500".into())),
+            Error::UpstreamUnavailable {
+                upstream: "http://10.0.0.1".into(),
+                reason: "refused".into(),
+            },
+            Error::UpstreamTimeout("http://10.0.0.1".into()),
+            Error::BadRequest("no Host header"),
+            Error::Unauthenticated,
+            Error::Internal("cannot seal login state"),
+            Error::NotFound,
+            Error::MethodNotAllowed,
+        ];
+        for err in &all {
+            let page = body(error_response(err, Mode::Html));
+            let visible: String = page
+                .split('<')
+                .filter_map(|t| t.split_once('>').map(|(_, v)| v))
+                .collect();
+            for internal in ["`", "_", "Error", "10.0.0.1", "seal", "aud"] {
+                assert!(!visible.contains(internal), "{internal:?} in {visible}");
+            }
+            // and every page says what happened and what to do next
+            assert!(page.matches("<p>").count() >= 2, "{page}");
+        }
+    }
+
     #[test]
     fn statuses_by_kind() {
         assert_eq!(
