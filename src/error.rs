@@ -116,10 +116,10 @@ impl Error {
     /// True when the failure is the deployment's configuration, not
     /// something that passes: the provider refused gatehouse itself
     /// (`invalid_client`, `unauthorized_client`: a wrong client id or
-    /// secret) or its discovery document is wrong. Retrying cannot help.
+    /// secret). Retrying cannot help. (Discovery itself runs before any
+    /// request: a request only sees a key refetch fail, which passes.)
     pub fn is_misconfiguration(&self) -> bool {
         match self {
-            Self::Idp(IdpError::Discovery { .. }) => true,
             Self::Idp(IdpError::TokenExchange(why)) => {
                 why.contains("invalid_client") || why.contains("unauthorized_client")
             }
@@ -432,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_client_or_a_bad_discovery_is_a_configuration_problem_never_a_retry() {
+    fn a_refused_client_is_a_configuration_problem_never_a_retry() {
         let config = [
             Error::Idp(IdpError::TokenExchange(
                 "status 401 Unauthorized, provider said invalid_client".into(),
@@ -440,10 +440,6 @@ mod tests {
             Error::Idp(IdpError::TokenExchange(
                 "status 400 Bad Request, provider said unauthorized_client".into(),
             )),
-            Error::Idp(IdpError::Discovery {
-                issuer: "https://idp".into(),
-                reason: "issuer mismatch".into(),
-            }),
         ];
         for err in &config {
             assert!(err.is_misconfiguration(), "{err}");
@@ -462,6 +458,10 @@ mod tests {
                 "status 400, provider said invalid_grant".into(),
             )),
             Error::Idp(IdpError::Transport("refused".into())),
+            Error::Idp(IdpError::Discovery {
+                issuer: "https://idp/jwks".into(),
+                reason: "status 503".into(),
+            }),
             Error::IdpNotReady,
         ];
         for err in &passing {
