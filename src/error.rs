@@ -34,6 +34,8 @@ pub enum ErrorKind {
     NotFound,
     /// A gatehouse address asked with a method it does not answer (405).
     MethodNotAllowed,
+    /// Too many sign-ins from one client (429).
+    TooManyRequests,
 }
 
 /// Everything that can go wrong while answering a request.
@@ -92,6 +94,9 @@ pub enum Error {
     /// An `/oauth2/` endpoint asked with the wrong method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Too many sign-ins from one client.
+    #[error("too many sign-in requests")]
+    TooManyRequests,
 }
 
 impl Error {
@@ -110,6 +115,7 @@ impl Error {
             Self::Internal(_) => ErrorKind::Internal,
             Self::NotFound => ErrorKind::NotFound,
             Self::MethodNotAllowed => ErrorKind::MethodNotAllowed,
+            Self::TooManyRequests => ErrorKind::TooManyRequests,
         }
     }
 
@@ -267,6 +273,14 @@ impl Error {
                 links: vec![HOME],
                 retry: false,
             },
+            Self::TooManyRequests => Public {
+                title: "Too many sign-in attempts",
+                what: "There were too many sign-in attempts from your network in a short time."
+                    .to_owned(),
+                next: "Please wait a minute, then try again.".to_owned(),
+                links: vec![("/oauth2/start", "Try again")],
+                retry: false,
+            },
             Self::Internal(_) => Public {
                 title: "Something went wrong",
                 what: "Something went wrong on the server while answering this request.".to_owned(),
@@ -342,13 +356,15 @@ pub fn error_response_with(
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
     };
     match kind {
         ErrorKind::BadRequest
         | ErrorKind::LoginFailed
         | ErrorKind::Unauthenticated
         | ErrorKind::NotFound
-        | ErrorKind::MethodNotAllowed => {
+        | ErrorKind::MethodNotAllowed
+        | ErrorKind::TooManyRequests => {
             tracing::debug!(error = %escape_log(&err.to_string()), "request refused");
         }
         _ if err.is_misconfiguration() => tracing::error!(
@@ -396,6 +412,7 @@ fn error_code(kind: ErrorKind) -> &'static str {
         ErrorKind::Internal => "internal",
         ErrorKind::NotFound => "not_found",
         ErrorKind::MethodNotAllowed => "method_not_allowed",
+        ErrorKind::TooManyRequests => "too_many_requests",
     }
 }
 
@@ -493,6 +510,7 @@ mod tests {
             Error::Internal("cannot seal login state"),
             Error::NotFound,
             Error::MethodNotAllowed,
+            Error::TooManyRequests,
         ];
         for err in &all {
             let page = body(error_response(err, Mode::Html));

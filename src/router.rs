@@ -113,7 +113,7 @@ async fn dispatch(
                     ))
                     .await
             {
-                return rate_limited(wait);
+                return rate_limited(wait, info.mode);
             }
             let (parts, _body) = req.into_parts(); // endpoints read no body
             return match (parts.method.clone(), parts.uri.path()) {
@@ -232,13 +232,11 @@ fn check_target<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
     None
 }
 
-/// 429 with `Retry-After` in whole seconds (at least 1).
-fn rate_limited(wait: std::time::Duration) -> Response<ProxyBody> {
+/// 429 with `Retry-After` in whole seconds (at least 1); a page for a
+/// browser.
+fn rate_limited(wait: std::time::Duration, mode: Mode) -> Response<ProxyBody> {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut resp = json(
-        StatusCode::TOO_MANY_REQUESTS,
-        &serde_json::json!({"error": "too_many_requests"}),
-    );
+    let mut resp = error_response(&Error::TooManyRequests, mode);
     resp.headers_mut().insert(
         http::header::RETRY_AFTER,
         http::HeaderValue::from(secs.max(1)),
