@@ -57,8 +57,8 @@ pub enum Decision {
     /// Not signed in (no cookie, or one that did not decode, has expired,
     /// was revoked, or whose refresh the provider refused).
     Challenge,
-    /// Signed in but refused by policy.
-    Deny(DenyReason),
+    /// Signed in but refused by policy; who was refused.
+    Deny(DenyReason, Box<Identity>),
     /// No answer can be given (never an allow): the session is due for a
     /// refresh and the provider could not be reached, or the session store
     /// cannot vouch for the session.
@@ -216,7 +216,7 @@ impl Gate {
         let identity = session.identity;
         let decision = match policy::check(config, &identity) {
             Ok(()) => Decision::Allow(identity),
-            Err(reason) => Decision::Deny(reason),
+            Err(reason) => Decision::Deny(reason, Box::new(identity)),
         };
         Decided {
             decision,

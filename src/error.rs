@@ -10,7 +10,7 @@ use http::{Response, StatusCode};
 use crate::auth::oidc::IdpError;
 use crate::auth::session::LoginStateError;
 use crate::http::body::ProxyBody;
-use crate::http::response::{json, page};
+use crate::http::response::{Page, json, render};
 use crate::telemetry::escape_log;
 
 /// Who a failure is down to, and so which status it gets.
@@ -30,6 +30,12 @@ pub enum ErrorKind {
     IdpUnavailable,
     /// Our own fault (500).
     Internal,
+    /// No such gatehouse address (404).
+    NotFound,
+    /// A gatehouse address asked with a method it does not answer (405).
+    MethodNotAllowed,
+    /// Too many sign-ins from one client (429).
+    TooManyRequests,
 }
 
 /// Everything that can go wrong while answering a request.
@@ -82,6 +88,15 @@ pub enum Error {
     /// Our own fault.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// An `/oauth2/` path gatehouse does not serve.
+    #[error("no such endpoint")]
+    NotFound,
+    /// An `/oauth2/` endpoint asked with the wrong method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Too many sign-ins from one client.
+    #[error("too many sign-in requests")]
+    TooManyRequests,
 }
 
 impl Error {
@@ -98,49 +113,197 @@ impl Error {
             Self::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             Self::Unauthenticated => ErrorKind::Unauthenticated,
             Self::Internal(_) => ErrorKind::Internal,
+            Self::NotFound => ErrorKind::NotFound,
+            Self::MethodNotAllowed => ErrorKind::MethodNotAllowed,
+            Self::TooManyRequests => ErrorKind::TooManyRequests,
         }
     }
 
-    /// A sentence a user can act on. Never includes tokens or cookie values.
-    fn public_message(&self) -> String {
+    /// True when the failure is the deployment's configuration, not
+    /// something that passes: the provider refused gatehouse itself
+    /// (`invalid_client`, `unauthorized_client`: a wrong client id or
+    /// secret). Retrying cannot help. (Discovery itself runs before any
+    /// request: a request only sees a key refetch fail, which passes.)
+    pub fn is_misconfiguration(&self) -> bool {
         match self {
-            Self::LoginState(LoginStateError::Expired) => {
-                "This sign-in took too long and has expired. Please start again.".to_owned()
+            Self::Idp(IdpError::TokenExchange(why)) => {
+                why.contains("invalid_client") || why.contains("unauthorized_client")
             }
-            Self::LoginState(_) => "This sign-in link is not valid here: it was already used, \
-                 belongs to another browser, or your cookies were cleared. Please start again."
-                .to_owned(),
-            Self::ProviderDenied { error, description } => match description {
-                Some(d) => format!("The identity provider refused the sign-in ({error}: {d})."),
-                None => format!("The identity provider refused the sign-in ({error})."),
-            },
-            Self::IssuerMismatch => "This sign-in did not come back from the identity provider \
-                 it was sent to. Please start again."
-                .to_owned(),
-            Self::MissingParam(p) => format!("The request is missing the `{p}` parameter."),
-            Self::IdpNotReady => {
-                "The identity provider is not reachable yet. Please try again shortly.".to_owned()
-            }
-            Self::StoreUnavailable => {
-                "The session store is not reachable right now. Please try again shortly.".to_owned()
-            }
-            Self::Idp(IdpError::IdToken(_)) => {
-                "The sign-in could not be verified. Please start again.".to_owned()
-            }
-            Self::Idp(_) => {
-                "The identity provider could not complete the sign-in. Please try again.".to_owned()
-            }
-            Self::UpstreamUnavailable { .. } => {
-                "The application behind this proxy is not reachable.".to_owned()
-            }
-            Self::UpstreamTimeout(_) => {
-                "The application behind this proxy did not answer in time.".to_owned()
-            }
-            Self::BadRequest(m) => format!("Bad request: {m}."),
-            Self::Unauthenticated => "You are not signed in.".to_owned(),
-            Self::Internal(_) => "Something went wrong on our side.".to_owned(),
+            _ => false,
         }
     }
+
+    /// What a person is told: plain words, no config keys, no code names,
+    /// never a token or a cookie value.
+    fn public(&self) -> Public {
+        const START: (&str, &str) = ("/oauth2/start", "Sign in again");
+        const HOME: (&str, &str) = ("/", "Go to the start page");
+        let admin = "If this keeps happening, contact the administrator of this site.";
+        let again = |title: &'static str, what: String| Public {
+            title,
+            what,
+            next: "Please sign in again.".to_owned(),
+            links: vec![START],
+            retry: true,
+        };
+        if self.is_misconfiguration() {
+            return Public {
+                title: "Sign-in is not set up correctly",
+                what: "The identity provider did not accept this site's sign-in settings. \
+                       This is a configuration problem on the server, not something you did."
+                    .to_owned(),
+                next: "Trying again will not help. Please contact the administrator of this site \
+                       and tell them sign-in is misconfigured."
+                    .to_owned(),
+                links: Vec::new(),
+                retry: false,
+            };
+        }
+        match self {
+            Self::LoginState(LoginStateError::Expired) => again(
+                "Sign-in expired",
+                "This sign-in took too long and has expired.".to_owned(),
+            ),
+            Self::LoginState(_) => again(
+                "Sign-in could not be completed",
+                "This sign-in cannot be finished here: it was already used, it was started in \
+                 another browser, or your cookies were cleared."
+                    .to_owned(),
+            ),
+            Self::ProviderDenied { error, description } => Public {
+                title: "Sign-in was refused",
+                what: match description {
+                    Some(d) => format!("The identity provider refused the sign-in ({error}: {d})."),
+                    None => format!("The identity provider refused the sign-in ({error})."),
+                },
+                next: format!("You can sign in again, perhaps as someone else. {admin}"),
+                links: vec![START],
+                retry: true,
+            },
+            Self::IssuerMismatch => again(
+                "Sign-in could not be completed",
+                "This sign-in did not come back from the identity provider it was sent to."
+                    .to_owned(),
+            ),
+            Self::MissingParam(_) => Public {
+                title: "No sign-in in progress",
+                what: "This address finishes a sign-in, but it was opened without one \
+                       (for example from a bookmark, or a link that was cut short)."
+                    .to_owned(),
+                next: "Go to the site and sign in from there.".to_owned(),
+                links: vec![HOME, ("/oauth2/start", "Sign in")],
+                retry: false,
+            },
+            Self::IdpNotReady => Public {
+                title: "Sign-in is not available",
+                what: "The identity provider cannot be reached, so nobody can sign in right now."
+                    .to_owned(),
+                next: format!("Please try again in a few minutes. {admin}"),
+                links: vec![("/oauth2/start", "Try again")],
+                retry: true,
+            },
+            Self::StoreUnavailable => Public {
+                title: "Sign-in is not available",
+                what: "The place where sign-ins are kept cannot be reached right now.".to_owned(),
+                next: format!("Please try again in a few minutes. {admin}"),
+                links: vec![("/oauth2/start", "Try again")],
+                retry: true,
+            },
+            Self::Idp(IdpError::IdToken(_)) => again(
+                "Sign-in could not be verified",
+                "The identity provider's answer could not be verified.".to_owned(),
+            ),
+            Self::Idp(IdpError::Transport(_)) => Public {
+                title: "Sign-in is not available",
+                what: "The identity provider did not answer, so the sign-in could not be finished."
+                    .to_owned(),
+                next: format!("Please try again in a few minutes. {admin}"),
+                links: vec![("/oauth2/start", "Try again")],
+                retry: true,
+            },
+            Self::Idp(_) => Public {
+                title: "Sign-in could not be completed",
+                what: "The identity provider could not complete the sign-in.".to_owned(),
+                next: format!("Please sign in again. {admin}"),
+                links: vec![START],
+                retry: true,
+            },
+            Self::UpstreamUnavailable { .. } => Public {
+                title: "The application is not reachable",
+                what: "You got past sign-in, but the application behind it is not answering."
+                    .to_owned(),
+                next: format!("Please try again in a moment. {admin}"),
+                links: Vec::new(),
+                retry: false,
+            },
+            Self::UpstreamTimeout(_) => Public {
+                title: "The application did not answer in time",
+                what:
+                    "You got past sign-in, but the application behind it took too long to answer."
+                        .to_owned(),
+                next: format!("Please try again in a moment. {admin}"),
+                links: Vec::new(),
+                retry: false,
+            },
+            Self::BadRequest(m) => Public {
+                title: "This request cannot be accepted",
+                what: format!("The request was refused: {m}."),
+                next: "Go back to the site and try from there.".to_owned(),
+                links: vec![HOME],
+                retry: false,
+            },
+            Self::Unauthenticated => Public {
+                title: "Not signed in",
+                what: "You are not signed in.".to_owned(),
+                next: "Please sign in.".to_owned(),
+                links: vec![("/oauth2/start", "Sign in")],
+                retry: false,
+            },
+            Self::NotFound => Public {
+                title: "Page not found",
+                what: "There is no page at this address.".to_owned(),
+                next: "Check the address, or go to the start page.".to_owned(),
+                links: vec![HOME],
+                retry: false,
+            },
+            Self::MethodNotAllowed => Public {
+                title: "This address cannot be used this way",
+                what: "This address exists, but not for this kind of request.".to_owned(),
+                next: "Go to the start page and follow the links from there.".to_owned(),
+                links: vec![HOME],
+                retry: false,
+            },
+            Self::TooManyRequests => Public {
+                title: "Too many sign-in attempts",
+                what: "There were too many sign-in attempts from your network in a short time."
+                    .to_owned(),
+                next: "Please wait a minute, then try again.".to_owned(),
+                links: vec![("/oauth2/start", "Try again")],
+                retry: false,
+            },
+            Self::Internal(_) => Public {
+                title: "Something went wrong",
+                what: "Something went wrong on the server while answering this request.".to_owned(),
+                next: format!("Please try again. {admin}"),
+                links: vec![HOME],
+                retry: false,
+            },
+        }
+    }
+}
+
+/// What a page or a JSON answer tells a person about an [`Error`].
+struct Public {
+    /// Heading.
+    title: &'static str,
+    /// What happened.
+    what: String,
+    /// What to do next.
+    next: String,
+    /// Links for the next step.
+    links: Vec<(&'static str, &'static str)>,
+    /// Whether starting a new sign-in can help (JSON `start`).
+    retry: bool,
 }
 
 /// An error and its sources joined with `: `, for log lines. Callers pass
@@ -167,6 +330,16 @@ pub enum Mode {
 
 /// The one place an error becomes a response, logged once here.
 pub fn error_response(err: &Error, mode: Mode) -> Response<ProxyBody> {
+    error_response_with(err, mode, None)
+}
+
+/// [`error_response`] with a reference the administrator can find in the
+/// log (shown on the page and in the JSON body).
+pub fn error_response_with(
+    err: &Error,
+    mode: Mode,
+    reference: Option<&str>,
+) -> Response<ProxyBody> {
     let kind = err.kind();
     let status = match kind {
         ErrorKind::BadRequest | ErrorKind::LoginFailed => StatusCode::BAD_REQUEST,
@@ -181,32 +354,50 @@ pub fn error_response(err: &Error, mode: Mode) -> Response<ProxyBody> {
             _ => StatusCode::SERVICE_UNAVAILABLE,
         },
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
     };
     match kind {
-        ErrorKind::BadRequest | ErrorKind::LoginFailed | ErrorKind::Unauthenticated => {
+        ErrorKind::BadRequest
+        | ErrorKind::LoginFailed
+        | ErrorKind::Unauthenticated
+        | ErrorKind::NotFound
+        | ErrorKind::MethodNotAllowed
+        | ErrorKind::TooManyRequests => {
             tracing::debug!(error = %escape_log(&err.to_string()), "request refused");
         }
+        _ if err.is_misconfiguration() => tracing::error!(
+            error = %escape_log(&err.to_string()),
+            "sign-in failed: configuration problem (check the client id, secret and issuer)"
+        ),
         _ => tracing::warn!(error = %escape_log(&err.to_string()), "request failed"),
     }
-    let message = err.public_message();
-    let retry = matches!(kind, ErrorKind::LoginFailed | ErrorKind::IdpUnavailable);
+    let public = err.public();
     match mode {
         Mode::Json => {
+            let message = format!("{} {}", public.what, public.next);
             let mut body = serde_json::json!({ "error": error_code(kind), "message": message });
-            if retry {
+            if err.is_misconfiguration() {
+                body["error"] = serde_json::Value::from("misconfigured");
+            }
+            if public.retry {
                 body["start"] = serde_json::Value::from("/oauth2/start");
+            }
+            if let Some(r) = reference {
+                body["reference"] = serde_json::Value::from(r);
             }
             json(status, &body)
         }
-        Mode::Html => {
-            let title = status.canonical_reason().unwrap_or("Error");
-            page(
-                status,
-                title,
-                &message,
-                retry.then_some(("/oauth2/start", "Sign in again")),
-            )
-        }
+        Mode::Html => render(&Page {
+            status,
+            title: public.title,
+            what: &public.what,
+            signed_in_as: None,
+            next: &public.next,
+            links: &public.links,
+            reference,
+        }),
     }
 }
 
@@ -219,6 +410,9 @@ fn error_code(kind: ErrorKind) -> &'static str {
         ErrorKind::UpstreamTimeout => "upstream_timeout",
         ErrorKind::IdpUnavailable => "idp_unavailable",
         ErrorKind::Internal => "internal",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::MethodNotAllowed => "method_not_allowed",
+        ErrorKind::TooManyRequests => "too_many_requests",
     }
 }
 
@@ -243,6 +437,93 @@ mod tests {
         assert!(!body.contains("<script>x"));
         assert!(body.contains("&lt;script&gt;"));
         assert!(body.contains("/oauth2/start"));
+    }
+
+    fn body(r: Response<ProxyBody>) -> String {
+        let b =
+            futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(r.into_body()))
+                .unwrap()
+                .unwrap()
+                .to_bytes();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_refused_client_is_a_configuration_problem_never_a_retry() {
+        let config = [
+            Error::Idp(IdpError::TokenExchange(
+                "status 401 Unauthorized, provider said invalid_client".into(),
+            )),
+            Error::Idp(IdpError::TokenExchange(
+                "status 400 Bad Request, provider said unauthorized_client".into(),
+            )),
+        ];
+        for err in &config {
+            assert!(err.is_misconfiguration(), "{err}");
+            let page = body(error_response(err, Mode::Html));
+            assert!(page.contains("configuration problem"), "{page}");
+            assert!(page.contains("contact the administrator"), "{page}");
+            assert!(!page.contains("/oauth2/start"), "{page}");
+            assert!(!page.to_lowercase().contains("please try again"), "{page}");
+            let json = body(error_response(err, Mode::Json));
+            assert!(!json.contains("\"start\""), "{json}");
+        }
+        // a provider having a bad moment is not the configuration
+        let passing = [
+            Error::Idp(IdpError::TokenExchange("status 500".into())),
+            Error::Idp(IdpError::TokenExchange(
+                "status 400, provider said invalid_grant".into(),
+            )),
+            Error::Idp(IdpError::Transport("refused".into())),
+            Error::Idp(IdpError::Discovery {
+                issuer: "https://idp/jwks".into(),
+                reason: "status 503".into(),
+            }),
+            Error::IdpNotReady,
+        ];
+        for err in &passing {
+            assert!(!err.is_misconfiguration(), "{err}");
+            let page = body(error_response(err, Mode::Html));
+            assert!(!page.contains("configuration problem"), "{page}");
+        }
+    }
+
+    #[test]
+    fn no_error_page_shows_backticks_config_keys_or_code_names() {
+        let all = [
+            Error::LoginState(LoginStateError::Missing),
+            Error::LoginState(LoginStateError::Expired),
+            Error::LoginState(LoginStateError::Used),
+            Error::IssuerMismatch,
+            Error::MissingParam("state"),
+            Error::IdpNotReady,
+            Error::StoreUnavailable,
+            Error::Idp(IdpError::IdToken("bad aud".into())),
+            Error::Idp(IdpError::TokenExchange("status 500".into())),
+            Error::UpstreamUnavailable {
+                upstream: "http://10.0.0.1".into(),
+                reason: "refused".into(),
+            },
+            Error::UpstreamTimeout("http://10.0.0.1".into()),
+            Error::BadRequest("no Host header"),
+            Error::Unauthenticated,
+            Error::Internal("cannot seal login state"),
+            Error::NotFound,
+            Error::MethodNotAllowed,
+            Error::TooManyRequests,
+        ];
+        for err in &all {
+            let page = body(error_response(err, Mode::Html));
+            let visible: String = page
+                .split('<')
+                .filter_map(|t| t.split_once('>').map(|(_, v)| v))
+                .collect();
+            for internal in ["`", "_", "Error", "10.0.0.1", "seal", "aud"] {
+                assert!(!visible.contains(internal), "{internal:?} in {visible}");
+            }
+            // and every page says what happened and what to do next
+            assert!(page.matches("<p>").count() >= 2, "{page}");
+        }
     }
 
     #[test]

@@ -113,7 +113,7 @@ async fn dispatch(
                     ))
                     .await
             {
-                return rate_limited(wait);
+                return rate_limited(wait, info.mode);
             }
             let (parts, _body) = req.into_parts(); // endpoints read no body
             return match (parts.method.clone(), parts.uri.path()) {
@@ -130,17 +130,17 @@ async fn dispatch(
                 (_, "/oauth2/forward-auth") => {
                     forward_auth::forward_auth(state, &parts, &info).await
                 }
+                (Method::GET | Method::HEAD, endpoints::SIGNED_OUT_PATH) => endpoints::signed_out(),
                 (
                     _,
-                    "/oauth2/start" | "/oauth2/callback" | "/oauth2/sign_out" | "/oauth2/userinfo",
-                ) => json(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &serde_json::json!({"error": "method_not_allowed"}),
-                ),
-                _ => json(
-                    StatusCode::NOT_FOUND,
-                    &serde_json::json!({"error": "not_found"}),
-                ),
+                    "/oauth2/start"
+                    | "/oauth2/callback"
+                    | "/oauth2/sign_out"
+                    | "/oauth2/userinfo"
+                    | endpoints::SIGNED_OUT_PATH,
+                ) => error_response(&Error::MethodNotAllowed, info.mode),
+                // a browser gets a page, an API client JSON
+                _ => error_response(&Error::NotFound, info.mode),
             };
         }
         _ => {}
@@ -172,7 +172,7 @@ async fn dispatch(
                 Err(e) => error_response(&e, info.mode),
             }
         }
-        Decision::Deny(reason) => endpoints::forbidden(reason, info.mode),
+        Decision::Deny(reason, who) => endpoints::forbidden(reason, &who, info.mode),
         Decision::Challenge => challenge(state, &req, &info),
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
@@ -232,13 +232,11 @@ fn check_target<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
     None
 }
 
-/// 429 with `Retry-After` in whole seconds (at least 1).
-fn rate_limited(wait: std::time::Duration) -> Response<ProxyBody> {
+/// 429 with `Retry-After` in whole seconds (at least 1); a page for a
+/// browser.
+fn rate_limited(wait: std::time::Duration, mode: Mode) -> Response<ProxyBody> {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut resp = json(
-        StatusCode::TOO_MANY_REQUESTS,
-        &serde_json::json!({"error": "too_many_requests"}),
-    );
+    let mut resp = error_response(&Error::TooManyRequests, mode);
     resp.headers_mut().insert(
         http::header::RETRY_AFTER,
         http::HeaderValue::from(secs.max(1)),

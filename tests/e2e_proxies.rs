@@ -645,7 +645,11 @@ async fn second_host_shares_the_session_and_sign_out_ends_it(
             .as_str()
             .starts_with(&format!("{}/logout", s.idp.base_url()))
     );
-    assert_eq!(query(&to_idp, "post_logout_redirect_uri"), s.url(APP1, "/"));
+    // without `rd`, the provider returns to gatehouse's signed-out page
+    assert_eq!(
+        query(&to_idp, "post_logout_redirect_uri"),
+        s.url(APP1, "/oauth2/signed_out")
+    );
 
     let count = s.upstream.count();
     for host in [APP1, APP2] {

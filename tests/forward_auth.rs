@@ -317,6 +317,26 @@ async fn signed_in_but_outside_email_domain_gets_403_from_both_endpoints() {
             )
             .await;
             assert_not_allowed(&resp, StatusCode::FORBIDDEN, path);
+            let text = resp.text();
+            let html = path == "/oauth2/forward-auth" && accept == ACCEPT_HTML;
+            if html {
+                // Traefik and Caddy show this page to the browser as is
+                assert!(text.contains("You do not have access"), "{text}");
+                assert!(text.contains("You are signed in as"), "{text}");
+                assert!(text.contains("href=\"/oauth2/sign_out\""), "{text}");
+            } else {
+                let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(json["error"], "forbidden", "{path} {accept}");
+                assert!(
+                    json["signed_in_as"]
+                        .as_str()
+                        .is_some_and(|w| w.contains("carol")),
+                    "{json}"
+                );
+            }
+            // plain words for the person refused, no config key
+            assert!(text.contains("not in one of the domains allowed"), "{text}");
+            assert!(!text.contains("email_domain"), "{text}");
         }
     }
     // narrowing never widens: a location allowing carol's domain still 403s

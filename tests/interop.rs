@@ -266,7 +266,8 @@ async fn sign_out_redirects_to_the_providers_end_session_endpoint_with_state() {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| panic!("no state: {end_session}"))
         .to_owned();
-    let home = format!("{}/", stack.proxy_base);
+    // without `rd`, the sign-out ends on gatehouse's signed-out page
+    let home = format!("{}/oauth2/signed_out", stack.proxy_base);
     for (name, want) in [
         ("client_id", Some("gatehouse")),
         ("post_logout_redirect_uri", Some(home.as_str())),
@@ -285,7 +286,7 @@ async fn sign_out_redirects_to_the_providers_end_session_endpoint_with_state() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (back.origin(), back.path()),
-        (Url::parse(&home).unwrap().origin(), "/"),
+        (Url::parse(&home).unwrap().origin(), "/oauth2/signed_out"),
         "the provider should return to post_logout_redirect_uri: {back}"
     );
     assert_eq!(
@@ -293,6 +294,12 @@ async fn sign_out_redirects_to_the_providers_end_session_endpoint_with_state() {
         Some(state.as_str()),
         "{back}"
     );
+    // and the return lands on a page that says so, with a way back in
+    let landed = client.get(back.as_str()).await;
+    assert_eq!(landed.status, StatusCode::OK, "{}", landed.text());
+    let text = landed.text();
+    assert!(text.contains("You are signed out"), "{text}");
+    assert!(text.contains("href=\"/oauth2/start\""), "{text}");
 
     // the provider's session is over: the next visit signs in again
     let authorize = leave_proxy(client, &page)
@@ -370,7 +377,7 @@ impl Stack {
                 &redirect_uri,
                 &format!("{proxy_base}/oauth2/backchannel-logout"),
                 // where sign-out returns without `rd`
-                &format!("{proxy_base}/"),
+                &format!("{proxy_base}/oauth2/signed_out"),
             ],
         )?;
         let issuer = provider.issuer.clone();

@@ -279,8 +279,18 @@ async fn callback_with_a_foreign_state_gets_a_clear_page_with_a_way_back() {
         .await;
     assert_eq!(api.status, StatusCode::BAD_REQUEST);
     assert_eq!(api.json()["error"], "login_failed");
+    let text = page.text();
+    assert!(text.contains("Sign-in could not be completed"), "{text}");
+    assert!(text.contains("Please sign in again"), "{text}");
+    assert_no_internals(&text);
     let missing = client.get(&s.proxy.url("/oauth2/callback")).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    let text = missing.text();
+    // a bare callback says what it is and offers a way out, in plain words
+    assert!(text.contains("No sign-in in progress"), "{text}");
+    assert!(text.contains("href=\"/\""), "{text}");
+    assert!(text.contains("href=\"/oauth2/start\""), "{text}");
+    assert_no_internals(&text);
     assert!(
         s.idp.token_requests().is_empty(),
         "a foreign state must not reach the token endpoint"
@@ -288,21 +298,57 @@ async fn callback_with_a_foreign_state_gets_a_clear_page_with_a_way_back() {
 }
 
 #[tokio::test]
-async fn a_replayed_callback_is_refused() {
+async fn a_replayed_callback_is_refused_unless_the_browser_is_signed_in_and_then_goes_to_the_app() {
     let s = stack("").await;
     let client = TestClient::new();
     let url = callback_url(&client, &s.proxy, "/").await;
     assert_eq!(client.get(&url).await.status, StatusCode::FOUND);
-    let again = client.get(&url).await;
+    // another browser replaying it is refused
+    let other = TestClient::new();
+    let again = other.get(&url).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert!(!has_session_cookie(&again));
-    // gatehouse refused it itself (its login state was used up), without
-    // asking the provider to redeem the code a second time
+    // the signed-in browser replaying it goes on to the app
+    let back = client.get(&url).await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.text());
+    assert_eq!(back.location().as_deref(), Some("/"));
+    // gatehouse never asked the provider to redeem the code a second time
     assert_eq!(
         s.idp.token_requests().len(),
         1,
         "the replayed code reached the token endpoint"
     );
+}
+
+#[tokio::test]
+async fn signing_in_again_after_back_into_the_provider_goes_to_the_app_without_a_second_token_request()
+ {
+    let s = stack("").await;
+    let client = TestClient::new();
+    let authorize = start_login(&client, &s.proxy, "/deep/page?x=1").await;
+    let first = client.get(authorize.as_str()).await.location().unwrap();
+    let landed = client.get(&first).await;
+    assert_eq!(landed.status, StatusCode::FOUND);
+    assert_eq!(landed.location().as_deref(), Some("/deep/page?x=1"));
+    assert_eq!(s.idp.token_requests().len(), 1);
+    // Back into the provider, which signs the user in again: a new code
+    // for the same, already spent, state
+    let second = client.get(authorize.as_str()).await.location().unwrap();
+    assert_ne!(first, second, "the provider issued a new code");
+    let resp = client.get(&second).await;
+    assert_eq!(resp.status, StatusCode::FOUND, "{}", resp.text());
+    let to = resp.location().unwrap();
+    assert!(
+        to == "/" || to == "/deep/page?x=1",
+        "not to the app but to {to}"
+    );
+    assert_eq!(
+        s.idp.token_requests().len(),
+        1,
+        "the second code was redeemed"
+    );
+    // and the app answers there
+    assert_eq!(client.get(&s.proxy.url(&to)).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -575,7 +621,18 @@ async fn users_outside_the_email_domains_get_403_and_no_session() {
     let back = client.get(authorize.as_str()).await.location().unwrap();
     let resp = client.get(&back).await;
     assert_eq!(resp.status, StatusCode::FORBIDDEN);
-    assert!(resp.text().contains("email_domain"));
+    let text = resp.text();
+    // what happened, who they are signed in as, and the next step
+    assert!(text.contains("You do not have access"), "{text}");
+    assert!(
+        text.contains("not in one of the domains allowed on this site"),
+        "{text}"
+    );
+    assert!(text.contains("You are signed in as"), "{text}");
+    assert!(text.contains("carol@"), "{text}");
+    assert!(text.contains("contact the administrator"), "{text}");
+    assert!(text.contains("href=\"/oauth2/sign_out\""), "{text}");
+    assert_no_internals(&text);
     assert!(!has_session_cookie(&resp));
     // and someone inside the domain gets in
     let ok = TestClient::new();
@@ -1079,4 +1136,124 @@ async fn with_the_shared_replay_guard_unreachable_a_callback_fails_closed_and_re
         "an unconfirmed state must not be redeemed"
     );
     drop(silent);
+}
+
+/// Panics when a user page shows a config key, Markdown backticks or a Rust
+/// name.
+fn assert_no_internals(text: &str) {
+    for internal in [
+        "`",
+        "email_domain",
+        "allowed_group",
+        "allowed_role",
+        "whitelist_domain",
+        "client_secret",
+        "LoginState",
+        "Error::",
+        "IdpError",
+        "Missing",
+        "_",
+    ] {
+        let visible = text
+            .split('<')
+            .filter_map(|t| t.split_once('>').map(|(_, v)| v))
+            .collect::<String>();
+        assert!(
+            !visible.contains(internal),
+            "{internal:?} shown to the user: {visible}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_says_it_is_a_configuration_problem_and_not_to_retry() {
+    let s = stack("").await;
+    s.idp
+        .set_knobs(|k| k.token_endpoint_error = Some("invalid_client"));
+    let client = TestClient::new();
+    let url = callback_url(&client, &s.proxy, "/").await;
+    let page = client.get(&url).await;
+    assert_eq!(page.status, StatusCode::BAD_GATEWAY);
+    let text = page.text();
+    assert!(text.contains("configuration problem"), "{text}");
+    assert!(text.contains("contact the administrator"), "{text}");
+    assert!(text.contains("will not help"), "{text}");
+    assert!(!text.contains("Please try again"), "{text}");
+    assert!(!text.contains("/oauth2/start"), "{text}");
+    assert_no_internals(&text);
+    // an API client gets the same verdict as JSON, without a retry link
+    let api = TestClient::new();
+    let url = callback_url(&api, &s.proxy, "/").await;
+    let json = api.get_api(&url).await.json();
+    assert_eq!(json["error"], "misconfigured", "{json}");
+    assert!(json.get("start").is_none(), "{json}");
+}
+
+#[tokio::test]
+async fn unknown_oauth2_paths_give_browsers_a_page_and_api_clients_json() {
+    let s = stack("").await;
+    let client = TestClient::new();
+    for path in ["/oauth2/nope", "/oauth2/start/extra"] {
+        let page = client.get(&s.proxy.url(path)).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            page.header("content-type")
+                .is_some_and(|t| t.starts_with("text/html")),
+            "{path}: {:?}",
+            page.headers
+        );
+        let text = page.text();
+        assert!(text.contains("Page not found"), "{text}");
+        assert!(text.contains("href=\"/\""), "{text}");
+        assert_no_internals(&text);
+        let api = client.get_api(&s.proxy.url(path)).await;
+        assert_eq!(api.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(api.json()["error"], "not_found", "{path}");
+    }
+    // a known endpoint asked with the wrong method: the same two answers
+    let page = client
+        .post_form(&s.proxy.url("/oauth2/userinfo"), &[("a", "b")])
+        .await;
+    assert_eq!(page.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn sign_out_without_rd_ends_on_a_signed_out_page_with_a_way_back_in() {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    idp.set_knobs(|k| k.advertise_end_session = false);
+    let upstream = Recorder::start().await;
+    let proxy = TestProxy::start("", &idp, &upstream).await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    let out = client.get(&proxy.url("/oauth2/sign_out")).await;
+    assert_eq!(out.status, StatusCode::FOUND);
+    assert_eq!(out.location().as_deref(), Some("/oauth2/signed_out"));
+    let page = client.get(&proxy.url("/oauth2/signed_out")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = page.text();
+    assert!(text.contains("You are signed out"), "{text}");
+    assert!(text.contains("href=\"/oauth2/start\""), "{text}");
+    assert_no_internals(&text);
+    // with an rd, sign-out goes there instead
+    login(&client, &proxy, "/").await;
+    let out = client.get(&proxy.url("/oauth2/sign_out?rd=%2Fbye")).await;
+    assert_eq!(out.location().as_deref(), Some("/bye"));
+}
+
+#[tokio::test]
+async fn sign_out_without_rd_asks_the_provider_to_return_to_the_signed_out_page() {
+    let s = stack("").await;
+    let client = TestClient::new();
+    login(&client, &s.proxy, "/").await;
+    let out = client.get(&s.proxy.url("/oauth2/sign_out")).await;
+    let q: std::collections::HashMap<String, String> = out
+        .location_url()
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(
+        q.get("post_logout_redirect_uri").map(String::as_str),
+        Some(s.proxy.url("/oauth2/signed_out").as_str())
+    );
 }

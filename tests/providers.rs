@@ -435,18 +435,21 @@ async fn authentik_configured_without_the_slash_works() {
 }
 
 #[tokio::test]
-async fn authentik_unverified_email_is_403_naming_allow_unverified_email() {
+async fn authentik_unverified_email_is_403_saying_the_address_is_not_verified() {
     let mut preset = authentik();
     preset.knobs = |_| {}; // Authentik's default: email_verified false
     let env = start(&preset, "").await;
     let client = TestClient::new();
     let resp = refused_login(&client, &env, None).await;
     assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.text());
+    // plain words for the user; the config key is for the operator's log
+    let text = resp.text();
     assert!(
-        resp.text().contains("allow_unverified_email"),
-        "{}",
-        resp.text()
+        text.contains("your email address is not verified"),
+        "{text}"
     );
+    assert!(text.contains("alice@example.com"), "{text}");
+    assert!(!text.contains("allow_unverified_email"), "{text}");
 
     let env = start(&preset, "allow_unverified_email = true").await;
     let client = TestClient::new();

@@ -12,6 +12,7 @@ use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use url::Url;
 
+use crate::auth::identity::Identity;
 use crate::auth::oidc::{LoginParams, LogoutTarget};
 use crate::auth::policy::{self, DenyReason};
 use crate::auth::return_to::{ReturnTo, Served, host_allowed};
@@ -27,7 +28,7 @@ use crate::config::{CallbackUrl, Config};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::Origin;
-use crate::http::response::{json, page, redirect};
+use crate::http::response::{Page, json, redirect, render};
 use crate::state::AppState;
 use crate::telemetry::escape_log;
 
@@ -191,7 +192,7 @@ fn callback_url(config: &Config, origin: &Origin) -> Result<Url, Error> {
                 .ok_or(Error::BadRequest("no Host header"))?;
             if !host_allowed(origin.proto, host, &config.whitelist_domains) {
                 return Err(Error::BadRequest(
-                    "this host may not sign in here (whitelist_domain)",
+                    "sign-in is not offered on this host name",
                 ));
             }
             Url::parse(&format!("{}://{host}{path}", origin.proto))
@@ -209,12 +210,46 @@ pub async fn callback(state: &AppState, parts: &Parts, info: &RequestInfo) -> Re
         .and_then(|s| set_cookie(cfg, &login_cookie_name(&cfg.name, &s), "", None));
     let mut resp = match finish_login(state, parts).await {
         Ok(r) => r,
+        Err(Error::LoginState(why)) => match already_signed_in(state, parts).await {
+            Some(r) => r,
+            None => error_response(&Error::LoginState(why), info.mode),
+        },
         Err(e) => error_response(&e, info.mode),
     };
     if let Some(c) = clear_login {
         resp.headers_mut().append(SET_COOKIE, c);
     }
     resp
+}
+
+/// A callback whose login state is spent, expired or gone, from a browser
+/// that is signed in and allowed (the user went Back into the provider and
+/// signed in again): on to the app, the login's return URL when its cookie
+/// is still there, else `/`. Nothing is redeemed: the code is never used.
+async fn already_signed_in(state: &AppState, parts: &Parts) -> Option<Response<ProxyBody>> {
+    let Decided {
+        decision,
+        set_cookies,
+    } = state.decide(&parts.headers).await;
+    let Decision::Allow(identity) = decision else {
+        return None;
+    };
+    let return_to = query_param(parts, "state")
+        .and_then(|csrf| {
+            read_login_state(
+                state.gate.codec(),
+                &state.config.cookie,
+                &parts.headers,
+                &csrf,
+            )
+            .ok()
+        })
+        .map_or_else(|| "/".to_owned(), |login| login.return_to);
+    tracing::info!(
+        user = %escape_log(&identity.subject),
+        "callback for a finished sign-in from a signed-in browser: on to the app"
+    );
+    Some(with_cookies(redirect(&return_to), set_cookies))
 }
 
 async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyBody>, Error> {
@@ -277,7 +312,7 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     }
     if let Err(reason) = policy::check(config, &identity) {
         tracing::info!(user = %escape_log(&identity.subject), ?reason, "signed in but not allowed");
-        return Ok(forbidden(reason, Mode::Html));
+        return Ok(forbidden(reason, &identity, Mode::Html));
     }
     let mut session = Session {
         id: SessionId::random(state.gate.codec())
@@ -337,30 +372,95 @@ async fn seal_session(
     ))
 }
 
-/// The 403 answer for a signed-in user refused by policy.
-pub fn forbidden(reason: DenyReason, mode: Mode) -> Response<ProxyBody> {
+/// The 403 answer for a signed-in user refused by policy: why, in plain
+/// words, who they are signed in as, and how to sign in as someone else.
+pub fn forbidden(reason: DenyReason, who: &Identity, mode: Mode) -> Response<ProxyBody> {
+    let what = refusal(reason);
+    let as_whom = signed_in_as(who);
+    let next = "If you should have access, contact the administrator of this site. \
+                To use another account, sign out and sign in as someone else.";
     match mode {
         Mode::Json => json(
             StatusCode::FORBIDDEN,
-            &serde_json::json!({"error": "forbidden", "message": reason.message()}),
+            &serde_json::json!({
+                "error": "forbidden",
+                "message": what,
+                "signed_in_as": as_whom,
+            }),
         ),
-        Mode::Html => page(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            reason.message(),
-            Some(("/oauth2/sign_out", "Sign out")),
-        ),
+        Mode::Html => render(&Page {
+            status: StatusCode::FORBIDDEN,
+            title: "You do not have access",
+            what,
+            signed_in_as: Some(&as_whom),
+            next,
+            links: &[("/oauth2/sign_out", "Sign out to sign in as someone else")],
+            reference: None,
+        }),
     }
 }
+
+/// Why a signed-in user was refused, for the person refused: no config
+/// keys (the log line names the rule).
+fn refusal(reason: DenyReason) -> &'static str {
+    match reason {
+        DenyReason::EmailDomain => {
+            "Your email address is not in one of the domains allowed on this site."
+        }
+        DenyReason::NoEmail => {
+            "Your account has no email address, and this site only lets in addresses \
+             from certain domains."
+        }
+        DenyReason::UnverifiedEmail => {
+            "Your identity provider says your email address is not verified yet, \
+             and this site needs a verified address."
+        }
+        DenyReason::Role => "Your account does not have a role allowed on this site.",
+        DenyReason::ConfiguredGroup => "Your account is not in a group allowed on this site.",
+        DenyReason::Group => "Your account is not in a group allowed on this part of the site.",
+        DenyReason::LocationEmail => "Your email address is not allowed on this part of the site.",
+    }
+}
+
+/// How a person recognises their account: the email, else the username,
+/// else the name, else the provider's id for them.
+pub fn signed_in_as(id: &Identity) -> String {
+    id.email
+        .as_deref()
+        .or(id.preferred_username.as_deref())
+        .or(id.name.as_deref())
+        .unwrap_or(&id.subject)
+        .to_owned()
+}
+
+/// `/oauth2/signed_out`: where a sign-out without a return URL ends, also
+/// as the provider's post-logout return.
+pub fn signed_out() -> Response<ProxyBody> {
+    render(&Page {
+        status: StatusCode::OK,
+        title: "You are signed out",
+        what: "You have been signed out of this site.",
+        signed_in_as: None,
+        next: "You can close this window, or sign in again.",
+        links: &[("/oauth2/start", "Sign in again")],
+        reference: None,
+    })
+}
+
+/// Where a sign-out without `rd` ends.
+pub const SIGNED_OUT_PATH: &str = "/oauth2/signed_out";
 
 /// `/oauth2/sign_out?rd=URL`: revoke the session (here and, with Redis, on
 /// every replica), clear its cookies, and end the provider's session too
 /// when it advertises an `end_session_endpoint`.
 pub async fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let config = &state.config;
-    let return_to = query_param(parts, "rd").map_or_else(ReturnTo::root, |rd| {
-        ReturnTo::parse(&rd, &info.origin, &served(config))
-    });
+    // without `rd`, the sign-out ends on the signed-out page, also when
+    // the provider sends the browser back
+    let return_to = query_param(parts, "rd").map_or_else(
+        || ReturnTo::parse(SIGNED_OUT_PATH, &info.origin, &served(config)),
+        |rd| ReturnTo::parse(&rd, &info.origin, &served(config)),
+    );
     // the session is read for its id token hint; its id alone is enough to
     // revoke it, so a store outage does not keep the cookie alive
     let session = state
@@ -482,7 +582,7 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
             Ok(v) => json(StatusCode::OK, &v),
             Err(_e) => error_response(&Error::Internal("cannot encode userinfo"), Mode::Json),
         },
-        Decision::Deny(reason) => forbidden(reason, Mode::Json),
+        Decision::Deny(reason, who) => forbidden(reason, &who, Mode::Json),
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };

@@ -57,9 +57,9 @@ pub async fn auth_request(
                 false,
                 &state.config.claim_headers,
             ),
-            Err(reason) => forbidden(reason, Mode::Json),
+            Err(reason) => forbidden(reason, &id, Mode::Json),
         },
-        Decision::Deny(reason) => forbidden(reason, Mode::Json),
+        Decision::Deny(reason, who) => forbidden(reason, &who, Mode::Json),
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
@@ -95,9 +95,9 @@ pub async fn forward_auth(
                 true,
                 &state.config.claim_headers,
             ),
-            Err(reason) => forbidden(reason, info.mode),
+            Err(reason) => forbidden(reason, &id, info.mode),
         },
-        Decision::Deny(reason) => forbidden(reason, info.mode),
+        Decision::Deny(reason, who) => forbidden(reason, &who, info.mode),
         Decision::Challenge => {
             let method = original.as_ref().map_or(&parts.method, |o| &o.method);
             let navigation =

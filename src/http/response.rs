@@ -71,33 +71,90 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-/// A short HTML page: a title, a message and an optional link. All three
-/// are escaped here.
+/// One page gatehouse renders for a person: what happened, who they are
+/// signed in as (when they are), what to do next, and links for it. Every
+/// field is escaped by [`render`]. The one layout for every page.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    /// Status of the answer.
+    pub status: StatusCode,
+    /// Heading, also the `<title>`.
+    pub title: &'a str,
+    /// What happened, in plain words.
+    pub what: &'a str,
+    /// Who the browser is signed in as, when it is.
+    pub signed_in_as: Option<&'a str>,
+    /// The next step, in plain words (empty for none).
+    pub next: &'a str,
+    /// Links for the next step: `(href, text)`.
+    pub links: &'a [(&'a str, &'a str)],
+    /// A reference the administrator can find in the log.
+    pub reference: Option<&'a str>,
+}
+
+/// Renders a [`Page`] as HTML, escaping every field.
+pub fn render(p: &Page<'_>) -> Response<ProxyBody> {
+    let mut body = format!("<p>{}</p>", escape_html(p.what));
+    if let Some(who) = p.signed_in_as {
+        body.push_str(&format!(
+            "<p class=\"who\">You are signed in as <strong>{}</strong>.</p>",
+            escape_html(who)
+        ));
+    }
+    if !p.next.is_empty() {
+        body.push_str(&format!("<p>{}</p>", escape_html(p.next)));
+    }
+    if !p.links.is_empty() {
+        body.push_str("<p class=\"links\">");
+        for (i, (href, text)) in p.links.iter().enumerate() {
+            if i > 0 {
+                body.push_str(" &middot; ");
+            }
+            body.push_str(&format!(
+                "<a href=\"{}\">{}</a>",
+                escape_html(href),
+                escape_html(text)
+            ));
+        }
+        body.push_str("</p>");
+    }
+    if let Some(r) = p.reference {
+        body.push_str(&format!(
+            "<p class=\"ref\">Reference: <code>{}</code></p>",
+            escape_html(r)
+        ));
+    }
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222;line-height:1.5}}\
+         .who{{color:#444}}.ref{{color:#666;font-size:.9em}}</style>\
+         </head><body><h1>{t}</h1>{body}</body></html>",
+        t = escape_html(p.title),
+    );
+    let mut r = with_type(p.status, "text/html; charset=utf-8", html);
+    harden(&mut r, true);
+    r
+}
+
+/// A short HTML page: a title, a message and an optional link, in the
+/// [`render`] layout.
 pub fn page(
     status: StatusCode,
     title: &str,
     message: &str,
     link: Option<(&str, &str)>,
 ) -> Response<ProxyBody> {
-    let link = link
-        .map(|(href, text)| {
-            format!(
-                "<p><a href=\"{}\">{}</a></p>",
-                escape_html(href),
-                escape_html(text)
-            )
-        })
-        .unwrap_or_default();
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}}</style>\
-         </head><body><h1>{t}</h1><p>{m}</p>{link}</body></html>",
-        t = escape_html(title),
-        m = escape_html(message),
-    );
-    let mut r = with_type(status, "text/html; charset=utf-8", html);
-    harden(&mut r, true);
-    r
+    let links: Vec<(&str, &str)> = link.into_iter().collect();
+    render(&Page {
+        status,
+        title,
+        what: message,
+        signed_in_as: None,
+        next: "",
+        links: &links,
+        reference: None,
+    })
 }
 
 /// A JSON body.

@@ -136,7 +136,7 @@ async fn assert_not_ready(proxy: &TestProxy, idp: &MockIdp, what: &str) {
         assert_clear_page(
             &resp,
             &[StatusCode::SERVICE_UNAVAILABLE],
-            &["The identity provider is not reachable yet"],
+            &["The identity provider cannot be reached"],
             &format!("{what}: {path}"),
         );
     }
@@ -217,7 +217,8 @@ async fn token_or_userinfo_answering_garbage_fails_the_login_closed_and_the_next
             &[StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE],
             &[
                 "The identity provider could not complete the sign-in",
-                "The sign-in could not be verified",
+                "answer could not be verified",
+                "The identity provider did not answer",
             ],
             &what,
         );
@@ -311,7 +312,7 @@ async fn an_upstream_down_or_slow_gets_a_502_or_504_page_and_is_used_again_when_
     assert_clear_page(
         &resp,
         &[StatusCode::BAD_GATEWAY],
-        &["The application behind this proxy is not reachable"],
+        &["the application behind it is not answering"],
         "upstream down",
     );
     let api = client.get_api(&proxy.url("/page")).await;
@@ -338,7 +339,7 @@ async fn an_upstream_down_or_slow_gets_a_502_or_504_page_and_is_used_again_when_
     assert_clear_page(
         &resp,
         &[StatusCode::GATEWAY_TIMEOUT],
-        &["The application behind this proxy did not answer in time"],
+        &["the application behind it took too long to answer"],
         "upstream slow",
     );
     assert!(

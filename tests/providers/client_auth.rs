@@ -97,7 +97,7 @@ async fn a_provider_that_registered_another_method_refuses_and_gatehouse_says_so
         );
         assert!(
             resp.text()
-                .contains("The identity provider could not complete the sign-in"),
+                .contains("This is a configuration problem on the server"),
             "{what}: {}",
             resp.text()
         );

@@ -476,6 +476,13 @@ async fn login_endpoints_answer_429_with_retry_after_past_the_burst_per_client()
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+    assert!(limited.contains("\"too_many_requests\""), "{limited}");
+    // a browser gets a page that says what happened and what to do
+    let page = raw_get(HOSTILE, addr, "/oauth2/start", "Accept: text/html\r\n").await;
+    assert!(page.starts_with("HTTP/1.1 429"), "{page}");
+    assert!(page.contains("content-type: text/html"), "{page}");
+    assert!(page.contains("Too many sign-in attempts"), "{page}");
+    assert!(page.contains("wait a minute"), "{page}");
     // other paths are not limited
     assert!(
         raw_get(HOSTILE, addr, "/ping", "")

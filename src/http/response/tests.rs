@@ -50,7 +50,9 @@ async fn pages_escape_title_message_and_link() {
     assert!(html.contains("<title>&lt;T&gt;</title>"), "{html}");
     assert!(html.contains("<h1>&lt;T&gt;</h1><p>m&amp;m</p>"), "{html}");
     assert!(
-        html.contains("<p><a href=\"/x?a=1&amp;b=&quot;2&quot;\">&lt;go&gt;</a></p>"),
+        html.contains(
+            "<p class=\"links\"><a href=\"/x?a=1&amp;b=&quot;2&quot;\">&lt;go&gt;</a></p>"
+        ),
         "{html}"
     );
     let plain = body_text(page(StatusCode::OK, "t", "m", None)).await;
@@ -106,4 +108,32 @@ fn hsts_is_added_to_own_answers_over_tls_only() {
     let mut proxied = Response::new(empty());
     add_hsts(&mut proxied, true);
     assert!(proxied.headers().is_empty());
+}
+
+#[tokio::test]
+async fn a_rendered_page_escapes_who_next_step_links_and_reference() {
+    let r = render(&Page {
+        status: StatusCode::FORBIDDEN,
+        title: "t",
+        what: "w",
+        signed_in_as: Some("<b>eve</b>@x"),
+        next: "n<i>",
+        links: &[("/a", "A"), ("/b?c=\"", "<B>")],
+        reference: Some("r<1>"),
+    });
+    let html = body_text(r).await;
+    assert!(
+        html.contains("You are signed in as <strong>&lt;b&gt;eve&lt;/b&gt;@x</strong>."),
+        "{html}"
+    );
+    assert!(html.contains("<p>n&lt;i&gt;</p>"), "{html}");
+    assert!(
+        html.contains("<a href=\"/a\">A</a> &middot; <a href=\"/b?c=&quot;\">&lt;B&gt;</a>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Reference: <code>r&lt;1&gt;</code>"),
+        "{html}"
+    );
+    assert!(!html.contains("<b>eve"), "{html}");
 }
