@@ -321,13 +321,13 @@ async fn every_refused_callback_says_why_and_still_clears_its_login_state() {
             cb("code=c".into()),
             Some(&cookie),
             StatusCode::BAD_REQUEST,
-            "`state`",
+            "opened without one",
         ),
         (
             cb(format!("code=c&state={csrf}")),
             None,
             StatusCode::BAD_REQUEST,
-            "not valid here",
+            "cannot be finished here",
         ),
         (
             cb(format!("code=c&state={csrf}&iss=https%3A%2F%2Fevil.test")),
@@ -339,7 +339,7 @@ async fn every_refused_callback_says_why_and_still_clears_its_login_state() {
             cb(format!("state={csrf}")),
             Some(&cookie),
             StatusCode::BAD_REQUEST,
-            "`code`",
+            "opened without one",
         ),
         (
             cb(format!(
@@ -402,9 +402,16 @@ async fn a_user_refused_by_policy_gets_a_403_and_no_session() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(set_cookies(&r).iter().all(|c| c.value().is_empty()));
     assert!(body(r).await.contains("/oauth2/sign_out"));
-    let j = forbidden(DenyReason::EmailDomain, Mode::Json);
+    let who = crate::auth::identity::Identity {
+        subject: "alice".into(),
+        email: Some("alice@example.com".into()),
+        ..Default::default()
+    };
+    let j = forbidden(DenyReason::EmailDomain, &who, Mode::Json);
     assert_eq!(j.status(), StatusCode::FORBIDDEN);
-    assert!(body(j).await.contains("\"error\":\"forbidden\""));
+    let text = body(j).await;
+    assert!(text.contains("\"error\":\"forbidden\""), "{text}");
+    assert!(text.contains("alice@example.com"), "{text}");
 }
 
 /// Signs `sub` in through the endpoints; the session cookie header.
@@ -451,9 +458,9 @@ async fn sign_out_revokes_the_session_and_clears_its_cookies() {
     // the old cookie no longer signs in
     let r = userinfo(&state, &parts("/oauth2/userinfo", Some(&cookie))).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    // no rd: the root
+    // no rd: the signed-out page
     let r = sign_out(&state, &parts("/oauth2/sign_out", None), &html()).await;
-    assert_eq!(location(&r), "/");
+    assert_eq!(location(&r), "/oauth2/signed_out");
 }
 
 #[tokio::test]
