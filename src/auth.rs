@@ -47,18 +47,14 @@ const ACCESS_TOKEN_MARGIN_SECS: u64 = 30;
 
 /// What the gate decided about one request.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "Allow is the common case on the hot path; boxing it would add an allocation per request"
-)]
 pub enum Decision {
     /// Signed in and allowed.
     Allow(Identity),
     /// Not signed in (no cookie, or one that did not decode, has expired,
     /// was revoked, or whose refresh the provider refused).
     Challenge,
-    /// Signed in but refused by policy.
-    Deny(DenyReason),
+    /// Signed in but refused by policy (who, for the access record).
+    Deny(DenyReason, Identity),
     /// No answer can be given (never an allow): the session is due for a
     /// refresh and the provider could not be reached, or the session store
     /// cannot vouch for the session.
@@ -216,7 +212,7 @@ impl Gate {
         let identity = session.identity;
         let decision = match policy::check(config, &identity) {
             Ok(()) => Decision::Allow(identity),
-            Err(reason) => Decision::Deny(reason),
+            Err(reason) => Decision::Deny(reason, identity),
         };
         Decided {
             decision,

@@ -182,19 +182,28 @@ pub fn error_response(err: &Error, mode: Mode) -> Response<ProxyBody> {
         },
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    // the reference a user can quote, matching the request's log lines
+    let reference = crate::telemetry::current_request_id();
+    let request_id = reference.as_ref().map(crate::telemetry::RequestId::as_str);
     match kind {
         ErrorKind::BadRequest | ErrorKind::LoginFailed | ErrorKind::Unauthenticated => {
-            tracing::debug!(error = %escape_log(&err.to_string()), "request refused");
+            tracing::debug!(error = %escape_log(&err.to_string()), request_id, "request refused");
         }
-        _ => tracing::warn!(error = %escape_log(&err.to_string()), "request failed"),
+        _ => tracing::warn!(error = %escape_log(&err.to_string()), request_id, "request failed"),
     }
-    let message = err.public_message();
+    let mut message = err.public_message();
+    if let (Mode::Html, Some(r)) = (mode, request_id) {
+        message = format!("{message} (reference {r})");
+    }
     let retry = matches!(kind, ErrorKind::LoginFailed | ErrorKind::IdpUnavailable);
     match mode {
         Mode::Json => {
             let mut body = serde_json::json!({ "error": error_code(kind), "message": message });
             if retry {
                 body["start"] = serde_json::Value::from("/oauth2/start");
+            }
+            if let Some(r) = request_id {
+                body["reference"] = serde_json::Value::from(r);
             }
             json(status, &body)
         }

@@ -480,7 +480,7 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
             Ok(v) => json(StatusCode::OK, &v),
             Err(_e) => error_response(&Error::Internal("cannot encode userinfo"), Mode::Json),
         },
-        Decision::Deny(reason) => forbidden(reason, Mode::Json),
+        Decision::Deny(reason, _) => forbidden(reason, Mode::Json),
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };

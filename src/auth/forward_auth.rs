@@ -36,30 +36,43 @@ use crate::http::headers::{
     X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
 };
 use crate::state::AppState;
+use crate::telemetry::AccessNote;
 
 /// `/oauth2/auth` for nginx `auth_request`.
 pub async fn auth_request(
     state: &AppState,
     parts: &Parts,
     info: &RequestInfo,
+    note: &mut AccessNote,
 ) -> Response<ProxyBody> {
     let Decided {
         decision,
         set_cookies,
     } = state.decide(&parts.headers).await;
     let resp = match decision {
-        Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
-            Ok(()) => allowed(
-                StatusCode::ACCEPTED,
-                &id,
-                token_allowed(state, info),
-                app_cookie(&parts.headers, &state.config.cookie.name, info),
-                false,
-                &state.config.claim_headers,
-            ),
-            Err(reason) => forbidden(reason, Mode::Json),
-        },
-        Decision::Deny(reason) => forbidden(reason, Mode::Json),
+        Decision::Allow(id) => {
+            let r = match Narrowing::from_query(parts.uri.query()).check(&id) {
+                Ok(()) => allowed(
+                    StatusCode::ACCEPTED,
+                    &id,
+                    token_allowed(state, info),
+                    app_cookie(&parts.headers, &state.config.cookie.name, info),
+                    false,
+                    &state.config.claim_headers,
+                ),
+                Err(reason) => {
+                    note.denied = Some(reason);
+                    forbidden(reason, Mode::Json)
+                }
+            };
+            note.identity = Some(id);
+            r
+        }
+        Decision::Deny(reason, id) => {
+            note.denied = Some(reason);
+            note.identity = Some(id);
+            forbidden(reason, Mode::Json)
+        }
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
@@ -73,6 +86,7 @@ pub async fn forward_auth(
     state: &AppState,
     parts: &Parts,
     info: &RequestInfo,
+    note: &mut AccessNote,
 ) -> Response<ProxyBody> {
     let original = match original_request(&parts.headers, info.origin.trusted) {
         Ok(o) => o,
@@ -86,18 +100,29 @@ pub async fn forward_auth(
         set_cookies,
     } = state.decide(&parts.headers).await;
     let resp = match decision {
-        Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
-            Ok(()) => allowed(
-                StatusCode::OK,
-                &id,
-                token_allowed(state, info),
-                app_cookie(&parts.headers, &state.config.cookie.name, info),
-                true,
-                &state.config.claim_headers,
-            ),
-            Err(reason) => forbidden(reason, info.mode),
-        },
-        Decision::Deny(reason) => forbidden(reason, info.mode),
+        Decision::Allow(id) => {
+            let r = match Narrowing::from_query(parts.uri.query()).check(&id) {
+                Ok(()) => allowed(
+                    StatusCode::OK,
+                    &id,
+                    token_allowed(state, info),
+                    app_cookie(&parts.headers, &state.config.cookie.name, info),
+                    true,
+                    &state.config.claim_headers,
+                ),
+                Err(reason) => {
+                    note.denied = Some(reason);
+                    forbidden(reason, info.mode)
+                }
+            };
+            note.identity = Some(id);
+            r
+        }
+        Decision::Deny(reason, id) => {
+            note.denied = Some(reason);
+            note.identity = Some(id);
+            forbidden(reason, info.mode)
+        }
         Decision::Challenge => {
             let method = original.as_ref().map_or(&parts.method, |o| &o.method);
             let navigation =
