@@ -473,6 +473,12 @@ impl Config {
                 other => Err(format!("expected `text` or `json`, got `{other}`")),
             },
         );
+        let log_level = p
+            .check(
+                "log_level",
+                crate::telemetry::check_log_level(raw.log_level.as_deref().unwrap_or("info")),
+            )
+            .unwrap_or_default();
         let trusted_proxies = p.check("trusted_proxy", parse_trusted_proxies(&raw.trusted_proxy));
         let upstream_timeout = p.check(
             "upstream_timeout",
@@ -519,7 +525,7 @@ impl Config {
                 redirect_url,
                 cookie,
                 email_domains,
-                allowed_roles: raw.allowed_role.clone(),
+                allowed_roles: raw.allowed_role,
                 allowed_groups: raw.allowed_group.clone(),
                 allow_unverified_email: raw.allow_unverified_email.unwrap_or(false),
                 claim_headers,
@@ -529,7 +535,7 @@ impl Config {
                 pass_host_header: raw.pass_host_header.unwrap_or(true),
                 tls,
                 log_format,
-                log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
+                log_level,
                 trusted_proxies,
                 upstream_timeout,
                 session_store,

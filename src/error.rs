@@ -358,6 +358,9 @@ pub fn error_response_with(
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
     };
+    // the reference a user can quote, matching the request's log lines
+    let current = crate::telemetry::current_request_id();
+    let request_id = reference.or(current.as_ref().map(crate::telemetry::RequestId::as_str));
     match kind {
         ErrorKind::BadRequest
         | ErrorKind::LoginFailed
@@ -365,13 +368,14 @@ pub fn error_response_with(
         | ErrorKind::NotFound
         | ErrorKind::MethodNotAllowed
         | ErrorKind::TooManyRequests => {
-            tracing::debug!(error = %escape_log(&err.to_string()), "request refused");
+            tracing::debug!(error = %escape_log(&err.to_string()), request_id, "request refused");
         }
         _ if err.is_misconfiguration() => tracing::error!(
             error = %escape_log(&err.to_string()),
+            request_id,
             "sign-in failed: configuration problem (check the client id, secret and issuer)"
         ),
-        _ => tracing::warn!(error = %escape_log(&err.to_string()), "request failed"),
+        _ => tracing::warn!(error = %escape_log(&err.to_string()), request_id, "request failed"),
     }
     let public = err.public();
     match mode {
@@ -384,7 +388,7 @@ pub fn error_response_with(
             if public.retry {
                 body["start"] = serde_json::Value::from("/oauth2/start");
             }
-            if let Some(r) = reference {
+            if let Some(r) = request_id {
                 body["reference"] = serde_json::Value::from(r);
             }
             json(status, &body)
@@ -396,7 +400,7 @@ pub fn error_response_with(
             signed_in_as: None,
             next: &public.next,
             links: &public.links,
-            reference,
+            reference: request_id,
         }),
     }
 }

@@ -10,6 +10,10 @@
 //! headers, and streams the request to the upstream and the answer back.
 //! A challenge becomes a redirect to the provider for a browser, or a 401.
 
+// the per-request future (server, router, request-id scope, forward) nests
+// deeper than rustc's default layout query depth of 128
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod cli;
 pub mod config;

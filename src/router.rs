@@ -26,6 +26,11 @@ use crate::http::headers::is_websocket_upgrade;
 use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
 use crate::state::AppState;
+use crate::telemetry::{AccessNote, RequestId, escape_log, with_request_id};
+
+/// The request id header, from a trusted proxy, to the upstream and on
+/// forward-auth answers.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -43,21 +48,54 @@ pub async fn handle(
     conn: ConnInfo,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
+    let trusted = is_trusted(conn.peer.ip(), &state.config.trusted_proxies);
+    // a trusted proxy's id ties our lines to its own; anyone else's is replaced
+    let id = trusted
+        .then(|| req.headers().get(X_REQUEST_ID))
+        .flatten()
+        .and_then(|v| RequestId::from_header(v.as_bytes()))
+        .unwrap_or_else(RequestId::generate);
+    with_request_id(id, handle_as(state, req, conn, trusted, id, started)).await
+}
+
+/// [`handle`] for a request whose id is `id`, with the id current (error
+/// pages show it); ends with the request's one access record.
+async fn handle_as(
+    state: &AppState,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    trusted: bool,
+    id: RequestId,
+    started: Instant,
+) -> Response<ProxyBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut user: Option<String> = None;
-    let mut upstream = false;
-    let mut resp = dispatch(state, req, conn, &mut user, &mut upstream).await;
+    let mut note = AccessNote::default();
+    let mut resp = dispatch(state, req, conn, trusted, id, &mut note).await;
     crate::http::response::add_hsts(&mut resp, conn.tls);
+    if matches!(path.as_str(), "/oauth2/auth" | "/oauth2/forward-auth")
+        && let Ok(v) = http::HeaderValue::from_str(id.as_str())
+    {
+        // for the front proxy to log or pass on with the request it allows
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    let status = resp.status();
+    let (reason, rule) = note.refusal(status);
+    let who = note.identity.as_ref();
     tracing::info!(
         target: "gatehouse::access",
+        request_id = %id,
         method = %method,
-        path = %crate::telemetry::escape_log(&path),
-        status = resp.status().as_u16(),
+        path = %escape_log(&path),
+        status = status.as_u16(),
         latency_ms = latency_ms(started),
-        user = %crate::telemetry::escape_log(user.as_deref().unwrap_or("-")),
-        upstream,
+        user = %escape_log(who.map_or("-", |i| i.subject.as_str())),
+        email = %escape_log(who.and_then(|i| i.email.as_deref()).unwrap_or("-")),
+        upstream = note.upstream,
         peer = %conn.peer.ip(),
+        reason,
+        rule,
+        "request"
     );
     resp
 }
@@ -72,13 +110,13 @@ async fn dispatch(
     state: &AppState,
     req: Request<Incoming>,
     conn: ConnInfo,
-    user: &mut Option<String>,
-    upstream: &mut bool,
+    trusted: bool,
+    id: RequestId,
+    note: &mut AccessNote,
 ) -> Response<ProxyBody> {
     if let Some(resp) = check_target(&req) {
         return resp;
     }
-    let trusted = is_trusted(conn.peer.ip(), &state.config.trusted_proxies);
     let info = RequestInfo {
         origin: origin(req.headers(), req.uri(), conn.tls, trusted),
         mode: if wants_html(req.headers()) {
@@ -126,9 +164,9 @@ async fn dispatch(
                 }
                 (Method::GET, "/oauth2/userinfo") => endpoints::userinfo(state, &parts).await,
                 // front proxies ask with the original method (nginx) or GET
-                (_, "/oauth2/auth") => forward_auth::auth_request(state, &parts, &info).await,
+                (_, "/oauth2/auth") => forward_auth::auth_request(state, &parts, &info, note).await,
                 (_, "/oauth2/forward-auth") => {
-                    forward_auth::forward_auth(state, &parts, &info).await
+                    forward_auth::forward_auth(state, &parts, &info, note).await
                 }
                 (Method::GET | Method::HEAD, endpoints::SIGNED_OUT_PATH) => endpoints::signed_out(),
                 (
@@ -151,8 +189,7 @@ async fn dispatch(
     } = state.decide(req.headers()).await;
     let resp = match decision {
         Decision::Allow(identity) => {
-            *user = Some(identity.subject.clone());
-            *upstream = true;
+            note.upstream = true;
             let mut req = req;
             // a tunnel lives as long as its session, not just as its request
             let tunnel_end = is_websocket_upgrade(req.headers()).then(|| {
@@ -166,13 +203,21 @@ async fn dispatch(
                 peer: conn.peer.ip(),
                 origin: &info.origin,
                 tunnel_end,
+                request_id: id.as_str(),
             };
-            match state.upstreams.forward(req, &ctx).await {
+            let r = match state.upstreams.forward(req, &ctx).await {
                 Ok(r) => r,
                 Err(e) => error_response(&e, info.mode),
-            }
+            };
+            note.identity = Some(identity);
+            r
         }
-        Decision::Deny(reason, who) => endpoints::forbidden(reason, &who, info.mode),
+        Decision::Deny(reason, identity) => {
+            note.denied = Some(reason);
+            let r = endpoints::forbidden(reason, &identity, info.mode);
+            note.identity = Some(*identity);
+            r
+        }
         Decision::Challenge => challenge(state, &req, &info),
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };

@@ -13,9 +13,19 @@ use std::borrow::Cow;
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
+use std::fmt::{self, Write as _};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::auth::identity::Identity;
+use crate::auth::policy::DenyReason;
 use crate::config::LogFormat;
 
 /// Lines the writer thread may have queued before new ones are dropped:
@@ -48,17 +58,159 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
         .with_ansi(ansi)
         .with_writer(writer);
     let installed = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Text => builder.try_init(),
     };
     if installed.is_ok() {
         spawn_drop_reporter(dropped);
     }
     LogGuard { _worker: worker }
+}
+
+/// One flat JSON object per event: `timestamp`, `level`, the event's fields
+/// with its message as `msg`, then `target`. tracing-subscriber's own JSON
+/// calls the message `message` and cannot rename it. Strings are escaped by
+/// [`JsonStr`], so a control character in a value stays on its line.
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        w.write_str("{\"timestamp\":\"")?;
+        SystemTime.format_time(&mut w)?;
+        write!(w, "\",\"level\":\"{}\"", meta.level())?;
+        let mut fields = JsonFields {
+            w: &mut w,
+            result: Ok(()),
+            log_target: None,
+        };
+        event.record(&mut fields);
+        let JsonFields {
+            result, log_target, ..
+        } = fields;
+        result?;
+        w.write_str(",\"target\":")?;
+        // a `log` record's own target, as the text format shows it
+        json_str(&mut w, log_target.as_deref().unwrap_or(meta.target()))?;
+        w.write_str("}\n")
+    }
+}
+
+/// Writes each field as `,"name":value`; `message` is written as `msg`.
+struct JsonFields<'a, 'w> {
+    w: &'a mut Writer<'w>,
+    result: fmt::Result,
+    log_target: Option<String>,
+}
+
+impl JsonFields<'_, '_> {
+    fn key(&mut self, field: &Field) -> Option<()> {
+        let name = match field.name() {
+            "message" => "msg",
+            n if n.starts_with("log.") => return None,
+            n => n,
+        };
+        self.result = self
+            .result
+            .and_then(|()| self.w.write_char(','))
+            .and_then(|()| json_str(self.w, name))
+            .and_then(|()| self.w.write_char(':'));
+        self.result.ok()
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "log.target" {
+            self.log_target = Some(value.to_owned());
+        }
+        if self.key(field).is_some() {
+            self.result = json_str(self.w, value);
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.key(field).is_some() {
+            self.result = write!(self.w, "{value}");
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.key(field).is_some() {
+            self.result = write!(self.w, "{value}");
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.key(field).is_some() {
+            self.result = write!(self.w, "{value}");
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.key(field).is_some() {
+            self.result = if value.is_finite() {
+                write!(self.w, "{value}")
+            } else {
+                json_str(self.w, &value.to_string())
+            };
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.key(field).is_some() {
+            self.result = self
+                .w
+                .write_char('"')
+                .and_then(|()| write!(JsonStr(&mut *self.w), "{value:?}"))
+                .and_then(|()| self.w.write_char('"'));
+        }
+    }
+}
+
+/// Writes `s` as a quoted JSON string.
+fn json_str(w: &mut dyn fmt::Write, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    JsonStr(&mut *w).write_str(s)?;
+    w.write_char('"')
+}
+
+/// Escapes what it is given for the inside of a JSON string: quotes,
+/// backslashes and every control character.
+struct JsonStr<'a>(&'a mut dyn fmt::Write);
+
+impl fmt::Write for JsonStr<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut plain = 0;
+        for (i, c) in s.char_indices() {
+            let esc = match c {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                c if c.is_control() => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[plain..i])?;
+            if esc.is_empty() {
+                write!(self.0, "\\u{:04x}", u32::from(c))?;
+            } else {
+                self.0.write_str(esc)?;
+            }
+            plain = i + c.len_utf8();
+        }
+        self.0.write_str(&s[plain..])
+    }
 }
 
 /// Reports, at most every [`DROP_REPORT_EVERY`], how many lines the full
@@ -88,6 +240,185 @@ fn newly_dropped(total: usize, reported: &mut usize) -> Option<usize> {
     (n > 0).then_some(n)
 }
 
+/// Longest `X-Request-Id` taken from a trusted proxy, in bytes.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// A request's id, in its access record, its error page and upstream as
+/// `X-Request-Id`. Kept inline (no allocation): at most
+/// [`MAX_REQUEST_ID`] visible ASCII bytes.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    len: u8,
+    buf: [u8; MAX_REQUEST_ID],
+}
+
+impl RequestId {
+    /// A proxy's `X-Request-Id`, when it is sane: 1 to [`MAX_REQUEST_ID`]
+    /// bytes of visible ASCII (no space, no control character).
+    pub fn from_header(value: &[u8]) -> Option<Self> {
+        let len = u8::try_from(value.len()).ok()?;
+        if value.is_empty()
+            || value.len() > MAX_REQUEST_ID
+            || !value.iter().all(|b| (0x21..=0x7e).contains(b))
+        {
+            return None;
+        }
+        let mut buf = [0; MAX_REQUEST_ID];
+        buf[..value.len()].copy_from_slice(value);
+        Some(Self { len, buf })
+    }
+
+    /// A new id: a random per-process prefix (12 hex digits, drawn once)
+    /// and a counter (16 hex digits). No system call per request.
+    pub fn generate() -> Self {
+        static PREFIX: std::sync::OnceLock<[u8; 12]> = std::sync::OnceLock::new();
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let prefix = PREFIX.get_or_init(|| {
+            let mut raw = [0u8; 6];
+            if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).is_err() {
+                // no randomness: the start time still tells processes apart
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                raw.copy_from_slice(&nanos.to_le_bytes()[..6]);
+            }
+            let mut hex = [0u8; 12];
+            for (i, b) in raw.iter().enumerate() {
+                hex[2 * i] = HEX[usize::from(b >> 4)];
+                hex[2 * i + 1] = HEX[usize::from(b & 0xf)];
+            }
+            hex
+        });
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut buf = [0; MAX_REQUEST_ID];
+        buf[..12].copy_from_slice(prefix);
+        for (i, slot) in buf[12..28].iter_mut().enumerate() {
+            *slot = HEX[usize::try_from((n >> (60 - 4 * i)) & 0xf).unwrap_or(0)];
+        }
+        Self { len: 28, buf }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("-")
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+tokio::task_local! {
+    static REQUEST_ID: RequestId;
+}
+
+/// Runs `f` (one request's handling) with `id` as the current request id.
+pub fn with_request_id<F: std::future::Future>(
+    id: RequestId,
+    f: F,
+) -> impl std::future::Future<Output = F::Output> {
+    REQUEST_ID.scope(id, f)
+}
+
+/// The id of the request being handled, if any (for error pages and logs).
+pub fn current_request_id() -> Option<RequestId> {
+    REQUEST_ID.try_with(|id| *id).ok()
+}
+
+/// What the access record says about a request beyond its method, path and
+/// status: who (moved in, not copied), whether it went upstream, and why
+/// it was refused.
+#[derive(Debug, Default)]
+pub struct AccessNote {
+    /// The signed-in user, allowed or refused.
+    pub identity: Option<Identity>,
+    /// The request was forwarded to the upstream.
+    pub upstream: bool,
+    /// The policy rule that refused the user.
+    pub denied: Option<DenyReason>,
+}
+
+impl AccessNote {
+    /// A human reason and the rule that refused, for a 401 or 403.
+    pub fn refusal(
+        &self,
+        status: http::StatusCode,
+    ) -> (Option<&'static str>, Option<&'static str>) {
+        match (self.denied, status) {
+            (Some(r), _) => (Some(r.log_reason()), Some(r.rule())),
+            (None, http::StatusCode::UNAUTHORIZED) => (Some("not signed in"), Some("session")),
+            _ => (None, None),
+        }
+    }
+}
+
+/// Crates whose events a `log_level` directive may name besides gatehouse's
+/// own (`gatehouse`, `gatehouse::access`, ...): the ones that log.
+const LOG_TARGETS: &[&str] = &[
+    "gatehouse",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tokio_rustls",
+    "redis",
+    "openidconnect",
+];
+
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `log_level` value: a level (`info`) or a comma-separated list of
+/// directives, each a level or `target=level` naming one of our targets
+/// (`info,gatehouse=debug,gatehouse::access=warn`). `EnvFilter` itself reads
+/// a bare word as a target, so a typo such as `verbose` would otherwise
+/// silence every line. Returns the value without its spaces, as
+/// `EnvFilter` wants it.
+pub fn check_log_level(value: &str) -> Result<String, String> {
+    let accepted = || {
+        format!(
+            "`{}`: expected a level (error, warn, info, debug, trace, off) or directives like \
+             `info,gatehouse=debug,gatehouse::access=warn` naming {}",
+            escape_log(value),
+            LOG_TARGETS.join(", ")
+        )
+    };
+    let directives: Vec<&str> = value.split(',').map(str::trim).collect();
+    if directives.iter().all(|d| d.is_empty()) {
+        return Err(accepted());
+    }
+    for d in directives {
+        let level = match d.split_once('=') {
+            None => d,
+            Some((target, level)) => {
+                let crate_name = target.split("::").next().unwrap_or("");
+                let path_ok = target.split("::").all(|seg| {
+                    !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+                if !path_ok || !LOG_TARGETS.contains(&crate_name) {
+                    return Err(accepted());
+                }
+                level
+            }
+        };
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(accepted());
+        }
+    }
+    let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+    EnvFilter::try_new(&compact).map_err(|e| format!("{}: {e}", accepted()))?;
+    Ok(compact)
+}
+
 /// Escapes control characters in a value from a request or a provider
 /// before it becomes a log field, so the text log cannot be given forged
 /// lines: `\n`, `\r`, `\t` and `\` become `\\n`, `\\r`, `\\t` and `\\\\`;
@@ -114,6 +445,139 @@ pub fn escape_log(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_level_accepts_levels_and_directives_naming_our_targets_and_refuses_typos() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,gatehouse=debug",
+            "gatehouse=debug,gatehouse::access=info",
+            "warn, gatehouse::auth::oidc=trace, hyper=info",
+        ] {
+            assert_eq!(check_log_level(ok), Ok(ok.replace(' ', "")), "{ok}");
+        }
+        for bad in [
+            "verbose",
+            "",
+            " , ",
+            "gatehouse=verbose",
+            "info,gatehose=debug",
+            "gatehouse=",
+            "=debug",
+            "gatehouse::=debug",
+            "gatehouse[span]=debug",
+            "info,\nINFO forged",
+        ] {
+            let err = check_log_level(bad).expect_err(bad);
+            assert!(err.contains("expected a level"), "{bad}: {err}");
+            assert!(!err.contains('\n'), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_request_id_from_a_proxy_is_taken_only_when_sane() {
+        let id = RequestId::from_header(b"f3a9-42_x.Y:z").unwrap();
+        assert_eq!(id.as_str(), "f3a9-42_x.Y:z");
+        let longest = "a".repeat(MAX_REQUEST_ID);
+        assert_eq!(
+            RequestId::from_header(longest.as_bytes()).unwrap().as_str(),
+            longest
+        );
+        let too_long = "a".repeat(MAX_REQUEST_ID + 1);
+        let bad: [&[u8]; 7] = [
+            b"",
+            b"a b",
+            b"a\nINFO forged",
+            b"\x1b[31m",
+            b"caf\xc3\xa9",
+            b"a\x7f",
+            too_long.as_bytes(),
+        ];
+        for v in bad {
+            assert!(RequestId::from_header(v).is_none(), "{v:?}");
+        }
+        let long = "b".repeat(300);
+        assert!(RequestId::from_header(long.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn generated_request_ids_are_distinct_hex_with_a_shared_prefix() {
+        let a = RequestId::generate();
+        let b = RequestId::generate();
+        assert_ne!(a.as_str(), b.as_str());
+        assert_eq!(a.as_str().len(), 28);
+        assert_eq!(a.as_str()[..12], b.as_str()[..12]);
+        assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert!(RequestId::from_header(a.as_str().as_bytes()).is_some());
+    }
+
+    #[test]
+    fn the_current_request_id_is_the_one_its_handling_runs_with() {
+        assert!(current_request_id().is_none());
+        let id = RequestId::from_header(b"req-1").unwrap();
+        let seen = futures_util::FutureExt::now_or_never(with_request_id(id, async {
+            current_request_id().map(|i| i.as_str().to_owned())
+        }));
+        assert_eq!(seen, Some(Some("req-1".to_owned())));
+    }
+
+    /// What one event looks like through [`JsonLines`].
+    fn json_line(emit: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || buf.clone())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn json_records_carry_msg_and_flat_fields_with_control_characters_escaped() {
+        let line = json_line(|| {
+            tracing::warn!(
+                target: "gatehouse::test",
+                path = "/a\n{\"forged\":1}\u{1b}[31m",
+                status = 403_u64,
+                delta = -2_i64,
+                ok = true,
+                latency_ms = 0.077,
+                debugged = ?"q\"\r",
+                "it \"went\" wrong\n"
+            );
+        });
+        assert_eq!(line.lines().count(), 1, "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["msg"], "it \"went\" wrong\n");
+        assert!(v.get("message").is_none() && v.get("fields").is_none());
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["target"], "gatehouse::test");
+        assert_eq!(v["path"], "/a\n{\"forged\":1}\u{1b}[31m");
+        assert_eq!(v["status"], 403);
+        assert_eq!(v["delta"], -2);
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["latency_ms"], 0.077);
+        assert_eq!(v["debugged"], "\"q\\\"\\r\"");
+        assert!(v["timestamp"].as_str().is_some_and(|t| t.len() > 19));
+        assert!(
+            !line.trim_end().contains(|c: char| c.is_control()),
+            "{line}"
+        );
+    }
 
     #[test]
     fn dropped_lines_are_reported_once_each_and_only_when_there_are_new_ones() {

@@ -109,6 +109,21 @@ fn bad_values_name_key_and_reason() {
 }
 
 #[test]
+fn a_log_level_typo_stops_the_binary_naming_log_level_and_the_accepted_forms() {
+    // issue 11: `verbose` used to start a gatehouse that logged nothing at all
+    let path = write_config("log-level-typo.toml", VALID);
+    let out = run(
+        &["--config", path.to_str().unwrap(), "--log-level", "verbose"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(EX_CONFIG));
+    let err = stderr(&out);
+    assert!(err.contains("log_level: `verbose`"), "{err}");
+    assert!(err.contains("error, warn, info, debug, trace"), "{err}");
+    assert!(err.contains("gatehouse=debug"), "{err}");
+}
+
+#[test]
 fn a_flag_beats_its_env_var_which_beats_the_file() {
     let path = write_config(
         "precedence.toml",
@@ -324,7 +339,7 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
     let client = TestClient::new();
     // every request this test sends to the binary, in order
     let mut sent: Vec<(&str, String)> = Vec::new();
-    let (session, code) = rt.block_on(async {
+    let (session, code, replaced, refused_id, reference) = rt.block_on(async {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         // the port answers only once the binary has bound it
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -369,7 +384,56 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
             client.get(&format!("{base}/private?q=1")).await.status,
             http::StatusCode::OK
         );
-        (client.cookie("127.0.0.1", SESSION_COOKIE).unwrap(), code)
+        // issue 11: a trusted proxy's request id is kept and passed upstream
+        sent.push(("GET", "/private".to_owned()));
+        let r = client
+            .get_with(
+                &format!("{base}/private"),
+                &[("x-request-id", "trace-abc-123")],
+            )
+            .await;
+        assert_eq!(r.status, http::StatusCode::OK);
+        assert_eq!(
+            upstream.last().unwrap().header("x-request-id"),
+            Some("trace-abc-123")
+        );
+        // one that is not sane is replaced, never passed on
+        sent.push(("GET", "/private".to_owned()));
+        let r = client
+            .get_with(
+                &format!("{base}/private"),
+                &[("x-request-id", "two words\tand a tab")],
+            )
+            .await;
+        assert_eq!(r.status, http::StatusCode::OK);
+        let replaced = upstream
+            .last()
+            .unwrap()
+            .header("x-request-id")
+            .unwrap()
+            .to_owned();
+        // a refusal by a forward-auth rule, with the id on the answer
+        sent.push(("GET", "/oauth2/auth".to_owned()));
+        let r = client
+            .get_with(
+                &format!("{base}/oauth2/auth?allowed_groups=nobody-has-this"),
+                &[("accept", "application/json")],
+            )
+            .await;
+        assert_eq!(r.status, http::StatusCode::FORBIDDEN);
+        let refused_id = r.header("x-request-id").unwrap().to_owned();
+        // not signed in: the error's reference is the access record's id
+        sent.push(("GET", "/private".to_owned()));
+        let r = TestClient::new().get_api(&format!("{base}/private")).await;
+        assert_eq!(r.status, http::StatusCode::UNAUTHORIZED);
+        let reference = r.json()["reference"].as_str().unwrap().to_owned();
+        (
+            client.cookie("127.0.0.1", SESSION_COOKIE).unwrap(),
+            code,
+            replaced,
+            refused_id,
+            reference,
+        )
     });
     child.stop();
     let out = child.0.wait_with_output_after_kill();
@@ -413,6 +477,63 @@ fn logs_are_json_with_one_access_event_per_request_and_no_secrets() {
         "latency_ms {latency} has more than 3 decimals"
     );
     assert!(access.iter().any(|e| e["path"] == "/oauth2/callback"));
+
+    // issue 11: every record has its message as `msg`
+    for e in &events {
+        assert!(e["msg"].is_string(), "no msg: {e}");
+        assert!(
+            e.get("message").is_none() && e.get("fields").is_none(),
+            "{e}"
+        );
+    }
+    // every access record has a request id; generated ones are 28 hex digits
+    let id_of = |e: &serde_json::Value| e["request_id"].as_str().unwrap().to_owned();
+    let generated = id_of(proxied);
+    assert_eq!(generated.len(), 28, "{generated}");
+    assert!(
+        generated.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{generated}"
+    );
+    let ids: std::collections::HashSet<String> = access.iter().map(|e| id_of(e)).collect();
+    assert_eq!(ids.len(), access.len(), "request ids repeat:\n{logs}");
+    assert!(ids.contains("trace-abc-123"), "{logs}");
+    assert!(
+        ids.contains(&replaced) && replaced.len() == 28,
+        "{replaced}"
+    );
+    // the user's email as well as the subject; no refusal on an allow
+    assert!(
+        proxied["email"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("alice@")),
+        "{proxied}"
+    );
+    assert!(proxied.get("reason").is_none() && proxied.get("rule").is_none());
+    // a refusal says who, why and which rule
+    let refused = access
+        .iter()
+        .find(|e| e["status"] == 403)
+        .unwrap_or_else(|| panic!("no 403 access record:\n{logs}"));
+    assert_eq!(refused["path"], "/oauth2/auth");
+    assert_eq!(id_of(refused), refused_id);
+    assert_eq!(refused["reason"], "not in an allowed group");
+    assert_eq!(refused["rule"], "allowed_groups");
+    assert_eq!(refused["email"], proxied["email"]);
+    assert_eq!(refused["user"], proxied["user"]);
+    let unauthenticated = access
+        .iter()
+        .find(|e| e["status"] == 401)
+        .unwrap_or_else(|| panic!("no 401 access record:\n{logs}"));
+    assert_eq!(id_of(unauthenticated), reference);
+    assert_eq!(unauthenticated["reason"], "not signed in");
+    assert_eq!(unauthenticated["user"], "-");
+    // the error line and the access line share the id
+    assert!(
+        events
+            .iter()
+            .any(|e| e["target"] != "gatehouse::access" && e["request_id"] == reference.as_str()),
+        "no error line with the reference:\n{logs}"
+    );
 
     for secret in [
         "s3cret",

@@ -36,30 +36,44 @@ use crate::http::headers::{
     X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
 };
 use crate::state::AppState;
+use crate::telemetry::AccessNote;
 
 /// `/oauth2/auth` for nginx `auth_request`.
 pub async fn auth_request(
     state: &AppState,
     parts: &Parts,
     info: &RequestInfo,
+    note: &mut AccessNote,
 ) -> Response<ProxyBody> {
     let Decided {
         decision,
         set_cookies,
     } = state.decide(&parts.headers).await;
     let resp = match decision {
-        Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
-            Ok(()) => allowed(
-                StatusCode::ACCEPTED,
-                &id,
-                token_allowed(state, info),
-                app_cookie(&parts.headers, &state.config.cookie.name, info),
-                false,
-                &state.config.claim_headers,
-            ),
-            Err(reason) => forbidden(reason, &id, Mode::Json),
-        },
-        Decision::Deny(reason, who) => forbidden(reason, &who, Mode::Json),
+        Decision::Allow(id) => {
+            let r = match Narrowing::from_query(parts.uri.query()).check(&id) {
+                Ok(()) => allowed(
+                    StatusCode::ACCEPTED,
+                    &id,
+                    token_allowed(state, info),
+                    app_cookie(&parts.headers, &state.config.cookie.name, info),
+                    false,
+                    &state.config.claim_headers,
+                ),
+                Err(reason) => {
+                    note.denied = Some(reason);
+                    forbidden(reason, &id, Mode::Json)
+                }
+            };
+            note.identity = Some(id);
+            r
+        }
+        Decision::Deny(reason, id) => {
+            note.denied = Some(reason);
+            let r = forbidden(reason, &id, Mode::Json);
+            note.identity = Some(*id);
+            r
+        }
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
@@ -73,6 +87,7 @@ pub async fn forward_auth(
     state: &AppState,
     parts: &Parts,
     info: &RequestInfo,
+    note: &mut AccessNote,
 ) -> Response<ProxyBody> {
     let original = match original_request(&parts.headers, info.origin.trusted) {
         Ok(o) => o,
@@ -86,18 +101,30 @@ pub async fn forward_auth(
         set_cookies,
     } = state.decide(&parts.headers).await;
     let resp = match decision {
-        Decision::Allow(id) => match Narrowing::from_query(parts.uri.query()).check(&id) {
-            Ok(()) => allowed(
-                StatusCode::OK,
-                &id,
-                token_allowed(state, info),
-                app_cookie(&parts.headers, &state.config.cookie.name, info),
-                true,
-                &state.config.claim_headers,
-            ),
-            Err(reason) => forbidden(reason, &id, info.mode),
-        },
-        Decision::Deny(reason, who) => forbidden(reason, &who, info.mode),
+        Decision::Allow(id) => {
+            let r = match Narrowing::from_query(parts.uri.query()).check(&id) {
+                Ok(()) => allowed(
+                    StatusCode::OK,
+                    &id,
+                    token_allowed(state, info),
+                    app_cookie(&parts.headers, &state.config.cookie.name, info),
+                    true,
+                    &state.config.claim_headers,
+                ),
+                Err(reason) => {
+                    note.denied = Some(reason);
+                    forbidden(reason, &id, info.mode)
+                }
+            };
+            note.identity = Some(id);
+            r
+        }
+        Decision::Deny(reason, id) => {
+            note.denied = Some(reason);
+            let r = forbidden(reason, &id, info.mode);
+            note.identity = Some(*id);
+            r
+        }
         Decision::Challenge => {
             let method = original.as_ref().map_or(&parts.method, |o| &o.method);
             let navigation =

@@ -50,6 +50,33 @@ impl DenyReason {
     }
 }
 
+impl DenyReason {
+    /// Why, in a few words, for the access record (not a page).
+    pub fn log_reason(self) -> &'static str {
+        match self {
+            Self::EmailDomain => "email domain not allowed",
+            Self::NoEmail => "no email address",
+            Self::UnverifiedEmail => "email address not verified",
+            Self::Role => "no allowed role",
+            Self::ConfiguredGroup | Self::Group => "not in an allowed group",
+            Self::LocationEmail => "email address not allowed here",
+        }
+    }
+
+    /// The setting (or forward-auth parameter) that refused, for the
+    /// access record.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Self::EmailDomain | Self::NoEmail => "email_domain",
+            Self::UnverifiedEmail => "allow_unverified_email",
+            Self::Role => "allowed_role",
+            Self::ConfiguredGroup => "allowed_group",
+            Self::Group => "allowed_groups",
+            Self::LocationEmail => "allowed_emails/allowed_email_domains",
+        }
+    }
+}
+
 /// Every site-wide rule: verified email (unless `allow_unverified_email`),
 /// `email_domain`, `allowed_group`, `allowed_role`.
 pub fn check(config: &Config, identity: &Identity) -> Result<(), DenyReason> {

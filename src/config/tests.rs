@@ -935,3 +935,22 @@ fn advisories_name_a_missing_secret_for_a_confidential_preset_and_roles_of_anoth
         "{a:?}"
     );
 }
+
+#[test]
+fn a_log_level_typo_fails_naming_log_level_and_the_accepted_forms() {
+    let err = Config::from_toml_str(&format!("{MINIMAL}\nlog_level = \"verbose\"\n")).unwrap_err();
+    assert_eq!(keys(&err), ["log_level"], "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("`verbose`"), "{msg}");
+    assert!(msg.contains("error, warn, info, debug, trace"), "{msg}");
+    assert!(msg.contains("gatehouse=debug"), "{msg}");
+}
+
+#[test]
+fn a_log_level_may_be_a_level_or_directives_naming_our_targets() {
+    for level in ["debug", "info,gatehouse=debug,gatehouse::access=info"] {
+        let c = Config::from_toml_str(&format!("{MINIMAL}\nlog_level = \"{level}\"\n")).unwrap();
+        assert_eq!(c.log_level, level);
+    }
+    assert_eq!(Config::from_toml_str(MINIMAL).unwrap().log_level, "info");
+}

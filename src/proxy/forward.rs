@@ -25,6 +25,8 @@ use crate::http::headers::{
 };
 use crate::limits::IdleTimeoutBody;
 
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// Which identity headers go upstream besides the always-sent ones.
 #[derive(Debug, Clone, Copy)]
 pub struct IdentityHeaderSettings {
@@ -46,6 +48,8 @@ pub struct ForwardContext<'a> {
     /// For a WebSocket upgrade: turns `true` (or loses its sender) when the
     /// tunnel must close. The caller decides why; see [`splice`].
     pub tunnel_end: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The request's id, sent as `X-Request-Id` (replacing the client's).
+    pub request_id: &'a str,
 }
 
 /// Tells whether a cookie name is one of gatehouse's own (the session
@@ -201,6 +205,10 @@ impl Upstreams {
         // frameworks read as the client's address, port or path prefix
         strip_client_headers(h, &self.strip_extra, trusted);
         set_identity_headers(h, ctx.identity, self.identity, &self.claim_headers);
+        match HeaderValue::from_str(ctx.request_id) {
+            Ok(v) => h.insert(X_REQUEST_ID, v),
+            Err(_) => h.remove(X_REQUEST_ID),
+        };
         if let Some(v) = forwarded_for(h, ctx.peer, trusted) {
             h.insert(crate::http::headers::X_FORWARDED_FOR, v);
         }

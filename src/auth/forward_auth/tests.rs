@@ -9,6 +9,7 @@ use crate::auth::oidc::tests::engine::{Idp, http};
 use crate::auth::session::{read_login_state, write_session};
 use crate::config::Secret;
 use crate::http::forwarded::Origin;
+use crate::telemetry::AccessNote;
 
 async fn state(idp: &Idp, extra: &str) -> AppState {
     let config = idp.config(&format!(
@@ -99,7 +100,13 @@ async fn auth_request_allows_with_its_own_identity_headers_only() {
     let state = state(&idp, "").await;
     let cookie = session_cookie(&state, &alice());
     let p = parts("GET", "/oauth2/auth", &[("cookie", &cookie)]);
-    let r = auth_request(&state, &p, &info(true, Mode::Html)).await;
+    let r = auth_request(
+        &state,
+        &p,
+        &info(true, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(header(&r, "x-auth-request-user"), Some("alice"));
     assert_eq!(
@@ -127,7 +134,13 @@ async fn unknown_identity_fields_are_sent_empty_so_a_client_value_is_overwritten
     };
     let cookie = session_cookie(&state, &bare);
     let p = parts("GET", "/oauth2/forward-auth", &[("cookie", &cookie)]);
-    let r = forward_auth(&state, &p, &info(true, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(true, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     for name in [
         "x-auth-request-email",
@@ -155,7 +168,13 @@ async fn the_access_token_goes_only_to_a_trusted_proxy_with_pass_access_token() 
     ] {
         let cookie = session_cookie(state, &alice());
         let p = parts("GET", "/oauth2/auth", &[("cookie", &cookie)]);
-        let r = auth_request(state, &p, &info(trusted, Mode::Json)).await;
+        let r = auth_request(
+            state,
+            &p,
+            &info(trusted, Mode::Json),
+            &mut AccessNote::default(),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         assert_eq!(
             header(&r, "x-auth-request-access-token"),
@@ -164,7 +183,13 @@ async fn the_access_token_goes_only_to_a_trusted_proxy_with_pass_access_token() 
             state.config.pass_access_token
         );
         let p = parts("GET", "/oauth2/forward-auth", &[("cookie", &cookie)]);
-        let r = forward_auth(state, &p, &info(trusted, Mode::Json)).await;
+        let r = forward_auth(
+            state,
+            &p,
+            &info(trusted, Mode::Json),
+            &mut AccessNote::default(),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(header(&r, "x-auth-request-access-token"), expected);
     }
@@ -173,7 +198,13 @@ async fn the_access_token_goes_only_to_a_trusted_proxy_with_pass_access_token() 
     stale.tokens.access_token_expires_at = Some(now_secs() - 1);
     let cookie = session_cookie(&passing, &stale);
     let p = parts("GET", "/oauth2/auth", &[("cookie", &cookie)]);
-    let r = auth_request(&passing, &p, &info(true, Mode::Json)).await;
+    let r = auth_request(
+        &passing,
+        &p,
+        &info(true, Mode::Json),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(header(&r, "x-auth-request-access-token"), None);
 }
@@ -186,6 +217,7 @@ async fn auth_request_answers_401_without_a_session_and_403_when_narrowed_out() 
         &state,
         &parts("GET", "/oauth2/auth", &[]),
         &info(true, Mode::Html),
+        &mut AccessNote::default(),
     )
     .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -203,7 +235,13 @@ async fn auth_request_answers_401_without_a_session_and_403_when_narrowed_out() 
             &format!("/oauth2/auth?{query}"),
             &[("cookie", &cookie)],
         );
-        let r = auth_request(&state, &p, &info(true, Mode::Html)).await;
+        let r = auth_request(
+            &state,
+            &p,
+            &info(true, Mode::Html),
+            &mut AccessNote::default(),
+        )
+        .await;
         assert_eq!(r.status(), status, "{query}");
         if status == StatusCode::FORBIDDEN {
             assert_eq!(header(&r, "x-auth-request-user"), None);
@@ -218,9 +256,21 @@ async fn a_policy_refusal_is_403_on_both_endpoints() {
     let state = state(&idp, r#"allowed_group = ["admins"]"#).await;
     let cookie = session_cookie(&state, &alice());
     let p = parts("GET", "/oauth2/auth", &[("cookie", &cookie)]);
-    let r = auth_request(&state, &p, &info(true, Mode::Html)).await;
+    let r = auth_request(
+        &state,
+        &p,
+        &info(true, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = forward_auth(&state, &p, &info(true, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(true, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(header(&r, "x-forwarded-user"), None);
     assert_eq!(header(&r, "content-type"), Some("text/html; charset=utf-8"));
@@ -238,7 +288,13 @@ async fn a_policy_refusal_is_403_on_both_endpoints() {
             ),
         )],
     );
-    let r = forward_auth(&state, &p, &info(true, Mode::Json)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(true, Mode::Json),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(header(&r, "content-type"), Some("application/json"));
 }
@@ -253,7 +309,13 @@ async fn forward_auth_allows_with_both_header_sets() {
         "/oauth2/forward-auth?allowed_groups=staff",
         &[("cookie", &cookie)],
     );
-    let r = forward_auth(&state, &p, &info(false, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(false, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     for (a, f, v) in [
         ("x-auth-request-user", "x-forwarded-user", "alice"),
@@ -305,7 +367,13 @@ async fn a_signed_out_navigation_is_sent_to_sign_in_and_back_to_the_original_url
         let mut h = original.to_vec();
         h.push(("x-forwarded-method", method));
         let p = parts("GET", "/oauth2/forward-auth", &h);
-        let r = forward_auth(&state, &p, &info(true, Mode::Html)).await;
+        let r = forward_auth(
+            &state,
+            &p,
+            &info(true, Mode::Html),
+            &mut AccessNote::default(),
+        )
+        .await;
         assert!(
             header(&r, "location")
                 .unwrap()
@@ -320,7 +388,13 @@ async fn a_signed_out_navigation_is_sent_to_sign_in_and_back_to_the_original_url
     }
     // without original headers, the request's own method decides
     let p = parts("HEAD", "/oauth2/forward-auth", &[]);
-    let r = forward_auth(&state, &p, &info(true, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(true, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(remembered_return(&state, &r), "/");
 }
 
@@ -343,13 +417,19 @@ async fn only_a_browser_navigation_is_redirected_to_sign_in() {
         ("HEAD", Mode::Json, "GET"),
     ] {
         let p = parts(own_method, "/oauth2/forward-auth", &original(method));
-        let r = forward_auth(&state, &p, &info(true, mode)).await;
+        let r = forward_auth(&state, &p, &info(true, mode), &mut AccessNote::default()).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {mode:?}");
         assert_eq!(header(&r, "location"), None);
     }
     // untrusted: the forwarded method is not believed, the request's is
     let p = parts("POST", "/oauth2/forward-auth", &original("GET"));
-    let r = forward_auth(&state, &p, &info(false, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(false, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -366,15 +446,33 @@ async fn an_untrusted_or_foreign_original_url_is_never_remembered() {
     };
     // a host neither the request's nor whitelisted
     let p = parts("GET", "/oauth2/forward-auth", &headers("evil.com"));
-    let r = forward_auth(&state, &p, &info(true, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(true, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(remembered_return(&state, &r), "/");
     // from an untrusted peer the forwarded headers are ignored
     let p = parts("GET", "/oauth2/forward-auth", &headers("app.example.com"));
-    let r = forward_auth(&state, &p, &info(false, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(false, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(remembered_return(&state, &r), "/");
     // the request's own host is allowed without a whitelist entry
     let p = parts("GET", "/oauth2/forward-auth", &headers("auth.example.com"));
-    let r = forward_auth(&state, &p, &info(true, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(true, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(
         remembered_return(&state, &r),
         "https://auth.example.com/steal"
@@ -395,11 +493,23 @@ async fn a_malformed_original_request_from_a_trusted_proxy_is_a_400() {
             ("x-forwarded-host", "a.example.com"),
         ],
     );
-    let r = forward_auth(&state, &p, &info(true, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(true, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(header(&r, "x-forwarded-user"), None);
     // the same headers from an untrusted peer are ignored
-    let r = forward_auth(&state, &p, &info(false, Mode::Html)).await;
+    let r = forward_auth(
+        &state,
+        &p,
+        &info(false, Mode::Html),
+        &mut AccessNote::default(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
