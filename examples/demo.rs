@@ -28,7 +28,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ring::rand::{SecureRandom as _, SystemRandom};
-use tracing_subscriber::EnvFilter;
 
 #[expect(
     dead_code,
@@ -53,8 +52,10 @@ const DEFAULT_PORT: u16 = 4180;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // gatehouse's own log setup: colour only on a terminal, lines written off
+    // the request path
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let _log = gatehouse::telemetry::init(gatehouse::config::LogFormat::Text, &filter);
 
     let listener = bind_listener()?;
     let port = listener.local_addr()?.port();
