@@ -157,3 +157,45 @@ async fn an_evict_hook_hears_revoked_and_updated_ids() {
     .unwrap();
     assert_eq!(*seen.lock().unwrap(), vec![a, a]);
 }
+
+#[test]
+fn the_sweep_keeps_each_kind_of_revocation_until_its_second_and_drops_it_then() {
+    let by_id = session(1, None, "alice", 10);
+    let by_sid = session(2, Some("op-1"), "bob", 10);
+    let by_sub = session(3, None, "carol", 10);
+    let set_at = |now: u64| {
+        let mut set = Set::default();
+        set.apply(&Revocation::Session {
+            id: by_id.id,
+            until: 100,
+        });
+        set.apply(&Revocation::ProviderSession {
+            key: sid_key(&by_sid.issuer, "op-1"),
+            at_ms: 20,
+            until: 100,
+        });
+        set.apply(&Revocation::Subject {
+            key: sub_key(&by_sub.issuer, "carol"),
+            at_ms: 20,
+            until: 100,
+        });
+        set.sweep(now);
+        set
+    };
+    let kept = set_at(99);
+    for s in [&by_id, &by_sid, &by_sub] {
+        assert!(
+            kept.hits(s),
+            "{:?} dropped before its time",
+            s.identity.subject
+        );
+    }
+    let swept = set_at(100);
+    for s in [&by_id, &by_sid, &by_sub] {
+        assert!(
+            !swept.hits(s),
+            "{:?} kept past its time",
+            s.identity.subject
+        );
+    }
+}
