@@ -202,6 +202,48 @@ pub struct RedisConfig {
     pub password: Option<Secret>,
 }
 
+/// API bearer tokens (`skip_jwt_bearer_tokens`, `extra_jwt_issuers`).
+#[derive(Debug, Clone, Default)]
+pub struct BearerConfig {
+    /// Accept bearer tokens on every path.
+    pub everywhere: bool,
+    /// Issuers besides the provider, each with the audience its tokens
+    /// must name.
+    pub extra_issuers: Vec<JwtIssuer>,
+}
+
+/// One `extra_jwt_issuers` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtIssuer {
+    /// The issuer URL (discovery is fetched from it).
+    pub issuer: Url,
+    /// The audience its tokens must name.
+    pub audience: String,
+}
+
+/// Parses `extra_jwt_issuers`: `issuer=audience` each, as oauth2-proxy
+/// writes them; the issuer is held to the provider URL rules.
+fn parse_jwt_issuers(list: &[String], allow_http: bool) -> Result<Vec<JwtIssuer>, String> {
+    list.iter()
+        .map(|entry| {
+            let (issuer, audience) = entry
+                .split_once('=')
+                .filter(|(i, a)| !i.trim().is_empty() && !a.trim().is_empty())
+                .ok_or_else(|| format!("`{entry}` is not issuer=audience"))?;
+            let issuer = parse_http_url(issuer.trim())?;
+            if let Some(reason) = insecure_http_reason(&issuer)
+                && !allow_http
+            {
+                return Err(reason);
+            }
+            Ok(JwtIssuer {
+                issuer,
+                audience: audience.trim().to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// The session store settings.
 #[derive(Debug, Clone)]
 pub struct SessionStoreConfig {
@@ -273,6 +315,8 @@ pub struct Config {
     pub session_store: SessionStoreConfig,
     /// Limits on slow and many clients.
     pub limits: LimitsConfig,
+    /// API bearer tokens.
+    pub bearer: BearerConfig,
     /// Settings accepted and ignored (oauth2-proxy keys for what gatehouse
     /// does anyway), each with why: warned about at start.
     pub notes: Vec<Problem>,
@@ -486,6 +530,18 @@ impl Config {
         );
         let session_store = build_session_store(&mut p, &raw);
         let limits = limits::build(&mut p, &raw);
+        let bearer = BearerConfig {
+            everywhere: raw.skip_jwt_bearer_tokens.unwrap_or(false),
+            extra_issuers: p
+                .check(
+                    "extra_jwt_issuers",
+                    parse_jwt_issuers(
+                        &raw.extra_jwt_issuers,
+                        raw.insecure_oidc_allow_http.unwrap_or(false),
+                    ),
+                )
+                .unwrap_or_default(),
+        };
 
         match (
             http_address,
@@ -540,6 +596,7 @@ impl Config {
                 upstream_timeout,
                 session_store,
                 limits,
+                bearer,
                 notes: Vec::new(),
             }),
             _ => Err(ConfigError { problems: p.0 }),

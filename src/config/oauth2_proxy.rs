@@ -161,8 +161,6 @@ const TABLE: &[(&str, Kind)] = &[
             "gatehouse listens on one address: set http_address, and tls_cert_file and tls_key_file to serve HTTPS there",
         ),
     ),
-    ("skip_jwt_bearer_tokens", Kind::Unsupported("")),
-    ("extra_jwt_issuers", Kind::Unsupported("")),
     (
         "authenticated_emails_file",
         Kind::Unsupported("use email_domain, allowed_group or allowed_role"),

@@ -484,6 +484,22 @@ pub struct RawConfig {
         env = "GATEHOUSE_LOGIN_RATE_LIMIT_PER_MINUTE"
     )]
     pub login_rate_limit_per_minute: Option<u32>,
+
+    /// Accept `Authorization: Bearer <JWT>` from the provider and the extra
+    /// issuers instead of a session, on every path [default: false]
+    #[arg(help_heading = "Policy", long, env = "GATEHOUSE_SKIP_JWT_BEARER_TOKENS", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub skip_jwt_bearer_tokens: Option<bool>,
+
+    /// Another issuer whose bearer tokens are accepted, as `issuer=audience`;
+    /// repeatable
+    #[arg(
+        help_heading = "Policy",
+        long,
+        env = "GATEHOUSE_EXTRA_JWT_ISSUERS",
+        value_delimiter = ','
+    )]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub extra_jwt_issuers: Vec<String>,
 }
 
 /// Lets a list setting be written `key = "one"` or `key = ["one", "two"]`.
@@ -532,9 +548,11 @@ impl RawConfig {
                 redis_use_cluster, header_read_timeout, idle_timeout, request_body_idle_timeout,
                 max_connections, max_connections_per_ip, max_header_bytes,
                 http2_max_concurrent_streams, http2_keepalive_interval, http2_keepalive_timeout,
-                login_rate_limit_burst, login_rate_limit_per_minute;
+                login_rate_limit_burst, login_rate_limit_per_minute,
+                skip_jwt_bearer_tokens;
             lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy,
                 oidc_extra_audience, allowed_role, allowed_group, claim_header,
-                redis_sentinel_connection_urls, redis_cluster_connection_urls)
+                redis_sentinel_connection_urls, redis_cluster_connection_urls,
+                extra_jwt_issuers)
     }
 }
