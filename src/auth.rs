@@ -11,6 +11,7 @@
 //! challenge as a redirect to the provider or as a 401, depending on who asked.
 
 pub mod backchannel;
+pub mod bearer;
 pub mod endpoints;
 pub mod forward_auth;
 pub mod identity;
@@ -59,6 +60,9 @@ pub enum Decision {
     Challenge,
     /// Signed in but refused by policy; who was refused.
     Deny(DenyReason, Box<Identity>),
+    /// A bearer token where tokens are accepted, and it did not verify:
+    /// 401 with `WWW-Authenticate`, never a redirect, never a session.
+    InvalidToken,
     /// No answer can be given (never an allow): the session is due for a
     /// refresh and the provider could not be reached, or the session store
     /// cannot vouch for the session.

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 
 use crate::auth::endpoints::{self, RequestInfo};
 use crate::auth::{Decided, Decision, strip_own_cookies};
-use crate::auth::{backchannel, forward_auth};
+use crate::auth::{backchannel, bearer, forward_auth};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::{client_ip, is_trusted, origin};
@@ -140,6 +140,9 @@ async fn dispatch(
             };
         }
         "/oauth2/backchannel-logout" => return backchannel::logout(state, req).await,
+        bearer::METADATA_PATH if state.bearer.enabled() => {
+            return state.bearer.metadata(&info.origin);
+        }
         p if p.starts_with("/oauth2/") || p == "/oauth2" => {
             if matches!(p, "/oauth2/start" | "/oauth2/callback")
                 && let Err(wait) = state
@@ -187,16 +190,26 @@ async fn dispatch(
         decision,
         set_cookies,
     } = state.decide(req.headers()).await;
+    let by_token = state.bearer.token(req.headers()).is_some();
     let resp = match decision {
         Decision::Allow(identity) => {
             note.upstream = true;
             let mut req = req;
-            // a tunnel lives as long as its session, not just as its request
+            // a tunnel lives as long as its session (or token), not just as
+            // its request
             let tunnel_end = is_websocket_upgrade(req.headers()).then(|| {
-                state
-                    .gate
-                    .watch_session(&state.config, req.headers(), identity.expires_at)
+                if by_token {
+                    bearer::watch_until(identity.expires_at)
+                } else {
+                    state
+                        .gate
+                        .watch_session(&state.config, req.headers(), identity.expires_at)
+                }
             });
+            if by_token {
+                // the client's token goes on only as a setting forwards it
+                req.headers_mut().remove(http::header::AUTHORIZATION);
+            }
             strip_own_cookies(req.headers_mut(), &state.config.cookie.name);
             let ctx = ForwardContext {
                 identity: &identity,
@@ -218,7 +231,14 @@ async fn dispatch(
             note.identity = Some(*identity);
             r
         }
-        Decision::Challenge => challenge(state, &req, &info),
+        Decision::Challenge => {
+            let mut r = challenge(state, &req, &info);
+            if state.bearer.enabled() {
+                bearer::add_challenge(&mut r, &info.origin);
+            }
+            r
+        }
+        Decision::InvalidToken => bearer::invalid_token(&info.origin),
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
     endpoints::with_cookies(resp, set_cookies)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::auth::Gate;
 use crate::auth::backchannel::JTI_TTL;
+use crate::auth::bearer::BearerAuth;
 use crate::auth::oidc::{IdpHttp, ProviderSlot};
 use crate::auth::once::OnceGuard;
 use crate::auth::refresh::SharedRefresh;
@@ -38,11 +39,20 @@ pub struct AppState {
     pub login_states: OnceGuard,
     /// Per-client rate limit on `/oauth2/start` and `/oauth2/callback`.
     pub login_limiter: crate::limits::LoginRateLimiter,
+    /// API bearer tokens.
+    pub bearer: BearerAuth,
 }
 
 impl AppState {
     /// The gate's decision for a request's headers.
     pub async fn decide(&self, headers: &http::HeaderMap) -> crate::auth::Decided {
+        // a bearer token where tokens are accepted decides alone
+        if let Some(token) = self.bearer.token(headers) {
+            return crate::auth::Decided {
+                decision: self.bearer.decide(&self.config, token).await,
+                set_cookies: Vec::new(),
+            };
+        }
         self.gate
             .decide(&self.config, &self.provider, headers)
             .await
@@ -118,7 +128,9 @@ impl AppState {
             config.limits.login_rate_limit,
             crate::limits::LOGIN_LIMITER_CAPACITY,
         );
+        let bearer = BearerAuth::new(&config, idp_http.clone());
         Ok(Self {
+            bearer,
             login_limiter,
             config: Arc::new(config),
             gate: Gate::new(codec, store, shared_refresh, refresh),

@@ -584,6 +584,10 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
         },
         Decision::Deny(reason, who) => forbidden(reason, &who, Mode::Json),
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
+        Decision::InvalidToken => {
+            let origin = crate::http::forwarded::origin(&parts.headers, &parts.uri, false, false);
+            crate::auth::bearer::invalid_token(&origin)
+        }
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };
     with_cookies(resp, set_cookies)

@@ -25,7 +25,7 @@ use crate::auth::identity::Identity;
 use crate::auth::policy::Narrowing;
 use crate::auth::return_to::ReturnTo;
 use crate::auth::session::now_secs;
-use crate::auth::{Decided, Decision};
+use crate::auth::{Decided, Decision, bearer};
 use crate::config::ClaimHeader;
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::{ProxyBody, empty};
@@ -75,7 +75,8 @@ pub async fn auth_request(
             r
         }
         // nginx turns a 401 into its error_page (the sign-in redirect)
-        Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
+        Decision::Challenge => bearer_challenge(state, info),
+        Decision::InvalidToken => bearer::invalid_token(&info.origin),
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };
     // a refreshed session goes back to the browser through the front proxy
@@ -130,7 +131,7 @@ pub async fn forward_auth(
             let navigation =
                 (method == Method::GET || method == Method::HEAD) && info.mode == Mode::Html;
             if !navigation {
-                return error_response(&Error::Unauthenticated, Mode::Json);
+                return bearer_challenge(state, info);
             }
             // the original URL is the front proxy's report of what the
             // browser asked for: its host is a forwarded one, believed as a
@@ -150,9 +151,21 @@ pub async fn forward_auth(
             });
             begin_login(state, &return_to, info, &parts.headers)
         }
+        // a refused bearer token is never sent to sign in
+        Decision::InvalidToken => bearer::invalid_token(&info.origin),
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
     with_cookies(resp, set_cookies)
+}
+
+/// 401 for a request with neither session nor token; where bearer tokens
+/// are accepted it says so (`WWW-Authenticate` with the metadata URL).
+fn bearer_challenge(state: &AppState, info: &RequestInfo) -> Response<ProxyBody> {
+    let mut r = error_response(&Error::Unauthenticated, Mode::Json);
+    if state.bearer.enabled() {
+        bearer::add_challenge(&mut r, &info.origin);
+    }
+    r
 }
 
 /// The access token goes on an answer only with `pass_access_token` and

@@ -68,7 +68,7 @@ pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 /// refetch (a little over the interval, so one wait always reaches it).
 pub const JWKS_REFETCH_WAIT: Duration = Duration::from_secs(6);
 /// Clock skew allowed on `iat` and on JWT access tokens.
-const SKEW_SECS: u64 = 60;
+pub(crate) const SKEW_SECS: u64 = 60;
 /// Longest value a mapped claim header carries.
 const MAX_HEADER_VALUE: usize = 1024;
 
@@ -135,7 +135,7 @@ impl IdpHttp {
         Ok(http::Response::from_parts(parts, bytes.to_vec()))
     }
 
-    async fn get_json(
+    pub(crate) async fn get_json(
         &self,
         url: &Url,
         bearer: Option<&str>,
@@ -948,7 +948,7 @@ pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/back
 /// Oldest `iat` a logout token may carry.
 pub const LOGOUT_TOKEN_MAX_AGE_SECS: u64 = 300;
 /// Signature algorithms accepted on logout tokens: the ID-token list.
-const LOGOUT_TOKEN_ALGS: [jsonwebtoken::Algorithm; 9] = [
+pub(crate) const LOGOUT_TOKEN_ALGS: [jsonwebtoken::Algorithm; 9] = [
     jsonwebtoken::Algorithm::RS256,
     jsonwebtoken::Algorithm::RS384,
     jsonwebtoken::Algorithm::RS512,
@@ -1057,7 +1057,10 @@ async fn fetch_keys(http: &IdpHttp, url: &Url) -> Result<Keys, IdpError> {
 /// A key is for the one algorithm its JWK names, and only for signatures
 /// (RFC 7517 4.2, 4.4), as `openidconnect` holds ID tokens to; the key's
 /// family is checked by `jsonwebtoken` when it verifies.
-fn key_fits(key: &jsonwebtoken::jwk::Jwk, alg: jsonwebtoken::Algorithm) -> Result<(), String> {
+pub(crate) fn key_fits(
+    key: &jsonwebtoken::jwk::Jwk,
+    alg: jsonwebtoken::Algorithm,
+) -> Result<(), String> {
     if let Some(key_alg) = key.common.key_algorithm
         && key_alg.to_string() != format!("{alg:?}")
     {
@@ -1096,7 +1099,7 @@ pub fn jwt_payload(jwt: &str) -> Option<Value> {
 /// and `nbf` that is present must be a non-negative number (RFC 7519
 /// NumericDate); `nbf` may not be later than now and `exp` not earlier, each
 /// with [`SKEW_SECS`] of leeway. Presence is the caller's rule.
-fn check_time_claims(claims: &Value, now: u64) -> Result<(), String> {
+pub(crate) fn check_time_claims(claims: &Value, now: u64) -> Result<(), String> {
     let mut at = [None; 3];
     for (slot, name) in at.iter_mut().zip(["exp", "iat", "nbf"]) {
         *slot = match claims.get(name) {
@@ -1149,7 +1152,7 @@ fn expires_at(expires_in: Option<&Value>) -> Option<u64> {
     Some(now_secs().saturating_add(secs))
 }
 
-fn audiences(claims: &Value) -> Vec<&str> {
+pub(crate) fn audiences(claims: &Value) -> Vec<&str> {
     match claims.get("aud") {
         Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
@@ -1243,7 +1246,7 @@ pub fn identity_from_claims(claims: &Value, names: &ClaimNames) -> Result<Identi
 
 /// Keycloak-shaped roles: `realm_access.roles` as `role`,
 /// `resource_access.<client>.roles` as `client:role`.
-fn roles(claims: &Value) -> Vec<String> {
+pub(crate) fn roles(claims: &Value) -> Vec<String> {
     let mut out = strings(claims.pointer("/realm_access/roles"));
     if let Some(Value::Object(clients)) = claims.get("resource_access") {
         for (client, v) in clients {
@@ -1258,7 +1261,7 @@ fn roles(claims: &Value) -> Vec<String> {
 }
 
 /// Values for `claim_header`: control characters dropped, length bounded.
-fn mapped_headers(
+pub(crate) fn mapped_headers(
     claims: &Value,
     map: &[ClaimHeader],
     aliases: &[(String, String)],
