@@ -41,10 +41,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The gate's decision for a request's headers.
-    pub async fn decide(&self, headers: &http::HeaderMap) -> crate::auth::Decided {
+    /// The gate's decision for a request's headers on `route`.
+    pub async fn decide(
+        &self,
+        headers: &http::HeaderMap,
+        route: &crate::routes::Route,
+    ) -> crate::auth::Decided {
         self.gate
-            .decide(&self.config, &self.provider, headers)
+            .decide(&self.config, &self.provider, headers, route)
             .await
     }
 
