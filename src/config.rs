@@ -627,6 +627,22 @@ impl Config {
                 });
             }
         }
+        // a public regex searched anywhere opens more than it says
+        for r in self.routes.routes() {
+            if let crate::routes::PathMatch::Regex(re) = &r.path
+                && r.is_public()
+                && !re.as_str().starts_with('^')
+            {
+                out.push(Problem {
+                    key: r.name.clone(),
+                    reason: format!(
+                        "the public regex `{}` is not anchored, so it matches anywhere in the \
+                         path (`/static/` also lets `/admin/static/x` through): start it with ^",
+                        re.as_str()
+                    ),
+                });
+            }
+        }
         out
     }
 }

@@ -181,6 +181,51 @@ impl Route {
     }
 }
 
+/// One line for `--check-config`: where the route applies and what it says.
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:<22}", self.name)?;
+        match &self.host {
+            HostMatch::Any => write!(f, " host *")?,
+            HostMatch::Exact(h) => write!(f, " host {h}")?,
+            HostMatch::Subdomain(h) => write!(f, " host *{h}")?,
+        }
+        match &self.path {
+            PathMatch::Any => write!(f, ", any path")?,
+            PathMatch::Prefix(p) => write!(f, ", path {p}")?,
+            PathMatch::Regex(r) => write!(f, ", path_regex {}", r.as_str())?,
+        }
+        if let Some(ms) = &self.methods {
+            let ms: Vec<&str> = ms.iter().map(Method::as_str).collect();
+            write!(f, ", {}", ms.join("|"))?;
+        }
+        match &self.policy {
+            Policy::Public => write!(f, " -> public")?,
+            Policy::Authenticated => write!(f, " -> signed in")?,
+            Policy::Allow(l) => {
+                write!(f, " -> signed in and one of")?;
+                for (what, list) in [
+                    ("groups", &l.groups),
+                    ("roles", &l.roles),
+                    ("emails", &l.emails),
+                    ("email domains", &l.email_domains),
+                ] {
+                    if !list.is_empty() {
+                        write!(f, " {what} [{}]", list.join(", "))?;
+                    }
+                }
+            }
+        }
+        if self.api {
+            write!(f, ", 401 not redirect")?;
+        }
+        if let Some(u) = &self.upstream {
+            write!(f, ", upstream {u}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A host as compared: without the port and a trailing dot. An IPv6
 /// literal keeps its brackets.
 fn bare_host(host: &str) -> &str {

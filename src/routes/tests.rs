@@ -322,3 +322,27 @@ fn allow_lists_admit_a_user_in_any_one_of_them() {
     let open = route("o", HostMatch::Any, PathMatch::Any, None);
     assert_eq!(open.admits(&who(&[], &[], None)), Ok(()));
 }
+
+#[test]
+fn check_config_lists_each_route_on_one_line() {
+    let r = Route {
+        methods: Some(vec![Method::GET, Method::HEAD]),
+        policy: Policy::Allow(AllowLists {
+            groups: vec!["admins".into()],
+            email_domains: vec!["example.com".into()],
+            ..AllowLists::default()
+        }),
+        api: true,
+        upstream: Some("http://10.0.0.1:8080/".parse().unwrap()),
+        ..route("routes[1]", sub(".example.com"), prefix("/admin"), None)
+    };
+    assert_eq!(
+        r.to_string(),
+        "routes[1]              host *.example.com, path /admin, GET|HEAD -> signed in and one of \
+         groups [admins] email domains [example.com], 401 not redirect, upstream http://10.0.0.1:8080/"
+    );
+    assert_eq!(
+        Route::fallback(3).to_string(),
+        "default                host *, any path -> signed in"
+    );
+}

@@ -273,3 +273,14 @@ allowed_groups = ["staff"]
     assert_eq!(placed(&c, "h", "GET", "/x"), "routes[0]");
     assert!(c.routes.routes()[..5].iter().all(|r| r.is_public()));
 }
+
+#[test]
+fn check_config_warns_about_a_public_regex_that_is_not_anchored() {
+    let c = load("skip_auth_route = [\"GET=/static/\", \"^/health$\"]\napi_route = [\"/api/\"]")
+        .unwrap();
+    let warnings = c.advisories();
+    let keys: Vec<&str> = warnings.iter().map(|p| p.key.as_str()).collect();
+    // the anchored one and the non-public one are fine
+    assert_eq!(keys, ["skip_auth_route[0]"], "{warnings:?}");
+    assert!(warnings[0].reason.contains("start it with ^"));
+}
