@@ -38,6 +38,7 @@ use crate::auth::session::{
     CookieCodec, Session, clear_session, now_secs, session_cookie_value, session_cookies,
 };
 use crate::config::Config;
+use crate::routes::Route;
 
 /// Most refreshes remembered at once (see [`Gate`]).
 const REFRESH_CACHE_CAPACITY: u64 = 10_000;
@@ -160,13 +161,15 @@ impl Gate {
         }
     }
 
-    /// Decides from the request's headers, refreshing the session first
-    /// when it is due.
+    /// Decides from the request's headers on `route` (the site-wide rules,
+    /// then the route's allow lists), refreshing the session first when it
+    /// is due. A public route never gets here: it needs no decision.
     pub async fn decide(
         &self,
         config: &Config,
         provider: &ProviderSlot,
         headers: &HeaderMap,
+        route: &Route,
     ) -> Decided {
         let mut session = match self.session(config, headers).await {
             Ok(Some(s)) => s,
@@ -191,7 +194,9 @@ impl Gate {
         };
         let mut set_cookies = Vec::new();
         if due_for_refresh(config, &session.identity, now_secs()) {
-            match self.refresh(config, provider, &session, headers).await {
+            // boxed: a refresh is rare, and inline its future would make every
+            // request's future bigger
+            match Box::pin(self.refresh(config, provider, &session, headers)).await {
                 Ok((fresh, cookies)) => {
                     session = fresh;
                     set_cookies = cookies;
@@ -218,7 +223,9 @@ impl Gate {
             }
         }
         let identity = session.identity;
-        let decision = match policy::check(config, &identity) {
+        // the route's lists only narrow what the site-wide rules allow
+        let decision = match policy::check(config, &identity).and_then(|()| route.admits(&identity))
+        {
             Ok(()) => Decision::Allow(identity),
             Err(reason) => Decision::Deny(reason, Box::new(identity)),
         };

@@ -18,6 +18,7 @@
 mod limits;
 mod oauth2_proxy;
 mod raw;
+mod routes;
 mod secret;
 mod strength;
 
@@ -39,6 +40,7 @@ use crate::auth::return_to::WhitelistDomain;
 
 pub use limits::{LimitsConfig, RateLimit};
 pub use raw::RawConfig;
+pub use routes::RawRoute;
 pub use secret::Secret;
 
 /// Where the upstream for a path prefix lives.
@@ -313,6 +315,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Where sessions and revocations live.
     pub session_store: SessionStoreConfig,
+    /// Which rules apply to which requests (`[[routes]]` and shorthands);
+    /// only the default route when none are configured.
+    pub routes: crate::routes::RouteTable,
     /// Limits on slow and many clients.
     pub limits: LimitsConfig,
     /// API bearer tokens.
@@ -542,6 +547,7 @@ impl Config {
                 )
                 .unwrap_or_default(),
         };
+        let routes = routes::build(&mut p, &raw);
 
         match (
             http_address,
@@ -557,6 +563,7 @@ impl Config {
             trusted_proxies,
             upstream_timeout,
             session_store,
+            routes,
         ) {
             (
                 Some(http_address),
@@ -572,6 +579,7 @@ impl Config {
                 Some(trusted_proxies),
                 Some(upstream_timeout),
                 Some(session_store),
+                Some(routes),
             ) if p.0.is_empty() => Ok(Self {
                 http_address,
                 upstreams,
@@ -597,6 +605,7 @@ impl Config {
                 session_store,
                 limits,
                 bearer,
+                routes,
                 notes: Vec::new(),
             }),
             _ => Err(ConfigError { problems: p.0 }),
@@ -675,6 +684,22 @@ impl Config {
                 });
             }
         }
+        // a public regex searched anywhere opens more than it says
+        for r in self.routes.routes() {
+            if let crate::routes::PathMatch::Regex(re) = &r.path
+                && r.is_public()
+                && !re.as_str().starts_with('^')
+            {
+                out.push(Problem {
+                    key: r.name.clone(),
+                    reason: format!(
+                        "the public regex `{}` is not anchored, so it matches anywhere in the \
+                         path (`/static/` also lets `/admin/static/x` through): start it with ^",
+                        re.as_str()
+                    ),
+                });
+            }
+        }
         out
     }
 }
@@ -703,7 +728,22 @@ fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
     let mut covered = Vec::new();
     // gatehouse key -> (key as written, value)
     let mut kept: Vec<(String, String, toml::Value)> = Vec::new();
+    let mut routes = Vec::new();
     for (key, value) in table {
+        if key == "routes" {
+            // each table alone, so a problem names its route
+            let toml::Value::Array(items) = value else {
+                p.add("routes", "expected [[routes]] tables");
+                continue;
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                match item.try_into::<RawRoute>() {
+                    Ok(r) => routes.push(r),
+                    Err(e) => p.add(&format!("routes[{i}]"), e.message().trim().to_owned()),
+                }
+            }
+            continue;
+        }
         let at = line_of(text, &key).map_or_else(String::new, |n| format!(" (line {n})"));
         let (target, value) = if ours.contains(&key) {
             (key.clone(), value)
@@ -762,6 +802,7 @@ fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
             }
         }
     }
+    raw.routes = routes;
     Ok(FileSettings {
         raw,
         problems: p.0,

@@ -25,6 +25,7 @@ use crate::http::forwarded::{client_ip, is_trusted, origin};
 use crate::http::headers::is_websocket_upgrade;
 use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
+use crate::routes::Target;
 use crate::state::AppState;
 use crate::telemetry::{AccessNote, RequestId, escape_log, with_request_id};
 
@@ -92,6 +93,11 @@ async fn handle_as(
         user = %escape_log(who.map_or("-", |i| i.subject.as_str())),
         email = %escape_log(who.and_then(|i| i.email.as_deref()).unwrap_or("-")),
         upstream = note.upstream,
+        route = note
+            .route
+            .filter(|_| !state.config.routes.is_default_only())
+            .and_then(|i| state.config.routes.routes().get(i))
+            .map(|r| r.name.as_str()),
         peer = %conn.peer.ip(),
         reason,
         rule,
@@ -186,33 +192,61 @@ async fn dispatch(
         }
         _ => {}
     }
-    let Decided {
-        decision,
-        set_cookies,
-    } = state.decide(req.headers()).await;
-    let by_token = state.bearer.token(req.headers()).is_some();
-    let resp = match decision {
-        Decision::Allow(identity) => {
+    let Ok(path) = crate::http::path::normalize(req.uri().path()) else {
+        // check_target refused these already
+        return error_response(&Error::BadRequest("bad request path"), Mode::Json);
+    };
+    let Ok(route) = state.config.routes.find(&Target {
+        host: info.origin.host.as_deref(),
+        method: Some(req.method()),
+        path: &path,
+    }) else {
+        return error_response(&Error::BadRequest("request cannot be placed"), Mode::Json);
+    };
+    drop(path);
+    note.route = Some(route.index);
+    // a public route looks at no session: nothing about the user goes
+    // upstream. One forward call serves both: each await of it would add the
+    // whole forwarding future to this one.
+    let by_token = !route.is_public() && state.bearer.token(req.headers(), route).is_some();
+    let (allowed, set_cookies) = if route.is_public() {
+        (Ok(None), Vec::new())
+    } else {
+        let Decided {
+            decision,
+            set_cookies,
+        } = state.decide(req.headers(), route).await;
+        match decision {
+            Decision::Allow(identity) => (Ok(Some(identity)), set_cookies),
+            other => (Err(other), set_cookies),
+        }
+    };
+    let resp = match allowed {
+        Ok(identity) => {
             note.upstream = true;
             let mut req = req;
             // a tunnel lives as long as its session (or token), not just as
             // its request
-            let tunnel_end = is_websocket_upgrade(req.headers()).then(|| {
-                if by_token {
-                    bearer::watch_until(identity.expires_at)
-                } else {
-                    state
-                        .gate
-                        .watch_session(&state.config, req.headers(), identity.expires_at)
-                }
-            });
+            let tunnel_end = identity
+                .as_ref()
+                .filter(|_| is_websocket_upgrade(req.headers()))
+                .map(|identity| {
+                    if by_token {
+                        bearer::watch_until(identity.expires_at)
+                    } else {
+                        state
+                            .gate
+                            .watch_session(&state.config, req.headers(), identity.expires_at)
+                    }
+                });
             if by_token {
                 // the client's token goes on only as a setting forwards it
                 req.headers_mut().remove(http::header::AUTHORIZATION);
             }
             strip_own_cookies(req.headers_mut(), &state.config.cookie.name);
             let ctx = ForwardContext {
-                identity: &identity,
+                identity: identity.as_ref(),
+                route: route.index,
                 peer: conn.peer.ip(),
                 origin: &info.origin,
                 tunnel_end,
@@ -222,24 +256,31 @@ async fn dispatch(
                 Ok(r) => r,
                 Err(e) => error_response(&e, info.mode),
             };
-            note.identity = Some(identity);
+            note.identity = identity;
             r
         }
-        Decision::Deny(reason, identity) => {
+        Err(Decision::Deny(reason, identity)) => {
             note.denied = Some(reason);
             let r = endpoints::forbidden(reason, &identity, info.mode);
             note.identity = Some(*identity);
             r
         }
-        Decision::Challenge => {
-            let mut r = challenge(state, &req, &info);
-            if state.bearer.enabled() {
+        Err(Decision::Challenge) => {
+            let mut r = if route.api {
+                error_response(&Error::Unauthenticated, Mode::Json)
+            } else {
+                challenge(state, &req, &info)
+            };
+            if state.bearer.enabled_on(route) {
                 bearer::add_challenge(&mut r, &info.origin);
             }
             r
         }
-        Decision::InvalidToken => bearer::invalid_token(&info.origin),
-        Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
+        // a refused bearer token is never sent to sign in
+        Err(Decision::InvalidToken) => bearer::invalid_token(&info.origin),
+        Err(Decision::Unavailable(cause)) => error_response(&cause.error(), info.mode),
+        // moved into `Ok` above
+        Err(Decision::Allow(_)) => error_response(&Error::Internal("unreachable"), Mode::Json),
     };
     endpoints::with_cookies(resp, set_cookies)
 }

@@ -44,17 +44,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The gate's decision for a request's headers.
-    pub async fn decide(&self, headers: &http::HeaderMap) -> crate::auth::Decided {
+    /// The gate's decision for a request's headers on `route`.
+    pub async fn decide(
+        &self,
+        headers: &http::HeaderMap,
+        route: &crate::routes::Route,
+    ) -> crate::auth::Decided {
         // a bearer token where tokens are accepted decides alone
-        if let Some(token) = self.bearer.token(headers) {
+        if let Some(token) = self.bearer.token(headers, route) {
             return crate::auth::Decided {
-                decision: self.bearer.decide(&self.config, token).await,
+                decision: self.bearer.decide(&self.config, token, route).await,
                 set_cookies: Vec::new(),
             };
         }
         self.gate
-            .decide(&self.config, &self.provider, headers)
+            .decide(&self.config, &self.provider, headers, route)
             .await
     }
 

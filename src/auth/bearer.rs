@@ -44,6 +44,7 @@ use crate::config::{Config, Secret};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::Origin;
 use crate::http::response::json;
+use crate::routes::Route;
 
 /// Where the RFC 9728 metadata is served.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -273,6 +274,8 @@ impl moka::Expiry<[u8; 32], Arc<Identity>> for UntilExp {
 /// Verifies bearer tokens. Built once at start.
 pub struct BearerAuth {
     everywhere: bool,
+    /// Some route has `bearer = true`.
+    on_some_route: bool,
     issuers: Vec<Issuer>,
     cache: moka::future::Cache<[u8; 32], Arc<Identity>>,
     http: IdpHttp,
@@ -305,6 +308,7 @@ impl BearerAuth {
         }
         Self {
             everywhere: config.bearer.everywhere,
+            on_some_route: config.routes.routes().iter().any(|r| r.bearer),
             issuers,
             cache: moka::future::Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
@@ -317,26 +321,32 @@ impl BearerAuth {
     /// Whether bearer tokens are accepted anywhere (the metadata is served
     /// then).
     pub fn enabled(&self) -> bool {
-        self.everywhere
+        self.everywhere || self.on_some_route
     }
 
-    /// The token of a request where bearer tokens are accepted, if it
-    /// carries one (`Authorization: Bearer ...`). Two `Authorization`
-    /// headers with a bearer token among them give an empty token, which
-    /// is refused: which one counts would be a guess.
-    pub fn token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        if !self.everywhere {
+    /// Whether bearer tokens are accepted on `route`.
+    pub fn enabled_on(&self, route: &Route) -> bool {
+        self.everywhere || route.bearer
+    }
+
+    /// The token of a request on `route`, if bearer tokens are accepted
+    /// there and it carries one (`Authorization: Bearer ...`). Two
+    /// `Authorization` headers with a bearer token among them give an empty
+    /// token, which is refused: which one counts would be a guess.
+    pub fn token<'h>(&self, headers: &'h HeaderMap, route: &Route) -> Option<&'h str> {
+        if !self.enabled_on(route) {
             return None;
         }
         presented(headers)
     }
 
-    /// The decision for a request that carried `token`.
-    pub async fn decide(&self, config: &Config, token: &str) -> Decision {
+    /// The decision for a request on `route` that carried `token`: the
+    /// site-wide rules, then the route's lists, as for a session.
+    pub async fn decide(&self, config: &Config, token: &str, route: &Route) -> Decision {
         match self.verify(config, token).await {
             Ok(id) => {
                 let id = Identity::clone(&id);
-                match policy::check(config, &id) {
+                match policy::check(config, &id).and_then(|()| route.admits(&id)) {
                     Ok(()) => Decision::Allow(id),
                     Err(reason) => Decision::Deny(reason, Box::new(id)),
                 }

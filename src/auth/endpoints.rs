@@ -230,7 +230,9 @@ async fn already_signed_in(state: &AppState, parts: &Parts) -> Option<Response<P
     let Decided {
         decision,
         set_cookies,
-    } = state.decide(&parts.headers).await;
+    } = state
+        .decide(&parts.headers, state.config.routes.fallback())
+        .await;
     let Decision::Allow(identity) = decision else {
         return None;
     };
@@ -419,6 +421,7 @@ fn refusal(reason: DenyReason) -> &'static str {
         DenyReason::ConfiguredGroup => "Your account is not in a group allowed on this site.",
         DenyReason::Group => "Your account is not in a group allowed on this part of the site.",
         DenyReason::LocationEmail => "Your email address is not allowed on this part of the site.",
+        DenyReason::Route => "Your account is not among those allowed on this part of the site.",
     }
 }
 
@@ -576,7 +579,9 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
     let Decided {
         decision,
         set_cookies,
-    } = state.decide(&parts.headers).await;
+    } = state
+        .decide(&parts.headers, state.config.routes.fallback())
+        .await;
     let resp = match decision {
         Decision::Allow(id) => match serde_json::to_value(id.user_info()) {
             Ok(v) => json(StatusCode::OK, &v),

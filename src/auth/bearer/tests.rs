@@ -55,7 +55,7 @@ async fn a_valid_token_stands_for_its_user_with_groups_and_roles() {
     assert_eq!(id.tokens.id_token, None);
     assert_eq!(id.tokens.access_token, None);
     assert!(matches!(
-        auth.decide(&config, &token).await,
+        auth.decide(&config, &token, config.routes.fallback()).await,
         Decision::Allow(_)
     ));
 }
@@ -137,7 +137,10 @@ async fn tokens_that_do_not_verify_are_refused() {
         let why = refused(auth.verify(&config, &token).await);
         assert!(!why.is_empty(), "{name}");
         assert!(
-            matches!(auth.decide(&config, &token).await, Decision::InvalidToken),
+            matches!(
+                auth.decide(&config, &token, config.routes.fallback()).await,
+                Decision::InvalidToken
+            ),
             "{name}"
         );
     }
@@ -193,7 +196,7 @@ async fn keys_that_cannot_be_fetched_answer_unavailable_never_allow() {
         Err(BearerError::Unavailable(_))
     ));
     assert!(matches!(
-        auth.decide(&config, &token).await,
+        auth.decide(&config, &token, config.routes.fallback()).await,
         Decision::Unavailable(Unavailable::Provider)
     ));
     // a failed discovery is not retried at once: the issuer is not hammered
