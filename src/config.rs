@@ -217,8 +217,8 @@ pub struct BearerConfig {
 /// One `extra_jwt_issuers` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtIssuer {
-    /// The issuer URL (discovery is fetched from it).
-    pub issuer: Url,
+    /// The issuer URL as given (discovery is fetched from it).
+    pub issuer: String,
     /// The audience its tokens must name.
     pub audience: String,
 }
@@ -232,14 +232,15 @@ fn parse_jwt_issuers(list: &[String], allow_http: bool) -> Result<Vec<JwtIssuer>
                 .split_once('=')
                 .filter(|(i, a)| !i.trim().is_empty() && !a.trim().is_empty())
                 .ok_or_else(|| format!("`{entry}` is not issuer=audience"))?;
-            let issuer = parse_http_url(issuer.trim())?;
-            if let Some(reason) = insecure_http_reason(&issuer)
+            let issuer = issuer.trim();
+            let url = parse_http_url(issuer)?;
+            if let Some(reason) = insecure_http_reason(&url)
                 && !allow_http
             {
                 return Err(reason);
             }
             Ok(JwtIssuer {
-                issuer,
+                issuer: issuer.to_owned(),
                 audience: audience.trim().to_owned(),
             })
         })

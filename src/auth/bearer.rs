@@ -301,7 +301,7 @@ impl BearerAuth {
         let mut issuers = vec![provider];
         for extra in &config.bearer.extra_issuers {
             issuers.push(Issuer::new(
-                extra.issuer.as_str(),
+                &extra.issuer,
                 vec![extra.audience.clone()],
                 p.allow_http,
             ));

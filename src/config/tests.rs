@@ -948,3 +948,44 @@ fn a_log_level_may_be_a_level_or_directives_naming_our_targets() {
     }
     assert_eq!(Config::from_toml_str(MINIMAL).unwrap().log_level, "info");
 }
+
+#[test]
+fn extra_jwt_issuers_are_issuer_equals_audience_with_provider_url_rules() {
+    let c = Config::from_toml_str(&format!(
+        "{MINIMAL}\nskip_jwt_bearer_tokens = true\nextra_jwt_issuers = [\"https://login.partner.test/=api://orders\", \" http://127.0.0.1:9000 = aud=x \"]\n"
+    ))
+    .unwrap();
+    assert!(c.bearer.everywhere);
+    assert_eq!(
+        c.bearer.extra_issuers,
+        [
+            JwtIssuer {
+                issuer: "https://login.partner.test/".into(),
+                audience: "api://orders".into(),
+            },
+            JwtIssuer {
+                issuer: "http://127.0.0.1:9000".into(),
+                audience: "aud=x".into(),
+            },
+        ]
+    );
+    assert!(!Config::from_toml_str(MINIMAL).unwrap().bearer.everywhere);
+    for bad in [
+        "https://login.partner.test",
+        "https://login.partner.test=",
+        "=aud",
+        "not a url=aud",
+        "ftp://login.partner.test=aud",
+        "https://user:pw@login.partner.test=aud",
+        "http://login.partner.test=aud",
+    ] {
+        let err = Config::from_toml_str(&format!("{MINIMAL}\nextra_jwt_issuers = [\"{bad}\"]\n"))
+            .unwrap_err();
+        assert_eq!(keys(&err), ["extra_jwt_issuers"], "{bad}");
+    }
+    // plain http to a network host only with insecure_oidc_allow_http
+    Config::from_toml_str(&format!(
+        "{MINIMAL}\ninsecure_oidc_allow_http = true\nextra_jwt_issuers = [\"http://login.partner.test=aud\"]\n"
+    ))
+    .unwrap();
+}
