@@ -223,6 +223,9 @@ impl std::fmt::Display for Route {
         if self.api {
             write!(f, ", 401 not redirect")?;
         }
+        if self.bearer {
+            write!(f, ", bearer tokens")?;
+        }
         if let Some(u) = &self.upstream {
             write!(f, ", upstream {u}")?;
         }

@@ -168,6 +168,11 @@ fn a_bad_route_is_refused_naming_its_key_and_reason() {
             "no effect",
         ),
         (
+            "[[routes]]\npolicy = \"public\"\nbearer = true",
+            "routes[0].bearer",
+            "no effect",
+        ),
+        (
             "[[routes]]\nallowed_emails = [\"not-an-address\"]",
             "routes[0].allowed_emails",
             "not an email",
