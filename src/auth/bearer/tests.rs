@@ -313,3 +313,20 @@ fn the_challenge_names_the_error_and_the_metadata() {
         "Bearer error=\"invalid_token\""
     );
 }
+
+#[tokio::test]
+async fn a_tunnel_opened_with_a_token_closes_when_the_token_expires() {
+    let mut expired = watch_until(now_secs().saturating_sub(1));
+    tokio::time::timeout(Duration::from_secs(2), expired.changed())
+        .await
+        .expect("closed at once")
+        .expect("told, not dropped");
+    assert!(*expired.borrow());
+    let mut live = watch_until(now_secs() + 1);
+    assert!(!*live.borrow(), "open while the token is valid");
+    tokio::time::timeout(Duration::from_secs(3), live.changed())
+        .await
+        .expect("closed by the token's exp")
+        .expect("told, not dropped");
+    assert!(*live.borrow());
+}
