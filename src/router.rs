@@ -279,7 +279,10 @@ async fn dispatch(
             r
         }
         // a refused bearer token is never sent to sign in
-        Err(Decision::InvalidToken) => bearer::invalid_token(&info.origin),
+        Err(Decision::InvalidToken) => {
+            note.token_refused = true;
+            bearer::invalid_token(&info.origin)
+        }
         Err(Decision::Unavailable(cause)) => error_response(&cause.error(), info.mode),
         // moved into `Ok` above
         Err(Decision::Allow(_)) => error_response(&Error::Internal("unreachable"), Mode::Json),

@@ -348,6 +348,8 @@ pub struct AccessNote {
     pub denied: Option<DenyReason>,
     /// The index of the route the request was placed on (`crate::routes`).
     pub route: Option<usize>,
+    /// A bearer token was presented and refused.
+    pub token_refused: bool,
 }
 
 impl AccessNote {
@@ -358,6 +360,9 @@ impl AccessNote {
     ) -> (Option<&'static str>, Option<&'static str>) {
         match (self.denied, status) {
             (Some(r), _) => (Some(r.log_reason()), Some(r.rule())),
+            (None, http::StatusCode::UNAUTHORIZED) if self.token_refused => {
+                (Some("bearer token refused"), Some("bearer"))
+            }
             (None, http::StatusCode::UNAUTHORIZED) => (Some("not signed in"), Some("session")),
             _ => (None, None),
         }
@@ -447,6 +452,22 @@ pub fn escape_log(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_bearer_token_is_logged_as_such_not_as_no_session() {
+        let refused = AccessNote {
+            token_refused: true,
+            ..AccessNote::default()
+        };
+        assert_eq!(
+            refused.refusal(http::StatusCode::UNAUTHORIZED),
+            (Some("bearer token refused"), Some("bearer"))
+        );
+        assert_eq!(
+            AccessNote::default().refusal(http::StatusCode::UNAUTHORIZED),
+            (Some("not signed in"), Some("session"))
+        );
+    }
 
     #[test]
     fn log_level_accepts_levels_and_directives_naming_our_targets_and_refuses_typos() {

@@ -102,7 +102,10 @@ pub async fn auth_request(
         }
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => bearer_challenge(state, info, route),
-        Decision::InvalidToken => bearer::invalid_token(&info.origin),
+        Decision::InvalidToken => {
+            note.token_refused = true;
+            bearer::invalid_token(&info.origin)
+        }
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };
     // a refreshed session goes back to the browser through the front proxy
@@ -192,7 +195,10 @@ pub async fn forward_auth(
             begin_login(state, &return_to, info, &parts.headers)
         }
         // a refused bearer token is never sent to sign in
-        Decision::InvalidToken => bearer::invalid_token(&info.origin),
+        Decision::InvalidToken => {
+            note.token_refused = true;
+            bearer::invalid_token(&info.origin)
+        }
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
     with_cookies(resp, set_cookies)
