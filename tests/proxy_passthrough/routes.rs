@@ -325,8 +325,7 @@ async fn a_route_with_methods_takes_only_those_methods_spelled_exactly() {
     assert_reached_as(&post, &r.upstream, "/hooks/in", None, "POST /hooks");
     assert_eq!(r.upstream.last().unwrap().method, Method::POST);
     r.upstream.clear();
-    let lower = Method::from_bytes(b"post").unwrap();
-    for method in [Method::GET, Method::PUT, lower] {
+    for method in [Method::GET, Method::PUT] {
         let resp = client
             .request(method.clone(), &r.proxy.url("/hooks/in"), &api, None)
             .await;
@@ -337,6 +336,13 @@ async fn a_route_with_methods_takes_only_those_methods_spelled_exactly() {
             method.as_str(),
         );
     }
+    // `post` is another method to HTTP and POST to many frameworks: refused,
+    // never placed on a later route
+    let lower = Method::from_bytes(b"post").unwrap();
+    let resp = client
+        .request(lower, &r.proxy.url("/hooks/in"), &api, None)
+        .await;
+    assert_refused(&resp, &r.upstream, StatusCode::BAD_REQUEST, "post");
 }
 
 #[tokio::test]
