@@ -343,6 +343,27 @@ async fn host_and_method_routes_decide_on_the_original_host_and_method() {
             let resp = r.ask(front, "", o, None, json).await;
             assert_not_allowed(&resp, StatusCode::UNAUTHORIZED, &what);
         }
+        // spellings a URL parser would turn into the public host, which the
+        // front proxy (nginx's default server) may route to the application
+        for host in [
+            "st%61tus.gatehouse.test",
+            "%73tatus.gatehouse.test",
+            "status%2egatehouse.test",
+        ] {
+            let o = Original {
+                method: Some("GET"),
+                host,
+                uri: "/x",
+            };
+            let what = format!("{front:?} {host}");
+            let resp = r.ask(front, "", o, None, json).await;
+            assert!(
+                !resp.status.is_success(),
+                "{what}: {} {:?}",
+                resp.status,
+                resp.headers
+            );
+        }
         let with = |method| Original {
             method,
             host: APP,
