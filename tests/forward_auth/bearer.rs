@@ -116,6 +116,47 @@ async fn the_token_goes_upstream_only_with_pass_authorization_header() {
 }
 
 #[tokio::test]
+async fn the_token_goes_upstream_as_the_access_token_only_with_pass_access_token() {
+    let s = bearer_stack("pass_access_token = true").await;
+    let token = id_token(&s.idp, "alice", None);
+    let r = get_bearer(&s.proxy, "/api/x", &token, false).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let seen = s.upstream.last().unwrap();
+    assert_eq!(
+        seen.header("x-forwarded-access-token"),
+        Some(token.as_str())
+    );
+    assert_eq!(seen.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn skip_jwt_bearer_tokens_takes_tokens_everywhere_without_routes() {
+    let idp = MockIdp::start(IdpOptions::default()).await;
+    let upstream = Recorder::start().await;
+    let proxy = TestProxy::start("skip_jwt_bearer_tokens = true", &idp, &upstream).await;
+    let token = id_token(&idp, "alice", None);
+    let r = get_bearer(&proxy, "/anything", &token, true).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(
+        upstream.last().unwrap().header("x-forwarded-user"),
+        Some(ALICE)
+    );
+    // nginx asks without the original URL when there are no routes
+    let auth = format!("Bearer {token}");
+    let ok = TestClient::new()
+        .get_with(
+            &proxy.url("/oauth2/auth"),
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+    assert_eq!(ok.status.as_u16(), 202, "{}", ok.text());
+    assert_eq!(ok.header("x-auth-request-user"), Some(ALICE));
+    let expired = id_token(&idp, "alice", Some(TokenMutation::Expired));
+    let refused = get_bearer(&proxy, "/anything", &expired, true).await;
+    assert_invalid_token(&refused, &metadata_url(&proxy), "expired, no routes");
+}
+
+#[tokio::test]
 async fn refused_bearer_tokens_get_401_invalid_token_and_never_a_redirect() {
     let s = bearer_stack("").await;
     let metadata = metadata_url(&s.proxy);
