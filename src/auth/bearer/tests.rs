@@ -330,3 +330,19 @@ async fn a_tunnel_opened_with_a_token_closes_when_the_token_expires() {
         .expect("told, not dropped");
     assert!(*live.borrow());
 }
+
+#[tokio::test]
+async fn with_keycloak_a_token_for_account_passes_only_when_azp_is_this_client() {
+    let idp = Idp::start().await;
+    let (config, auth) = auth_for(&idp, "provider = \"keycloak\"").await;
+    assert!(config.provider.access_token_azp_audience);
+    let mut ours = claims(&idp.base, "account");
+    ours["azp"] = json!(CLIENT);
+    let id = auth.verify(&config, &sign(&ours, "key1")).await.unwrap();
+    assert_eq!(id.subject, "alice-sub");
+    let mut theirs = claims(&idp.base, "account");
+    theirs["azp"] = json!("another-client");
+    refused(auth.verify(&config, &sign(&theirs, "key1")).await);
+    let named = claims(&idp.base, CLIENT);
+    auth.verify(&config, &sign(&named, "key1")).await.unwrap();
+}
