@@ -17,6 +17,7 @@
 
 mod limits;
 mod oauth2_proxy;
+mod provider_tables;
 mod raw;
 mod secret;
 mod strength;
@@ -38,6 +39,7 @@ use crate::auth::providers::{
 use crate::auth::return_to::WhitelistDomain;
 
 pub use limits::{LimitsConfig, RateLimit};
+pub use provider_tables::{DEFAULT_ID, MAX_PROVIDERS, ProviderEntry, ProviderSet, RawProvider};
 pub use raw::RawConfig;
 pub use secret::Secret;
 
@@ -231,12 +233,16 @@ pub struct Config {
     pub http_address: SocketAddr,
     /// Upstreams, longest prefix first.
     pub upstreams: Vec<Upstream>,
-    /// The identity provider.
+    /// The primary identity provider (`providers[0]`'s settings): the one
+    /// cookies are bound to, and the only one without `[[providers]]`.
     pub provider: ProviderConfig,
-    /// OAuth client id.
+    /// The primary provider's OAuth client id.
     pub client_id: String,
-    /// OAuth client secret; `None` for a public client.
+    /// The primary provider's OAuth client secret; `None` for a public client.
     pub client_secret: Option<Secret>,
+    /// Every provider, in order: the flat settings' (`default`) first when
+    /// given, then each `[[providers]]` table. Never empty.
+    pub providers: Vec<ProviderEntry>,
     /// Where the provider sends the browser back to.
     pub redirect_url: CallbackUrl,
     /// Cookie settings.
@@ -393,8 +399,10 @@ impl Config {
             }),
         );
         let upstreams = p.check("upstream", parse_upstreams(&raw.upstream));
+        let flat = provider_tables::flat_is_used(&mut p, &raw);
         let client_id = match raw.client_id.clone() {
             Some(id) if !id.trim().is_empty() => Some(id),
+            _ if !flat => None,
             _ => {
                 p.add("client_id", "required");
                 None
@@ -429,7 +437,20 @@ impl Config {
                 .check("redirect_url", parse_http_url(s))
                 .map(CallbackUrl::Fixed),
         };
-        let provider = build_provider(&mut p, &raw, client_secret.is_some());
+        let provider = flat
+            .then(|| build_provider(&mut p, &raw, client_secret.is_some()))
+            .flatten();
+        let flat_entry = match (&provider, &client_id) {
+            (Some(provider), Some(client_id)) => Some(ProviderEntry {
+                id: DEFAULT_ID.to_owned(),
+                label: provider.name.clone(),
+                provider: provider.clone(),
+                client_id: client_id.clone(),
+                client_secret,
+            }),
+            _ => None,
+        };
+        let providers = provider_tables::build_all(&mut p, &raw, flat, flat_entry);
         let claim_headers = p.check("claim_header", parse_claim_headers(&raw.claim_header));
         let cookie_secure = raw.cookie_secure.unwrap_or(true);
         let cookie = build_cookie_config(&mut p, &raw, cookie_secure);
@@ -490,8 +511,7 @@ impl Config {
         match (
             http_address,
             upstreams,
-            provider,
-            client_id,
+            providers,
             redirect_url,
             cookie,
             email_domains,
@@ -505,8 +525,7 @@ impl Config {
             (
                 Some(http_address),
                 Some(upstreams),
-                Some(provider),
-                Some(client_id),
+                Some(providers),
                 Some(redirect_url),
                 Some(cookie),
                 Some(email_domains),
@@ -516,12 +535,13 @@ impl Config {
                 Some(trusted_proxies),
                 Some(upstream_timeout),
                 Some(session_store),
-            ) if p.0.is_empty() => Ok(Self {
+            ) if p.0.is_empty() && !providers.is_empty() => Ok(Self {
                 http_address,
                 upstreams,
-                provider,
-                client_id,
-                client_secret,
+                provider: providers[0].provider.clone(),
+                client_id: providers[0].client_id.clone(),
+                client_secret: providers[0].client_secret.clone(),
+                providers,
                 redirect_url,
                 cookie,
                 email_domains,
@@ -646,7 +666,12 @@ fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
     let mut covered = Vec::new();
     // gatehouse key -> (key as written, value)
     let mut kept: Vec<(String, String, toml::Value)> = Vec::new();
+    let mut providers_raw = Vec::new();
     for (key, value) in table {
+        if key == "providers" {
+            providers_raw = provider_tables::parse_tables(value, &mut p);
+            continue;
+        }
         let at = line_of(text, &key).map_or_else(String::new, |n| format!(" (line {n})"));
         let (target, value) = if ours.contains(&key) {
             (key.clone(), value)
@@ -705,6 +730,7 @@ fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
             }
         }
     }
+    raw.providers = providers_raw;
     Ok(FileSettings {
         raw,
         problems: p.0,

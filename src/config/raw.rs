@@ -484,6 +484,11 @@ pub struct RawConfig {
         env = "GATEHOUSE_LOGIN_RATE_LIMIT_PER_MINUTE"
     )]
     pub login_rate_limit_per_minute: Option<u32>,
+
+    /// `[[providers]]` tables (file only; read by `config::parse_toml`).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub providers: Vec<super::provider_tables::RawProvider>,
 }
 
 /// Lets a list setting be written `key = "one"` or `key = ["one", "two"]`.
@@ -535,6 +540,6 @@ impl RawConfig {
                 login_rate_limit_burst, login_rate_limit_per_minute;
             lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy,
                 oidc_extra_audience, allowed_role, allowed_group, claim_header,
-                redis_sentinel_connection_urls, redis_cluster_connection_urls)
+                redis_sentinel_connection_urls, redis_cluster_connection_urls, providers)
     }
 }
