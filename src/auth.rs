@@ -29,14 +29,14 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 
 use crate::auth::identity::Identity;
-use crate::auth::oidc::{ProviderSlot, RefreshError};
+use crate::auth::oidc::{Providers, RefreshError};
 use crate::auth::policy::DenyReason;
 use crate::auth::refresh::SharedRefresh;
 use crate::auth::session::store::{SessionStore as _, Store, StoreError};
 use crate::auth::session::{
     CookieCodec, Session, clear_session, now_secs, session_cookie_value, session_cookies,
 };
-use crate::config::Config;
+use crate::config::{Config, ProviderSet};
 
 /// Most refreshes remembered at once (see [`Gate`]).
 const REFRESH_CACHE_CAPACITY: u64 = 10_000;
@@ -157,12 +157,25 @@ impl Gate {
     }
 
     /// Decides from the request's headers, refreshing the session first
-    /// when it is due.
-    pub async fn decide(
+    /// when it is due. A session of any configured provider is accepted.
+    pub fn decide<'a>(
+        &'a self,
+        config: &'a Config,
+        provider: &'a Providers,
+        headers: &'a HeaderMap,
+    ) -> impl Future<Output = Decided> + 'a {
+        self.decide_for(config, provider, headers, config.all_providers())
+    }
+
+    /// [`Gate::decide`] where only sessions from the providers in `allowed`
+    /// are accepted: one from another provider is a challenge (sign in at
+    /// an allowed one), not a refusal.
+    pub async fn decide_for(
         &self,
         config: &Config,
-        provider: &ProviderSlot,
+        provider: &Providers,
         headers: &HeaderMap,
+        allowed: ProviderSet,
     ) -> Decided {
         let mut session = match self.session(config, headers).await {
             Ok(Some(s)) => s,
@@ -185,9 +198,24 @@ impl Gate {
                 };
             }
         };
+        let Some(index) = config.provider_index(session.provider.as_deref()) else {
+            tracing::debug!("session of a provider no longer configured: challenging");
+            return Decided {
+                decision: Decision::Challenge,
+                set_cookies: Vec::new(),
+            };
+        };
+        if !allowed.contains(index) {
+            return Decided {
+                decision: Decision::Challenge,
+                set_cookies: Vec::new(),
+            };
+        }
         let mut set_cookies = Vec::new();
         if due_for_refresh(config, &session.identity, now_secs()) {
-            match self.refresh(config, provider, &session, headers).await {
+            // boxed: a refresh is rare, and its future (the provider call,
+            // the refresh cache) would otherwise size every request's
+            match Box::pin(self.refresh(config, provider, index, &session, headers)).await {
                 Ok((fresh, cookies)) => {
                     session = fresh;
                     set_cookies = cookies;
@@ -227,7 +255,8 @@ impl Gate {
     async fn refresh(
         &self,
         config: &Config,
-        provider: &ProviderSlot,
+        provider: &Providers,
+        index: usize,
         session: &Session,
         headers: &HeaderMap,
     ) -> RefreshOutcome {
@@ -247,10 +276,10 @@ impl Gate {
                 let fresh = match &self.shared_refresh {
                     Some(shared) => {
                         shared
-                            .refresh(session, || redeem(config, provider, session))
+                            .refresh(session, || redeem(config, provider, index, session))
                             .await
                     }
-                    None => redeem(config, provider, session).await,
+                    None => redeem(config, provider, index, session).await,
                 };
                 let result = match fresh {
                     Ok(fresh) => self.store_refreshed(config, fresh, headers).await,
@@ -298,10 +327,11 @@ impl Gate {
 /// (id, provider session, secret) with fresh tokens.
 async fn redeem(
     config: &Config,
-    provider: &ProviderSlot,
+    provider: &Providers,
+    index: usize,
     session: &Session,
 ) -> Result<Session, RefreshError> {
-    let Some(p) = provider.get() else {
+    let Some(p) = provider.at(index) else {
         return Err(RefreshError::Unavailable(
             "provider not discovered".to_owned(),
         ));

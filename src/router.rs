@@ -128,10 +128,11 @@ async fn dispatch(
     match req.uri().path() {
         "/ping" => return text(StatusCode::OK, "OK"),
         "/ready" => {
-            return if state.provider.get().is_none() {
+            let missing = state.provider.undiscovered(&state.config);
+            return if !missing.is_empty() {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "provider not discovered yet",
+                    not_discovered(&state.config, &missing),
                 )
             } else if !state.store_ready() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "session store unreachable")
@@ -156,6 +157,7 @@ async fn dispatch(
             let (parts, _body) = req.into_parts(); // endpoints read no body
             return match (parts.method.clone(), parts.uri.path()) {
                 (Method::GET, "/oauth2/start") => endpoints::start(state, &parts, &info),
+                (Method::GET, endpoints::SIGN_IN_PATH) => endpoints::sign_in(state, &parts, &info),
                 (Method::GET, "/oauth2/callback") => {
                     endpoints::callback(state, &parts, &info).await
                 }
@@ -175,7 +177,8 @@ async fn dispatch(
                     | "/oauth2/callback"
                     | "/oauth2/sign_out"
                     | "/oauth2/userinfo"
-                    | endpoints::SIGNED_OUT_PATH,
+                    | endpoints::SIGNED_OUT_PATH
+                    | endpoints::SIGN_IN_PATH,
                 ) => error_response(&Error::MethodNotAllowed, info.mode),
                 // a browser gets a page, an API client JSON
                 _ => error_response(&Error::NotFound, info.mode),
@@ -275,6 +278,16 @@ fn check_target<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
         return bad(e.message());
     }
     None
+}
+
+/// `/ready`'s reason while providers are not discovered: with one
+/// provider as before, with several naming each one missing.
+fn not_discovered(config: &crate::config::Config, missing: &[&str]) -> String {
+    if config.providers.len() == 1 {
+        "provider not discovered yet".to_owned()
+    } else {
+        format!("providers not discovered yet: {}", missing.join(", "))
+    }
 }
 
 /// 429 with `Retry-After` in whole seconds (at least 1); a page for a

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::auth::Gate;
 use crate::auth::backchannel::JTI_TTL;
-use crate::auth::oidc::{IdpHttp, ProviderSlot};
+use crate::auth::oidc::{IdpHttp, Providers};
 use crate::auth::once::OnceGuard;
 use crate::auth::refresh::SharedRefresh;
 use crate::auth::session::redis_store::RedisStore;
@@ -26,8 +26,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Decides requests.
     pub gate: Gate,
-    /// The provider, once discovered.
-    pub provider: ProviderSlot,
+    /// The providers (by index into `config.providers`), once discovered.
+    pub provider: Providers,
     /// HTTP client for the provider.
     pub idp_http: IdpHttp,
     /// Upstreams and their client.
@@ -42,10 +42,21 @@ pub struct AppState {
 
 impl AppState {
     /// The gate's decision for a request's headers.
-    pub async fn decide(&self, headers: &http::HeaderMap) -> crate::auth::Decided {
+    pub fn decide<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+    ) -> impl Future<Output = crate::auth::Decided> + 'a {
+        self.gate.decide(&self.config, &self.provider, headers)
+    }
+
+    /// The gate's decision where only sessions from `allowed` providers count.
+    pub fn decide_for<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+        allowed: crate::config::ProviderSet,
+    ) -> impl Future<Output = crate::auth::Decided> + 'a {
         self.gate
-            .decide(&self.config, &self.provider, headers)
-            .await
+            .decide_for(&self.config, &self.provider, headers, allowed)
     }
 
     /// The revocations (to keep in sync in the background).
@@ -118,11 +129,12 @@ impl AppState {
             config.limits.login_rate_limit,
             crate::limits::LOGIN_LIMITER_CAPACITY,
         );
+        let provider = Providers::new(config.providers.len());
         Ok(Self {
             login_limiter,
             config: Arc::new(config),
             gate: Gate::new(codec, store, shared_refresh, refresh),
-            provider: ProviderSlot::default(),
+            provider,
             idp_http,
             upstreams,
             logout_replays,

@@ -24,7 +24,7 @@ use crate::auth::session::{
     session_cookie_value, session_cookies, set_cookie, write_login_state,
 };
 use crate::auth::{Decided, Decision};
-use crate::config::{CallbackUrl, Config};
+use crate::config::{CallbackUrl, Config, ProviderSet};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::Origin;
@@ -69,12 +69,93 @@ pub fn single_param<'a>(parts: &'a Parts, key: &str) -> Result<Option<Cow<'a, st
     }
 }
 
-/// `/oauth2/start?rd=URL`: begin a login, then come back to `rd`.
+/// `/oauth2/start?rd=URL[&provider=ID]`: begin a login at the provider
+/// `ID` (or the only one; with several and none named, the chooser), then
+/// come back to `rd`. An unknown provider id is a 400.
 pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let rd = query_param(parts, "rd");
     let target = rd.as_deref().unwrap_or("/");
     let return_to = remembered(&state.config, &info.origin, target);
-    begin_login(state, &return_to, info, &parts.headers)
+    match query_param(parts, "provider") {
+        Some(id) => match state.config.provider_index(Some(&id)) {
+            Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers),
+            None => error_response(&Error::BadRequest("no provider has this id"), info.mode),
+        },
+        None => begin_login(state, &return_to, info, &parts.headers),
+    }
+}
+
+/// Where the sign-in chooser lives.
+pub const SIGN_IN_PATH: &str = "/oauth2/sign_in";
+
+/// `/oauth2/sign_in?rd=URL`: with one provider, straight to it; with
+/// several, a page (JSON for API clients) listing each, every entry a link
+/// to `/oauth2/start?provider=ID&rd=URL`.
+pub fn sign_in(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
+    let rd = query_param(parts, "rd");
+    let return_to = remembered(&state.config, &info.origin, rd.as_deref().unwrap_or("/"));
+    let all = state.config.all_providers();
+    match all.single() {
+        Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers),
+        None => chooser(state, all, &return_to, info.mode),
+    }
+}
+
+/// The chooser's address for a login that returns to `return_to`.
+fn sign_in_url(return_to: &ReturnTo) -> String {
+    url::form_urlencoded::Serializer::new(format!("{SIGN_IN_PATH}?"))
+        .append_pair("rd", return_to.as_str())
+        .finish()
+}
+
+/// The chooser: a link to start a login at each provider in `among`.
+fn chooser(
+    state: &AppState,
+    among: ProviderSet,
+    return_to: &ReturnTo,
+    mode: Mode,
+) -> Response<ProxyBody> {
+    let choices: Vec<(String, &str, &str)> = among
+        .iter()
+        .filter_map(|i| state.config.providers.get(i))
+        .map(|e| {
+            let href = url::form_urlencoded::Serializer::new(String::from("/oauth2/start?"))
+                .append_pair("provider", &e.id)
+                .append_pair("rd", return_to.as_str())
+                .finish();
+            (href, e.id.as_str(), e.label.as_str())
+        })
+        .collect();
+    match mode {
+        Mode::Json => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "providers": choices
+                    .iter()
+                    .map(|(href, id, label)| serde_json::json!({
+                        "id": id,
+                        "name": label,
+                        "sign_in": href,
+                    }))
+                    .collect::<Vec<_>>(),
+            }),
+        ),
+        Mode::Html => {
+            let links: Vec<(&str, &str)> = choices
+                .iter()
+                .map(|(href, _, label)| (href.as_str(), *label))
+                .collect();
+            render(&Page {
+                status: StatusCode::OK,
+                title: "Sign in",
+                what: "This site lets you sign in with more than one account provider.",
+                signed_in_as: None,
+                next: "Choose the one to sign in with:",
+                links: &links,
+                reference: None,
+            })
+        }
+    }
 }
 
 /// The URL to come back to after a login started at `target` (a path, or an
@@ -130,7 +211,40 @@ pub fn begin_login(
     info: &RequestInfo,
     request: &http::HeaderMap,
 ) -> Response<ProxyBody> {
-    match login_redirect(state, return_to, &info.origin) {
+    begin_login_among(
+        state,
+        state.config.all_providers(),
+        return_to,
+        info,
+        request,
+    )
+}
+
+/// [`begin_login`] at one of the providers in `among`: the only one
+/// straight away, else a redirect to the chooser at [`SIGN_IN_PATH`] (never
+/// a 2xx: a front proxy would read that as "allowed").
+pub fn begin_login_among(
+    state: &AppState,
+    among: ProviderSet,
+    return_to: &ReturnTo,
+    info: &RequestInfo,
+    request: &http::HeaderMap,
+) -> Response<ProxyBody> {
+    match among.single() {
+        Some(index) => begin_login_at(state, index, return_to, info, request),
+        None => redirect(&sign_in_url(return_to)),
+    }
+}
+
+/// [`begin_login`] at the provider `config.providers[index]`.
+pub fn begin_login_at(
+    state: &AppState,
+    index: usize,
+    return_to: &ReturnTo,
+    info: &RequestInfo,
+    request: &http::HeaderMap,
+) -> Response<ProxyBody> {
+    match login_redirect(state, index, return_to, &info.origin) {
         Ok(r) => with_cookies(
             r,
             prune_login_states(state.gate.codec(), &state.config.cookie, request),
@@ -141,10 +255,11 @@ pub fn begin_login(
 
 fn login_redirect(
     state: &AppState,
+    index: usize,
     return_to: &ReturnTo,
     origin: &Origin,
 ) -> Result<Response<ProxyBody>, Error> {
-    let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
+    let provider = state.provider.at(index).ok_or(Error::IdpNotReady)?;
     let redirect_uri = callback_url(&state.config, origin)?;
     let codec = state.gate.codec();
     let token = || {
@@ -158,6 +273,7 @@ fn login_redirect(
         pkce_verifier: token()?,
         return_to: return_to.as_str().to_owned(),
         redirect_uri: redirect_uri.to_string(),
+        provider: state.config.provider_tag(index),
         exp: now_secs() + LOGIN_TTL_SECS,
     };
     let cookie = write_login_state(codec, &state.config.cookie, &login)
@@ -265,7 +381,11 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     // a login this browser started
     let login = read_login_state(state.gate.codec(), &config.cookie, &parts.headers, &csrf)
         .map_err(Error::LoginState)?;
-    let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
+    // the login goes on at the provider it started at, whatever else is configured
+    let index = config
+        .provider_index(login.provider.as_deref())
+        .ok_or(Error::LoginState(LoginStateError::Invalid))?;
+    let provider = state.provider.at(index).ok_or(Error::IdpNotReady)?;
     // RFC 9207: the answer came from the provider the browser was sent to
     if !provider.response_issuer_ok(iss.as_deref()) {
         return Err(Error::IssuerMismatch);
@@ -318,6 +438,7 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         id: SessionId::random(state.gate.codec())
             .ok_or(Error::Internal("random number generator failed"))?,
         provider_sid,
+        provider: config.provider_tag(index),
         issuer: provider.issuer().to_owned(),
         issued_at_ms: now_millis(),
         identity,
@@ -491,9 +612,14 @@ pub async fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Re
             tracing::info!(user = %escape_log(&s.identity.subject), "signed out");
         }
     }
-    let target = state
-        .provider
-        .get()
+    // the provider that signed this session in; without a session, the
+    // only provider when there is one
+    let index = match &session {
+        Some(s) => config.provider_index(s.provider.as_deref()),
+        None => (config.providers.len() == 1).then_some(0),
+    };
+    let target = index
+        .and_then(|i| state.provider.at(i))
         .and_then(|p| {
             let target = p.logout_target()?;
             Some(end_session_url(

@@ -136,6 +136,7 @@ fn session(expires_at: u64) -> Session {
     Session {
         id: SessionId::from_bytes([9; 16]),
         provider_sid: None,
+        provider: None,
         issuer: ISSUER.into(),
         issued_at_ms: 1,
         secret: None,
@@ -320,6 +321,7 @@ fn login(state: &str, exp: u64) -> LoginState {
         pkce_verifier: "v".into(),
         return_to: "/".into(),
         redirect_uri: "https://app.example.com/oauth2/callback".into(),
+        provider: None,
         exp,
     }
 }
