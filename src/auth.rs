@@ -36,7 +36,8 @@ use crate::auth::session::store::{SessionStore as _, Store, StoreError};
 use crate::auth::session::{
     CookieCodec, Session, clear_session, now_secs, session_cookie_value, session_cookies,
 };
-use crate::config::{Config, ProviderSet};
+use crate::config::Config;
+use crate::routes::Route;
 
 /// Most refreshes remembered at once (see [`Gate`]).
 const REFRESH_CACHE_CAPACITY: u64 = 10_000;
@@ -156,26 +157,15 @@ impl Gate {
         }
     }
 
-    /// Decides from the request's headers, refreshing the session first
-    /// when it is due. A session of any configured provider is accepted.
-    pub fn decide<'a>(
-        &'a self,
-        config: &'a Config,
-        provider: &'a Providers,
-        headers: &'a HeaderMap,
-    ) -> impl Future<Output = Decided> + 'a {
-        self.decide_for(config, provider, headers, config.all_providers())
-    }
-
-    /// [`Gate::decide`] where only sessions from the providers in `allowed`
-    /// are accepted: one from another provider is a challenge (sign in at
-    /// an allowed one), not a refusal.
-    pub async fn decide_for(
+    /// Decides from the request's headers on `route` (the site-wide rules,
+    /// then the route's allow lists), refreshing the session first when it
+    /// is due. A public route never gets here: it needs no decision.
+    pub async fn decide(
         &self,
         config: &Config,
         provider: &Providers,
         headers: &HeaderMap,
-        allowed: ProviderSet,
+        route: &Route,
     ) -> Decided {
         let mut session = match self.session(config, headers).await {
             Ok(Some(s)) => s,
@@ -205,7 +195,12 @@ impl Gate {
                 set_cookies: Vec::new(),
             };
         };
-        if !allowed.contains(index) {
+        // a session from a provider this route does not take is a reason
+        // to sign in at one it does, not a refusal
+        if route
+            .providers
+            .is_some_and(|allowed| !allowed.contains(index))
+        {
             return Decided {
                 decision: Decision::Challenge,
                 set_cookies: Vec::new(),
@@ -242,7 +237,9 @@ impl Gate {
             }
         }
         let identity = session.identity;
-        let decision = match policy::check(config, &identity) {
+        // the route's lists only narrow what the site-wide rules allow
+        let decision = match policy::check(config, &identity).and_then(|()| route.admits(&identity))
+        {
             Ok(()) => Decision::Allow(identity),
             Err(reason) => Decision::Deny(reason, Box::new(identity)),
         };

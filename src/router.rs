@@ -25,6 +25,7 @@ use crate::http::forwarded::{client_ip, is_trusted, origin};
 use crate::http::headers::is_websocket_upgrade;
 use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
+use crate::routes::Target;
 use crate::state::AppState;
 use crate::telemetry::{AccessNote, RequestId, escape_log, with_request_id};
 
@@ -92,6 +93,11 @@ async fn handle_as(
         user = %escape_log(who.map_or("-", |i| i.subject.as_str())),
         email = %escape_log(who.and_then(|i| i.email.as_deref()).unwrap_or("-")),
         upstream = note.upstream,
+        route = note
+            .route
+            .filter(|_| !state.config.routes.is_default_only())
+            .and_then(|i| state.config.routes.routes().get(i))
+            .map(|r| r.name.as_str()),
         peer = %conn.peer.ip(),
         reason,
         rule,
@@ -186,23 +192,51 @@ async fn dispatch(
         }
         _ => {}
     }
-    let Decided {
-        decision,
-        set_cookies,
-    } = state.decide(req.headers()).await;
-    let resp = match decision {
-        Decision::Allow(identity) => {
+    let Ok(path) = crate::http::path::normalize(req.uri().path()) else {
+        // check_target refused these already
+        return error_response(&Error::BadRequest("bad request path"), Mode::Json);
+    };
+    let Ok(route) = state.config.routes.find(&Target {
+        host: info.origin.host.as_deref(),
+        method: Some(req.method()),
+        path: &path,
+    }) else {
+        return error_response(&Error::BadRequest("request cannot be placed"), Mode::Json);
+    };
+    drop(path);
+    note.route = Some(route.index);
+    // a public route looks at no session: nothing about the user goes
+    // upstream. One forward call serves both: each await of it would add the
+    // whole forwarding future to this one.
+    let (allowed, set_cookies) = if route.is_public() {
+        (Ok(None), Vec::new())
+    } else {
+        let Decided {
+            decision,
+            set_cookies,
+        } = state.decide(req.headers(), route).await;
+        match decision {
+            Decision::Allow(identity) => (Ok(Some(identity)), set_cookies),
+            other => (Err(other), set_cookies),
+        }
+    };
+    let resp = match allowed {
+        Ok(identity) => {
             note.upstream = true;
             let mut req = req;
             // a tunnel lives as long as its session, not just as its request
-            let tunnel_end = is_websocket_upgrade(req.headers()).then(|| {
-                state
-                    .gate
-                    .watch_session(&state.config, req.headers(), identity.expires_at)
-            });
+            let tunnel_end = identity
+                .as_ref()
+                .filter(|_| is_websocket_upgrade(req.headers()))
+                .map(|identity| {
+                    state
+                        .gate
+                        .watch_session(&state.config, req.headers(), identity.expires_at)
+                });
             strip_own_cookies(req.headers_mut(), &state.config.cookie.name);
             let ctx = ForwardContext {
-                identity: &identity,
+                identity: identity.as_ref(),
+                route: route.index,
                 peer: conn.peer.ip(),
                 origin: &info.origin,
                 tunnel_end,
@@ -212,17 +246,22 @@ async fn dispatch(
                 Ok(r) => r,
                 Err(e) => error_response(&e, info.mode),
             };
-            note.identity = Some(identity);
+            note.identity = identity;
             r
         }
-        Decision::Deny(reason, identity) => {
+        Err(Decision::Deny(reason, identity)) => {
             note.denied = Some(reason);
             let r = endpoints::forbidden(reason, &identity, info.mode);
             note.identity = Some(*identity);
             r
         }
-        Decision::Challenge => challenge(state, &req, &info),
-        Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
+        Err(Decision::Challenge) if route.api => {
+            error_response(&Error::Unauthenticated, Mode::Json)
+        }
+        Err(Decision::Challenge) => challenge(state, &req, &info, route),
+        Err(Decision::Unavailable(cause)) => error_response(&cause.error(), info.mode),
+        // moved into `Ok` above
+        Err(Decision::Allow(_)) => error_response(&Error::Internal("unreachable"), Mode::Json),
     };
     endpoints::with_cookies(resp, set_cookies)
 }
@@ -303,7 +342,12 @@ fn rate_limited(wait: std::time::Duration, mode: Mode) -> Response<ProxyBody> {
 }
 
 /// Not signed in: browsers go to the provider; everyone else gets a 401.
-fn challenge(state: &AppState, req: &Request<Incoming>, info: &RequestInfo) -> Response<ProxyBody> {
+fn challenge(
+    state: &AppState,
+    req: &Request<Incoming>,
+    info: &RequestInfo,
+    route: &crate::routes::Route,
+) -> Response<ProxyBody> {
     if !is_browser_navigation(req.method(), req.headers()) {
         return error_response(&Error::Unauthenticated, Mode::Json);
     }
@@ -312,7 +356,10 @@ fn challenge(state: &AppState, req: &Request<Incoming>, info: &RequestInfo) -> R
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
     let return_to = endpoints::remembered(&state.config, &info.origin, target);
-    endpoints::begin_login(state, &return_to, info, req.headers())
+    let among = route
+        .providers
+        .unwrap_or_else(|| state.config.all_providers());
+    endpoints::begin_login_among(state, among, &return_to, info, req.headers())
 }
 
 /// A GET or HEAD from a browser that wants a page, not an API call.

@@ -41,22 +41,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The gate's decision for a request's headers.
-    pub fn decide<'a>(
-        &'a self,
-        headers: &'a http::HeaderMap,
-    ) -> impl Future<Output = crate::auth::Decided> + 'a {
-        self.gate.decide(&self.config, &self.provider, headers)
-    }
-
-    /// The gate's decision where only sessions from `allowed` providers count.
-    pub fn decide_for<'a>(
-        &'a self,
-        headers: &'a http::HeaderMap,
-        allowed: crate::config::ProviderSet,
-    ) -> impl Future<Output = crate::auth::Decided> + 'a {
+    /// The gate's decision for a request's headers on `route`.
+    pub async fn decide(
+        &self,
+        headers: &http::HeaderMap,
+        route: &crate::routes::Route,
+    ) -> crate::auth::Decided {
         self.gate
-            .decide_for(&self.config, &self.provider, headers, allowed)
+            .decide(&self.config, &self.provider, headers, route)
+            .await
     }
 
     /// The revocations (to keep in sync in the background).

@@ -94,18 +94,38 @@ pub const SIGN_IN_PATH: &str = "/oauth2/sign_in";
 pub fn sign_in(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let rd = query_param(parts, "rd");
     let return_to = remembered(&state.config, &info.origin, rd.as_deref().unwrap_or("/"));
-    let all = state.config.all_providers();
-    match all.single() {
+    let config = &state.config;
+    // `providers` narrows the choice to the route's; unknown ids are left
+    // out (it only shapes the page: the gate decides what a session may do)
+    let among = query_param(parts, "providers")
+        .and_then(|list| {
+            list.split(',')
+                .filter_map(|id| config.provider_index(Some(id)))
+                .fold(None, |set: Option<ProviderSet>, i| {
+                    Some(set.map_or(ProviderSet::only(i), |s| s.with(i)))
+                })
+        })
+        .unwrap_or_else(|| config.all_providers());
+    match among.single() {
         Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers),
-        None => chooser(state, all, &return_to, info.mode),
+        None => chooser(state, among, &return_to, info.mode),
     }
 }
 
-/// The chooser's address for a login that returns to `return_to`.
-fn sign_in_url(return_to: &ReturnTo) -> String {
-    url::form_urlencoded::Serializer::new(format!("{SIGN_IN_PATH}?"))
-        .append_pair("rd", return_to.as_str())
-        .finish()
+/// The chooser's address for a login that returns to `return_to`, among
+/// the providers `among` (all of them when it names none).
+fn sign_in_url(config: &Config, among: ProviderSet, return_to: &ReturnTo) -> String {
+    let mut url = url::form_urlencoded::Serializer::new(format!("{SIGN_IN_PATH}?"));
+    url.append_pair("rd", return_to.as_str());
+    if among != config.all_providers() {
+        let ids: Vec<&str> = among
+            .iter()
+            .filter_map(|i| config.providers.get(i))
+            .map(|e| e.id.as_str())
+            .collect();
+        url.append_pair("providers", &ids.join(","));
+    }
+    url.finish()
 }
 
 /// The chooser: a link to start a login at each provider in `among`.
@@ -232,7 +252,7 @@ pub fn begin_login_among(
 ) -> Response<ProxyBody> {
     match among.single() {
         Some(index) => begin_login_at(state, index, return_to, info, request),
-        None => redirect(&sign_in_url(return_to)),
+        None => redirect(&sign_in_url(&state.config, among, return_to)),
     }
 }
 
@@ -346,7 +366,9 @@ async fn already_signed_in(state: &AppState, parts: &Parts) -> Option<Response<P
     let Decided {
         decision,
         set_cookies,
-    } = state.decide(&parts.headers).await;
+    } = state
+        .decide(&parts.headers, state.config.routes.fallback())
+        .await;
     let Decision::Allow(identity) = decision else {
         return None;
     };
@@ -540,6 +562,7 @@ fn refusal(reason: DenyReason) -> &'static str {
         DenyReason::ConfiguredGroup => "Your account is not in a group allowed on this site.",
         DenyReason::Group => "Your account is not in a group allowed on this part of the site.",
         DenyReason::LocationEmail => "Your email address is not allowed on this part of the site.",
+        DenyReason::Route => "Your account is not among those allowed on this part of the site.",
     }
 }
 
@@ -702,7 +725,9 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
     let Decided {
         decision,
         set_cookies,
-    } = state.decide(&parts.headers).await;
+    } = state
+        .decide(&parts.headers, state.config.routes.fallback())
+        .await;
     let resp = match decision {
         Decision::Allow(id) => match serde_json::to_value(id.user_info()) {
             Ok(v) => json(StatusCode::OK, &v),

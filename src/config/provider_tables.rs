@@ -393,6 +393,73 @@ impl RawProvider {
     }
 }
 
+/// The provider ids as configured (also those of tables with problems,
+/// so a route naming one is not a second error): `default` when the flat
+/// settings make a provider, then each table's.
+pub(super) fn ids(raw: &RawConfig, flat_used: bool) -> Vec<String> {
+    let flat = flat_used.then(|| DEFAULT_ID.to_owned());
+    flat.into_iter()
+        .chain(
+            raw.providers
+                .iter()
+                .filter_map(|e| e.id.as_deref().map(|id| id.trim().to_owned())),
+        )
+        .collect()
+}
+
+/// A route's `provider` or `providers`, resolved to indexes into `ids`:
+/// `None` (every provider) when neither is given. An unknown id, both keys,
+/// or an empty list is a problem naming `route.key`.
+pub(super) fn route_providers(
+    p: &mut Problems,
+    route: &str,
+    one: Option<&str>,
+    many: Option<&[String]>,
+    ids: &[String],
+) -> Option<ProviderSet> {
+    let list: Vec<&str> = match (one, many) {
+        (None, None) => return None,
+        (Some(_), Some(_)) => {
+            p.add(
+                &format!("{route}.providers"),
+                "give provider or providers, not both",
+            );
+            return None;
+        }
+        (Some(id), None) => vec![id],
+        (None, Some([])) => {
+            p.add(
+                &format!("{route}.providers"),
+                "an empty list lets no session in; leave the key out for every provider",
+            );
+            return None;
+        }
+        (None, Some(list)) => list.iter().map(String::as_str).collect(),
+    };
+    let key = format!(
+        "{route}.{}",
+        if one.is_some() {
+            "provider"
+        } else {
+            "providers"
+        }
+    );
+    let mut set: Option<ProviderSet> = None;
+    for id in list {
+        match ids.iter().position(|known| known == id) {
+            Some(i) => set = Some(set.map_or(ProviderSet::only(i), |s| s.with(i))),
+            None => p.add(
+                &key,
+                format!(
+                    "no provider has the id `{id}`; the ids are: {}",
+                    ids.join(", ")
+                ),
+            ),
+        }
+    }
+    set
+}
+
 impl super::Config {
     /// The index of the provider a session or login state names (`None`:
     /// the primary one); `None` when no provider has that id any more.
