@@ -115,7 +115,10 @@ pub fn sign_in(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<
 /// The chooser's address for a login that returns to `return_to`, among
 /// the providers `among` (all of them when it names none).
 fn sign_in_url(config: &Config, among: ProviderSet, return_to: &ReturnTo) -> String {
-    let mut url = url::form_urlencoded::Serializer::new(format!("{SIGN_IN_PATH}?"));
+    let mut url = url::form_urlencoded::Serializer::for_suffix(
+        format!("{SIGN_IN_PATH}?"),
+        SIGN_IN_PATH.len() + 1,
+    );
     url.append_pair("rd", return_to.as_str());
     if among != config.all_providers() {
         let ids: Vec<&str> = among
@@ -139,7 +142,9 @@ fn chooser(
         .iter()
         .filter_map(|i| state.config.providers.get(i))
         .map(|e| {
-            let href = url::form_urlencoded::Serializer::new(String::from("/oauth2/start?"))
+            let start = String::from("/oauth2/start?");
+            let at = start.len();
+            let href = url::form_urlencoded::Serializer::for_suffix(start, at)
                 .append_pair("provider", &e.id)
                 .append_pair("rd", return_to.as_str())
                 .finish();
