@@ -208,3 +208,59 @@ fn provider_sets_test_membership_by_bit() {
     assert!(!ProviderSet::only(MAX_PROVIDERS).contains(MAX_PROVIDERS));
     assert_eq!(ProviderSet::only(MAX_PROVIDERS + 5), ProviderSet::only(99));
 }
+
+#[test]
+fn a_route_names_its_providers_by_id_and_keeps_their_indexes() {
+    let routes = r#"
+[[routes]]
+path = "/corp"
+provider = "corp"
+
+[[routes]]
+path = "/both"
+providers = ["zk", "default"]
+
+[[routes]]
+path = "/any"
+"#;
+    let c = load(&[SHARED, FLAT, CORP, ZK, routes]).unwrap();
+    let sets: Vec<Option<Vec<usize>>> = c.routes.routes()[..3]
+        .iter()
+        .map(|r| r.providers.map(|s| s.iter().collect()))
+        .collect();
+    assert_eq!(sets, [Some(vec![1]), Some(vec![0, 2]), None]);
+}
+
+#[test]
+fn a_route_naming_an_unknown_provider_or_both_keys_is_an_error_naming_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "provider = \"nope\"",
+            "routes[0].provider",
+            "no provider has the id `nope`; the ids are: default, corp",
+        ),
+        (
+            "providers = [\"corp\", \"nope\"]",
+            "routes[0].providers",
+            "`nope`",
+        ),
+        ("providers = []", "routes[0].providers", "empty list"),
+        (
+            "provider = \"corp\"\nproviders = [\"corp\"]",
+            "routes[0].providers",
+            "not both",
+        ),
+        // ids are compared exactly
+        ("provider = \"Corp\"", "routes[0].provider", "`Corp`"),
+    ];
+    for (keys_toml, key, says) in cases {
+        let route = format!("\n[[routes]]\npath = \"/x\"\n{keys_toml}\n");
+        let err = load(&[SHARED, FLAT, CORP, &route]).unwrap_err();
+        assert_eq!(keys(&err), [*key], "{keys_toml}: {err}");
+        assert!(err.to_string().contains(says), "{keys_toml}: {err}");
+    }
+    // without flat settings there is no `default` to name
+    let route = "\n[[routes]]\npath = \"/x\"\nprovider = \"default\"\n";
+    let err = load(&[SHARED, CORP, route]).unwrap_err();
+    assert_eq!(keys(&err), ["routes[0].provider"], "{err}");
+}
