@@ -198,6 +198,24 @@ async fn a_route_open_to_both_offers_a_chooser_that_starts_a_login_at_each() {
         "/oauth2/start?provider=corp&rd=%2Fshared%3Fq%3D1"
     );
 
+    // the chooser can be narrowed to some providers (unknown ids left out);
+    // narrowed to one, it sends the browser straight there
+    let narrowed = client
+        .get_api(
+            &env.proxy
+                .url("/oauth2/sign_in?rd=/&providers=corp,nope,default"),
+        )
+        .await
+        .json();
+    assert_eq!(narrowed["providers"].as_array().unwrap().len(), 2);
+    let one = client
+        .get(&env.proxy.url("/oauth2/sign_in?rd=/&providers=corp,nope"))
+        .await;
+    assert_eq!(
+        &one.location_url().unwrap()[..Position::AfterPath],
+        env.corp.authorize_endpoint()
+    );
+
     // following a choice signs in at that provider and comes back
     for (id, idp, user) in [("corp", &env.corp, BOB), ("default", &env.zk, ALICE)] {
         let start = format!("/oauth2/start?provider={id}&rd=%2Fshared%3Fq%3D1");
