@@ -50,6 +50,6 @@ pub async fn check_provider(config: &Config) -> Result<(), String> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(failed.join("\n"))
+        Err(failed.join("\n  "))
     }
 }
