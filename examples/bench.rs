@@ -79,7 +79,9 @@ async fn main() -> BoxResult<()> {
     let connections: u64 = env_or("BENCH_CONNECTIONS", 64);
     let threads: u64 = env_or("BENCH_THREADS", 2);
     let revocations: u64 = env_or("BENCH_REVOCATIONS", 100_000);
-    let rounds: usize = usize::try_from(env_or("BENCH_ROUNDS", 3)).unwrap_or(3).max(1);
+    let rounds: usize = usize::try_from(env_or("BENCH_ROUNDS", 3))
+        .unwrap_or(3)
+        .max(1);
     let bin = std::env::var("GATEHOUSE_BIN").unwrap_or_else(|_e| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/gatehouse").to_owned()
     });
@@ -280,14 +282,13 @@ async fn main() -> BoxResult<()> {
         })).collect::<Vec<_>>(),
         "skipped": skipped,
     });
-    let out = std::env::var("BENCH_JSON").unwrap_or_else(|_e| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench.json").to_owned()
-    });
+    let out = std::env::var("BENCH_JSON")
+        .unwrap_or_else(|_e| concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench.json").to_owned());
     std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
     emit(&format!("(JSON result written to {out})"));
     drop(plain);
-    let bad = medians.iter().any(|(_, m)| m.non_2xx > 0)
-        || extra_rows.iter().any(|(_, r)| r.non_2xx > 0);
+    let bad =
+        medians.iter().any(|(_, m)| m.non_2xx > 0) || extra_rows.iter().any(|(_, r)| r.non_2xx > 0);
     if bad {
         return Err("some requests were not 2xx: the session did not hold".into());
     }
@@ -361,7 +362,12 @@ fn checks(rows: &[(String, Median)], mem: &Memory) -> Vec<Check> {
     };
     let mut out = vec![
         ratio("gatehouse (log on) / bare hyper proxy", GH_LOG, BARE, 0.95),
-        ratio("gatehouse (log on) / nginx (log on)", GH_LOG, NGINX_LOG, 1.0),
+        ratio(
+            "gatehouse (log on) / nginx (log on)",
+            GH_LOG,
+            NGINX_LOG,
+            1.0,
+        ),
         ratio("gatehouse (log off) / bare hyper proxy", GH, BARE, 1.0),
         ratio(
             "nginx auth_request: gatehouse / static 202",
