@@ -70,8 +70,8 @@ pub fn single_param<'a>(parts: &'a Parts, key: &str) -> Result<Option<Cow<'a, st
 }
 
 /// `/oauth2/start?rd=URL[&provider=ID]`: begin a login at the provider
-/// `ID` (or the only one; with several and none named, the chooser), then
-/// come back to `rd`. An unknown provider id is a 400.
+/// `ID` (none named: at the one the route at `rd` takes, or the chooser
+/// among several), then come back to `rd`. An unknown provider id is a 400.
 pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let rd = query_param(parts, "rd");
     let target = rd.as_deref().unwrap_or("/");
@@ -81,7 +81,46 @@ pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<Pr
             Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers),
             None => error_response(&Error::BadRequest("no provider has this id"), info.mode),
         },
-        None => begin_login(state, &return_to, info, &parts.headers),
+        None => {
+            let among = providers_at(state, &info.origin, &return_to);
+            begin_login_among(state, among, &return_to, info, &parts.headers)
+        }
+    }
+}
+
+/// The providers the route at `return_to` takes, so a login started without
+/// naming one (a front proxy's sign-in redirect) offers only those; every
+/// provider when the address cannot be placed on a route.
+fn providers_at(state: &AppState, origin: &Origin, return_to: &ReturnTo) -> ProviderSet {
+    let config = &state.config;
+    let all = config.all_providers();
+    if config.providers.len() == 1 {
+        return all;
+    }
+    let (host, path) = if return_to.is_absolute() {
+        let Ok(url) = Url::parse(return_to.as_str()) else {
+            return all;
+        };
+        let host = url.host_str().map(|h| match url.port() {
+            Some(port) => format!("{h}:{port}"),
+            None => h.to_owned(),
+        });
+        (host, url.path().to_owned())
+    } else {
+        let path = return_to.as_str().split(['?', '#']).next().unwrap_or("/");
+        (origin.host.clone(), path.to_owned())
+    };
+    let Ok(path) = crate::http::path::normalize(&path) else {
+        return all;
+    };
+    let target = crate::routes::Target {
+        host: host.as_deref(),
+        method: Some(&http::Method::GET),
+        path: &path,
+    };
+    match config.routes.find(&target) {
+        Ok(placed) => placed.route.providers.unwrap_or(all),
+        Err(_) => all,
     }
 }
 
@@ -95,17 +134,17 @@ pub fn sign_in(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<
     let rd = query_param(parts, "rd");
     let return_to = remembered(&state.config, &info.origin, rd.as_deref().unwrap_or("/"));
     let config = &state.config;
-    // `providers` narrows the choice to the route's; unknown ids are left
-    // out (it only shapes the page: the gate decides what a session may do)
-    let among = query_param(parts, "providers")
-        .and_then(|list| {
-            list.split(',')
-                .filter_map(|id| config.provider_index(Some(id)))
-                .fold(None, |set: Option<ProviderSet>, i| {
-                    Some(set.map_or(ProviderSet::only(i), |s| s.with(i)))
-                })
-        })
-        .unwrap_or_else(|| config.all_providers());
+    // `providers` narrows the choice (unknown ids left out), else the route
+    // at `rd` does; either only shapes the page: the gate decides what a
+    // session may do
+    let named = query_param(parts, "providers").and_then(|list| {
+        list.split(',')
+            .filter_map(|id| config.provider_index(Some(id)))
+            .fold(None, |set: Option<ProviderSet>, i| {
+                Some(set.map_or(ProviderSet::only(i), |s| s.with(i)))
+            })
+    });
+    let among = named.unwrap_or_else(|| providers_at(state, &info.origin, &return_to));
     match among.single() {
         Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers),
         None => chooser(state, among, &return_to, info.mode),

@@ -216,6 +216,26 @@ async fn a_route_open_to_both_offers_a_chooser_that_starts_a_login_at_each() {
         env.corp.authorize_endpoint()
     );
 
+    // a sign-in started without naming a provider (a front proxy's
+    // redirect) offers the providers of the route it returns to
+    for (path, to) in [
+        (
+            "/oauth2/start?rd=%2Fcorp-only%2Fpage",
+            env.corp.authorize_endpoint(),
+        ),
+        ("/oauth2/sign_in?rd=%2Fzk-only", env.zk.authorize_endpoint()),
+        ("/oauth2/start?rd=%2Fshared", "/oauth2/sign_in".to_owned()),
+    ] {
+        let resp = client.get(&env.proxy.url(path)).await;
+        let location = resp.location_url().unwrap();
+        let at = if location.origin() == chooser.origin() {
+            location.path().to_owned()
+        } else {
+            location[..Position::AfterPath].to_owned()
+        };
+        assert_eq!(at, to, "{path}");
+    }
+
     // following a choice signs in at that provider and comes back
     for (id, idp, user) in [("corp", &env.corp, BOB), ("default", &env.zk, ALICE)] {
         let start = format!("/oauth2/start?provider={id}&rd=%2Fshared%3Fq%3D1");
