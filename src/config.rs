@@ -449,6 +449,7 @@ impl Config {
             (Some(provider), Some(client_id)) => Some(ProviderEntry {
                 id: DEFAULT_ID.to_owned(),
                 label: provider.name.clone(),
+                key_prefix: String::new(),
                 provider: provider.clone(),
                 client_id: client_id.clone(),
                 client_secret,
@@ -614,24 +615,27 @@ impl Config {
     /// `--check-config`, naming the key.
     pub fn advisories(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        let name = self.provider.name.as_str();
-        let confidential = matches!(
-            name,
-            "keycloak" | "ztrust" | "authentik" | "auth0" | "passage" | "zkauth"
-        );
-        if confidential && self.client_secret.is_none() {
-            out.push(Problem {
-                key: "client_secret".to_owned(),
-                reason: format!(
-                    "not set, so gatehouse signs in as a public client; a {name} client is usually \
-                     confidential, and then the first login fails with invalid_client: give \
-                     client_secret (or client_secret_file), or make the client public at {name}"
-                ),
-            });
+        for entry in &self.providers {
+            let name = entry.provider.name.as_str();
+            let confidential = matches!(
+                name,
+                "keycloak" | "ztrust" | "authentik" | "auth0" | "passage" | "zkauth"
+            );
+            if confidential && entry.client_secret.is_none() {
+                out.push(Problem {
+                    key: format!("{}client_secret", entry.key_prefix),
+                    reason: format!(
+                        "not set, so gatehouse signs in as a public client; a {name} client is usually \
+                         confidential, and then the first login fails with invalid_client: give \
+                         client_secret (or client_secret_file), or make the client public at {name}"
+                    ),
+                });
+            }
         }
         for role in &self.allowed_roles {
+            // a role of any configured provider's client is one of ours
             if let Some((client, _)) = role.split_once(':')
-                && client != self.client_id
+                && !self.providers.iter().any(|e| e.client_id == client)
             {
                 out.push(Problem {
                     key: "allowed_role".to_owned(),

@@ -82,6 +82,9 @@ pub struct ProviderEntry {
     pub id: String,
     /// What the sign-in chooser shows.
     pub label: String,
+    /// Where its settings are, as problems name them: empty for the flat
+    /// settings, `providers[i].` for a table.
+    pub key_prefix: String,
     /// The provider's settings.
     pub provider: ProviderConfig,
     /// OAuth client id at this provider.
@@ -287,6 +290,7 @@ pub(super) fn build_all(
         match (id, client_id, provider) {
             (Some(id), Some(client_id), Some(provider)) => out.push(ProviderEntry {
                 label: entry.name.clone().unwrap_or_else(|| id.clone()),
+                key_prefix: format!("providers[{i}]."),
                 id,
                 provider,
                 client_id,

@@ -264,3 +264,22 @@ fn a_route_naming_an_unknown_provider_or_both_keys_is_an_error_naming_the_key() 
     let err = load(&[SHARED, CORP, route]).unwrap_err();
     assert_eq!(keys(&err), ["routes[0].provider"], "{err}");
 }
+
+#[test]
+fn advisories_name_each_providers_public_client_and_know_every_providers_client_roles() {
+    let public_zk = ZK.replace("client_secret = \"s3cret-zk\"\n", "");
+    let roles = "allowed_role = [\"gh-corp:editor\", \"elsewhere:editor\"]\n";
+    let c = load(&[SHARED, roles, FLAT, CORP, &public_zk]).unwrap();
+    let advised: Vec<(String, bool)> = c
+        .advisories()
+        .into_iter()
+        .map(|p| (p.key, p.reason.contains("`elsewhere`")))
+        .collect();
+    assert_eq!(
+        advised,
+        [
+            ("providers[1].client_secret".to_owned(), false),
+            ("allowed_role".to_owned(), true),
+        ]
+    );
+}
