@@ -323,7 +323,10 @@ fn login_redirect(
     return_to: &ReturnTo,
     origin: &Origin,
 ) -> Result<Response<ProxyBody>, Error> {
-    let provider = state.provider.at(index).ok_or(Error::IdpNotReady)?;
+    let provider = state
+        .provider
+        .at(index)
+        .ok_or_else(|| state.provider.not_ready_at(index))?;
     let redirect_uri = callback_url(&state.config, origin)?;
     let codec = state.gate.codec();
     let token = || {
@@ -451,7 +454,10 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     let index = config
         .provider_index(login.provider.as_deref())
         .ok_or(Error::LoginState(LoginStateError::Invalid))?;
-    let provider = state.provider.at(index).ok_or(Error::IdpNotReady)?;
+    let provider = state
+        .provider
+        .at(index)
+        .ok_or_else(|| state.provider.not_ready_at(index))?;
     // RFC 9207: the answer came from the provider the browser was sent to
     if !provider.response_issuer_ok(iss.as_deref()) {
         return Err(Error::IssuerMismatch);

@@ -1303,12 +1303,32 @@ fn mapped_headers(
 #[derive(Default)]
 pub struct ProviderSlot {
     inner: ArcSwapOption<Provider>,
+    /// The last discovery failure, while not discovered.
+    failure: ArcSwapOption<IdpError>,
 }
 
 impl ProviderSlot {
     /// The provider, if discovered.
     pub fn get(&self) -> Option<Arc<Provider>> {
         self.inner.load_full()
+    }
+
+    /// The error for a sign-in while the provider is not discovered: the
+    /// last discovery failure when it says the configuration is wrong (a
+    /// wrong issuer URL, a 404 for the discovery document), so the page
+    /// says so; otherwise "not ready", which passes.
+    pub fn not_ready(&self) -> crate::error::Error {
+        match self.failure.load().as_deref() {
+            Some(IdpError::Discovery { issuer, reason })
+                if crate::error::discovery_misconfigured(reason) =>
+            {
+                crate::error::Error::DiscoveryFailed(IdpError::Discovery {
+                    issuer: issuer.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            _ => crate::error::Error::IdpNotReady,
+        }
     }
 
     /// Runs discovery of the primary provider until it succeeds, backing
@@ -1327,10 +1347,12 @@ impl ProviderSlot {
                 Ok(p) => {
                     tracing::info!(issuer = %p.issuer, provider = %p.cfg.name, id = %id, "provider ready");
                     self.inner.store(Some(Arc::new(p)));
+                    self.failure.store(None);
                     return;
                 }
                 Err(e) => {
                     tracing::warn!(error = %crate::telemetry::escape_log(&e.to_string()), id = %id, retry_in = ?delay, "provider discovery failed");
+                    self.failure.store(Some(Arc::new(e)));
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
@@ -1375,6 +1397,20 @@ impl Providers {
             .filter_map(|i| self.at(i).map(|p| (i, p)))
             .filter(|(_, p)| p.issuer() == iss)
             .collect()
+    }
+
+    /// The error for a sign-in at the primary provider while it is not
+    /// discovered (see [`ProviderSlot::not_ready`]).
+    pub fn not_ready(&self) -> crate::error::Error {
+        self.not_ready_at(0)
+    }
+
+    /// The error for a sign-in at the provider at `index` while it is not
+    /// discovered.
+    pub fn not_ready_at(&self, index: usize) -> crate::error::Error {
+        self.slots
+            .get(index)
+            .map_or(crate::error::Error::IdpNotReady, ProviderSlot::not_ready)
     }
 
     /// The ids of the providers not discovered yet, in order.
