@@ -376,3 +376,45 @@ async fn ready_waits_for_every_provider_and_names_the_one_not_discovered() {
     env.proxy.wait_ready().await;
     assert_eq!(probe.get(&env.proxy.url("/ready")).await.text(), "OK");
 }
+
+#[tokio::test]
+async fn forward_auth_keeps_a_session_to_the_routes_of_its_provider_too() {
+    let env = two("").await;
+    let a = TestClient::new();
+    sign_in_via(&a, &env, "/zk-only").await;
+    let host = env.proxy.host();
+    let ask = |uri: &'static str, accept: &'static str| {
+        let host = host.clone();
+        let a = &a;
+        let url = env.proxy.url("/oauth2/forward-auth");
+        async move {
+            a.get_with(
+                &url,
+                &[
+                    ("x-forwarded-method", "GET"),
+                    ("x-forwarded-proto", "http"),
+                    ("x-forwarded-host", &host),
+                    ("x-forwarded-uri", uri),
+                    ("accept", accept),
+                ],
+            )
+            .await
+        }
+    };
+    let json = "application/json";
+    let own = ask("/zk-only/page", json).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text());
+    assert_eq!(own.header("x-auth-request-user"), Some(ALICE));
+    assert_eq!(ask("/shared", json).await.status, StatusCode::OK);
+    assert_eq!(
+        ask("/corp-only/page", json).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // a browser is sent to sign in at the route's provider, not refused
+    let page = ask("/corp-only/page", "text/html").await;
+    assert_eq!(page.status, StatusCode::FOUND, "{}", page.text());
+    assert_eq!(
+        &page.location_url().unwrap()[..Position::AfterPath],
+        env.corp.authorize_endpoint()
+    );
+}
