@@ -30,7 +30,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 
 use crate::auth::identity::Identity;
-use crate::auth::oidc::{ProviderSlot, RefreshError};
+use crate::auth::oidc::{Providers, RefreshError};
 use crate::auth::policy::DenyReason;
 use crate::auth::refresh::SharedRefresh;
 use crate::auth::session::store::{SessionStore as _, Store, StoreError};
@@ -167,7 +167,7 @@ impl Gate {
     pub async fn decide(
         &self,
         config: &Config,
-        provider: &ProviderSlot,
+        provider: &Providers,
         headers: &HeaderMap,
         route: &Route,
     ) -> Decided {
@@ -192,11 +192,29 @@ impl Gate {
                 };
             }
         };
+        let Some(index) = config.provider_index(session.provider.as_deref()) else {
+            tracing::debug!("session of a provider no longer configured: challenging");
+            return Decided {
+                decision: Decision::Challenge,
+                set_cookies: Vec::new(),
+            };
+        };
+        // a session from a provider this route does not take is a reason
+        // to sign in at one it does, not a refusal
+        if route
+            .providers
+            .is_some_and(|allowed| !allowed.contains(index))
+        {
+            return Decided {
+                decision: Decision::Challenge,
+                set_cookies: Vec::new(),
+            };
+        }
         let mut set_cookies = Vec::new();
         if due_for_refresh(config, &session.identity, now_secs()) {
-            // boxed: a refresh is rare, and inline its future would make every
-            // request's future bigger
-            match Box::pin(self.refresh(config, provider, &session, headers)).await {
+            // boxed: a refresh is rare, and its future (the provider call,
+            // the refresh cache) would otherwise size every request's
+            match Box::pin(self.refresh(config, provider, index, &session, headers)).await {
                 Ok((fresh, cookies)) => {
                     session = fresh;
                     set_cookies = cookies;
@@ -238,7 +256,8 @@ impl Gate {
     async fn refresh(
         &self,
         config: &Config,
-        provider: &ProviderSlot,
+        provider: &Providers,
+        index: usize,
         session: &Session,
         headers: &HeaderMap,
     ) -> RefreshOutcome {
@@ -258,10 +277,10 @@ impl Gate {
                 let fresh = match &self.shared_refresh {
                     Some(shared) => {
                         shared
-                            .refresh(session, || redeem(config, provider, session))
+                            .refresh(session, || redeem(config, provider, index, session))
                             .await
                     }
-                    None => redeem(config, provider, session).await,
+                    None => redeem(config, provider, index, session).await,
                 };
                 let result = match fresh {
                     Ok(fresh) => self.store_refreshed(config, fresh, headers).await,
@@ -309,10 +328,11 @@ impl Gate {
 /// (id, provider session, secret) with fresh tokens.
 async fn redeem(
     config: &Config,
-    provider: &ProviderSlot,
+    provider: &Providers,
+    index: usize,
     session: &Session,
 ) -> Result<Session, RefreshError> {
-    let Some(p) = provider.get() else {
+    let Some(p) = provider.at(index) else {
         return Err(RefreshError::Unavailable(
             "provider not discovered".to_owned(),
         ));

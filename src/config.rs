@@ -18,6 +18,7 @@
 mod env_alias;
 mod limits;
 mod oauth2_proxy;
+mod provider_tables;
 mod raw;
 mod reach;
 mod routes;
@@ -41,6 +42,7 @@ use crate::auth::providers::{
 use crate::auth::return_to::WhitelistDomain;
 
 pub use limits::{LimitsConfig, RateLimit};
+pub use provider_tables::{DEFAULT_ID, MAX_PROVIDERS, ProviderEntry, ProviderSet, RawProvider};
 pub use raw::RawConfig;
 pub use routes::RawRoute;
 pub use secret::Secret;
@@ -280,12 +282,16 @@ pub struct Config {
     /// only `/oauth2/*`, the probes and routes with an upstream of their
     /// own are served.
     pub upstreams: Vec<Upstream>,
-    /// The identity provider.
+    /// The primary identity provider (`providers[0]`'s settings): the one
+    /// cookies are bound to, and the only one without `[[providers]]`.
     pub provider: ProviderConfig,
-    /// OAuth client id.
+    /// The primary provider's OAuth client id.
     pub client_id: String,
-    /// OAuth client secret; `None` for a public client.
+    /// The primary provider's OAuth client secret; `None` for a public client.
     pub client_secret: Option<Secret>,
+    /// Every provider, in order: the flat settings' (`default`) first when
+    /// given, then each `[[providers]]` table. Never empty.
+    pub providers: Vec<ProviderEntry>,
     /// Where the provider sends the browser back to.
     pub redirect_url: CallbackUrl,
     /// Cookie settings.
@@ -450,8 +456,10 @@ impl Config {
             }),
         );
         let upstreams = p.check("upstream", parse_upstreams(&raw.upstream));
+        let flat = provider_tables::flat_is_used(&mut p, &raw);
         let client_id = match raw.client_id.clone() {
             Some(id) if !id.trim().is_empty() => Some(id),
+            _ if !flat => None,
             _ => {
                 p.add("client_id", "required");
                 None
@@ -486,7 +494,21 @@ impl Config {
                 .check("redirect_url", parse_http_url(s))
                 .map(CallbackUrl::Fixed),
         };
-        let provider = build_provider(&mut p, &raw, client_secret.is_some());
+        let provider = flat
+            .then(|| build_provider(&mut p, &raw, client_secret.is_some()))
+            .flatten();
+        let flat_entry = match (&provider, &client_id) {
+            (Some(provider), Some(client_id)) => Some(ProviderEntry {
+                id: DEFAULT_ID.to_owned(),
+                label: provider.name.clone(),
+                key_prefix: String::new(),
+                provider: provider.clone(),
+                client_id: client_id.clone(),
+                client_secret,
+            }),
+            _ => None,
+        };
+        let providers = provider_tables::build_all(&mut p, &raw, flat, flat_entry);
         let claim_headers = p.check("claim_header", parse_claim_headers(&raw.claim_header));
         let cookie_secure = raw.cookie_secure.unwrap_or(true);
         let cookie = build_cookie_config(&mut p, &raw, cookie_secure);
@@ -555,13 +577,12 @@ impl Config {
                 )
                 .unwrap_or_default(),
         };
-        let routes = routes::build(&mut p, &raw);
+        let routes = routes::build(&mut p, &raw, &provider_tables::ids(&raw, flat));
 
         match (
             http_address,
             upstreams,
-            provider,
-            client_id,
+            providers,
             redirect_url,
             cookie,
             email_domains,
@@ -576,8 +597,7 @@ impl Config {
             (
                 Some(http_address),
                 Some(upstreams),
-                Some(provider),
-                Some(client_id),
+                Some(providers),
                 Some(redirect_url),
                 Some(cookie),
                 Some(email_domains),
@@ -588,12 +608,13 @@ impl Config {
                 Some(upstream_timeout),
                 Some(session_store),
                 Some(routes),
-            ) if p.0.is_empty() => Ok(Self {
+            ) if p.0.is_empty() && !providers.is_empty() => Ok(Self {
                 http_address,
                 upstreams,
-                provider,
-                client_id,
-                client_secret,
+                provider: providers[0].provider.clone(),
+                client_id: providers[0].client_id.clone(),
+                client_secret: providers[0].client_secret.clone(),
+                providers,
                 redirect_url,
                 cookie,
                 email_domains,
@@ -670,24 +691,27 @@ impl Config {
     /// `--check-config`, naming the key.
     pub fn advisories(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        let name = self.provider.name.as_str();
-        let confidential = matches!(
-            name,
-            "keycloak" | "ztrust" | "authentik" | "auth0" | "passage" | "zkauth"
-        );
-        if confidential && self.client_secret.is_none() {
-            out.push(Problem {
-                key: "client_secret".to_owned(),
-                reason: format!(
-                    "not set, so gatehouse signs in as a public client; a {name} client is usually \
-                     confidential, and then the first login fails with invalid_client: give \
-                     client_secret (or client_secret_file), or make the client public at {name}"
-                ),
-            });
+        for entry in &self.providers {
+            let name = entry.provider.name.as_str();
+            let confidential = matches!(
+                name,
+                "keycloak" | "ztrust" | "authentik" | "auth0" | "passage" | "zkauth"
+            );
+            if confidential && entry.client_secret.is_none() {
+                out.push(Problem {
+                    key: format!("{}client_secret", entry.key_prefix),
+                    reason: format!(
+                        "not set, so gatehouse signs in as a public client; a {name} client is usually \
+                         confidential, and then the first login fails with invalid_client: give \
+                         client_secret (or client_secret_file), or make the client public at {name}"
+                    ),
+                });
+            }
         }
         for role in &self.allowed_roles {
+            // a role of any configured provider's client is one of ours
             if let Some((client, _)) = role.split_once(':')
-                && client != self.client_id
+                && !self.providers.iter().any(|e| e.client_id == client)
             {
                 out.push(Problem {
                     key: "allowed_role".to_owned(),
@@ -749,8 +773,13 @@ fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
     let mut covered = Vec::new();
     // gatehouse key -> (key as written, value)
     let mut kept: Vec<(String, String, toml::Value)> = Vec::new();
+    let mut providers_raw = Vec::new();
     let mut routes = Vec::new();
     for (key, value) in table {
+        if key == "providers" {
+            providers_raw = provider_tables::parse_tables(value, &mut p);
+            continue;
+        }
         if key == "routes" {
             // each table alone, so a problem names its route
             let toml::Value::Array(items) = value else {
@@ -823,6 +852,7 @@ fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
             }
         }
     }
+    raw.providers = providers_raw;
     raw.routes = routes;
     Ok(FileSettings {
         raw,

@@ -35,8 +35,21 @@ pub use server::{Server, StartupError, run};
 pub async fn check_provider(config: &Config) -> Result<(), String> {
     let http = auth::oidc::IdpHttp::new(std::time::Duration::from_secs(10))
         .map_err(|e| format!("tls: {e}"))?;
-    auth::oidc::Provider::discover(config, http)
-        .await
-        .map(|_p| ())
-        .map_err(|e| format!("oidc_issuer_url: {e}"))
+    if config.providers.len() == 1 {
+        return auth::oidc::Provider::discover(config, http)
+            .await
+            .map(|_p| ())
+            .map_err(|e| format!("oidc_issuer_url: {e}"));
+    }
+    let mut failed = Vec::new();
+    for (i, entry) in config.providers.iter().enumerate() {
+        if let Err(e) = auth::oidc::Provider::discover_at(config, i, http.clone()).await {
+            failed.push(format!("oidc_issuer_url of provider `{}`: {e}", entry.id));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n  "))
+    }
 }

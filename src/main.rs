@@ -82,7 +82,18 @@ fn main() -> ExitCode {
         if !config.routes.is_default_only() {
             eprintln!("gatehouse: routes, first match wins:");
             for r in config.routes.routes() {
-                eprintln!("  {r}");
+                match r.providers {
+                    // the providers by id: the route itself knows their indexes
+                    Some(set) => {
+                        let ids: Vec<&str> = set
+                            .iter()
+                            .filter_map(|i| config.providers.get(i))
+                            .map(|e| e.id.as_str())
+                            .collect();
+                        eprintln!("  {r}, provider {}", ids.join(" or "));
+                    }
+                    None => eprintln!("  {r}"),
+                }
             }
         }
         return match provider {

@@ -136,10 +136,11 @@ async fn dispatch(
     match req.uri().path() {
         "/ping" => return text(StatusCode::OK, "OK"),
         "/ready" => {
-            return if state.provider.get().is_none() {
+            let missing = state.provider.undiscovered(&state.config);
+            return if !missing.is_empty() {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "provider not discovered yet",
+                    not_discovered(&state.config, &missing),
                 )
             } else if !state.store_ready() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "session store unreachable")
@@ -175,6 +176,7 @@ async fn dispatch(
             }
             return match (parts.method.clone(), parts.uri.path()) {
                 (Method::GET, "/oauth2/start") => endpoints::start(state, &parts, &info),
+                (Method::GET, endpoints::SIGN_IN_PATH) => endpoints::sign_in(state, &parts, &info),
                 (Method::GET, "/oauth2/callback") => {
                     endpoints::callback(state, &parts, &info).await
                 }
@@ -194,7 +196,8 @@ async fn dispatch(
                     | "/oauth2/callback"
                     | "/oauth2/sign_out"
                     | "/oauth2/userinfo"
-                    | endpoints::SIGNED_OUT_PATH,
+                    | endpoints::SIGNED_OUT_PATH
+                    | endpoints::SIGN_IN_PATH,
                 ) => error_response(&Error::MethodNotAllowed, info.mode),
                 // a browser gets a page, an API client JSON
                 _ => error_response(&Error::NotFound, info.mode),
@@ -285,7 +288,7 @@ async fn dispatch(
             let mut r = if api {
                 error_response(&Error::Unauthenticated, Mode::Json)
             } else {
-                challenge(state, &req, &info)
+                challenge(state, &req, &info, route)
             };
             if state.bearer.enabled_on(route) {
                 bearer::add_challenge(&mut r, &info.origin);
@@ -367,6 +370,16 @@ fn check_target<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
     None
 }
 
+/// `/ready`'s reason while providers are not discovered: with one
+/// provider as before, with several naming each one missing.
+fn not_discovered(config: &crate::config::Config, missing: &[&str]) -> String {
+    if config.providers.len() == 1 {
+        "provider not discovered yet".to_owned()
+    } else {
+        format!("providers not discovered yet: {}", missing.join(", "))
+    }
+}
+
 /// 429 with `Retry-After` in whole seconds (at least 1); a page for a
 /// browser.
 fn rate_limited(wait: std::time::Duration, mode: Mode) -> Response<ProxyBody> {
@@ -380,7 +393,12 @@ fn rate_limited(wait: std::time::Duration, mode: Mode) -> Response<ProxyBody> {
 }
 
 /// Not signed in: browsers go to the provider; everyone else gets a 401.
-fn challenge(state: &AppState, req: &Request<Incoming>, info: &RequestInfo) -> Response<ProxyBody> {
+fn challenge(
+    state: &AppState,
+    req: &Request<Incoming>,
+    info: &RequestInfo,
+    route: &crate::routes::Route,
+) -> Response<ProxyBody> {
     if !is_browser_navigation(req.method(), req.headers()) {
         return error_response(&Error::Unauthenticated, Mode::Json);
     }
@@ -389,7 +407,10 @@ fn challenge(state: &AppState, req: &Request<Incoming>, info: &RequestInfo) -> R
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
     let return_to = endpoints::remembered(&state.config, &info.origin, target);
-    endpoints::begin_login(state, &return_to, info, req.headers())
+    let among = route
+        .providers
+        .unwrap_or_else(|| state.config.all_providers());
+    endpoints::begin_login_among(state, among, &return_to, info, req.headers())
 }
 
 /// A GET or HEAD from a browser that wants a page, not an API call.

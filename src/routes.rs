@@ -123,6 +123,9 @@ pub struct Route {
     /// Accept `Authorization: Bearer <JWT>` here (also everywhere with
     /// `skip_jwt_bearer_tokens`).
     pub bearer: bool,
+    /// The providers whose sessions this route takes (`provider` /
+    /// `providers`); `None` for every configured one.
+    pub providers: Option<crate::config::ProviderSet>,
 }
 
 impl Route {
@@ -139,6 +142,7 @@ impl Route {
             api: false,
             upstream: None,
             bearer: false,
+            providers: None,
         }
     }
 

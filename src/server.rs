@@ -128,10 +128,10 @@ impl Server {
         self.conns.open()
     }
 
-    /// True once the provider has been discovered and the session store
+    /// True once every provider has been discovered and the session store
     /// can vouch for sessions.
     pub fn ready(&self) -> bool {
-        self.state.provider.get().is_some() && self.state.store_ready()
+        self.state.provider.all_ready() && self.state.store_ready()
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded), returns.

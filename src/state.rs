@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::auth::Gate;
 use crate::auth::backchannel::JTI_TTL;
 use crate::auth::bearer::BearerAuth;
-use crate::auth::oidc::{IdpHttp, ProviderSlot};
+use crate::auth::oidc::{IdpHttp, Providers};
 use crate::auth::once::OnceGuard;
 use crate::auth::refresh::SharedRefresh;
 use crate::auth::session::redis_store::RedisStore;
@@ -27,8 +27,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Decides requests.
     pub gate: Gate,
-    /// The provider, once discovered.
-    pub provider: ProviderSlot,
+    /// The providers (by index into `config.providers`), once discovered.
+    pub provider: Providers,
     /// HTTP client for the provider.
     pub idp_http: IdpHttp,
     /// Upstreams and their client.
@@ -133,12 +133,13 @@ impl AppState {
             crate::limits::LOGIN_LIMITER_CAPACITY,
         );
         let bearer = BearerAuth::new(&config, idp_http.clone());
+        let provider = Providers::new(config.providers.len());
         Ok(Self {
             bearer,
             login_limiter,
             config: Arc::new(config),
             gate: Gate::new(codec, store, shared_refresh, refresh),
-            provider: ProviderSlot::default(),
+            provider,
             idp_http,
             upstreams,
             logout_replays,

@@ -1171,3 +1171,44 @@ fn check_config_warns_of_a_loopback_redirect_url_while_listening_for_other_machi
     assert!(row.contains("warning"), "{row}");
     drop(idp);
 }
+
+#[test]
+fn check_config_names_each_routes_providers_and_each_provider_not_discovered() {
+    let text = format!(
+        r#"{VALID}
+[[providers]]
+id = "partners"
+oidc_issuer_url = "http://127.0.0.1:9/partners"
+client_id = "gatehouse-partners"
+client_secret = "another-secret-value"
+
+[[routes]]
+path = "/staff"
+provider = "default"
+
+[[routes]]
+path = "/shared"
+providers = ["partners", "default"]
+"#
+    );
+    let path = write_config("two-providers.toml", &text);
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(EX_CONFIG));
+    let err = stderr(&out);
+    assert!(
+        err.contains("path /staff -> signed in, provider default\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("path /shared -> signed in, provider default or partners\n"),
+        "{err}"
+    );
+    assert!(err.contains("any path -> signed in\n"), "{err}");
+    for id in ["default", "partners"] {
+        assert!(
+            err.contains(&format!("  oidc_issuer_url of provider `{id}`: ")),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("another-secret-value"), "{err}");
+}

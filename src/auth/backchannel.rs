@@ -103,20 +103,42 @@ where
         (Some(_), Some(_)) => return Err(invalid("logout_token given more than once")),
         _ => return Err(invalid("missing logout_token")),
     };
-    let provider = state
-        .provider
-        .get()
-        .ok_or_else(|| Refusal::Unavailable("provider not discovered".to_owned()))?;
-    let claims = provider
-        .verify_logout_token(&token)
-        .await
-        .map_err(|e| match e {
-            // the keys could not be fetched: the provider may post again
-            IdpError::Transport(_) | IdpError::Discovery { .. } => {
-                Refusal::Unavailable(e.to_string())
+    // the token's `iss` (read unverified) picks the provider; its keys and
+    // client id then verify everything, `iss` included
+    let iss = crate::auth::oidc::jwt_payload(&token)
+        .and_then(|c| c.get("iss").and_then(|v| v.as_str()).map(str::to_owned))
+        .ok_or_else(|| invalid("logout token: no iss"))?;
+    let candidates = state.provider.by_issuer(&iss);
+    if candidates.is_empty() {
+        return Err(if state.provider.all_ready() {
+            invalid("logout token: no provider has this issuer")
+        } else {
+            Refusal::Unavailable("provider not discovered".to_owned())
+        });
+    }
+    let mut verified = None;
+    let mut refusal = None;
+    // one issuer can serve several of our clients: the audience tells them apart
+    for (_index, provider) in candidates {
+        match provider.verify_logout_token(&token).await {
+            Ok(claims) => {
+                verified = Some((claims, provider));
+                break;
             }
-            _ => Refusal::Invalid(e.to_string()),
-        })?;
+            Err(e) => {
+                refusal = Some(match e {
+                    // the keys could not be fetched: the provider may post again
+                    IdpError::Transport(_) | IdpError::Discovery { .. } => {
+                        Refusal::Unavailable(e.to_string())
+                    }
+                    _ => Refusal::Invalid(e.to_string()),
+                });
+            }
+        }
+    }
+    let Some((claims, provider)) = verified else {
+        return Err(refusal.unwrap_or_else(|| invalid("logout token not verified")));
+    };
     let issuer = provider.issuer();
     match state.logout_replays.first_use(&[issuer, &claims.jti]).await {
         Ok(true) => {}

@@ -24,7 +24,7 @@ use crate::auth::session::{
     session_cookie_value, session_cookies, set_cookie, write_login_state,
 };
 use crate::auth::{Decided, Decision};
-use crate::config::{CallbackUrl, Config};
+use crate::config::{CallbackUrl, Config, ProviderSet};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::Origin;
@@ -69,12 +69,157 @@ pub fn single_param<'a>(parts: &'a Parts, key: &str) -> Result<Option<Cow<'a, st
     }
 }
 
-/// `/oauth2/start?rd=URL`: begin a login, then come back to `rd`.
+/// `/oauth2/start?rd=URL[&provider=ID]`: begin a login at the provider
+/// `ID` (none named: at the one the route at `rd` takes, or the chooser
+/// among several), then come back to `rd`. An unknown provider id is a 400.
 pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let rd = query_param(parts, "rd");
     let target = rd.as_deref().unwrap_or("/");
     let return_to = remembered(&state.config, &info.origin, target);
-    begin_login(state, &return_to, info, &parts.headers)
+    match query_param(parts, "provider") {
+        Some(id) => match state.config.provider_index(Some(&id)) {
+            Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers),
+            None => error_response(&Error::BadRequest("no provider has this id"), info.mode),
+        },
+        None => {
+            let among = providers_at(state, &info.origin, &return_to);
+            begin_login_among(state, among, &return_to, info, &parts.headers)
+        }
+    }
+}
+
+/// The providers the route at `return_to` takes, so a login started without
+/// naming one (a front proxy's sign-in redirect) offers only those; every
+/// provider when the address cannot be placed on a route.
+fn providers_at(state: &AppState, origin: &Origin, return_to: &ReturnTo) -> ProviderSet {
+    let config = &state.config;
+    let all = config.all_providers();
+    if config.providers.len() == 1 {
+        return all;
+    }
+    let (host, path) = if return_to.is_absolute() {
+        let Ok(url) = Url::parse(return_to.as_str()) else {
+            return all;
+        };
+        let host = url.host_str().map(|h| match url.port() {
+            Some(port) => format!("{h}:{port}"),
+            None => h.to_owned(),
+        });
+        (host, url.path().to_owned())
+    } else {
+        let path = return_to.as_str().split(['?', '#']).next().unwrap_or("/");
+        (origin.host.clone(), path.to_owned())
+    };
+    let Ok(path) = crate::http::path::normalize(&path) else {
+        return all;
+    };
+    let target = crate::routes::Target {
+        host: host.as_deref(),
+        method: Some(&http::Method::GET),
+        path: &path,
+    };
+    match config.routes.find(&target) {
+        Ok(placed) => placed.route.providers.unwrap_or(all),
+        Err(_) => all,
+    }
+}
+
+/// Where the sign-in chooser lives.
+pub const SIGN_IN_PATH: &str = "/oauth2/sign_in";
+
+/// `/oauth2/sign_in?rd=URL`: with one provider, straight to it; with
+/// several, a page (JSON for API clients) listing each, every entry a link
+/// to `/oauth2/start?provider=ID&rd=URL`.
+pub fn sign_in(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
+    let rd = query_param(parts, "rd");
+    let return_to = remembered(&state.config, &info.origin, rd.as_deref().unwrap_or("/"));
+    let config = &state.config;
+    // `providers` narrows the choice (unknown ids left out), else the route
+    // at `rd` does; either only shapes the page: the gate decides what a
+    // session may do
+    let named = query_param(parts, "providers").and_then(|list| {
+        list.split(',')
+            .filter_map(|id| config.provider_index(Some(id)))
+            .fold(None, |set: Option<ProviderSet>, i| {
+                Some(set.map_or(ProviderSet::only(i), |s| s.with(i)))
+            })
+    });
+    let among = named.unwrap_or_else(|| providers_at(state, &info.origin, &return_to));
+    match among.single() {
+        Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers),
+        None => chooser(state, among, &return_to, info.mode),
+    }
+}
+
+/// The chooser's address for a login that returns to `return_to`, among
+/// the providers `among` (all of them when it names none).
+fn sign_in_url(config: &Config, among: ProviderSet, return_to: &ReturnTo) -> String {
+    let mut url = url::form_urlencoded::Serializer::for_suffix(
+        format!("{SIGN_IN_PATH}?"),
+        SIGN_IN_PATH.len() + 1,
+    );
+    url.append_pair("rd", return_to.as_str());
+    if among != config.all_providers() {
+        let ids: Vec<&str> = among
+            .iter()
+            .filter_map(|i| config.providers.get(i))
+            .map(|e| e.id.as_str())
+            .collect();
+        url.append_pair("providers", &ids.join(","));
+    }
+    url.finish()
+}
+
+/// The chooser: a link to start a login at each provider in `among`.
+fn chooser(
+    state: &AppState,
+    among: ProviderSet,
+    return_to: &ReturnTo,
+    mode: Mode,
+) -> Response<ProxyBody> {
+    let choices: Vec<(String, &str, &str)> = among
+        .iter()
+        .filter_map(|i| state.config.providers.get(i))
+        .map(|e| {
+            let start = String::from("/oauth2/start?");
+            let at = start.len();
+            let href = url::form_urlencoded::Serializer::for_suffix(start, at)
+                .append_pair("provider", &e.id)
+                .append_pair("rd", return_to.as_str())
+                .finish();
+            (href, e.id.as_str(), e.label.as_str())
+        })
+        .collect();
+    match mode {
+        Mode::Json => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "providers": choices
+                    .iter()
+                    .map(|(href, id, label)| serde_json::json!({
+                        "id": id,
+                        "name": label,
+                        "sign_in": href,
+                    }))
+                    .collect::<Vec<_>>(),
+            }),
+        ),
+        Mode::Html => {
+            let links: Vec<(&str, &str)> = choices
+                .iter()
+                .map(|(href, _, label)| (href.as_str(), *label))
+                .collect();
+            render(&Page {
+                status: StatusCode::OK,
+                title: "Sign in",
+                what: "This site lets you sign in with more than one account provider.",
+                signed_in_as: None,
+                next: "Choose the one to sign in with:",
+                links: &links,
+                reference: None,
+            })
+        }
+    }
 }
 
 /// The URL to come back to after a login started at `target` (a path, or an
@@ -130,7 +275,40 @@ pub fn begin_login(
     info: &RequestInfo,
     request: &http::HeaderMap,
 ) -> Response<ProxyBody> {
-    match login_redirect(state, return_to, &info.origin) {
+    begin_login_among(
+        state,
+        state.config.all_providers(),
+        return_to,
+        info,
+        request,
+    )
+}
+
+/// [`begin_login`] at one of the providers in `among`: the only one
+/// straight away, else a redirect to the chooser at [`SIGN_IN_PATH`] (never
+/// a 2xx: a front proxy would read that as "allowed").
+pub fn begin_login_among(
+    state: &AppState,
+    among: ProviderSet,
+    return_to: &ReturnTo,
+    info: &RequestInfo,
+    request: &http::HeaderMap,
+) -> Response<ProxyBody> {
+    match among.single() {
+        Some(index) => begin_login_at(state, index, return_to, info, request),
+        None => redirect(&sign_in_url(&state.config, among, return_to)),
+    }
+}
+
+/// [`begin_login`] at the provider `config.providers[index]`.
+pub fn begin_login_at(
+    state: &AppState,
+    index: usize,
+    return_to: &ReturnTo,
+    info: &RequestInfo,
+    request: &http::HeaderMap,
+) -> Response<ProxyBody> {
+    match login_redirect(state, index, return_to, &info.origin) {
         Ok(r) => with_cookies(
             r,
             prune_login_states(state.gate.codec(), &state.config.cookie, request),
@@ -141,13 +319,14 @@ pub fn begin_login(
 
 fn login_redirect(
     state: &AppState,
+    index: usize,
     return_to: &ReturnTo,
     origin: &Origin,
 ) -> Result<Response<ProxyBody>, Error> {
     let provider = state
         .provider
-        .get()
-        .ok_or_else(|| state.provider.not_ready())?;
+        .at(index)
+        .ok_or_else(|| state.provider.not_ready_at(index))?;
     let redirect_uri = callback_url(&state.config, origin)?;
     let codec = state.gate.codec();
     let token = || {
@@ -161,6 +340,7 @@ fn login_redirect(
         pkce_verifier: token()?,
         return_to: return_to.as_str().to_owned(),
         redirect_uri: redirect_uri.to_string(),
+        provider: state.config.provider_tag(index),
         exp: now_secs() + LOGIN_TTL_SECS,
     };
     let cookie = write_login_state(codec, &state.config.cookie, &login)
@@ -270,10 +450,14 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     // a login this browser started
     let login = read_login_state(state.gate.codec(), &config.cookie, &parts.headers, &csrf)
         .map_err(Error::LoginState)?;
+    // the login goes on at the provider it started at, whatever else is configured
+    let index = config
+        .provider_index(login.provider.as_deref())
+        .ok_or(Error::LoginState(LoginStateError::Invalid))?;
     let provider = state
         .provider
-        .get()
-        .ok_or_else(|| state.provider.not_ready())?;
+        .at(index)
+        .ok_or_else(|| state.provider.not_ready_at(index))?;
     // RFC 9207: the answer came from the provider the browser was sent to
     if !provider.response_issuer_ok(iss.as_deref()) {
         return Err(Error::IssuerMismatch);
@@ -326,6 +510,7 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         id: SessionId::random(state.gate.codec())
             .ok_or(Error::Internal("random number generator failed"))?,
         provider_sid,
+        provider: config.provider_tag(index),
         issuer: provider.issuer().to_owned(),
         issued_at_ms: now_millis(),
         identity,
@@ -500,9 +685,14 @@ pub async fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Re
             tracing::info!(user = %escape_log(&s.identity.subject), "signed out");
         }
     }
-    let target = state
-        .provider
-        .get()
+    // the provider that signed this session in; without a session, the
+    // only provider when there is one
+    let index = match &session {
+        Some(s) => config.provider_index(s.provider.as_deref()),
+        None => (config.providers.len() == 1).then_some(0),
+    };
+    let target = index
+        .and_then(|i| state.provider.at(i))
         .and_then(|p| {
             let target = p.logout_target()?;
             Some(end_session_url(

@@ -20,7 +20,7 @@
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use crate::auth::endpoints::{RequestInfo, begin_login, forbidden, served, with_cookies};
+use crate::auth::endpoints::{RequestInfo, begin_login_among, forbidden, served, with_cookies};
 use crate::auth::identity::Identity;
 use crate::auth::policy::Narrowing;
 use crate::auth::return_to::ReturnTo;
@@ -192,7 +192,10 @@ pub async fn forward_auth(
                 };
                 ReturnTo::parse(o.url.as_str(), &origin, &served(&state.config))
             });
-            begin_login(state, &return_to, info, &parts.headers)
+            let among = route
+                .providers
+                .unwrap_or_else(|| state.config.all_providers());
+            begin_login_among(state, among, &return_to, info, &parts.headers)
         }
         // a refused bearer token is never sent to sign in
         Decision::InvalidToken => {

@@ -96,6 +96,7 @@ fn cookie(state: &AppState, age: u64) -> HeaderMap {
     let session = Session {
         id: SessionId::from_bytes([1; 16]),
         provider_sid: None,
+        provider: None,
         issuer: state.config.provider.issuer.clone(),
         issued_at_ms: now_millis(),
         identity: id(now_secs() - age, None, true),
@@ -227,6 +228,7 @@ async fn a_refreshed_session_that_cannot_be_stored_is_not_remembered() {
     let session = Session {
         id: SessionId::from_bytes([2; 16]),
         provider_sid: None,
+        provider: None,
         issuer: state.config.provider.issuer.clone(),
         issued_at_ms: now_millis(),
         identity: id(now_secs() - 120, None, true),

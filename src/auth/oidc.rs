@@ -282,9 +282,25 @@ struct TokenErrorAnswer {
 }
 
 impl Provider {
-    /// Fetches discovery (when on) and the JWKS.
+    /// Fetches discovery (when on) and the JWKS of the primary provider.
     pub async fn discover(config: &Config, http: IdpHttp) -> Result<Self, IdpError> {
-        let cfg = config.provider.clone();
+        Self::discover_at(config, 0, http).await
+    }
+
+    /// Fetches discovery (when on) and the JWKS of `config.providers[index]`.
+    pub async fn discover_at(
+        config: &Config,
+        index: usize,
+        http: IdpHttp,
+    ) -> Result<Self, IdpError> {
+        let entry = config
+            .providers
+            .get(index)
+            .ok_or_else(|| IdpError::Discovery {
+                issuer: String::new(),
+                reason: format!("no provider number {index}"),
+            })?;
+        let cfg = entry.provider.clone();
         let (issuer, endpoints) = if cfg.discovery {
             discover_endpoints(&cfg, &http).await?
         } else {
@@ -307,8 +323,8 @@ impl Provider {
         };
         let keys = fetch_keys(&http, &endpoints.jwks).await?;
         Ok(Self {
-            client_id: config.client_id.clone(),
-            client_secret: config.client_secret.clone(),
+            client_id: entry.client_id.clone(),
+            client_secret: entry.client_secret.clone(),
             issuer,
             endpoints,
             keys: ArcSwap::from_pointee(keys),
@@ -1318,25 +1334,113 @@ impl ProviderSlot {
         }
     }
 
-    /// Runs discovery until it succeeds, backing off from 1 s to 30 s.
+    /// Runs discovery of the primary provider until it succeeds, backing
+    /// off from 1 s to 30 s.
     pub async fn discover_until_ready(&self, config: &Config, http: IdpHttp) {
+        self.discover_at_until_ready(config, 0, http).await;
+    }
+
+    /// Runs discovery of `config.providers[index]` until it succeeds,
+    /// backing off from 1 s to 30 s.
+    pub async fn discover_at_until_ready(&self, config: &Config, index: usize, http: IdpHttp) {
+        let id = config.providers.get(index).map_or("", |e| e.id.as_str());
         let mut delay = Duration::from_secs(1);
         loop {
-            match Provider::discover(config, http.clone()).await {
+            match Provider::discover_at(config, index, http.clone()).await {
                 Ok(p) => {
-                    tracing::info!(issuer = %p.issuer, provider = %p.cfg.name, "provider ready");
+                    tracing::info!(issuer = %p.issuer, provider = %p.cfg.name, id = %id, "provider ready");
                     self.inner.store(Some(Arc::new(p)));
                     self.failure.store(None);
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %crate::telemetry::escape_log(&e.to_string()), retry_in = ?delay, "provider discovery failed");
+                    tracing::warn!(error = %crate::telemetry::escape_log(&e.to_string()), id = %id, retry_in = ?delay, "provider discovery failed");
                     self.failure.store(Some(Arc::new(e)));
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
         }
+    }
+}
+
+/// Every configured provider, each in its slot, by index into
+/// `Config::providers`. Index 0 is the primary provider.
+pub struct Providers {
+    slots: Box<[ProviderSlot]>,
+}
+
+impl Default for Providers {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl Providers {
+    /// `n` empty slots (at least one).
+    pub fn new(n: usize) -> Self {
+        Self {
+            slots: (0..n.max(1)).map(|_| ProviderSlot::default()).collect(),
+        }
+    }
+
+    /// The primary provider, if discovered.
+    pub fn get(&self) -> Option<Arc<Provider>> {
+        self.at(0)
+    }
+
+    /// The provider at `index`, if discovered.
+    pub fn at(&self, index: usize) -> Option<Arc<Provider>> {
+        self.slots.get(index).and_then(ProviderSlot::get)
+    }
+
+    /// The discovered providers whose issuer is `iss`, with their index.
+    pub fn by_issuer(&self, iss: &str) -> Vec<(usize, Arc<Provider>)> {
+        (0..self.slots.len())
+            .filter_map(|i| self.at(i).map(|p| (i, p)))
+            .filter(|(_, p)| p.issuer() == iss)
+            .collect()
+    }
+
+    /// The error for a sign-in at the primary provider while it is not
+    /// discovered (see [`ProviderSlot::not_ready`]).
+    pub fn not_ready(&self) -> crate::error::Error {
+        self.not_ready_at(0)
+    }
+
+    /// The error for a sign-in at the provider at `index` while it is not
+    /// discovered.
+    pub fn not_ready_at(&self, index: usize) -> crate::error::Error {
+        self.slots
+            .get(index)
+            .map_or(crate::error::Error::IdpNotReady, ProviderSlot::not_ready)
+    }
+
+    /// The ids of the providers not discovered yet, in order.
+    pub fn undiscovered<'c>(&self, config: &'c Config) -> Vec<&'c str> {
+        config
+            .providers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.at(*i).is_none())
+            .map(|(_, e)| e.id.as_str())
+            .collect()
+    }
+
+    /// Whether every provider has been discovered.
+    pub fn all_ready(&self) -> bool {
+        self.slots.iter().all(|s| s.get().is_some())
+    }
+
+    /// Runs discovery of every provider at once until each succeeds.
+    pub async fn discover_until_ready(&self, config: &Config, http: IdpHttp) {
+        futures_util::future::join_all(
+            self.slots
+                .iter()
+                .enumerate()
+                .map(|(i, slot)| slot.discover_at_until_ready(config, i, http.clone())),
+        )
+        .await;
     }
 }
 

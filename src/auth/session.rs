@@ -254,6 +254,10 @@ pub struct Session {
     pub id: SessionId,
     /// The provider's session id (`sid` claim of the ID token), if sent.
     pub provider_sid: Option<String>,
+    /// The id of the provider that signed the user in; `None` for the
+    /// primary one (`Config::providers[0]`), so a single-provider session
+    /// carries nothing more than before.
+    pub provider: Option<String>,
     /// The issuer that signed the user in.
     pub issuer: String,
     /// When the login happened, Unix milliseconds.
@@ -292,6 +296,8 @@ struct SessionPayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sid: Option<String>,
     iss: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pv: Option<String>,
     iat: u64,
     sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,6 +340,7 @@ impl Session {
             id: self.id.encode(),
             sid: self.provider_sid.clone(),
             iss: self.issuer.clone(),
+            pv: self.provider.clone(),
             iat: self.issued_at_ms,
             sub: identity.subject.clone(),
             em: identity.email.clone(),
@@ -363,6 +370,7 @@ impl Session {
         Some(Self {
             id: SessionId::decode(&p.id)?,
             provider_sid: p.sid,
+            provider: p.pv,
             issuer: p.iss,
             issued_at_ms: p.iat,
             secret: None,
@@ -651,6 +659,10 @@ pub struct LoginState {
     pub return_to: String,
     /// The `redirect_uri` sent to the provider (the token request repeats it).
     pub redirect_uri: String,
+    /// The id of the provider the browser was sent to; `None` for the
+    /// primary one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// Unix seconds after which the login is stale.
     pub exp: u64,
 }

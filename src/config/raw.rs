@@ -529,6 +529,11 @@ pub struct RawConfig {
     )]
     #[serde(default, deserialize_with = "one_or_many")]
     pub extra_jwt_issuers: Vec<String>,
+
+    /// `[[providers]]` tables (file only; read by `config::parse_toml`).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub providers: Vec<super::provider_tables::RawProvider>,
 }
 
 /// Lets a list setting be written `key = "one"` or `key = ["one", "two"]`.
@@ -583,6 +588,6 @@ impl RawConfig {
                 oidc_extra_audience, allowed_role, allowed_group, claim_header,
                 redis_sentinel_connection_urls, redis_cluster_connection_urls,
                 skip_auth_route, skip_auth_regex, api_route, routes,
-                extra_jwt_issuers)
+                extra_jwt_issuers, providers)
     }
 }

@@ -54,11 +54,19 @@ pub struct RawRoute {
     pub api: Option<bool>,
     /// Accept API bearer tokens (JWTs) here.
     pub bearer: Option<bool>,
+    /// The one provider whose sessions this route takes.
+    pub provider: Option<String>,
+    /// The providers whose sessions this route takes (a choice at sign-in).
+    pub providers: Option<Vec<String>>,
 }
 
 /// Builds the route table from the shorthands and `[[routes]]`; problems go
 /// to `p`. `None` when anything was wrong.
-pub(super) fn build(p: &mut Problems, raw: &super::RawConfig) -> Option<RouteTable> {
+pub(super) fn build(
+    p: &mut Problems,
+    raw: &super::RawConfig,
+    provider_ids: &[String],
+) -> Option<RouteTable> {
     let before = p.0.len();
     let mut routes = Vec::new();
     if raw.skip_auth_preflight == Some(true) {
@@ -118,7 +126,7 @@ pub(super) fn build(p: &mut Problems, raw: &super::RawConfig) -> Option<RouteTab
         }
     }
     for (i, r) in raw.routes.iter().enumerate() {
-        if let Some(route) = one(p, &format!("routes[{i}]"), r) {
+        if let Some(route) = one(p, &format!("routes[{i}]"), r, provider_ids) {
             routes.push(route);
         }
     }
@@ -156,11 +164,12 @@ fn shorthand(
         api,
         upstream: None,
         bearer: false,
+        providers: None,
     }
 }
 
 /// One `[[routes]]` table; every problem is added under `name.key`.
-fn one(p: &mut Problems, name: &str, r: &RawRoute) -> Option<Route> {
+fn one(p: &mut Problems, name: &str, r: &RawRoute, provider_ids: &[String]) -> Option<Route> {
     let before = p.0.len();
     let key = |k: &str| format!("{name}.{k}");
     let host = match r.host.as_deref() {
@@ -257,6 +266,13 @@ fn one(p: &mut Problems, name: &str, r: &RawRoute) -> Option<Route> {
         None => None,
         Some(u) => p.check(&key("upstream"), super::parse_http_url(u)),
     };
+    let providers = super::provider_tables::route_providers(
+        p,
+        name,
+        r.provider.as_deref(),
+        r.providers.as_deref(),
+        provider_ids,
+    );
     if p.0.len() > before {
         return None;
     }
@@ -270,6 +286,7 @@ fn one(p: &mut Problems, name: &str, r: &RawRoute) -> Option<Route> {
         api,
         upstream,
         bearer,
+        providers,
     })
 }
 

@@ -163,7 +163,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody
 }
 
 /// A plain-text body.
-pub fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+pub fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
     with_type(status, "text/plain; charset=utf-8", body)
 }
 

@@ -15,6 +15,7 @@ fn route(name: &str, host: HostMatch, path: PathMatch, methods: Option<&[&str]>)
         api: false,
         upstream: None,
         bearer: false,
+        providers: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn session(n: u8, sid: Option<&str>, sub: &str) -> Session {
     Session {
         id: SessionId::from_bytes([n; 16]),
         provider_sid: sid.map(str::to_owned),
+        provider: None,
         issuer: ISSUER.to_owned(),
         issued_at_ms: now_millis() - 1_000,
         identity: Identity {

@@ -54,6 +54,7 @@ fn session(sid: &str, issuer: &str) -> Session {
     Session {
         id: SessionId::from_bytes([4; 16]),
         provider_sid: Some(sid.to_owned()),
+        provider: None,
         issuer: issuer.to_owned(),
         issued_at_ms: now_millis() - 1_000,
         identity: Identity {

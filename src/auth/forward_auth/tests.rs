@@ -52,6 +52,7 @@ fn session_cookie(state: &AppState, id: &Identity) -> String {
     let session = crate::auth::session::Session {
         id: crate::auth::session::SessionId::from_bytes([1; 16]),
         provider_sid: None,
+        provider: None,
         issuer: state.config.provider.issuer.clone(),
         issued_at_ms: crate::auth::session::now_millis(),
         identity: id.clone(),

@@ -13,6 +13,7 @@ fn session(id: u8, refresh_token: Option<&str>, access: &str) -> Session {
     Session {
         id: SessionId::from_bytes([id; 16]),
         provider_sid: None,
+        provider: None,
         issuer: "https://idp.example.com".into(),
         issued_at_ms: 1_700_000_000_000,
         secret: None,

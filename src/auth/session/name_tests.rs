@@ -158,6 +158,7 @@ fn a_session_cookie_sent_twice_in_the_cookie_header_is_no_session() {
     let session = Session {
         id: SessionId::from_bytes([3; 16]),
         provider_sid: None,
+        provider: None,
         issuer: "https://idp.example.com".to_owned(),
         issued_at_ms: 0,
         secret: None,
@@ -211,6 +212,7 @@ fn a_login_state_cookie_sent_twice_is_refused() {
         pkce_verifier: "v".to_owned(),
         return_to: "/".to_owned(),
         redirect_uri: "https://app.example.com/oauth2/callback".to_owned(),
+        provider: None,
         exp: now_secs() + 60,
     };
     let set = write_login_state(&c, &cfg, &login).unwrap();

@@ -23,6 +23,7 @@ fn identity(groups: usize) -> Session {
     Session {
         id: SessionId::from_bytes([7; 16]),
         provider_sid: Some("op-session-1".into()),
+        provider: None,
         issuer: ISSUER.into(),
         issued_at_ms: 1_700_000_000_000,
         secret: None,
@@ -239,6 +240,7 @@ fn login_state_is_per_state_and_checked() {
         pkce_verifier: "v".into(),
         return_to: "/".into(),
         redirect_uri: "https://app.example.com/oauth2/callback".into(),
+        provider: None,
         exp,
     };
     let a = write_login_state(&c, &cfg(), &login("state-a", now_secs() + 60)).unwrap();
@@ -357,6 +359,7 @@ fn starting_a_login_expires_the_oldest_login_states_beyond_the_bound() {
             pkce_verifier: "v".into(),
             return_to: "/".into(),
             redirect_uri: "https://app.example.com/oauth2/callback".into(),
+            provider: None,
             exp: now + LOGIN_TTL_SECS - 10 + i,
         };
         let set = write_login_state(&codec, &cfg, &login).unwrap();

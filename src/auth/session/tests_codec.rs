@@ -136,6 +136,7 @@ fn session(expires_at: u64) -> Session {
     Session {
         id: SessionId::from_bytes([9; 16]),
         provider_sid: None,
+        provider: None,
         issuer: ISSUER.into(),
         issued_at_ms: 1,
         secret: None,
@@ -320,6 +321,7 @@ fn login(state: &str, exp: u64) -> LoginState {
         pkce_verifier: "v".into(),
         return_to: "/".into(),
         redirect_uri: "https://app.example.com/oauth2/callback".into(),
+        provider: None,
         exp,
     }
 }
@@ -427,4 +429,31 @@ fn constant_time_eq_is_byte_equality() {
     ] {
         assert_eq!(constant_time_eq(a, b), eq, "{a:?} {b:?}");
     }
+}
+
+#[test]
+fn a_session_keeps_its_provider_and_one_written_before_providers_is_the_primary_providers() {
+    let mut corp = session(now_secs() + 60);
+    corp.provider = Some("corp".into());
+    let bytes = corp.to_bytes().unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains("\"pv\":\"corp\""));
+    assert_eq!(
+        Session::from_bytes(&bytes).unwrap().provider.as_deref(),
+        Some("corp")
+    );
+    // the primary provider's sessions carry nothing more than before, and
+    // one sealed before there were providers is the primary provider's
+    let primary = session(now_secs() + 60).to_bytes().unwrap();
+    assert!(!String::from_utf8_lossy(&primary).contains("pv"));
+    assert_eq!(Session::from_bytes(&primary).unwrap().provider, None);
+    // a login state likewise
+    let mut l = login("s", now_secs() + 60);
+    l.provider = Some("corp".into());
+    let json = serde_json::to_string(&l).unwrap();
+    let back: LoginState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.provider.as_deref(), Some("corp"));
+    let old = serde_json::to_string(&login("s", now_secs() + 60)).unwrap();
+    assert!(!old.contains("provider"));
+    let back: LoginState = serde_json::from_str(&old).unwrap();
+    assert_eq!(back.provider, None);
 }

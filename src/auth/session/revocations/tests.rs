@@ -5,6 +5,7 @@ fn session(id: u8, sid: Option<&str>, sub: &str, issued_at_ms: u64) -> Session {
     Session {
         id: SessionId::from_bytes([id; 16]),
         provider_sid: sid.map(str::to_owned),
+        provider: None,
         issuer: "https://idp.example.com".into(),
         issued_at_ms,
         identity: Identity {

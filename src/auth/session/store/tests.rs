@@ -22,6 +22,7 @@ fn session(id: u8, sub: &str) -> Session {
     Session {
         id: SessionId::from_bytes([id; 16]),
         provider_sid: None,
+        provider: None,
         issuer: ISSUER.into(),
         issued_at_ms: 1_000,
         secret: None,
