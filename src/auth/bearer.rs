@@ -101,19 +101,31 @@ struct Issuer {
     /// passes without naming an audience (Keycloak's `aud: account`).
     azp: Option<String>,
     allow_http: bool,
+    /// The `[[providers]]` entry it is (its index), or `None` for an extra
+    /// issuer: a route that names providers takes only their tokens.
+    provider: Option<usize>,
+    /// How its tokens name the user and groups.
+    claim_names: crate::config::ClaimNames,
     keys: ArcSwapOption<Keys>,
     /// Held across a fetch, so concurrent ones queue and share its result.
     fetches: tokio::sync::Mutex<Fetches>,
 }
 
 impl Issuer {
-    fn new(configured: &str, audiences: Vec<String>, allow_http: bool) -> Self {
+    fn new(
+        configured: &str,
+        audiences: Vec<String>,
+        allow_http: bool,
+        claim_names: crate::config::ClaimNames,
+    ) -> Self {
         Self {
             configured: configured.to_owned(),
             fixed: None,
             audiences,
             azp: None,
             allow_http,
+            provider: None,
+            claim_names,
             keys: ArcSwapOption::empty(),
             fetches: tokio::sync::Mutex::new(Fetches::default()),
         }
@@ -258,11 +270,28 @@ fn find_jwk<'k>(keys: &'k Keys, kid: Option<&str>) -> Option<&'k jsonwebtoken::j
 /// A cached token lives until its `exp`.
 struct UntilExp;
 
-impl moka::Expiry<[u8; 32], Arc<Identity>> for UntilExp {
+/// A verified token: who, and which provider issued it.
+#[derive(Debug)]
+pub struct Verified {
+    /// The identity its claims give.
+    pub identity: Identity,
+    /// The `[[providers]]` entry that issued it; `None` for an extra issuer.
+    pub provider: Option<usize>,
+}
+
+impl std::ops::Deref for Verified {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+impl moka::Expiry<[u8; 32], Arc<Verified>> for UntilExp {
     fn expire_after_create(
         &self,
         _key: &[u8; 32],
-        value: &Arc<Identity>,
+        value: &Arc<Verified>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
         Some(Duration::from_secs(
@@ -277,7 +306,7 @@ pub struct BearerAuth {
     /// Some route has `bearer = true`.
     on_some_route: bool,
     issuers: Vec<Issuer>,
-    cache: moka::future::Cache<[u8; 32], Arc<Identity>>,
+    cache: moka::future::Cache<[u8; 32], Arc<Verified>>,
     http: IdpHttp,
 }
 
@@ -285,25 +314,32 @@ impl BearerAuth {
     /// The issuers from the config: the provider, then `extra_jwt_issuers`.
     /// No network is touched here.
     pub fn new(config: &Config, http: IdpHttp) -> Self {
-        let p = &config.provider;
-        let mut audiences = vec![config.client_id.clone()];
-        audiences.extend(p.extra_audiences.iter().cloned());
-        audiences.extend(p.audience.iter().cloned());
-        let mut provider = Issuer::new(&p.issuer, audiences, p.allow_http);
-        if !p.discovery
-            && let Some(jwks) = &p.jwks_url
-        {
-            provider.fixed = Some((p.issuer.clone(), jwks.clone()));
+        // every OpenID provider's tokens, each for its own client
+        let mut issuers = Vec::with_capacity(config.providers.len() + 1);
+        for (index, entry) in config.providers.iter().enumerate() {
+            let p = &entry.provider;
+            if !p.oidc || p.issuer.is_empty() {
+                continue;
+            }
+            let mut audiences = vec![entry.client_id.clone()];
+            audiences.extend(p.extra_audiences.iter().cloned());
+            audiences.extend(p.audience.iter().cloned());
+            let mut issuer = Issuer::new(&p.issuer, audiences, p.allow_http, p.claims.clone());
+            if !p.discovery
+                && let Some(jwks) = &p.jwks_url
+            {
+                issuer.fixed = Some((p.issuer.clone(), jwks.clone()));
+            }
+            issuer.azp = p.access_token_azp_audience.then(|| entry.client_id.clone());
+            issuer.provider = Some(index);
+            issuers.push(issuer);
         }
-        provider.azp = p
-            .access_token_azp_audience
-            .then(|| config.client_id.clone());
-        let mut issuers = vec![provider];
         for extra in &config.bearer.extra_issuers {
             issuers.push(Issuer::new(
                 &extra.issuer,
                 vec![extra.audience.clone()],
-                p.allow_http,
+                config.provider.allow_http,
+                config.provider.claims.clone(),
             ));
         }
         Self {
@@ -344,8 +380,18 @@ impl BearerAuth {
     /// site-wide rules, then the route's lists, as for a session.
     pub async fn decide(&self, config: &Config, token: &str, route: &Route) -> Decision {
         match self.verify(config, token).await {
-            Ok(id) => {
-                let id = Identity::clone(&id);
+            // a route that names providers takes only their tokens (as
+            // only their sessions): an extra issuer's are not theirs
+            Ok(v)
+                if route
+                    .providers
+                    .is_some_and(|allowed| !v.provider.is_some_and(|i| allowed.contains(i))) =>
+            {
+                tracing::info!("bearer token refused: from a provider this route does not take");
+                Decision::InvalidToken
+            }
+            Ok(v) => {
+                let id = v.identity.clone();
                 match policy::check(config, &id).and_then(|()| route.admits(&id)) {
                     Ok(()) => Decision::Allow(id),
                     Err(reason) => Decision::Deny(reason, Box::new(id)),
@@ -363,7 +409,7 @@ impl BearerAuth {
     }
 
     /// The identity `raw` stands for: from the cache, or verified now.
-    pub async fn verify(&self, config: &Config, raw: &str) -> Result<Arc<Identity>, BearerError> {
+    pub async fn verify(&self, config: &Config, raw: &str) -> Result<Arc<Verified>, BearerError> {
         let digest = ring::digest::digest(&ring::digest::SHA256, raw.as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
@@ -384,7 +430,7 @@ impl BearerAuth {
         config: &Config,
         raw: &str,
         now: u64,
-    ) -> Result<Identity, BearerError> {
+    ) -> Result<Verified, BearerError> {
         if raw.len() > MAX_TOKEN_LEN {
             return Err(invalid("too long"));
         }
@@ -401,11 +447,28 @@ impl BearerAuth {
             .get("iss")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("no iss"))?;
-        let issuer = self
-            .issuers
-            .iter()
-            .find(|i| i.claims(iss))
-            .ok_or_else(|| invalid("not from a trusted issuer"))?;
+        // the provider and an extra issuer may share an `iss` with other
+        // audiences: each is tried; keys unreachable for one that could
+        // have verified it is an outage, not a refusal
+        let mut last = invalid("not from a trusted issuer");
+        for issuer in self.issuers.iter().filter(|i| i.claims(iss)) {
+            match self.verify_with(config, issuer, raw, &header, now).await {
+                Ok(v) => return Ok(v),
+                Err(e @ BearerError::Unavailable(_)) => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn verify_with(
+        &self,
+        config: &Config,
+        issuer: &Issuer,
+        raw: &str,
+        header: &jsonwebtoken::Header,
+        now: u64,
+    ) -> Result<Verified, BearerError> {
         let keys = issuer.keys(&self.http).await?;
         let kid = header.kid.as_deref();
         let jwk = match find_jwk(&keys, kid) {
@@ -426,7 +489,13 @@ impl BearerAuth {
         v.algorithms = vec![header.alg];
         v.leeway = SKEW_SECS;
         v.set_issuer(&[keys.issuer.as_str()]);
-        v.set_required_spec_claims(&["exp", "iss"]);
+        // `aud` is checked only when present: it must be (a token the
+        // issuer made for another client often has none)
+        if issuer.azp.is_some() {
+            v.set_required_spec_claims(&["exp", "iss"]);
+        } else {
+            v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        }
         v.validate_nbf = true;
         if issuer.azp.is_some() {
             v.validate_aud = false;
@@ -437,6 +506,18 @@ impl BearerAuth {
             .map_err(|e| invalid(e.to_string()))?
             .claims;
         check_time_claims(&claims, now).map_err(invalid)?;
+        // an ID token names the client as its audience too, but stands for a
+        // sign-in, not for API access (Keycloak marks it `typ: ID`)
+        if claims.get("typ").and_then(Value::as_str) == Some("ID") {
+            return Err(invalid("an ID token is not an access token"));
+        }
+        if issuer.azp.is_none()
+            && !audiences(&claims)
+                .iter()
+                .any(|a| issuer.audiences.iter().any(|e| e == a))
+        {
+            return Err(invalid("aud names no audience accepted here"));
+        }
         if let Some(client) = &issuer.azp {
             let aud_ok = audiences(&claims)
                 .iter()
@@ -450,7 +531,7 @@ impl BearerAuth {
             .get("exp")
             .and_then(Value::as_u64)
             .ok_or_else(|| invalid("exp is not a whole number"))?;
-        let names = &config.provider.claims;
+        let names = &issuer.claim_names;
         let mut id = identity_from_claims(&claims, names).map_err(|e| invalid(e.to_string()))?;
         id.roles = roles(&claims);
         id.extra_headers = mapped_headers(&claims, &config.claim_headers, &names.aliases);
@@ -467,7 +548,10 @@ impl BearerAuth {
             refresh_token: None,
             access_token_expires_at: Some(exp),
         };
-        Ok(id)
+        Ok(Verified {
+            identity: id,
+            provider: issuer.provider,
+        })
     }
 
     /// The RFC 9728 document for the resource at `origin`.

@@ -34,7 +34,7 @@ async fn auth_for(idp: &Idp, extra: &str) -> (Config, BearerAuth) {
     (config, auth)
 }
 
-fn refused(r: Result<Arc<Identity>, BearerError>) -> String {
+fn refused(r: Result<Arc<Verified>, BearerError>) -> String {
     match r {
         Err(BearerError::Invalid(why)) => why,
         other => panic!("expected a refusal, got {other:?}"),
@@ -86,6 +86,9 @@ async fn tokens_that_do_not_verify_are_refused() {
     };
     let mut no_exp = good.clone();
     no_exp.as_object_mut().unwrap().remove("exp");
+    // a token the issuer made for another client often names none
+    let mut no_aud = good.clone();
+    no_aud.as_object_mut().unwrap().remove("aud");
     let signed = sign(&good, "key1");
     let mut parts: Vec<&str> = signed.split('.').collect();
     let other_sig = sign(&with("sub", json!("mallory")), "key1");
@@ -113,6 +116,17 @@ async fn tokens_that_do_not_verify_are_refused() {
             sign(&with("nbf", json!(now + 2 * SKEW_SECS)), "key1"),
         ),
         ("no exp", sign(&no_exp, "key1")),
+        ("no aud", sign(&no_aud, "key1")),
+        ("aud a number", sign(&with("aud", json!(5)), "key1")),
+        (
+            "aud a list of numbers",
+            sign(&with("aud", json!([5])), "key1"),
+        ),
+        ("aud an empty list", sign(&with("aud", json!([])), "key1")),
+        (
+            "an ID token (Keycloak's typ: ID)",
+            sign(&with("typ", json!("ID")), "key1"),
+        ),
         (
             "wrong aud",
             sign(&with("aud", json!("someone-else")), "key1"),
@@ -256,7 +270,15 @@ async fn a_verified_token_is_remembered_until_its_exp_and_a_refused_one_never() 
         expires_at: now_secs() - 1,
         ..Identity::default()
     };
-    auth.cache.insert(key(&good), Arc::new(stale)).await;
+    auth.cache
+        .insert(
+            key(&good),
+            Arc::new(Verified {
+                identity: stale,
+                provider: Some(0),
+            }),
+        )
+        .await;
     assert_eq!(
         auth.verify(&config, &good).await.unwrap().subject,
         "alice-sub"
@@ -345,4 +367,61 @@ async fn with_keycloak_a_token_for_account_passes_only_when_azp_is_this_client()
     refused(auth.verify(&config, &sign(&theirs, "key1")).await);
     let named = claims(&idp.base, CLIENT);
     auth.verify(&config, &sign(&named, "key1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_extra_issuer_may_share_the_providers_iss_with_an_audience_of_its_own() {
+    let idp = Idp::start().await;
+    let (config, auth) = auth_for(
+        &idp,
+        &format!("extra_jwt_issuers = [\"{}=api://orders\"]", idp.base),
+    )
+    .await;
+    // oauth2-proxy's usual set-up: the same issuer, an API's audience
+    let api = auth
+        .verify(&config, &sign(&claims(&idp.base, "api://orders"), "key1"))
+        .await
+        .unwrap();
+    assert_eq!(api.provider, None, "verified as the extra issuer");
+    let own = auth
+        .verify(&config, &sign(&claims(&idp.base, CLIENT), "key1"))
+        .await
+        .unwrap();
+    assert_eq!(own.provider, Some(0), "verified as the provider");
+    refused(
+        auth.verify(&config, &sign(&claims(&idp.base, "api://other"), "key1"))
+            .await,
+    );
+}
+
+#[tokio::test]
+async fn a_route_that_names_providers_takes_only_their_tokens() {
+    let idp = Idp::start().await;
+    let other = Idp::start().await;
+    let (config, auth) = auth_for(
+        &idp,
+        &format!(
+            "extra_jwt_issuers = [\"{}=api://orders\"]\n\
+             [[routes]]\npath = \"/own\"\nprovider = \"default\"\nbearer = true",
+            other.base
+        ),
+    )
+    .await;
+    let route = &config.routes.routes()[0];
+    let any = config.routes.fallback();
+    let provider_token = sign(&claims(&idp.base, CLIENT), "key1");
+    let extra_token = sign(&claims(&other.base, "api://orders"), "key1");
+    assert!(matches!(
+        auth.decide(&config, &provider_token, route).await,
+        Decision::Allow(_)
+    ));
+    // an extra issuer's token is no provider's: not on a route naming one
+    assert!(matches!(
+        auth.decide(&config, &extra_token, route).await,
+        Decision::InvalidToken
+    ));
+    assert!(matches!(
+        auth.decide(&config, &extra_token, any).await,
+        Decision::Allow(_)
+    ));
 }
