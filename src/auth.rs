@@ -21,6 +21,7 @@ pub mod providers;
 pub mod refresh;
 pub mod return_to;
 pub mod session;
+pub mod step_up;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -59,6 +60,10 @@ pub enum Decision {
     Challenge,
     /// Signed in but refused by policy; who was refused.
     Deny(DenyReason, Box<Identity>),
+    /// Signed in and allowed, but the route asks for a stronger or more
+    /// recent sign-in than the session's (see [`step_up`]): a new login at
+    /// the provider with the route's [`step_up::StepUp`]; who it is.
+    StepUp(Box<Identity>),
     /// No answer can be given (never an allow): the session is due for a
     /// refresh and the provider could not be reached, or the session store
     /// cannot vouch for the session.
@@ -164,6 +169,19 @@ impl Gate {
         provider: &ProviderSlot,
         headers: &HeaderMap,
     ) -> Decided {
+        self.decide_with(config, provider, headers, None).await
+    }
+
+    /// [`Gate::decide`] for a route that may ask for a step-up: a session
+    /// allowed by policy whose sign-in does not meet `step_up` is a
+    /// [`Decision::StepUp`].
+    pub async fn decide_with(
+        &self,
+        config: &Config,
+        provider: &ProviderSlot,
+        headers: &HeaderMap,
+        step_up: Option<&step_up::StepUp>,
+    ) -> Decided {
         let mut session = match self.session(config, headers).await {
             Ok(Some(s)) => s,
             Ok(None) => {
@@ -187,7 +205,8 @@ impl Gate {
         };
         let mut set_cookies = Vec::new();
         if due_for_refresh(config, &session.identity, now_secs()) {
-            match self.refresh(config, provider, &session, headers).await {
+            // boxed: a refresh is rare; unboxed, its large future is in every request's
+            match Box::pin(self.refresh(config, provider, &session, headers)).await {
                 Ok((fresh, cookies)) => {
                     session = fresh;
                     set_cookies = cookies;
@@ -215,6 +234,9 @@ impl Gate {
         }
         let identity = session.identity;
         let decision = match policy::check(config, &identity) {
+            Ok(()) if step_up::step_up_needed(&identity, step_up, now_secs()) => {
+                Decision::StepUp(Box::new(identity))
+            }
             Ok(()) => Decision::Allow(identity),
             Err(reason) => Decision::Deny(reason, Box::new(identity)),
         };

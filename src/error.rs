@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 
 use crate::auth::oidc::IdpError;
 use crate::auth::session::LoginStateError;
+use crate::auth::step_up::Shortfall;
 use crate::http::body::ProxyBody;
 use crate::http::response::{Page, json, render};
 use crate::telemetry::escape_log;
@@ -97,21 +98,28 @@ pub enum Error {
     /// Too many sign-ins from one client.
     #[error("too many sign-in requests")]
     TooManyRequests,
+    /// Signed in, but the route asks for a stronger or more recent sign-in.
+    #[error("step-up sign-in required")]
+    StepUpRequired,
+    /// A step-up login came back without what it asked for.
+    #[error("step-up sign-in not met: {0:?}")]
+    StepUpFailed(Shortfall),
 }
 
 impl Error {
     /// Classifies the error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::LoginState(_) | Self::ProviderDenied { .. } | Self::IssuerMismatch => {
-                ErrorKind::LoginFailed
-            }
+            Self::LoginState(_)
+            | Self::ProviderDenied { .. }
+            | Self::IssuerMismatch
+            | Self::StepUpFailed(_) => ErrorKind::LoginFailed,
             Self::Idp(IdpError::IdToken(_)) => ErrorKind::LoginFailed,
             Self::MissingParam(_) | Self::BadRequest(_) => ErrorKind::BadRequest,
             Self::IdpNotReady | Self::Idp(_) | Self::StoreUnavailable => ErrorKind::IdpUnavailable,
             Self::UpstreamUnavailable { .. } => ErrorKind::UpstreamUnavailable,
             Self::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
-            Self::Unauthenticated => ErrorKind::Unauthenticated,
+            Self::Unauthenticated | Self::StepUpRequired => ErrorKind::Unauthenticated,
             Self::Internal(_) => ErrorKind::Internal,
             Self::NotFound => ErrorKind::NotFound,
             Self::MethodNotAllowed => ErrorKind::MethodNotAllowed,
@@ -257,6 +265,30 @@ impl Error {
                 what: "You are not signed in.".to_owned(),
                 next: "Please sign in.".to_owned(),
                 links: vec![("/oauth2/start", "Sign in")],
+                retry: false,
+            },
+            Self::StepUpRequired => Public {
+                title: "Sign in again",
+                what: "This page needs a stronger or more recent sign-in than yours.".to_owned(),
+                next: "Please sign in again.".to_owned(),
+                links: vec![("/oauth2/start", "Sign in")],
+                retry: true,
+            },
+            Self::StepUpFailed(short) => Public {
+                title: "Sign-in was not strong enough",
+                what: match short {
+                    Shortfall::Acr => "This page needs a stronger sign-in (for example with a \
+                                       second factor), and the identity provider did not \
+                                       confirm one."
+                        .to_owned(),
+                    Shortfall::NoAuthTime | Shortfall::TooOld => {
+                        "This page needs a recent sign-in, and the identity provider did not \
+                         confirm that you just signed in."
+                            .to_owned()
+                    }
+                },
+                next: format!("Going back and trying again will not help by itself. {admin}"),
+                links: vec![HOME],
                 retry: false,
             },
             Self::NotFound => Public {

@@ -17,6 +17,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::auth::endpoints::{self, RequestInfo};
+use crate::auth::step_up::StepUp;
 use crate::auth::{Decided, Decision, strip_own_cookies};
 use crate::auth::{backchannel, forward_auth};
 use crate::error::{Error, Mode, error_response};
@@ -183,10 +184,12 @@ async fn dispatch(
         }
         _ => {}
     }
+    // the route's step-up requirement (per route once routes exist)
+    let step_up: Option<&StepUp> = None;
     let Decided {
         decision,
         set_cookies,
-    } = state.decide(req.headers()).await;
+    } = state.decide_with(req.headers(), step_up).await;
     let resp = match decision {
         Decision::Allow(identity) => {
             note.upstream = true;
@@ -218,7 +221,13 @@ async fn dispatch(
             note.identity = Some(*identity);
             r
         }
-        Decision::Challenge => challenge(state, &req, &info),
+        Decision::Challenge => challenge(state, &req, &info, None),
+        Decision::StepUp(identity) => {
+            // a new login at the provider, asking for the route's strength
+            let r = challenge(state, &req, &info, step_up);
+            note.identity = Some(*identity);
+            r
+        }
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
     endpoints::with_cookies(resp, set_cookies)
@@ -289,17 +298,28 @@ fn rate_limited(wait: std::time::Duration, mode: Mode) -> Response<ProxyBody> {
     resp
 }
 
-/// Not signed in: browsers go to the provider; everyone else gets a 401.
-fn challenge(state: &AppState, req: &Request<Incoming>, info: &RequestInfo) -> Response<ProxyBody> {
+/// Not signed in, or not strongly enough for the route (`step_up`):
+/// browsers go to the provider; everyone else gets a 401.
+fn challenge(
+    state: &AppState,
+    req: &Request<Incoming>,
+    info: &RequestInfo,
+    step_up: Option<&StepUp>,
+) -> Response<ProxyBody> {
     if !is_browser_navigation(req.method(), req.headers()) {
-        return error_response(&Error::Unauthenticated, Mode::Json);
+        let why = if step_up.is_some() {
+            Error::StepUpRequired
+        } else {
+            Error::Unauthenticated
+        };
+        return error_response(&why, Mode::Json);
     }
     let target = req
         .uri()
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
     let return_to = endpoints::remembered(&state.config, &info.origin, target);
-    endpoints::begin_login(state, &return_to, info, req.headers())
+    endpoints::begin_login_with(state, &return_to, info, req.headers(), step_up)
 }
 
 /// A GET or HEAD from a browser that wants a page, not an API call.

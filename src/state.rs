@@ -48,6 +48,17 @@ impl AppState {
             .await
     }
 
+    /// [`AppState::decide`] for a route that may ask for a step-up.
+    pub async fn decide_with(
+        &self,
+        headers: &http::HeaderMap,
+        step_up: Option<&crate::auth::step_up::StepUp>,
+    ) -> crate::auth::Decided {
+        self.gate
+            .decide_with(&self.config, &self.provider, headers, step_up)
+            .await
+    }
+
     /// The revocations (to keep in sync in the background).
     pub fn revocations(&self) -> Arc<Revocations> {
         self.gate.store().revocations().clone()

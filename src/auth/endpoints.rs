@@ -23,6 +23,7 @@ use crate::auth::session::{
     login_cookie_name, now_millis, now_secs, prune_login_states, read_login_state,
     session_cookie_value, session_cookies, set_cookie, write_login_state,
 };
+use crate::auth::step_up::{self, StepUp};
 use crate::auth::{Decided, Decision};
 use crate::config::{CallbackUrl, Config};
 use crate::error::{Error, Mode, error_response};
@@ -130,7 +131,20 @@ pub fn begin_login(
     info: &RequestInfo,
     request: &http::HeaderMap,
 ) -> Response<ProxyBody> {
-    match login_redirect(state, return_to, &info.origin) {
+    begin_login_with(state, return_to, info, request, None)
+}
+
+/// [`begin_login`] asking the provider for `step_up` (`acr_values`,
+/// `max_age` with `prompt=login`); the login state remembers what was
+/// asked, so the callback checks the ID token against it.
+pub fn begin_login_with(
+    state: &AppState,
+    return_to: &ReturnTo,
+    info: &RequestInfo,
+    request: &http::HeaderMap,
+    step_up: Option<&StepUp>,
+) -> Response<ProxyBody> {
+    match login_redirect(state, return_to, &info.origin, step_up) {
         Ok(r) => with_cookies(
             r,
             prune_login_states(state.gate.codec(), &state.config.cookie, request),
@@ -143,6 +157,7 @@ fn login_redirect(
     state: &AppState,
     return_to: &ReturnTo,
     origin: &Origin,
+    step_up: Option<&StepUp>,
 ) -> Result<Response<ProxyBody>, Error> {
     let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
     let redirect_uri = callback_url(&state.config, origin)?;
@@ -159,6 +174,8 @@ fn login_redirect(
         return_to: return_to.as_str().to_owned(),
         redirect_uri: redirect_uri.to_string(),
         exp: now_secs() + LOGIN_TTL_SECS,
+        acr_values: step_up.and_then(StepUp::acr_param),
+        max_age: step_up.and_then(StepUp::max_age_secs),
     };
     let cookie = write_login_state(codec, &state.config.cookie, &login)
         .ok_or(Error::Internal("cannot seal login state"))?;
@@ -177,6 +194,8 @@ fn login_params(login: &LoginState) -> LoginParams<'_> {
         pkce_verifier: &login.pkce_verifier,
         redirect_uri: &login.redirect_uri,
         started_at: login.exp.saturating_sub(LOGIN_TTL_SECS),
+        acr_values: login.acr_values.as_deref(),
+        max_age: login.max_age,
     }
 }
 
@@ -293,6 +312,20 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         .await
         .map_err(Error::Idp)?;
     let mut identity = result.identity;
+    // a step-up login must bring back what it asked for (OIDC Core
+    // 3.1.3.7): else an error page, never another login and a loop
+    if let Some(asked) = StepUp::from_params(login.acr_values.as_deref(), login.max_age)
+        && let Some(short) = step_up::shortfall(&identity, &asked, now_secs())
+    {
+        tracing::info!(
+            user = %escape_log(&identity.subject),
+            acr = %escape_log(identity.acr.as_deref().unwrap_or("-")),
+            auth_time = identity.auth_time.unwrap_or(0),
+            ?short,
+            "step-up sign-in did not meet the route's requirement"
+        );
+        return Err(Error::StepUpFailed(short));
+    }
     identity.expires_at = now_secs().saturating_add(config.cookie.expire.as_secs());
     // a refresh token is a long-lived credential: kept only when used
     if config.cookie.refresh.is_none() {
@@ -583,7 +616,9 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
             Err(_e) => error_response(&Error::Internal("cannot encode userinfo"), Mode::Json),
         },
         Decision::Deny(reason, who) => forbidden(reason, &who, Mode::Json),
-        Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
+        Decision::Challenge | Decision::StepUp(_) => {
+            error_response(&Error::Unauthenticated, Mode::Json)
+        }
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };
     with_cookies(resp, set_cookies)

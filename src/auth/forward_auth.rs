@@ -20,11 +20,12 @@
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use crate::auth::endpoints::{RequestInfo, begin_login, forbidden, served, with_cookies};
+use crate::auth::endpoints::{RequestInfo, begin_login_with, forbidden, served, with_cookies};
 use crate::auth::identity::Identity;
 use crate::auth::policy::Narrowing;
 use crate::auth::return_to::ReturnTo;
 use crate::auth::session::now_secs;
+use crate::auth::step_up::StepUp;
 use crate::auth::{Decided, Decision};
 use crate::config::ClaimHeader;
 use crate::error::{Error, Mode, error_response};
@@ -76,6 +77,11 @@ pub async fn auth_request(
         }
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
+        // the same: its /oauth2/start?rd= adds the route's step-up
+        Decision::StepUp(id) => {
+            note.identity = Some(*id);
+            error_response(&Error::StepUpRequired, Mode::Json)
+        }
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };
     // a refreshed session goes back to the browser through the front proxy
@@ -96,10 +102,12 @@ pub async fn forward_auth(
             return error_response(&Error::BadRequest(bad.0), Mode::Json);
         }
     };
+    // the route's step-up requirement (per route once routes exist)
+    let step_up: Option<&StepUp> = None;
     let Decided {
         decision,
         set_cookies,
-    } = state.decide(&parts.headers).await;
+    } = state.decide_with(&parts.headers, step_up).await;
     let resp = match decision {
         Decision::Allow(id) => {
             let r = match Narrowing::from_query(parts.uri.query()).check(&id) {
@@ -125,12 +133,20 @@ pub async fn forward_auth(
             note.identity = Some(*id);
             r
         }
-        Decision::Challenge => {
+        Decision::Challenge | Decision::StepUp(_) => {
+            let step_up = matches!(decision, Decision::StepUp(_))
+                .then_some(step_up)
+                .flatten();
             let method = original.as_ref().map_or(&parts.method, |o| &o.method);
             let navigation =
                 (method == Method::GET || method == Method::HEAD) && info.mode == Mode::Html;
             if !navigation {
-                return error_response(&Error::Unauthenticated, Mode::Json);
+                let why = if step_up.is_some() {
+                    Error::StepUpRequired
+                } else {
+                    Error::Unauthenticated
+                };
+                return error_response(&why, Mode::Json);
             }
             // the original URL is the front proxy's report of what the
             // browser asked for: its host is a forwarded one, believed as a
@@ -148,7 +164,7 @@ pub async fn forward_auth(
                 };
                 ReturnTo::parse(o.url.as_str(), &origin, &served(&state.config))
             });
-            begin_login(state, &return_to, info, &parts.headers)
+            begin_login_with(state, &return_to, info, &parts.headers, step_up)
         }
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };

@@ -321,6 +321,8 @@ fn login(state: &str, exp: u64) -> LoginState {
         return_to: "/".into(),
         redirect_uri: "https://app.example.com/oauth2/callback".into(),
         exp,
+        acr_values: None,
+        max_age: None,
     }
 }
 

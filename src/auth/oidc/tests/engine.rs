@@ -246,6 +246,8 @@ fn login() -> LoginParams<'static> {
         pkce_verifier: VERIFIER,
         redirect_uri: "https://app.example.com/oauth2/callback",
         started_at: 0,
+        acr_values: None,
+        max_age: None,
     }
 }
 
