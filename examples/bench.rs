@@ -109,6 +109,26 @@ async fn main() -> BoxResult<()> {
         ("through gatehouse (signed in)".to_owned(), proxied.result),
     ];
     {
+        // the same with 50 routes that the request walks past to the default
+        // route: what matching costs (issue 10)
+        let file = std::env::temp_dir().join(format!(
+            "gatehouse-bench-routes-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&file, fifty_routes())?;
+        let routed = bench
+            .start(&["--config", &file.display().to_string()])
+            .await?;
+        let m = routed.measure(&load).await?;
+        notes.push(routed.summary("50 routes configured", &m));
+        rows.push((
+            "through gatehouse, 50 routes configured (none matches)".to_owned(),
+            m.result,
+        ));
+        drop(routed);
+        let _ = std::fs::remove_file(&file);
+    }
+    {
         // the same with one JSON access line per request, written to a file
         let log = std::env::temp_dir().join(format!("gatehouse-bench-{}.log", std::process::id()));
         let logged = bench.start_with(&[], Some(&log)).await?;
@@ -162,6 +182,34 @@ async fn main() -> BoxResult<()> {
         return Err("some requests were not 2xx: the session did not hold".into());
     }
     Ok(())
+}
+
+/// Fifty `[[routes]]` a signed-in `GET /` walks past before the default
+/// route: hosts, path prefixes and regexes, some with methods and allow
+/// lists, as a large real configuration has them.
+fn fifty_routes() -> String {
+    let mut t = String::new();
+    for i in 0..20 {
+        t.push_str(&format!(
+            "[[routes]]\npath = \"/service-{i}\"\nallowed_groups = [\"team-{i}\"]\n\n"
+        ));
+    }
+    for i in 0..15 {
+        t.push_str(&format!(
+            "[[routes]]\nhost = \"app-{i}.example.com\"\nupstream = \"http://127.0.0.1:9\"\n\n"
+        ));
+    }
+    for i in 0..10 {
+        t.push_str(&format!(
+            "[[routes]]\npath_regex = \"^/api/v{i}/[a-z]+/[0-9]+$\"\napi = true\n\n"
+        ));
+    }
+    for i in 0..5 {
+        t.push_str(&format!(
+            "[[routes]]\nhost = \"*.tenant-{i}.example.com\"\npath = \"/public\"\nmethods = [\"GET\", \"HEAD\"]\npolicy = \"public\"\n\n"
+        ));
+    }
+    t
 }
 
 /// What every gatehouse child of the run shares.

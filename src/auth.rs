@@ -38,6 +38,7 @@ use crate::auth::session::{
     CookieCodec, Session, clear_session, now_secs, session_cookie_value, session_cookies,
 };
 use crate::config::Config;
+use crate::routes::Route;
 
 /// Most refreshes remembered at once (see [`Gate`]).
 const REFRESH_CACHE_CAPACITY: u64 = 10_000;
@@ -161,26 +162,15 @@ impl Gate {
         }
     }
 
-    /// Decides from the request's headers, refreshing the session first
-    /// when it is due.
+    /// Decides from the request's headers on `route` (the site-wide rules,
+    /// then the route's allow lists), refreshing the session first when it
+    /// is due. A public route never gets here: it needs no decision.
     pub async fn decide(
         &self,
         config: &Config,
         provider: &ProviderSlot,
         headers: &HeaderMap,
-    ) -> Decided {
-        self.decide_with(config, provider, headers, None).await
-    }
-
-    /// [`Gate::decide`] for a route that may ask for a step-up: a session
-    /// allowed by policy whose sign-in does not meet `step_up` is a
-    /// [`Decision::StepUp`].
-    pub async fn decide_with(
-        &self,
-        config: &Config,
-        provider: &ProviderSlot,
-        headers: &HeaderMap,
-        step_up: Option<&step_up::StepUp>,
+        route: &Route,
     ) -> Decided {
         let mut session = match self.session(config, headers).await {
             Ok(Some(s)) => s,
@@ -205,7 +195,8 @@ impl Gate {
         };
         let mut set_cookies = Vec::new();
         if due_for_refresh(config, &session.identity, now_secs()) {
-            // boxed: a refresh is rare; unboxed, its large future is in every request's
+            // boxed: a refresh is rare, and inline its future would make every
+            // request's future bigger
             match Box::pin(self.refresh(config, provider, &session, headers)).await {
                 Ok((fresh, cookies)) => {
                     session = fresh;
@@ -233,8 +224,11 @@ impl Gate {
             }
         }
         let identity = session.identity;
-        let decision = match policy::check(config, &identity) {
-            Ok(()) if step_up::step_up_needed(&identity, step_up, now_secs()) => {
+        // the route's lists only narrow what the site-wide rules allow
+        let decision = match policy::check(config, &identity).and_then(|()| route.admits(&identity))
+        {
+            // allowed, but the route asks for a stronger or newer sign-in
+            Ok(()) if step_up::step_up_needed(&identity, route.step_up.as_ref(), now_secs()) => {
                 Decision::StepUp(Box::new(identity))
             }
             Ok(()) => Decision::Allow(identity),

@@ -18,6 +18,7 @@
 mod limits;
 mod oauth2_proxy;
 mod raw;
+mod routes;
 mod secret;
 mod strength;
 
@@ -39,6 +40,7 @@ use crate::auth::return_to::WhitelistDomain;
 
 pub use limits::{LimitsConfig, RateLimit};
 pub use raw::RawConfig;
+pub use routes::RawRoute;
 pub use secret::Secret;
 
 /// Where the upstream for a path prefix lives.
@@ -271,6 +273,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Where sessions and revocations live.
     pub session_store: SessionStoreConfig,
+    /// Which rules apply to which requests (`[[routes]]` and shorthands);
+    /// only the default route when none are configured.
+    pub routes: crate::routes::RouteTable,
     /// Limits on slow and many clients.
     pub limits: LimitsConfig,
     /// Settings accepted and ignored (oauth2-proxy keys for what gatehouse
@@ -486,6 +491,7 @@ impl Config {
         );
         let session_store = build_session_store(&mut p, &raw);
         let limits = limits::build(&mut p, &raw);
+        let routes = routes::build(&mut p, &raw);
 
         match (
             http_address,
@@ -501,6 +507,7 @@ impl Config {
             trusted_proxies,
             upstream_timeout,
             session_store,
+            routes,
         ) {
             (
                 Some(http_address),
@@ -516,6 +523,7 @@ impl Config {
                 Some(trusted_proxies),
                 Some(upstream_timeout),
                 Some(session_store),
+                Some(routes),
             ) if p.0.is_empty() => Ok(Self {
                 http_address,
                 upstreams,
@@ -540,6 +548,7 @@ impl Config {
                 upstream_timeout,
                 session_store,
                 limits,
+                routes,
                 notes: Vec::new(),
             }),
             _ => Err(ConfigError { problems: p.0 }),
@@ -618,6 +627,22 @@ impl Config {
                 });
             }
         }
+        // a public regex searched anywhere opens more than it says
+        for r in self.routes.routes() {
+            if let crate::routes::PathMatch::Regex(re) = &r.path
+                && r.is_public()
+                && !re.as_str().starts_with('^')
+            {
+                out.push(Problem {
+                    key: r.name.clone(),
+                    reason: format!(
+                        "the public regex `{}` is not anchored, so it matches anywhere in the \
+                         path (`/static/` also lets `/admin/static/x` through): start it with ^",
+                        re.as_str()
+                    ),
+                });
+            }
+        }
         out
     }
 }
@@ -646,7 +671,22 @@ fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
     let mut covered = Vec::new();
     // gatehouse key -> (key as written, value)
     let mut kept: Vec<(String, String, toml::Value)> = Vec::new();
+    let mut routes = Vec::new();
     for (key, value) in table {
+        if key == "routes" {
+            // each table alone, so a problem names its route
+            let toml::Value::Array(items) = value else {
+                p.add("routes", "expected [[routes]] tables");
+                continue;
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                match item.try_into::<RawRoute>() {
+                    Ok(r) => routes.push(r),
+                    Err(e) => p.add(&format!("routes[{i}]"), e.message().trim().to_owned()),
+                }
+            }
+            continue;
+        }
         let at = line_of(text, &key).map_or_else(String::new, |n| format!(" (line {n})"));
         let (target, value) = if ours.contains(&key) {
             (key.clone(), value)
@@ -705,6 +745,7 @@ fn parse_toml(text: &str) -> Result<FileSettings, ConfigError> {
             }
         }
     }
+    raw.routes = routes;
     Ok(FileSettings {
         raw,
         problems: p.0,

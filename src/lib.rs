@@ -23,6 +23,7 @@ pub mod limits;
 pub mod proxy;
 pub mod redis_conn;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod state;
 pub mod telemetry;

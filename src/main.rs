@@ -70,6 +70,12 @@ fn main() -> ExitCode {
         ] {
             eprintln!("  {what:<38} {result}");
         }
+        if !config.routes.is_default_only() {
+            eprintln!("gatehouse: routes, first match wins:");
+            for r in config.routes.routes() {
+                eprintln!("  {r}");
+            }
+        }
         return match provider {
             Ok(()) => {
                 eprintln!("gatehouse: configuration OK, provider discovered");

@@ -26,6 +26,7 @@ use crate::http::forwarded::{client_ip, is_trusted, origin};
 use crate::http::headers::is_websocket_upgrade;
 use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
+use crate::routes::Target;
 use crate::state::AppState;
 use crate::telemetry::{AccessNote, RequestId, escape_log, with_request_id};
 
@@ -93,6 +94,11 @@ async fn handle_as(
         user = %escape_log(who.map_or("-", |i| i.subject.as_str())),
         email = %escape_log(who.and_then(|i| i.email.as_deref()).unwrap_or("-")),
         upstream = note.upstream,
+        route = note
+            .route
+            .filter(|_| !state.config.routes.is_default_only())
+            .and_then(|i| state.config.routes.routes().get(i))
+            .map(|r| r.name.as_str()),
         peer = %conn.peer.ip(),
         reason,
         rule,
@@ -184,25 +190,51 @@ async fn dispatch(
         }
         _ => {}
     }
-    // the route's step-up requirement (per route once routes exist)
-    let step_up: Option<&StepUp> = None;
-    let Decided {
-        decision,
-        set_cookies,
-    } = state.decide_with(req.headers(), step_up).await;
-    let resp = match decision {
-        Decision::Allow(identity) => {
+    let Ok(path) = crate::http::path::normalize(req.uri().path()) else {
+        // check_target refused these already
+        return error_response(&Error::BadRequest("bad request path"), Mode::Json);
+    };
+    let Ok(route) = state.config.routes.find(&Target {
+        host: info.origin.host.as_deref(),
+        method: Some(req.method()),
+        path: &path,
+    }) else {
+        return error_response(&Error::BadRequest("request cannot be placed"), Mode::Json);
+    };
+    drop(path);
+    note.route = Some(route.index);
+    // a public route looks at no session: nothing about the user goes
+    // upstream. One forward call serves both: each await of it would add the
+    // whole forwarding future to this one.
+    let (allowed, set_cookies) = if route.is_public() {
+        (Ok(None), Vec::new())
+    } else {
+        let Decided {
+            decision,
+            set_cookies,
+        } = state.decide(req.headers(), route).await;
+        match decision {
+            Decision::Allow(identity) => (Ok(Some(identity)), set_cookies),
+            other => (Err(other), set_cookies),
+        }
+    };
+    let resp = match allowed {
+        Ok(identity) => {
             note.upstream = true;
             let mut req = req;
             // a tunnel lives as long as its session, not just as its request
-            let tunnel_end = is_websocket_upgrade(req.headers()).then(|| {
-                state
-                    .gate
-                    .watch_session(&state.config, req.headers(), identity.expires_at)
-            });
+            let tunnel_end = identity
+                .as_ref()
+                .filter(|_| is_websocket_upgrade(req.headers()))
+                .map(|identity| {
+                    state
+                        .gate
+                        .watch_session(&state.config, req.headers(), identity.expires_at)
+                });
             strip_own_cookies(req.headers_mut(), &state.config.cookie.name);
             let ctx = ForwardContext {
-                identity: &identity,
+                identity: identity.as_ref(),
+                route: route.index,
                 peer: conn.peer.ip(),
                 origin: &info.origin,
                 tunnel_end,
@@ -212,23 +244,33 @@ async fn dispatch(
                 Ok(r) => r,
                 Err(e) => error_response(&e, info.mode),
             };
-            note.identity = Some(identity);
+            note.identity = identity;
             r
         }
-        Decision::Deny(reason, identity) => {
+        Err(Decision::Deny(reason, identity)) => {
             note.denied = Some(reason);
             let r = endpoints::forbidden(reason, &identity, info.mode);
             note.identity = Some(*identity);
             r
         }
-        Decision::Challenge => challenge(state, &req, &info, None),
-        Decision::StepUp(identity) => {
-            // a new login at the provider, asking for the route's strength
-            let r = challenge(state, &req, &info, step_up);
+        Err(Decision::Challenge) if route.api => {
+            error_response(&Error::Unauthenticated, Mode::Json)
+        }
+        Err(Decision::Challenge) => challenge(state, &req, &info, None),
+        Err(Decision::StepUp(identity)) => {
+            // a new login at the provider, asking for the route's strength;
+            // an API route never redirects
+            let r = if route.api {
+                error_response(&Error::StepUpRequired, Mode::Json)
+            } else {
+                challenge(state, &req, &info, route.step_up.as_ref())
+            };
             note.identity = Some(*identity);
             r
         }
-        Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
+        Err(Decision::Unavailable(cause)) => error_response(&cause.error(), info.mode),
+        // moved into `Ok` above
+        Err(Decision::Allow(_)) => error_response(&Error::Internal("unreachable"), Mode::Json),
     };
     endpoints::with_cookies(resp, set_cookies)
 }

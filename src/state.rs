@@ -41,21 +41,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The gate's decision for a request's headers.
-    pub async fn decide(&self, headers: &http::HeaderMap) -> crate::auth::Decided {
-        self.gate
-            .decide(&self.config, &self.provider, headers)
-            .await
-    }
-
-    /// [`AppState::decide`] for a route that may ask for a step-up.
-    pub async fn decide_with(
+    /// The gate's decision for a request's headers on `route`.
+    pub async fn decide(
         &self,
         headers: &http::HeaderMap,
-        step_up: Option<&crate::auth::step_up::StepUp>,
+        route: &crate::routes::Route,
     ) -> crate::auth::Decided {
         self.gate
-            .decide_with(&self.config, &self.provider, headers, step_up)
+            .decide(&self.config, &self.provider, headers, route)
             .await
     }
 

@@ -346,6 +346,8 @@ pub struct AccessNote {
     pub upstream: bool,
     /// The policy rule that refused the user.
     pub denied: Option<DenyReason>,
+    /// The index of the route the request was placed on (`crate::routes`).
+    pub route: Option<usize>,
 }
 
 impl AccessNote {

@@ -75,7 +75,41 @@ pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<Pr
     let rd = query_param(parts, "rd");
     let target = rd.as_deref().unwrap_or("/");
     let return_to = remembered(&state.config, &info.origin, target);
-    begin_login(state, &return_to, info, &parts.headers)
+    // the route `rd` lands on decides the step-up, never the client: a front
+    // proxy's sign-in after a step-up 401 asks for what the route needs
+    let step_up = step_up_for(&state.config, &info.origin, &return_to);
+    begin_login_with(state, &return_to, info, &parts.headers, step_up)
+}
+
+/// The step-up asked by the route a browser returns to at `return_to`
+/// (with a GET), if any.
+fn step_up_for<'c>(
+    config: &'c Config,
+    origin: &Origin,
+    return_to: &ReturnTo,
+) -> Option<&'c StepUp> {
+    if config.routes.is_default_only() {
+        return None;
+    }
+    let absolute;
+    let (host, path) = if return_to.is_absolute() {
+        absolute = Url::parse(return_to.as_str()).ok()?;
+        (absolute.host_str(), absolute.path())
+    } else {
+        let raw = return_to.as_str();
+        let end = raw.find(['?', '#']).unwrap_or(raw.len());
+        (origin.host.as_deref(), &raw[..end])
+    };
+    let path = crate::http::path::normalize(path).ok()?;
+    let route = config
+        .routes
+        .find(&crate::routes::Target {
+            host,
+            method: Some(&http::Method::GET),
+            path: &path,
+        })
+        .ok()?;
+    route.step_up.as_ref()
 }
 
 /// The URL to come back to after a login started at `target` (a path, or an
@@ -249,7 +283,9 @@ async fn already_signed_in(state: &AppState, parts: &Parts) -> Option<Response<P
     let Decided {
         decision,
         set_cookies,
-    } = state.decide(&parts.headers).await;
+    } = state
+        .decide(&parts.headers, state.config.routes.fallback())
+        .await;
     let Decision::Allow(identity) = decision else {
         return None;
     };
@@ -452,6 +488,7 @@ fn refusal(reason: DenyReason) -> &'static str {
         DenyReason::ConfiguredGroup => "Your account is not in a group allowed on this site.",
         DenyReason::Group => "Your account is not in a group allowed on this part of the site.",
         DenyReason::LocationEmail => "Your email address is not allowed on this part of the site.",
+        DenyReason::Route => "Your account is not among those allowed on this part of the site.",
     }
 }
 
@@ -609,7 +646,9 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
     let Decided {
         decision,
         set_cookies,
-    } = state.decide(&parts.headers).await;
+    } = state
+        .decide(&parts.headers, state.config.routes.fallback())
+        .await;
     let resp = match decision {
         Decision::Allow(id) => match serde_json::to_value(id.user_info()) {
             Ok(v) => json(StatusCode::OK, &v),

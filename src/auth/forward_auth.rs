@@ -25,17 +25,18 @@ use crate::auth::identity::Identity;
 use crate::auth::policy::Narrowing;
 use crate::auth::return_to::ReturnTo;
 use crate::auth::session::now_secs;
-use crate::auth::step_up::StepUp;
 use crate::auth::{Decided, Decision};
 use crate::config::ClaimHeader;
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::{ProxyBody, empty};
-use crate::http::forwarded::{Origin, original_request};
+use crate::http::forwarded::{Origin, OriginalRequest, original_request};
 use crate::http::headers::{
     X_AUTH_REQUEST_ACCESS_TOKEN, X_AUTH_REQUEST_COOKIE, X_AUTH_REQUEST_EMAIL,
     X_AUTH_REQUEST_GROUPS, X_AUTH_REQUEST_PREFERRED_USERNAME, X_AUTH_REQUEST_USER,
     X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
 };
+use crate::http::path::normalize;
+use crate::routes::{Route, Target};
 use crate::state::AppState;
 use crate::telemetry::AccessNote;
 
@@ -46,13 +47,36 @@ pub async fn auth_request(
     info: &RequestInfo,
     note: &mut AccessNote,
 ) -> Response<ProxyBody> {
+    let original = if state.config.routes.is_default_only() {
+        None
+    } else {
+        match original_request(&parts.headers, info.origin.trusted) {
+            Ok(o) => o,
+            Err(bad) => {
+                tracing::debug!(reason = bad.0, "auth request: bad original request");
+                return error_response(&Error::BadRequest(bad.0), Mode::Json);
+            }
+        }
+    };
+    let route = match route_of(state, original.as_ref()) {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::debug!(reason = why, "forward-auth: request not placed on a route");
+            return error_response(&Error::BadRequest(why), Mode::Json);
+        }
+    };
+    note.route = Some(route.index);
+    let narrowing = Narrowing::from_query(parts.uri.query());
+    if route.is_public() && narrowing.is_empty() {
+        return public(StatusCode::ACCEPTED, state, parts, info, false);
+    }
     let Decided {
         decision,
         set_cookies,
-    } = state.decide(&parts.headers).await;
+    } = state.decide(&parts.headers, route).await;
     let resp = match decision {
         Decision::Allow(id) => {
-            let r = match Narrowing::from_query(parts.uri.query()).check(&id) {
+            let r = match narrowing.check(&id) {
                 Ok(()) => allowed(
                     StatusCode::ACCEPTED,
                     &id,
@@ -102,15 +126,25 @@ pub async fn forward_auth(
             return error_response(&Error::BadRequest(bad.0), Mode::Json);
         }
     };
-    // the route's step-up requirement (per route once routes exist)
-    let step_up: Option<&StepUp> = None;
+    let route = match route_of(state, original.as_ref()) {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::debug!(reason = why, "forward-auth: request not placed on a route");
+            return error_response(&Error::BadRequest(why), Mode::Json);
+        }
+    };
+    note.route = Some(route.index);
+    let narrowing = Narrowing::from_query(parts.uri.query());
+    if route.is_public() && narrowing.is_empty() {
+        return public(StatusCode::OK, state, parts, info, true);
+    }
     let Decided {
         decision,
         set_cookies,
-    } = state.decide_with(&parts.headers, step_up).await;
+    } = state.decide(&parts.headers, route).await;
     let resp = match decision {
         Decision::Allow(id) => {
-            let r = match Narrowing::from_query(parts.uri.query()).check(&id) {
+            let r = match narrowing.check(&id) {
                 Ok(()) => allowed(
                     StatusCode::OK,
                     &id,
@@ -134,12 +168,15 @@ pub async fn forward_auth(
             r
         }
         Decision::Challenge | Decision::StepUp(_) => {
+            // a step-up is a new login asking the provider for the route's
+            // acr_values and max_age
             let step_up = matches!(decision, Decision::StepUp(_))
-                .then_some(step_up)
+                .then_some(route.step_up.as_ref())
                 .flatten();
             let method = original.as_ref().map_or(&parts.method, |o| &o.method);
-            let navigation =
-                (method == Method::GET || method == Method::HEAD) && info.mode == Mode::Html;
+            let navigation = (method == Method::GET || method == Method::HEAD)
+                && info.mode == Mode::Html
+                && !route.api;
             if !navigation {
                 let why = if step_up.is_some() {
                     Error::StepUpRequired
@@ -169,6 +206,57 @@ pub async fn forward_auth(
         Decision::Unavailable(cause) => error_response(&cause.error(), info.mode),
     };
     with_cookies(resp, set_cookies)
+}
+
+/// The route the front proxy's request is on. With no routes configured
+/// that is the default route, whatever was sent (as before routes). With
+/// routes, a request that cannot be placed is refused, never guessed: the
+/// original URL unknown (the peer is not a trusted proxy, or sent neither
+/// `X-Original-URL` nor `X-Forwarded-Uri`), its path refused, or its method
+/// unknown where a route depends on it.
+fn route_of<'s>(
+    state: &'s AppState,
+    original: Option<&OriginalRequest>,
+) -> Result<&'s Route, &'static str> {
+    let table = &state.config.routes;
+    if table.is_default_only() {
+        return Ok(table.fallback());
+    }
+    let Some(o) = original else {
+        return Err(
+            "routes are configured: the front proxy must be a trusted_proxy and send the original URL",
+        );
+    };
+    let path = normalize(o.url.path()).map_err(crate::http::path::PathError::message)?;
+    table
+        .find(&Target {
+            host: o.url.host_str(),
+            method: o.method_given.then_some(&o.method),
+            path: &path,
+        })
+        .map_err(|_unknown| {
+            "a route depends on the method: the front proxy must send X-Forwarded-Method"
+        })
+}
+
+/// The answer for a public route: allowed, with every identity header
+/// present and empty, so a front proxy that copies them overwrites what the
+/// client sent, and no session looked at.
+fn public(
+    status: StatusCode,
+    state: &AppState,
+    parts: &Parts,
+    info: &RequestInfo,
+    forwarded_too: bool,
+) -> Response<ProxyBody> {
+    allowed(
+        status,
+        &Identity::default(),
+        false,
+        app_cookie(&parts.headers, &state.config.cookie.name, info),
+        forwarded_too,
+        &state.config.claim_headers,
+    )
 }
 
 /// The access token goes on an answer only with `pass_access_token` and

@@ -123,7 +123,7 @@ async fn a_due_session_is_refreshed_once_and_the_new_tokens_are_used() {
     let state = state(&idp).await;
     idp.answer_tokens(&json!({"access_token": "at-new", "refresh_token": "rt-new"}));
     let h = cookie(&state, 120);
-    let d = state.decide(&h).await;
+    let d = state.decide(&h, state.config.routes.fallback()).await;
     let Decision::Allow(identity) = d.decision else {
         panic!("{:?}", d.decision)
     };
@@ -134,11 +134,13 @@ async fn a_due_session_is_refreshed_once_and_the_new_tokens_are_used() {
     assert!(identity.refreshed_at + 5 >= now_secs());
     assert!(!d.set_cookies.is_empty(), "the refreshed session is set");
     // the same old cookie again: the outcome is reused, not redeemed twice
-    let again = state.decide(&h).await;
+    let again = state.decide(&h, state.config.routes.fallback()).await;
     assert!(matches!(again.decision, Decision::Allow(_)));
     assert_eq!(idp.seen("/token").len(), 1);
     // a fresh session is not refreshed and sets nothing
-    let fresh = state.decide(&cookie(&state, 0)).await;
+    let fresh = state
+        .decide(&cookie(&state, 0), state.config.routes.fallback())
+        .await;
     assert!(matches!(fresh.decision, Decision::Allow(_)));
     assert!(fresh.set_cookies.is_empty());
     assert_eq!(idp.seen("/token").len(), 1);
@@ -150,7 +152,7 @@ async fn a_refused_refresh_signs_out_and_is_remembered() {
     let state = state(&idp).await;
     idp.set(|a| a.token = (400, r#"{"error":"invalid_grant"}"#.to_owned()));
     let h = cookie(&state, 120);
-    let d = state.decide(&h).await;
+    let d = state.decide(&h, state.config.routes.fallback()).await;
     assert!(
         matches!(d.decision, Decision::Challenge),
         "{:?}",
@@ -163,7 +165,7 @@ async fn a_refused_refresh_signs_out_and_is_remembered() {
             .all(|c| c.to_str().unwrap().contains("Max-Age=0")),
         "the session is cleared"
     );
-    let again = state.decide(&h).await;
+    let again = state.decide(&h, state.config.routes.fallback()).await;
     assert!(matches!(again.decision, Decision::Challenge));
     assert_eq!(
         idp.seen("/token").len(),
@@ -179,7 +181,7 @@ async fn an_unreachable_provider_during_a_refresh_is_unavailable_and_retried() {
     idp.set(|a| a.token = (500, "{}".to_owned()));
     let h = cookie(&state, 120);
     for _ in 0..2 {
-        let d = state.decide(&h).await;
+        let d = state.decide(&h, state.config.routes.fallback()).await;
         assert!(
             matches!(d.decision, Decision::Unavailable(Unavailable::Provider)),
             "{:?}",
@@ -189,7 +191,9 @@ async fn an_unreachable_provider_during_a_refresh_is_unavailable_and_retried() {
     }
     assert_eq!(idp.seen("/token").len(), 2, "an outage is not remembered");
     // no cookie at all: a challenge, nothing asked
-    let d = state.decide(&HeaderMap::new()).await;
+    let d = state
+        .decide(&HeaderMap::new(), state.config.routes.fallback())
+        .await;
     assert!(matches!(d.decision, Decision::Challenge));
     assert_eq!(idp.seen("/token").len(), 2);
 }
@@ -246,7 +250,14 @@ async fn a_refreshed_session_that_cannot_be_stored_is_not_remembered() {
     // refreshed one cannot be saved
     drop(redis);
     for _ in 0..2 {
-        let d = gate.decide(&state.config, &state.provider, &h).await;
+        let d = gate
+            .decide(
+                &state.config,
+                &state.provider,
+                &h,
+                state.config.routes.fallback(),
+            )
+            .await;
         assert!(
             matches!(d.decision, Decision::Unavailable(Unavailable::Provider)),
             "{:?}",

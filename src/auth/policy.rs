@@ -25,6 +25,8 @@ pub enum DenyReason {
     /// Not one of the addresses a location allows (`allowed_emails`,
     /// `allowed_email_domains`).
     LocationEmail,
+    /// Not in any of the allow lists of the route the request is on.
+    Route,
 }
 
 impl DenyReason {
@@ -46,6 +48,7 @@ impl DenyReason {
             Self::LocationEmail => {
                 "your email address is not allowed here (allowed_emails / allowed_email_domains)"
             }
+            Self::Route => "your account is not among those allowed on this part of the site",
         }
     }
 }
@@ -60,6 +63,7 @@ impl DenyReason {
             Self::Role => "no allowed role",
             Self::ConfiguredGroup | Self::Group => "not in an allowed group",
             Self::LocationEmail => "email address not allowed here",
+            Self::Route => "not in the route's allow lists",
         }
     }
 
@@ -73,6 +77,7 @@ impl DenyReason {
             Self::ConfiguredGroup => "allowed_group",
             Self::Group => "allowed_groups",
             Self::LocationEmail => "allowed_emails/allowed_email_domains",
+            Self::Route => "route",
         }
     }
 }
@@ -163,6 +168,11 @@ impl Narrowing {
             );
         }
         n
+    }
+
+    /// True when no parameter narrows anything.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.emails.is_empty() && self.email_domains.is_empty()
     }
 
     /// Checks the identity against every rule given.

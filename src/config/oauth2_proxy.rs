@@ -36,7 +36,6 @@ enum Kind {
 }
 
 const LOGS: &str = "gatehouse writes one access line per request and its own events to stderr; choose with log_format and log_level";
-const ROUTES: &str = "gatehouse has no per-route rules yet: every path needs a signed-in user";
 const PROVIDER_SPECIFIC: &str = "a setting of one of oauth2-proxy's own providers; gatehouse speaks OpenID Connect: use provider = \"oidc\" and allowed_group or allowed_role";
 
 /// oauth2-proxy's config-file keys (v7) that gatehouse does not spell the
@@ -45,6 +44,8 @@ const PROVIDER_SPECIFIC: &str = "a setting of one of oauth2-proxy's own provider
 const TABLE: &[(&str, Kind)] = &[
     // --- same setting, another name
     ("email_domains", Kind::Rename("email_domain")),
+    ("skip_auth_routes", Kind::Rename("skip_auth_route")),
+    ("api_routes", Kind::Rename("api_route")),
     ("upstreams", Kind::Rename("upstream")),
     ("whitelist_domains", Kind::Rename("whitelist_domain")),
     ("cookie_domains", Kind::Rename("cookie_domain")),
@@ -145,10 +146,6 @@ const TABLE: &[(&str, Kind)] = &[
         Kind::OnlyIf(false, "gatehouse does not redirect http to https"),
     ),
     // --- not there (yet)
-    ("skip_auth_routes", Kind::Unsupported(ROUTES)),
-    ("skip_auth_regex", Kind::Unsupported(ROUTES)),
-    ("api_routes", Kind::Unsupported(ROUTES)),
-    ("skip_auth_preflight", Kind::Unsupported(ROUTES)),
     (
         "trusted_ips",
         Kind::Unsupported(

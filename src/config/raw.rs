@@ -315,6 +315,35 @@ pub struct RawConfig {
     #[serde(default, deserialize_with = "one_or_many")]
     pub allowed_group: Vec<String>,
 
+    /// `[METHOD=]path_regex`: requests that need no sign-in (a public
+    /// route); repeatable. Put `^` first: the regex is searched anywhere in
+    /// the path
+    #[arg(help_heading = "Routes", long, env = "GATEHOUSE_SKIP_AUTH_ROUTE")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub skip_auth_route: Vec<String>,
+
+    /// `path_regex`: requests that need no sign-in, any method (oauth2-proxy's
+    /// older form of skip_auth_route); repeatable
+    #[arg(help_heading = "Routes", long, env = "GATEHOUSE_SKIP_AUTH_REGEX")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub skip_auth_regex: Vec<String>,
+
+    /// Let CORS preflight requests (OPTIONS) through without sign-in
+    /// [default: false]
+    #[arg(help_heading = "Routes", long, env = "GATEHOUSE_SKIP_AUTH_PREFLIGHT", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub skip_auth_preflight: Option<bool>,
+
+    /// `path_regex`: API paths that answer 401 instead of redirecting to
+    /// sign in; repeatable
+    #[arg(help_heading = "Routes", long, env = "GATEHOUSE_API_ROUTE")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub api_route: Vec<String>,
+
+    /// `[[routes]]` tables (file only; see README "Routes")
+    #[arg(skip)]
+    #[serde(default)]
+    pub routes: Vec<super::routes::RawRoute>,
+
     /// Let in users whose provider says email_verified: false [default: false]
     #[arg(help_heading = "Policy", long, env = "GATEHOUSE_ALLOW_UNVERIFIED_EMAIL", visible_alias = "insecure-oidc-allow-unverified-email", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub allow_unverified_email: Option<bool>,
@@ -532,9 +561,10 @@ impl RawConfig {
                 redis_use_cluster, header_read_timeout, idle_timeout, request_body_idle_timeout,
                 max_connections, max_connections_per_ip, max_header_bytes,
                 http2_max_concurrent_streams, http2_keepalive_interval, http2_keepalive_timeout,
-                login_rate_limit_burst, login_rate_limit_per_minute;
+                login_rate_limit_burst, login_rate_limit_per_minute, skip_auth_preflight;
             lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy,
                 oidc_extra_audience, allowed_role, allowed_group, claim_header,
-                redis_sentinel_connection_urls, redis_cluster_connection_urls)
+                redis_sentinel_connection_urls, redis_cluster_connection_urls,
+                skip_auth_route, skip_auth_regex, api_route, routes)
     }
 }

@@ -691,7 +691,7 @@ fn an_unknown_key_gets_a_did_you_mean_instead_of_the_list_of_keys() {
         ("upstreem", "upstream"),
         ("oidc_isuer_url", "oidc_issuer_url"),
         ("email_domian", "email_domain"),
-        ("skip_auth_route", "skip_auth_routes"),
+        ("skip_auth_rout", "skip_auth_route"),
     ] {
         let err = Config::from_toml_str(&format!("{MINIMAL}\n{typo} = \"x\"\n")).unwrap_err();
         assert_eq!(keys(&err), [typo], "{err}");
@@ -818,12 +818,6 @@ fn oauth2_proxy_settings_gatehouse_does_anyway_are_accepted_with_a_note() {
 #[test]
 fn oauth2_proxy_features_gatehouse_lacks_are_refused_saying_so_plainly() {
     for (line, key, says) in [
-        (
-            "skip_auth_routes = [\"GET=^/health\"]",
-            "skip_auth_routes",
-            "per-route rules",
-        ),
-        ("api_routes = [\"^/api\"]", "api_routes", "per-route rules"),
         (
             "trusted_ips = [\"10.0.0.0/8\"]",
             "trusted_ips",

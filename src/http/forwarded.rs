@@ -131,8 +131,11 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr
 /// The request a front proxy is asking about (forward-auth).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalRequest {
-    /// The original method.
+    /// The original method (`GET` when the front proxy did not say).
     pub method: http::Method,
+    /// Whether the front proxy said the method (`X-Forwarded-Method`):
+    /// route matching on methods must not rely on the `GET` guess.
+    pub method_given: bool,
     /// The original absolute URL.
     pub url: url::Url,
 }
@@ -162,6 +165,7 @@ pub fn original_request(
                 .map_err(|_e| BadOriginal("original request header is not text")),
         }
     };
+    let method_given = headers.contains_key(&X_FORWARDED_METHOD);
     let method = match text(&X_FORWARDED_METHOD)? {
         None => http::Method::GET,
         Some(m) => http::Method::from_bytes(m.trim().as_bytes())
@@ -215,7 +219,11 @@ pub fn original_request(
             "original URL must be http(s) with a host and no credentials",
         ));
     }
-    Ok(Some(OriginalRequest { method, url }))
+    Ok(Some(OriginalRequest {
+        method,
+        method_given,
+        url,
+    }))
 }
 
 /// The path of an absolute URL as written (`/` when it has none), without

@@ -39,8 +39,12 @@ pub struct IdentityHeaderSettings {
 /// Per-request facts the rewrite needs.
 #[derive(Debug)]
 pub struct ForwardContext<'a> {
-    /// Who the user is.
-    pub identity: &'a Identity,
+    /// Who the user is; `None` on a public route, where no identity
+    /// headers are sent (clients' are still stripped).
+    pub identity: Option<&'a Identity>,
+    /// The index of the route the request is on (see `crate::routes`): a
+    /// route with an upstream of its own goes there.
+    pub route: usize,
     /// The TCP peer.
     pub peer: IpAddr,
     /// What the client asked for (scheme, host).
@@ -71,6 +75,8 @@ struct Route {
 pub struct Upstreams {
     client: Client<HttpsConnector<HttpConnector>, NotifyOnEnd<IdleTimeoutBody<Incoming>>>,
     routes: Vec<Route>,
+    /// By route index: the route's own upstream, if it has one.
+    by_route: Vec<Option<Route>>,
     timeout: Duration,
     /// `request_body_idle_timeout`.
     body_idle_timeout: Duration,
@@ -97,9 +103,23 @@ impl Upstreams {
             .pool_max_idle_per_host(64)
             .build(connector);
         let routes = config.upstreams.iter().filter_map(route).collect();
+        let by_route = config
+            .routes
+            .routes()
+            .iter()
+            .map(|r| {
+                r.upstream.as_ref().and_then(|url| {
+                    route(&Upstream {
+                        prefix: "/".to_owned(),
+                        url: url.clone(),
+                    })
+                })
+            })
+            .collect();
         Ok(Self {
             client,
             routes,
+            by_route,
             timeout: config.upstream_timeout,
             body_idle_timeout: config.limits.request_body_idle_timeout,
             pass_host_header: config.pass_host_header,
@@ -132,7 +152,10 @@ impl Upstreams {
         mut req: Request<Incoming>,
         ctx: &ForwardContext<'_>,
     ) -> Result<Response<ProxyBody>, Error> {
-        let route = find_route(&self.routes, req.uri().path())?;
+        let route = match self.by_route.get(ctx.route).and_then(Option::as_ref) {
+            Some(own) => own,
+            None => find_route(&self.routes, req.uri().path())?,
+        };
         let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let uri = upstream_uri(route, req.uri())?;
@@ -204,7 +227,10 @@ impl Upstreams {
         // (unless it is a trusted proxy) its forwarding headers, which
         // frameworks read as the client's address, port or path prefix
         strip_client_headers(h, &self.strip_extra, trusted);
-        set_identity_headers(h, ctx.identity, self.identity, &self.claim_headers);
+        // none on a public route: what was stripped stays away
+        if let Some(id) = ctx.identity {
+            set_identity_headers(h, id, self.identity, &self.claim_headers);
+        }
         match HeaderValue::from_str(ctx.request_id) {
             Ok(v) => h.insert(X_REQUEST_ID, v),
             Err(_) => h.remove(X_REQUEST_ID),
