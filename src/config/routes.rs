@@ -458,4 +458,6 @@ fn domains(list: &[String]) -> Result<Vec<String>, String> {
 }
 
 #[cfg(test)]
+mod step_up_tests;
+#[cfg(test)]
 mod tests;
