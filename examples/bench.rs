@@ -79,6 +79,9 @@ async fn main() -> BoxResult<()> {
     let connections: u64 = env_or("BENCH_CONNECTIONS", 64);
     let threads: u64 = env_or("BENCH_THREADS", 2);
     let revocations: u64 = env_or("BENCH_REVOCATIONS", 100_000);
+    let rounds: usize = usize::try_from(env_or("BENCH_ROUNDS", 3))
+        .unwrap_or(3)
+        .max(1);
     let bin = std::env::var("GATEHOUSE_BIN").unwrap_or_else(|_e| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/gatehouse").to_owned()
     });
@@ -100,86 +103,503 @@ async fn main() -> BoxResult<()> {
         cookie_secret: random_cookie_secret()?,
     };
     let mut notes = Vec::new();
+    let mut skipped = Vec::new();
+
+    // every target of the main comparison runs once per round, in the same
+    // order, so drift over the run touches them all alike; the median counts
     let plain = bench.start(&[]).await?;
-    let direct = load.wrk(&format!("http://{upstream}/"), None)?;
-    let proxied = plain.measure(&load).await?;
-    notes.push(plain.summary("cookie store", &proxied));
-    let mut rows = vec![
-        ("upstream direct".to_owned(), direct),
-        ("through gatehouse (signed in)".to_owned(), proxied.result),
-    ];
-    {
-        // the same with 50 routes that the request walks past to the default
-        // route: what matching costs (issue 10)
-        let file = std::env::temp_dir().join(format!(
-            "gatehouse-bench-routes-{}.toml",
-            std::process::id()
-        ));
-        std::fs::write(&file, fifty_routes())?;
-        let routed = bench
-            .start(&["--config", &file.display().to_string()])
-            .await?;
-        let m = routed.measure(&load).await?;
-        notes.push(routed.summary("50 routes configured", &m));
-        rows.push((
-            "through gatehouse, 50 routes configured (none matches)".to_owned(),
-            m.result,
-        ));
-        drop(routed);
-        let _ = std::fs::remove_file(&file);
+    let log = std::env::temp_dir().join(format!("gatehouse-bench-{}.log", std::process::id()));
+    let logged = bench.start_with(&[], Some(&log)).await?;
+    let routes_file = std::env::temp_dir().join(format!(
+        "gatehouse-bench-routes-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&routes_file, fifty_routes())?;
+    let routed = bench
+        .start(&["--config", &routes_file.display().to_string()])
+        .await?;
+    let bare = match BareProxy::start(upstream) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            skipped.push(format!("bare proxy: {e}"));
+            None
+        }
+    };
+    let nginx = match Nginx::start(plain.port, upstream) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            skipped.push(format!("nginx rows: {e}"));
+            None
+        }
+    };
+    let mut targets: Vec<(&str, String, Option<&str>)> =
+        vec![(DIRECT, format!("http://{upstream}/"), None)];
+    if let Some(b) = &bare {
+        targets.push((BARE, format!("http://127.0.0.1:{}/", b.port), None));
     }
-    {
-        // the same with one JSON access line per request, written to a file
-        let log = std::env::temp_dir().join(format!("gatehouse-bench-{}.log", std::process::id()));
-        let logged = bench.start_with(&[], Some(&log)).await?;
-        let m = logged.measure(&load).await?;
-        let lines = std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
-        notes.push(format!(
-            "{}; {lines} log lines written",
-            logged.summary("access log on (JSON to a file)", &m)
+    if let Some(n) = &nginx {
+        targets.push((NGINX, format!("http://127.0.0.1:{}/", n.plain), None));
+        targets.push((
+            NGINX_LOG,
+            format!("http://127.0.0.1:{}/", n.plain_logged),
+            None,
         ));
-        rows.push((
-            "through gatehouse, access log on (JSON to a file)".to_owned(),
-            m.result,
-        ));
-        drop(logged);
-        let _ = std::fs::remove_file(&log);
     }
+    targets.push((GH, format!("{}/", plain.base), Some(&plain.cookie)));
+    targets.push((GH_LOG, format!("{}/", logged.base), Some(&logged.cookie)));
+    targets.push((GH_ROUTES, format!("{}/", routed.base), Some(&routed.cookie)));
+    targets.push((
+        GH_AUTH,
+        format!("{}/oauth2/auth", plain.base),
+        Some(&plain.cookie),
+    ));
+    if let Some(n) = &nginx {
+        targets.push((
+            NGINX_AUTH_STATIC,
+            format!("http://127.0.0.1:{}/", n.auth_static),
+            None,
+        ));
+        targets.push((
+            NGINX_AUTH_GH,
+            format!("http://127.0.0.1:{}/", n.auth_gatehouse),
+            Some(&plain.cookie),
+        ));
+    }
+    let mut runs: Vec<Vec<WrkResult>> = targets.iter().map(|_| Vec::new()).collect();
+    let mut rss = Vec::new();
+    for round in 0..rounds {
+        for (i, (name, url, cookie)) in targets.iter().enumerate() {
+            // gatehouse's memory under load, sampled in the first round
+            let pid = match *name {
+                GH => Some(plain.child.0.id()),
+                GH_LOG => Some(logged.child.0.id()),
+                GH_ROUTES => Some(routed.child.0.id()),
+                _ => None,
+            }
+            .filter(|_| round == 0);
+            let sampler =
+                pid.map(|pid| tokio::spawn(sample_rss(pid, Duration::from_secs(load.secs))));
+            runs[i].push(load.wrk(url, *cookie)?);
+            if let Some(s) = sampler {
+                rss.push((*name, s.await.unwrap_or(0)));
+            }
+        }
+    }
+    let medians: Vec<(String, Median)> = targets
+        .iter()
+        .zip(&runs)
+        .map(|((name, _, _), r)| ((*name).to_owned(), Median::of(r)))
+        .collect();
+    let lines = std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+    notes.push(format!(
+        "access log on: {lines} JSON lines written to a file over the run"
+    ));
+    for (name, kib) in &rss {
+        notes.push(format!("{name}: RSS under load (max sampled) {kib} KiB"));
+    }
+    drop(routed);
+    drop(logged);
+    drop(nginx);
+    drop(bare);
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&routes_file);
+
+    // memory: idle, per held keep-alive connection, while streaming, soak
+    let memory = memory_figures(&plain, &load).await?;
+
+    let mut extra_rows = Vec::new();
     if Command::new("redis-server")
         .arg("--version")
         .output()
         .is_ok()
     {
-        let (mut more, mut more_notes) = redis_rows(&bench, &load, revocations).await?;
-        rows.append(&mut more);
+        let (more, mut more_notes) = redis_rows(&bench, &load, revocations).await?;
+        extra_rows.extend(more);
         notes.append(&mut more_notes);
     } else {
-        emit("(Redis rows skipped: redis-server not found: apt-get install -y redis-server)");
-    }
-    let auth = load.wrk(&format!("{}/oauth2/auth", plain.base), Some(&plain.cookie))?;
-    rows.push(("gatehouse /oauth2/auth asked directly".to_owned(), auth));
-    match nginx_rows(plain.port, upstream, &plain.cookie, &load) {
-        Ok(mut more) => rows.append(&mut more),
-        Err(e) => emit(&format!("(nginx rows skipped: {e})\n")),
+        skipped.push("Redis rows: redis-server not found: apt-get install -y redis-server".into());
     }
 
-    let mut table =
-        String::from("| target | requests/s | p99 latency | non-2xx |\n|---|---|---|---|\n");
-    for (name, r) in &rows {
+    let mut table = String::from(
+        "| target | requests/s (median) | spread (min-max) | p99 (median) | non-2xx |\n|---|---|---|---|---|\n",
+    );
+    for (name, m) in &medians {
         table.push_str(&format!(
-            "| {name} | {:.0} | {} | {} |\n",
-            r.rps, r.p99, r.non_2xx
+            "| {name} | {:.0} | {:.1}% | {:.2} ms | {} |\n",
+            m.rps, m.spread_pct, m.p99_ms, m.non_2xx
+        ));
+    }
+    for (name, r) in &extra_rows {
+        table.push_str(&format!(
+            "| {name} (one run) | {:.0} | - | {:.2} ms | {} |\n",
+            r.rps, r.p99_ms, r.non_2xx
+        ));
+    }
+    let checks = checks(&medians, &memory);
+    let mut verdicts = String::from("| target | measured | wanted | |\n|---|---|---|---|\n");
+    for c in &checks {
+        verdicts.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            c.what,
+            c.measured,
+            c.wanted,
+            match c.pass {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "not measured",
+            }
         ));
     }
     emit(&format!(
-        "{table}\n{}\nwrk -t{threads} -c{connections} -d{duration}s, 1 KiB upstream page, \
-         log level warn, on {} cores\n",
+        "{table}\n{verdicts}\n{}\n{}\nwrk -t{threads} -c{connections} -d{duration}s, {rounds} rounds, \
+         1 KiB upstream page, gatehouse log level warn unless the row says so, on {} cores\n",
         notes.join("\n"),
+        memory.describe(),
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
     ));
+    for s in &skipped {
+        emit(&format!("(skipped: {s})"));
+    }
+    let json = serde_json::json!({
+        "rounds": rounds,
+        "wrk": {"threads": threads, "connections": connections, "seconds": duration},
+        "rows": medians.iter().map(|(n, m)| serde_json::json!({
+            "target": n, "rps_median": m.rps, "spread_pct": m.spread_pct,
+            "p99_ms_median": m.p99_ms, "non_2xx": m.non_2xx,
+            "rps_rounds": m.all.clone(),
+        })).collect::<Vec<_>>(),
+        "one_run_rows": extra_rows.iter().map(|(n, r)| serde_json::json!({
+            "target": n, "rps": r.rps, "p99_ms": r.p99_ms, "non_2xx": r.non_2xx,
+        })).collect::<Vec<_>>(),
+        "memory_kib": {
+            "idle": memory.idle, "per_idle_connection": memory.per_connection,
+            "held_connections": memory.held, "streaming_max": memory.streaming_max,
+            "streaming_before": memory.streaming_before, "streamed_mib": memory.streamed_mib,
+            "soak_first": memory.soak.map(|s| s.0), "soak_last": memory.soak.map(|s| s.1),
+        },
+        "checks": checks.iter().map(|c| serde_json::json!({
+            "what": c.what, "measured": c.measured, "wanted": c.wanted, "pass": c.pass,
+        })).collect::<Vec<_>>(),
+        "skipped": skipped,
+    });
+    let out = std::env::var("BENCH_JSON")
+        .unwrap_or_else(|_e| concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench.json").to_owned());
+    std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
+    emit(&format!("(JSON result written to {out})"));
     drop(plain);
-    if rows.iter().any(|(_, r)| r.non_2xx > 0) {
+    let bad =
+        medians.iter().any(|(_, m)| m.non_2xx > 0) || extra_rows.iter().any(|(_, r)| r.non_2xx > 0);
+    if bad {
         return Err("some requests were not 2xx: the session did not hold".into());
+    }
+    Ok(())
+}
+
+const DIRECT: &str = "upstream direct";
+const BARE: &str = "bare hyper proxy (no auth)";
+const NGINX: &str = "nginx proxy, no auth, access log off";
+const NGINX_LOG: &str = "nginx proxy, no auth, access log on";
+const GH: &str = "gatehouse, signed in, access log off";
+const GH_LOG: &str = "gatehouse, signed in, access log on (JSON to a file)";
+const GH_ROUTES: &str = "gatehouse, signed in, 50 routes configured (none matches)";
+const GH_AUTH: &str = "gatehouse /oauth2/auth asked directly";
+const NGINX_AUTH_STATIC: &str = "nginx auth_request to a static 202";
+const NGINX_AUTH_GH: &str = "nginx auth_request to gatehouse /oauth2/auth";
+
+/// The median of a target's rounds.
+struct Median {
+    rps: f64,
+    /// (max - min) / median, in percent.
+    spread_pct: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+    all: Vec<f64>,
+}
+
+impl Median {
+    fn of(runs: &[WrkResult]) -> Self {
+        let mut rps: Vec<f64> = runs.iter().map(|r| r.rps).collect();
+        rps.sort_by(f64::total_cmp);
+        let mut p99: Vec<f64> = runs.iter().map(|r| r.p99_ms).collect();
+        p99.sort_by(f64::total_cmp);
+        let mid = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(0.0);
+        let median = mid(&rps);
+        let spread = match (rps.first(), rps.last()) {
+            (Some(lo), Some(hi)) if median > 0.0 => (hi - lo) / median * 100.0,
+            _ => 0.0,
+        };
+        Self {
+            rps: median,
+            spread_pct: spread,
+            p99_ms: mid(&p99),
+            non_2xx: runs.iter().map(|r| r.non_2xx).sum(),
+            all: runs.iter().map(|r| r.rps).collect(),
+        }
+    }
+}
+
+/// One target of issue 13 and how the run did against it.
+struct Check {
+    what: String,
+    measured: String,
+    wanted: String,
+    pass: Option<bool>,
+}
+
+fn checks(rows: &[(String, Median)], mem: &Memory) -> Vec<Check> {
+    let get = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, m)| m);
+    let ratio = |what: &str, a: &str, b: &str, min: f64| {
+        let r = match (get(a), get(b)) {
+            (Some(a), Some(b)) if b.rps > 0.0 => Some(a.rps / b.rps),
+            _ => None,
+        };
+        Check {
+            what: what.to_owned(),
+            measured: r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x")),
+            wanted: format!(">= {min:.2}x"),
+            pass: r.map(|r| r >= min),
+        }
+    };
+    let mut out = vec![
+        ratio("gatehouse (log on) / bare hyper proxy", GH_LOG, BARE, 0.95),
+        ratio(
+            "gatehouse (log on) / nginx (log on)",
+            GH_LOG,
+            NGINX_LOG,
+            1.0,
+        ),
+        ratio("gatehouse (log off) / bare hyper proxy", GH, BARE, 1.0),
+        ratio(
+            "nginx auth_request: gatehouse / static 202",
+            NGINX_AUTH_GH,
+            NGINX_AUTH_STATIC,
+            0.9,
+        ),
+        ratio("gatehouse, 50 routes / no routes", GH_ROUTES, GH, 0.97),
+    ];
+    let p99 = match (get(GH_LOG), get(NGINX_LOG)) {
+        (Some(g), Some(n)) => Some((g.p99_ms, n.p99_ms)),
+        _ => None,
+    };
+    out.push(Check {
+        what: "p99 gatehouse (log on) vs nginx (log on)".to_owned(),
+        measured: p99.map_or_else(|| "-".to_owned(), |(g, n)| format!("{g:.2} vs {n:.2} ms")),
+        wanted: "no worse".to_owned(),
+        pass: p99.map(|(g, n)| g <= n),
+    });
+    let kib = |what: &str, v: Option<u64>, max: u64| Check {
+        what: what.to_owned(),
+        measured: v.map_or_else(|| "-".to_owned(), |v| format!("{v} KiB")),
+        wanted: format!("<= {max} KiB"),
+        pass: v.map(|v| v <= max),
+    };
+    out.push(kib("RSS idle", Some(mem.idle), 10 * 1024));
+    out.push(kib(
+        "RSS per idle keep-alive connection",
+        mem.per_connection,
+        12,
+    ));
+    out.push(Check {
+        what: format!("RSS while streaming {} MiB each way", mem.streamed_mib),
+        measured: mem.streaming_max.map_or_else(
+            || "-".to_owned(),
+            |m| format!("{} -> {m} KiB", mem.streaming_before),
+        ),
+        wanted: "constant (< +16 MiB)".to_owned(),
+        pass: mem
+            .streaming_max
+            .map(|m| m <= mem.streaming_before + 16 * 1024),
+    });
+    out.push(Check {
+        what: "RSS over a long load (first vs last minute)".to_owned(),
+        measured: mem.soak.map_or_else(
+            || "- (set BENCH_SOAK_SECS=300)".to_owned(),
+            |(a, b)| format!("{a} -> {b} KiB"),
+        ),
+        wanted: "flat (< +5%)".to_owned(),
+        pass: mem.soak.map(|(a, b)| b * 100 <= a * 105),
+    });
+    out
+}
+
+/// gatehouse's memory, measured on one child.
+struct Memory {
+    idle: u64,
+    held: usize,
+    per_connection: Option<u64>,
+    streamed_mib: u64,
+    streaming_before: u64,
+    streaming_max: Option<u64>,
+    /// Max RSS over the first and over the last minute of a long load.
+    soak: Option<(u64, u64)>,
+}
+
+impl Memory {
+    fn describe(&self) -> String {
+        format!(
+            "memory: RSS idle {} KiB; {} idle keep-alive connections held: {}; streaming {} MiB \
+             each way: {} KiB before, {} max; long load: {}",
+            self.idle,
+            self.held,
+            self.per_connection
+                .map_or_else(|| "not measured".to_owned(), |k| format!("{k} KiB each")),
+            self.streamed_mib,
+            self.streaming_before,
+            self.streaming_max
+                .map_or_else(|| "not measured".to_owned(), |k| format!("{k} KiB")),
+            self.soak.map_or_else(
+                || "not measured (BENCH_SOAK_SECS)".to_owned(),
+                |(a, b)| format!("{a} KiB first minute, {b} KiB last minute")
+            ),
+        )
+    }
+}
+
+/// Idle RSS, then RSS with `BENCH_IDLE_CONNECTIONS` (1000) keep-alive
+/// connections held after one request each, then while streaming
+/// `BENCH_STREAM_MIB` (1024) up and down, then over `BENCH_SOAK_SECS` of
+/// load (0: skipped).
+async fn memory_figures(g: &Gatehouse, load: &Load) -> BoxResult<Memory> {
+    use std::io::{Read as _, Write as _};
+    let pid = g.child.0.id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid, "VmRSS:");
+    let held = usize::try_from(env_or("BENCH_IDLE_CONNECTIONS", 1000)).unwrap_or(1000);
+    let before = rss_kib(pid, "VmRSS:");
+    let mut conns = Vec::with_capacity(held);
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: {}\r\n\r\n",
+        g.port, g.cookie
+    );
+    let mut ok = true;
+    for _ in 0..held {
+        let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", g.port)) else {
+            ok = false;
+            break;
+        };
+        c.set_read_timeout(Some(Duration::from_secs(5)))?;
+        c.write_all(request.as_bytes())?;
+        // read the whole answer (a 1 KiB page): head and body arrive together
+        let mut buf = [0_u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"</p>") {
+            let n = c.read(&mut buf)?;
+            if n == 0 {
+                ok = false;
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        if !got.starts_with(b"HTTP/1.1 200") {
+            ok = false;
+        }
+        conns.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with = rss_kib(pid, "VmRSS:");
+    let per_connection = (ok && held > 0).then(|| {
+        with.saturating_sub(before)
+            .div_ceil(u64::try_from(held).unwrap_or(1))
+    });
+    drop(conns);
+
+    let streamed_mib = env_or("BENCH_STREAM_MIB", 1024);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let streaming_before = rss_kib(pid, "VmRSS:");
+    let streaming_max = match stream_peak(&g.base, &g.cookie, streamed_mib, pid).await {
+        Ok(max) => Some(max),
+        Err(e) => {
+            emit(&format!("(streaming not measured: {e})"));
+            None
+        }
+    };
+
+    let soak_secs = env_or("BENCH_SOAK_SECS", 0);
+    let soak = if soak_secs >= 120 {
+        let samples = tokio::spawn(async move {
+            let mut v = Vec::new();
+            let end = Instant::now() + Duration::from_secs(soak_secs);
+            while Instant::now() < end {
+                v.push(rss_kib(pid, "VmRSS:"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            v
+        });
+        let soak_load = Load {
+            threads: load.threads,
+            connections: load.connections,
+            secs: soak_secs,
+        };
+        soak_load.wrk(&format!("{}/", g.base), Some(&g.cookie))?;
+        let v = samples.await.unwrap_or_default();
+        let first = v.iter().take(60).copied().max().unwrap_or(0);
+        let last = v.iter().rev().take(60).copied().max().unwrap_or(0);
+        Some((first, last))
+    } else {
+        None
+    };
+    Ok(Memory {
+        idle,
+        held,
+        per_connection,
+        streamed_mib,
+        streaming_before,
+        streaming_max,
+        soak,
+    })
+}
+
+/// Uploads `mib` MiB to the upstream's sink and downloads as much, through
+/// gatehouse; returns the highest RSS sampled meanwhile.
+async fn stream_peak(base: &str, cookie: &str, mib: u64, pid: u32) -> BoxResult<u64> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let sampler = tokio::spawn(async move {
+        let mut max = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            max = max.max(rss_kib(pid, "VmRSS:"));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        max
+    });
+    let r = stream_both_ways(base, cookie, mib).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let max = sampler.await.unwrap_or(0);
+    r.map(|()| max)
+}
+
+/// `mib` MiB up (`POST /sink`) and down (`GET /source?mib=N`).
+async fn stream_both_ways(base: &str, cookie: &str, mib: u64) -> BoxResult<()> {
+    use futures_util::stream;
+    let client: Client<HttpConnector, http_body_util::StreamBody<_>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let chunk = Bytes::from(vec![b'u'; 1 << 20]);
+    let chunks = stream::iter(
+        (0..mib).map(move |_| Ok::<_, Infallible>(hyper::body::Frame::data(chunk.clone()))),
+    );
+    let up = Request::post(format!("{base}/sink"))
+        .header(header::COOKIE, cookie)
+        .body(http_body_util::StreamBody::new(chunks))?;
+    let resp = client.request(up).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if status != StatusCode::OK || body.as_ref() != (mib << 20).to_string().as_bytes() {
+        return Err(format!("upload answered {status} {body:?}").into());
+    }
+    let down: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::get(format!("{base}/source?mib={mib}"))
+        .header(header::COOKIE, cookie)
+        .body(Empty::new())?;
+    let mut body = down.request(req).await?.into_body();
+    let mut got = 0_u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(d) = frame?.into_data() {
+            got += d.len() as u64;
+        }
+    }
+    if got != mib << 20 {
+        return Err(format!("downloaded {got} bytes, not {}", mib << 20).into());
     }
     Ok(())
 }
@@ -530,71 +950,137 @@ impl RedisServer {
     }
 }
 
-/// Runs nginx from `deploy/nginx/gatehouse.conf` (auth_request in front of
-/// the upstream) next to a plain nginx server block proxying to the same
-/// upstream without auth, and measures both.
-fn nginx_rows(
-    gatehouse_port: u16,
-    upstream: SocketAddr,
-    cookie: &str,
-    load: &Load,
-) -> BoxResult<Vec<(String, WrkResult)>> {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .ok_or("nginx not found: apt-get install -y nginx")?;
-    let dir = std::env::temp_dir().join(format!("gatehouse-bench-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("logs"))?;
-    let (auth_port, plain_port) = (free_port()?, free_port()?);
-    let template = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/nginx/gatehouse.conf"
-    ))?;
-    // the whole deploy file: its first server block is the protected app
-    // (the default server on its port), the second the central sign-in host
-    let protected = template
-        .replace("listen 80;", &format!("listen 127.0.0.1:{auth_port};"))
-        .replace("127.0.0.1:4180", &format!("127.0.0.1:{gatehouse_port}"))
-        .replace("127.0.0.1:8080", &upstream.to_string());
-    let conf = format!(
-        "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
-         events {{ worker_connections 1024; }}\nhttp {{\n access_log off;\n\
-         client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
-         uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-         server {{ listen 127.0.0.1:{plain_port}; location / {{ proxy_pass http://{upstream}; }} }}\n\
-         {protected}\n}}\n",
-        d = dir.display(),
-    );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf)?;
-    let child = Command::new(nginx)
-        .args([
-            "-p",
-            &dir.display().to_string(),
-            "-c",
-            &conf_path.display().to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let _nginx = NginxGuard(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", auth_port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("nginx did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+/// nginx with four servers: a plain proxy to the upstream with the access
+/// log off and one with it on, `deploy/nginx/gatehouse.conf` (auth_request
+/// to gatehouse in front of the upstream), and the same auth_request
+/// answered by nginx itself with a static 202. One worker per core.
+struct Nginx {
+    _child: NginxGuard,
+    dir: std::path::PathBuf,
+    plain: u16,
+    plain_logged: u16,
+    auth_gatehouse: u16,
+    auth_static: u16,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
-    let plain = load.wrk(&format!("http://127.0.0.1:{plain_port}/"), None)?;
-    let through = load.wrk(&format!("http://127.0.0.1:{auth_port}/"), Some(cookie))?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(vec![
-        ("nginx, no auth".to_owned(), plain),
-        (
-            "nginx auth_request + gatehouse /oauth2/auth".to_owned(),
-            through,
-        ),
-    ])
+}
+
+impl Nginx {
+    fn start(gatehouse_port: u16, upstream: SocketAddr) -> BoxResult<Self> {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or("nginx not found: apt-get install -y nginx")?;
+        let dir =
+            std::env::temp_dir().join(format!("gatehouse-bench-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let (auth_gatehouse, plain, plain_logged, auth_static) =
+            (free_port()?, free_port()?, free_port()?, free_port()?);
+        let template = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/nginx/gatehouse.conf"
+        ))?;
+        // the whole deploy file: its first server block is the protected app
+        // (the default server on its port), the second the central sign-in host
+        let protected = template
+            .replace("listen 80;", &format!("listen 127.0.0.1:{auth_gatehouse};"))
+            .replace("127.0.0.1:4180", &format!("127.0.0.1:{gatehouse_port}"))
+            .replace("127.0.0.1:8080", &upstream.to_string());
+        let conf = format!(
+            "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
+             events {{ worker_connections 4096; }}\nhttp {{\n access_log off;\n\
+             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
+             uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+             upstream app {{ server {upstream}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{plain}; location / {{ proxy_pass http://app; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n\
+             server {{ listen 127.0.0.1:{plain_logged}; access_log {d}/logs/access.log; \
+             location / {{ proxy_pass http://app; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; }} }}\n\
+             server {{ listen 127.0.0.1:{auth_static}; location = /auth202 {{ internal; return 202; }} \
+             location / {{ auth_request /auth202; proxy_pass http://app; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; }} }}\n\
+             {protected}\n}}\n",
+            d = dir.display(),
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf)?;
+        let child = Command::new(nginx)
+            .args([
+                "-p",
+                &dir.display().to_string(),
+                "-c",
+                &conf_path.display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let guard = NginxGuard(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in [auth_gatehouse, plain, plain_logged, auth_static] {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if Instant::now() > deadline {
+                    return Err("nginx did not start".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(Self {
+            _child: guard,
+            dir,
+            plain,
+            plain_logged,
+            auth_gatehouse,
+            auth_static,
+        })
+    }
+}
+
+/// `../shared/bench/bare-proxy` in mode `proxy`: one Rust proxy hop with no
+/// auth. `make bench` builds it into `target/bare-proxy`; `BARE_PROXY_BIN`
+/// names another build.
+struct BareProxy {
+    _child: ChildGuard,
+    port: u16,
+}
+
+impl BareProxy {
+    fn start(upstream: SocketAddr) -> BoxResult<Self> {
+        let bin = std::env::var("BARE_PROXY_BIN").unwrap_or_else(|_e| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/target/bare-proxy/release/bare-proxy"
+            )
+            .to_owned()
+        });
+        if !std::path::Path::new(&bin).exists() {
+            return Err(format!("{bin} not built (make bench builds it)").into());
+        }
+        let port = free_port()?;
+        let child = Command::new(&bin)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &format!("http://{upstream}")])
+            .args(["--mode", "proxy"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let guard = ChildGuard(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("bare-proxy did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
+            _child: guard,
+            port,
+        })
+    }
 }
 
 #[expect(clippy::print_stdout, reason = "the benchmark's report is its output")]
@@ -638,17 +1124,45 @@ async fn start_upstream() -> BoxResult<SocketAddr> {
             };
             let page = page.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let page = page.clone();
                     async move {
-                        let mut r = Response::new(Full::new(page));
+                        if req.uri().path() == "/sink" {
+                            // counts what was streamed up, keeps none of it
+                            let mut body = req.into_body();
+                            let mut n = 0_u64;
+                            while let Some(Ok(f)) = body.frame().await {
+                                if let Ok(d) = f.into_data() {
+                                    n += d.len() as u64;
+                                }
+                            }
+                            return Ok::<_, Infallible>(Response::new(
+                                Full::new(Bytes::from(n.to_string())).boxed(),
+                            ));
+                        }
+                        if req.uri().path() == "/source" {
+                            let mib: u64 = req
+                                .uri()
+                                .query()
+                                .and_then(|q| q.strip_prefix("mib="))
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(1);
+                            let chunk = Bytes::from(vec![b'd'; 1 << 20]);
+                            let frames = futures_util::stream::iter((0..mib).map(move |_| {
+                                Ok::<_, Infallible>(hyper::body::Frame::data(chunk.clone()))
+                            }));
+                            return Ok(Response::new(
+                                http_body_util::StreamBody::new(frames).boxed(),
+                            ));
+                        }
+                        let mut r = Response::new(Full::new(page).boxed());
                         r.headers_mut().insert(
                             header::CONTENT_TYPE,
                             "text/html"
                                 .parse()
                                 .unwrap_or(header::HeaderValue::from_static("text/html")),
                         );
-                        Ok::<_, Infallible>(r)
+                        Ok(r)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -733,7 +1247,7 @@ async fn sign_in(base: &str) -> BoxResult<(String, usize)> {
 
 struct WrkResult {
     rps: f64,
-    p99: String,
+    p99_ms: f64,
     non_2xx: u64,
 }
 
@@ -771,16 +1285,32 @@ fn wrk(url: &str, cookie: Option<&str>, load: &Load) -> BoxResult<WrkResult> {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| format!("no Requests/sec in wrk output:\n{text}"))?;
-    let p99 = text
+    // wrk prints `850.00us`, `1.23ms` or `1.02s`
+    let p99_ms = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("99%"))
-        .map_or_else(|| "?".to_owned(), |v| v.trim().to_owned());
+        .map(str::trim)
+        .and_then(|v| {
+            let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+                (n, 0.001)
+            } else if let Some(n) = v.strip_suffix("ms") {
+                (n, 1.0)
+            } else {
+                (v.strip_suffix('s')?, 1000.0)
+            };
+            num.parse::<f64>().ok().map(|x| x * scale)
+        })
+        .unwrap_or(f64::NAN);
     let non_2xx = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    Ok(WrkResult { rps, p99, non_2xx })
+    Ok(WrkResult {
+        rps,
+        p99_ms,
+        non_2xx,
+    })
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {

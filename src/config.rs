@@ -631,7 +631,7 @@ impl Config {
         for r in self.routes.routes() {
             if let crate::routes::PathMatch::Regex(re) = &r.path
                 && r.is_public()
-                && !re.as_str().starts_with('^')
+                && !routes::anchored(re.as_str())
             {
                 out.push(Problem {
                     key: r.name.clone(),
@@ -643,6 +643,7 @@ impl Config {
                 });
             }
         }
+        out.extend(routes::overlaps(&self.routes));
         out
     }
 }

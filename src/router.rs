@@ -194,14 +194,16 @@ async fn dispatch(
         // check_target refused these already
         return error_response(&Error::BadRequest("bad request path"), Mode::Json);
     };
-    let Ok(route) = state.config.routes.find(&Target {
+    let placed = state.config.routes.find(&Target {
         host: info.origin.host.as_deref(),
         method: Some(req.method()),
         path: &path,
-    }) else {
-        return error_response(&Error::BadRequest("request cannot be placed"), Mode::Json);
-    };
+    });
     drop(path);
+    let (route, api) = match placed {
+        Ok(p) => (p.route, p.api),
+        Err(why) => return error_response(&Error::BadRequest(why.0), Mode::Json),
+    };
     note.route = Some(route.index);
     // a public route looks at no session: nothing about the user goes
     // upstream. One forward call serves both: each await of it would add the
@@ -253,14 +255,12 @@ async fn dispatch(
             note.identity = Some(*identity);
             r
         }
-        Err(Decision::Challenge) if route.api => {
-            error_response(&Error::Unauthenticated, Mode::Json)
-        }
+        Err(Decision::Challenge) if api => error_response(&Error::Unauthenticated, Mode::Json),
         Err(Decision::Challenge) => challenge(state, &req, &info, None),
         Err(Decision::StepUp(identity)) => {
             // a new login at the provider, asking for the route's strength;
             // an API route never redirects
-            let r = if route.api {
+            let r = if api {
                 error_response(&Error::StepUpRequired, Mode::Json)
             } else {
                 challenge(state, &req, &info, route.step_up.as_ref())
@@ -302,6 +302,16 @@ fn check_target<B>(req: &Request<B>) -> Option<Response<ProxyBody>> {
     let host = hosts.next();
     if hosts.next().is_some() {
         return bad("more than one Host header");
+    }
+    // `user@host` parses as an authority, and would be matched (and passed
+    // on) as something other than the host it names
+    if host.is_some_and(|h| h.as_bytes().contains(&b'@'))
+        || req
+            .uri()
+            .authority()
+            .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return bad("the Host has user information");
     }
     if let (Some(target), Some(host)) = (req.uri().authority(), host) {
         // a port left out is the target scheme's default
@@ -408,6 +418,8 @@ mod target_tests {
             ("GET", "http://evil.test/a", &["app.example"], bad),
             ("GET", "http://app.example:8080/a", &["app.example"], bad),
             ("GET", "http://app.example/a", &["u@app.example"], bad),
+            ("GET", "/a", &["u@app.example"], bad),
+            ("GET", "/a", &["u:p@app.example:80"], bad),
             ("GET", "/a/../b", &["app.example"], bad),
             ("GET", "/a/%2E%2e/b", &["app.example"], bad),
             ("GET", "/a%2fb", &["app.example"], bad),

@@ -260,22 +260,44 @@ pub struct Target<'a> {
     pub path: &'a str,
 }
 
-/// The request could not be placed: which route applies depends on the
-/// method, which the front proxy did not send.
+/// The request could not be placed on a route without guessing; the text
+/// says why (for a 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MethodUnknown;
+pub struct Unplaced(pub &'static str);
+
+/// Where a request was placed.
+#[derive(Debug, Clone, Copy)]
+pub struct Placed<'a> {
+    /// The route.
+    pub route: &'a Route,
+    /// Never redirect to sign in: the route says so, or an `api_route`
+    /// regex matches the path.
+    pub api: bool,
+}
 
 /// The routes in order, and the default route after them.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     /// Every route, the default last.
     routes: Vec<Route>,
+    /// `api_route`: paths that answer 401 rather than redirect, whatever
+    /// route they are on (a modifier, as in oauth2-proxy, not a route: as a
+    /// route it would take requests from the routes after it).
+    api_paths: Vec<Regex>,
+    /// Some route names a host: a Host that is not a host name is refused
+    /// rather than matched by none of them.
+    names_hosts: bool,
+    /// Some route names methods.
+    names_methods: bool,
 }
 
 impl Default for RouteTable {
     fn default() -> Self {
         Self {
             routes: vec![Route::fallback(0)],
+            api_paths: Vec::new(),
+            names_hosts: false,
+            names_methods: false,
         }
     }
 }
@@ -284,7 +306,7 @@ impl RouteTable {
     /// Builds the table from routes in order; renumbers them and appends the
     /// default route. Errs when a route can never match because an earlier
     /// one takes every request it would: `(earlier, later)` names.
-    pub fn new(mut routes: Vec<Route>) -> Result<Self, (String, String)> {
+    pub fn new(mut routes: Vec<Route>, api_paths: Vec<Regex>) -> Result<Self, (String, String)> {
         for (i, later) in routes.iter().enumerate() {
             if let Some(earlier) = routes[..i].iter().find(|e| shadows(e, later)) {
                 return Err((earlier.name.clone(), later.name.clone()));
@@ -295,13 +317,29 @@ impl RouteTable {
         for (i, r) in routes.iter_mut().enumerate() {
             r.index = i;
         }
-        Ok(Self { routes })
+        Ok(Self {
+            names_hosts: routes.iter().any(|r| r.host != HostMatch::Any),
+            names_methods: routes.iter().any(|r| r.methods.is_some()),
+            routes,
+            api_paths,
+        })
     }
 
-    /// True when only the default route is there: behaviour is as before
-    /// routes existed.
+    /// True when only the default route is there (and no `api_route`):
+    /// behaviour is as before routes existed.
     pub fn is_default_only(&self) -> bool {
-        self.routes.len() == 1
+        self.routes.len() == 1 && self.api_paths.is_empty()
+    }
+
+    /// True when some route names methods: the upstream must then not be
+    /// told another method in a header (`X-HTTP-Method-Override`).
+    pub fn names_methods(&self) -> bool {
+        self.names_methods
+    }
+
+    /// The `api_route` regexes.
+    pub fn api_paths(&self) -> &[Regex] {
+        &self.api_paths
     }
 
     /// The default route: the site-wide rules alone.
@@ -316,24 +354,86 @@ impl RouteTable {
     }
 
     /// The first route that fits `target`; the default route when none
-    /// does. With the method unknown, a route that names methods cannot be
-    /// decided on, and the request is refused rather than placed on a later,
-    /// perhaps weaker, route.
-    pub fn find(&self, target: &Target<'_>) -> Result<&Route, MethodUnknown> {
+    /// does. Paths are compared without `;` parameters (`/admin;x/y` is
+    /// `/admin/y` to Tomcat and Jetty, so it is to the routes). A request
+    /// that cannot be placed without guessing is refused: the method unknown
+    /// (forward-auth) or not in capitals (`delete` is not `DELETE` to HTTP,
+    /// but is to many frameworks) where a route names methods, or a Host
+    /// that is not a host name where a route names hosts. `HEAD` goes where
+    /// `GET` does: servers answer it as a `GET`.
+    pub fn find(&self, target: &Target<'_>) -> Result<Placed<'_>, Unplaced> {
+        if self.names_hosts
+            && let Some(h) = target.host
+            && !is_host_name(bare_host(h))
+        {
+            return Err(Unplaced("the Host header is not a host name"));
+        }
+        let path = without_parameters(target.path);
+        let api = self.api_paths.iter().any(|r| r.is_match(&path));
         for r in &self.routes {
-            if !r.matches_host(target.host) || !r.matches_path(target.path) {
+            if !r.matches_host(target.host) || !r.matches_path(&path) {
                 continue;
             }
-            match (&r.methods, target.method) {
-                (None, _) => return Ok(r),
-                (Some(_), None) => return Err(MethodUnknown),
-                (Some(ms), Some(m)) if ms.contains(m) => return Ok(r),
-                (Some(_), Some(_)) => {}
+            let Some(ms) = &r.methods else {
+                return Ok(Placed {
+                    route: r,
+                    api: api || r.api,
+                });
+            };
+            let Some(m) = target.method else {
+                return Err(Unplaced(
+                    "a route depends on the method: the front proxy must send X-Forwarded-Method",
+                ));
+            };
+            if m.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+                return Err(Unplaced("the method is not written in capitals"));
+            }
+            if ms.contains(m) || (m == Method::HEAD && ms.contains(&Method::GET)) {
+                return Ok(Placed {
+                    route: r,
+                    api: api || r.api,
+                });
             }
         }
         // the default route has no condition; this is not reached
-        Ok(self.fallback())
+        Ok(Placed {
+            route: self.fallback(),
+            api,
+        })
     }
+}
+
+/// `path` with each segment's `;` parameters (raw or `%3B`, as the normal
+/// form spells it) removed; borrowed when there are none.
+fn without_parameters(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(';') && !path.contains("%3B") {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let end = segment
+            .find(';')
+            .into_iter()
+            .chain(segment.find("%3B"))
+            .min()
+            .unwrap_or(segment.len());
+        out.push_str(&segment[..end]);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A DNS name (letters, digits, `-`, single dots) or a bracketed IPv6
+/// literal; an IPv4 literal passes as a name.
+fn is_host_name(h: &str) -> bool {
+    if let Some(inner) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !h.is_empty()
+        && h.split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// Whether `earlier` takes every request `later` would: same or wider host,

@@ -101,7 +101,7 @@ fn step_up_for<'c>(
         (origin.host.as_deref(), &raw[..end])
     };
     let path = crate::http::path::normalize(path).ok()?;
-    let route = config
+    let placed = config
         .routes
         .find(&crate::routes::Target {
             host,
@@ -109,7 +109,7 @@ fn step_up_for<'c>(
             path: &path,
         })
         .ok()?;
-    route.step_up.as_ref()
+    placed.route.step_up.as_ref()
 }
 
 /// The URL to come back to after a login started at `target` (a path, or an

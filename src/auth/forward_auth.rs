@@ -36,7 +36,7 @@ use crate::http::headers::{
     X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
 };
 use crate::http::path::normalize;
-use crate::routes::{Route, Target};
+use crate::routes::{Placed, Target};
 use crate::state::AppState;
 use crate::telemetry::AccessNote;
 
@@ -58,13 +58,14 @@ pub async fn auth_request(
             }
         }
     };
-    let route = match route_of(state, original.as_ref()) {
-        Ok(r) => r,
+    let placed = match route_of(state, original.as_ref()) {
+        Ok(p) => p,
         Err(why) => {
             tracing::debug!(reason = why, "forward-auth: request not placed on a route");
             return error_response(&Error::BadRequest(why), Mode::Json);
         }
     };
+    let route = placed.route;
     note.route = Some(route.index);
     let narrowing = Narrowing::from_query(parts.uri.query());
     if route.is_public() && narrowing.is_empty() {
@@ -126,13 +127,14 @@ pub async fn forward_auth(
             return error_response(&Error::BadRequest(bad.0), Mode::Json);
         }
     };
-    let route = match route_of(state, original.as_ref()) {
-        Ok(r) => r,
+    let placed = match route_of(state, original.as_ref()) {
+        Ok(p) => p,
         Err(why) => {
             tracing::debug!(reason = why, "forward-auth: request not placed on a route");
             return error_response(&Error::BadRequest(why), Mode::Json);
         }
     };
+    let route = placed.route;
     note.route = Some(route.index);
     let narrowing = Narrowing::from_query(parts.uri.query());
     if route.is_public() && narrowing.is_empty() {
@@ -176,7 +178,7 @@ pub async fn forward_auth(
             let method = original.as_ref().map_or(&parts.method, |o| &o.method);
             let navigation = (method == Method::GET || method == Method::HEAD)
                 && info.mode == Mode::Html
-                && !route.api;
+                && !placed.api;
             if !navigation {
                 let why = if step_up.is_some() {
                     Error::StepUpRequired
@@ -217,26 +219,29 @@ pub async fn forward_auth(
 fn route_of<'s>(
     state: &'s AppState,
     original: Option<&OriginalRequest>,
-) -> Result<&'s Route, &'static str> {
+) -> Result<Placed<'s>, &'static str> {
     let table = &state.config.routes;
     if table.is_default_only() {
-        return Ok(table.fallback());
+        return Ok(Placed {
+            route: table.fallback(),
+            api: false,
+        });
     }
     let Some(o) = original else {
         return Err(
             "routes are configured: the front proxy must be a trusted_proxy and send the original URL",
         );
     };
-    let path = normalize(o.url.path()).map_err(crate::http::path::PathError::message)?;
+    // the path as the front proxy sent it, normalised as in proxy mode (the
+    // URL parser's reading would differ: it escapes `{`, `"`, ...)
+    let path = normalize(&o.path).map_err(crate::http::path::PathError::message)?;
     table
         .find(&Target {
             host: o.url.host_str(),
             method: o.method_given.then_some(&o.method),
             path: &path,
         })
-        .map_err(|_unknown| {
-            "a route depends on the method: the front proxy must send X-Forwarded-Method"
-        })
+        .map_err(|why| why.0)
 }
 
 /// The answer for a public route: allowed, with every identity header

@@ -8,7 +8,8 @@
 //!
 //! Order: the shorthands come first, as in oauth2-proxy, which checks them
 //! before anything else (preflight, then `skip_auth_route`, then
-//! `skip_auth_regex`, then `api_route`), then `[[routes]]` in file order.
+//! `skip_auth_regex`), then `[[routes]]` in file order. `api_route` is not a
+//! route: it marks paths that answer 401 on whatever route they are on.
 
 use http::Method;
 use regex::Regex;
@@ -121,16 +122,13 @@ pub(super) fn build(p: &mut Problems, raw: &super::RawConfig) -> Option<RouteTab
             ));
         }
     }
+    // not routes: a path they match answers 401 rather than redirect on
+    // whatever route it is (as a route, `^/api/` would take `/api/admin`
+    // from a stricter `[[routes]]` after it)
+    let mut api_paths = Vec::new();
     for (i, item) in raw.api_route.iter().enumerate() {
-        let key = format!("api_route[{i}]");
-        if let Some(r) = p.check(&key, regex_of(item)) {
-            routes.push(shorthand(
-                key,
-                PathMatch::Regex(r),
-                None,
-                Policy::Authenticated,
-                true,
-            ));
+        if let Some(r) = p.check(&format!("api_route[{i}]"), regex_of(item)) {
+            api_paths.push(r);
         }
     }
     for (i, r) in raw.routes.iter().enumerate() {
@@ -141,7 +139,7 @@ pub(super) fn build(p: &mut Problems, raw: &super::RawConfig) -> Option<RouteTab
     if p.0.len() > before {
         return None;
     }
-    match RouteTable::new(routes) {
+    match RouteTable::new(routes, api_paths) {
         Ok(t) => Some(t),
         Err((earlier, later)) => {
             p.add(
@@ -455,6 +453,50 @@ fn domains(list: &[String]) -> Result<Vec<String>, String> {
         out.push(bare.to_owned());
     }
     Ok(out)
+}
+
+/// Whether every match of `re` must start at the start of the path (`^`
+/// before each alternative, flags allowed).
+pub(super) fn anchored(re: &str) -> bool {
+    regex_syntax::parse(re).is_ok_and(|hir| {
+        hir.properties()
+            .look_set_prefix()
+            .contains(regex_syntax::hir::Look::Start)
+    })
+}
+
+/// Earlier public regex routes that take some of a later, signed-in
+/// route's requests: the start-up shadow check cannot prove a regex covers
+/// a whole prefix, but a regex that matches the prefix itself surely takes
+/// part of it. A warning for `--check-config`, naming both.
+pub(super) fn overlaps(table: &RouteTable) -> Vec<super::Problem> {
+    let routes = table.routes();
+    let mut out = Vec::new();
+    for (i, later) in routes.iter().enumerate() {
+        let PathMatch::Prefix(prefix) = &later.path else {
+            continue;
+        };
+        if later.is_public() {
+            continue;
+        }
+        for earlier in &routes[..i] {
+            if let PathMatch::Regex(re) = &earlier.path
+                && earlier.is_public()
+                && (re.is_match(prefix) || re.is_match(&format!("{prefix}/")))
+            {
+                out.push(super::Problem {
+                    key: later.name.clone(),
+                    reason: format!(
+                        "{} (public, `{}`) comes first and takes some of its requests, such as \
+                         {prefix}/: put the narrower route first or anchor the regex",
+                        earlier.name,
+                        re.as_str()
+                    ),
+                });
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

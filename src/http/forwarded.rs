@@ -138,6 +138,8 @@ pub struct OriginalRequest {
     pub method_given: bool,
     /// The original absolute URL.
     pub url: url::Url,
+    /// Its path as the front proxy sent it (checked, not normalised).
+    pub path: String,
 }
 
 /// The original request could not be understood.
@@ -172,6 +174,16 @@ pub fn original_request(
             .map_err(|_e| BadOriginal("bad X-Forwarded-Method"))?,
     };
     let raw = if let Some(u) = text(&X_ORIGINAL_URL)? {
+        // both given and at odds: one of them is a client's, passed on by a
+        // front proxy that set the other (nginx sets X-Original-URL and
+        // passes a client's X-Forwarded-Uri; Caddy and Traefik the reverse)
+        if let Some(uri) = text(&X_FORWARDED_URI)?
+            && uri != raw_path_and_query(u)
+        {
+            return Err(BadOriginal(
+                "X-Original-URL and X-Forwarded-Uri name different paths",
+            ));
+        }
         u.to_owned()
     } else if let Some(uri) = text(&X_FORWARDED_URI)? {
         if !uri.starts_with('/') || uri.starts_with("//") {
@@ -222,8 +234,22 @@ pub fn original_request(
     Ok(Some(OriginalRequest {
         method,
         method_given,
+        path: raw_path(&raw).to_owned(),
         url,
     }))
+}
+
+/// The path and query of an absolute URL as written (`/` when it has no
+/// path), without the fragment.
+fn raw_path_and_query(absolute: &str) -> &str {
+    let after_scheme = absolute
+        .split_once("://")
+        .map_or(absolute, |(_, rest)| rest);
+    let end = after_scheme.find('#').unwrap_or(after_scheme.len());
+    let before_fragment = &after_scheme[..end];
+    before_fragment
+        .find(['/', '?'])
+        .map_or("/", |i| &before_fragment[i..])
 }
 
 /// The path of an absolute URL as written (`/` when it has none), without

@@ -27,6 +27,13 @@ use crate::limits::IdleTimeoutBody;
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
+/// Headers frameworks read as the request's real method.
+const METHOD_OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// Which identity headers go upstream besides the always-sent ones.
 #[derive(Debug, Clone, Copy)]
 pub struct IdentityHeaderSettings {
@@ -135,6 +142,17 @@ impl Upstreams {
                     config
                         .pass_authorization_header
                         .then(|| "authorization".to_owned()),
+                )
+                // with routes that name methods, the method they matched on
+                // is the one the application acts on
+                .chain(
+                    config
+                        .routes
+                        .names_methods()
+                        .then_some(METHOD_OVERRIDE_HEADERS)
+                        .into_iter()
+                        .flatten()
+                        .map(|h| (*h).to_owned()),
                 )
                 .collect(),
             claim_headers: config

@@ -41,17 +41,21 @@ fn name_of(t: &RouteTable, host: Option<&str>, method: Option<&str>, path: &str)
         method: m.as_ref(),
         path,
     }) {
-        Ok(r) => r.name.clone(),
-        Err(MethodUnknown) => "method unknown".to_owned(),
+        Ok(p) => p.route.name.clone(),
+        Err(Unplaced(why)) if why.contains("X-Forwarded-Method") => "method unknown".to_owned(),
+        Err(Unplaced(why)) => format!("refused: {why}"),
     }
 }
 
 #[test]
 fn hosts_match_without_regard_to_case_trailing_dot_or_port() {
-    let t = RouteTable::new(vec![
-        route("app", exact("app.example.com"), PathMatch::Any, None),
-        route("v6", exact("[::1]"), PathMatch::Any, None),
-    ])
+    let t = RouteTable::new(
+        vec![
+            route("app", exact("app.example.com"), PathMatch::Any, None),
+            route("v6", exact("[::1]"), PathMatch::Any, None),
+        ],
+        Vec::new(),
+    )
     .unwrap();
     let cases: &[(Option<&str>, &str)] = &[
         (Some("app.example.com"), "app"),
@@ -66,7 +70,7 @@ fn hosts_match_without_regard_to_case_trailing_dot_or_port() {
         (Some("xapp.example.com"), "default"),
         (Some("a.app.example.com"), "default"),
         (Some("app.example.co"), "default"),
-        (Some(""), "default"),
+        (Some(""), "refused: the Host header is not a host name"),
         (None, "default"),
     ];
     for (host, want) in cases {
@@ -76,19 +80,20 @@ fn hosts_match_without_regard_to_case_trailing_dot_or_port() {
 
 #[test]
 fn a_wildcard_host_matches_subdomains_at_any_depth_but_not_the_domain_itself() {
-    let t = RouteTable::new(vec![route(
-        "wild",
-        sub(".example.com"),
-        PathMatch::Any,
-        None,
-    )])
+    let t = RouteTable::new(
+        vec![route("wild", sub(".example.com"), PathMatch::Any, None)],
+        Vec::new(),
+    )
     .unwrap();
     for (host, want) in [
         ("a.example.com", "wild"),
         ("A.B.Example.Com.", "wild"),
         ("a.example.com:8080", "wild"),
         ("example.com", "default"),
-        (".example.com", "default"),
+        (
+            ".example.com",
+            "refused: the Host header is not a host name",
+        ),
         ("evilexample.com", "default"),
         ("a.example.com.evil.test", "default"),
         ("example.com.", "default"),
@@ -99,7 +104,11 @@ fn a_wildcard_host_matches_subdomains_at_any_depth_but_not_the_domain_itself() {
 
 #[test]
 fn a_path_prefix_matches_on_segment_boundaries_only() {
-    let t = RouteTable::new(vec![route("api", HostMatch::Any, prefix("/api"), None)]).unwrap();
+    let t = RouteTable::new(
+        vec![route("api", HostMatch::Any, prefix("/api"), None)],
+        Vec::new(),
+    )
+    .unwrap();
     for (path, want) in [
         ("/api", "api"),
         ("/api/", "api"),
@@ -116,10 +125,13 @@ fn a_path_prefix_matches_on_segment_boundaries_only() {
 
 #[test]
 fn a_path_regex_is_searched_anywhere_unless_anchored() {
-    let t = RouteTable::new(vec![
-        route("anchored", HostMatch::Any, regex("^/health$"), None),
-        route("loose", HostMatch::Any, regex("/static/"), None),
-    ])
+    let t = RouteTable::new(
+        vec![
+            route("anchored", HostMatch::Any, regex("^/health$"), None),
+            route("loose", HostMatch::Any, regex("/static/"), None),
+        ],
+        Vec::new(),
+    )
     .unwrap();
     for (path, want) in [
         ("/health", "anchored"),
@@ -134,22 +146,30 @@ fn a_path_regex_is_searched_anywhere_unless_anchored() {
 
 #[test]
 fn methods_match_case_sensitively_and_an_unknown_method_is_never_guessed() {
-    let t = RouteTable::new(vec![
-        route(
-            "reads",
-            HostMatch::Any,
-            prefix("/docs"),
-            Some(&["GET", "HEAD"]),
-        ),
-        route("rest", HostMatch::Any, prefix("/docs"), None),
-        route("any", HostMatch::Any, prefix("/other"), None),
-    ])
+    let t = RouteTable::new(
+        vec![
+            route(
+                "reads",
+                HostMatch::Any,
+                prefix("/docs"),
+                Some(&["GET", "HEAD"]),
+            ),
+            route("rest", HostMatch::Any, prefix("/docs"), None),
+            route("any", HostMatch::Any, prefix("/other"), None),
+        ],
+        Vec::new(),
+    )
     .unwrap();
     assert_eq!(name_of(&t, None, Some("GET"), "/docs/a"), "reads");
     assert_eq!(name_of(&t, None, Some("HEAD"), "/docs"), "reads");
     assert_eq!(name_of(&t, None, Some("POST"), "/docs/a"), "rest");
-    // `get` is another method to HTTP
-    assert_eq!(name_of(&t, None, Some("get"), "/docs/a"), "rest");
+    // `get` is another method to HTTP, and `GET` to many frameworks: never
+    // placed on a later route as if it were neither
+    assert_eq!(
+        name_of(&t, None, Some("get"), "/docs/a"),
+        "refused: the method is not written in capitals"
+    );
+    assert_eq!(name_of(&t, None, Some("get"), "/other"), "any");
     // a front proxy that did not say: which route applies depends on it
     assert_eq!(name_of(&t, None, None, "/docs/a"), "method unknown");
     // a route that names no methods needs none
@@ -159,11 +179,14 @@ fn methods_match_case_sensitively_and_an_unknown_method_is_never_guessed() {
 
 #[test]
 fn the_first_route_that_matches_wins() {
-    let t = RouteTable::new(vec![
-        route("admin", exact("app.example.com"), prefix("/admin"), None),
-        route("app", exact("app.example.com"), PathMatch::Any, None),
-        route("admin-anywhere", HostMatch::Any, prefix("/admin"), None),
-    ])
+    let t = RouteTable::new(
+        vec![
+            route("admin", exact("app.example.com"), prefix("/admin"), None),
+            route("app", exact("app.example.com"), PathMatch::Any, None),
+            route("admin-anywhere", HostMatch::Any, prefix("/admin"), None),
+        ],
+        Vec::new(),
+    )
     .unwrap();
     assert_eq!(
         name_of(&t, Some("app.example.com"), Some("GET"), "/admin/x"),
@@ -189,7 +212,8 @@ fn the_first_route_that_matches_wins() {
 
 #[test]
 fn a_route_hidden_behind_an_earlier_one_is_named_with_it() {
-    let shadowed = |earlier: Route, later: Route| RouteTable::new(vec![earlier, later]).err();
+    let shadowed =
+        |earlier: Route, later: Route| RouteTable::new(vec![earlier, later], Vec::new()).err();
     let pair = Some(("a".to_owned(), "b".to_owned()));
     let any = || PathMatch::Any;
     let cases: Vec<(Route, Route, bool)> = vec![
@@ -346,4 +370,119 @@ fn check_config_lists_each_route_on_one_line() {
         Route::fallback(3).to_string(),
         "default                host *, any path -> signed in"
     );
+}
+
+#[test]
+fn head_goes_where_get_does() {
+    let t = RouteTable::new(
+        vec![
+            route("reads", HostMatch::Any, prefix("/p"), Some(&["GET"])),
+            route("rest", HostMatch::Any, prefix("/p"), None),
+        ],
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(name_of(&t, None, Some("HEAD"), "/p"), "reads");
+    assert_eq!(name_of(&t, None, Some("POST"), "/p"), "rest");
+}
+
+#[test]
+fn paths_are_matched_without_their_semicolon_parameters() {
+    let t = RouteTable::new(
+        vec![
+            route("admin", HostMatch::Any, prefix("/admin"), None),
+            route("js", HostMatch::Any, regex(r"\.js$"), None),
+        ],
+        Vec::new(),
+    )
+    .unwrap();
+    for (path, want) in [
+        // what Tomcat and Jetty serve as /admin/secret
+        ("/admin;x/secret", "admin"),
+        ("/admin%3Bx/secret", "admin"),
+        ("/admin;jsessionid=1", "admin"),
+        ("/admin/users;.js", "admin"),
+        ("/app.js;v=1", "js"),
+        ("/x/users;.js", "default"),
+        ("/adminx;y", "default"),
+    ] {
+        assert_eq!(name_of(&t, None, Some("GET"), path), want, "{path}");
+    }
+    assert_eq!(without_parameters("/a;b/c%3Bd/e"), "/a/c/e");
+    assert!(matches!(
+        without_parameters("/a/b"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
+
+#[test]
+fn a_host_that_is_not_a_host_name_is_refused_where_routes_name_hosts() {
+    let t = RouteTable::new(
+        vec![route(
+            "admin",
+            exact("admin.example.com"),
+            PathMatch::Any,
+            None,
+        )],
+        Vec::new(),
+    )
+    .unwrap();
+    for host in [
+        "admin.example.com..",
+        "x@admin.example.com",
+        "admin..example.com",
+        "admin.example.com%00",
+        "[not-v6]",
+        ":80",
+    ] {
+        assert!(
+            name_of(&t, Some(host), Some("GET"), "/").starts_with("refused"),
+            "{host}"
+        );
+    }
+    for host in [
+        "admin.example.com.",
+        "10.0.0.1:80",
+        "[::1]:8080",
+        "other.test",
+    ] {
+        assert!(
+            !name_of(&t, Some(host), Some("GET"), "/").starts_with("refused"),
+            "{host}"
+        );
+    }
+    // with no host routes, the Host is not looked at
+    let t = RouteTable::new(
+        vec![route("p", HostMatch::Any, prefix("/p"), None)],
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(name_of(&t, Some("a..b"), Some("GET"), "/p"), "p");
+}
+
+#[test]
+fn an_api_path_answers_401_on_whatever_route_it_is_on() {
+    let strict = Route {
+        policy: Policy::Allow(AllowLists {
+            groups: vec!["admins".into()],
+            ..AllowLists::default()
+        }),
+        ..route("admin", HostMatch::Any, prefix("/api/admin"), None)
+    };
+    let t = RouteTable::new(vec![strict], vec![Regex::new("^/api/").unwrap()]).unwrap();
+    let placed = |path: &str| {
+        let p = t
+            .find(&Target {
+                host: None,
+                method: Some(&Method::GET),
+                path,
+            })
+            .unwrap();
+        (p.route.name.clone(), p.api)
+    };
+    // the stricter route still applies to its paths
+    assert_eq!(placed("/api/admin/users"), ("admin".to_owned(), true));
+    assert_eq!(placed("/api/x"), ("default".to_owned(), true));
+    assert_eq!(placed("/x"), ("default".to_owned(), false));
+    assert!(!t.is_default_only());
 }

@@ -33,7 +33,7 @@ fn placed(c: &Config, host: &str, method: &str, path: &str) -> String {
             method: Some(&m),
             path,
         })
-        .map(|r| r.name.clone())
+        .map(|p| p.route.name.clone())
         .unwrap()
 }
 
@@ -253,7 +253,6 @@ allowed_groups = ["staff"]
             "skip_auth_route[1]",
             "skip_auth_route[2]",
             "skip_auth_regex[0]",
-            "api_route[0]",
             "routes[0]",
             "default"
         ]
@@ -267,9 +266,9 @@ allowed_groups = ["staff"]
     assert_eq!(placed(&c, "h", "POST", "/health"), "routes[0]");
     assert_eq!(placed(&c, "h", "POST", "/hook=x"), "skip_auth_route[2]");
     assert_eq!(placed(&c, "h", "GET", "/favicon.ico"), "skip_auth_regex[0]");
-    let api = &c.routes.routes()[5];
-    assert!(api.api && api.policy == Policy::Authenticated);
-    assert_eq!(placed(&c, "h", "GET", "/api/x"), "api_route[0]");
+    // api_route marks paths; it is not a route that could take them
+    assert_eq!(c.routes.api_paths().len(), 1);
+    assert_eq!(placed(&c, "h", "GET", "/api/x"), "routes[0]");
     assert_eq!(placed(&c, "h", "GET", "/x"), "routes[0]");
     assert!(c.routes.routes()[..5].iter().all(|r| r.is_public()));
 }
@@ -283,4 +282,30 @@ fn check_config_warns_about_a_public_regex_that_is_not_anchored() {
     // the anchored one and the non-public one are fine
     assert_eq!(keys, ["skip_auth_route[0]"], "{warnings:?}");
     assert!(warnings[0].reason.contains("start it with ^"));
+}
+
+#[test]
+fn a_regex_is_anchored_only_when_every_match_starts_at_the_start() {
+    use super::anchored;
+    for re in ["^/a", "(?i)^/x", "^(/a|/b)", "^/a|^/b", r"\A/a"] {
+        assert!(anchored(re), "{re}");
+    }
+    for re in ["/a", "^/a|/b", "x^", ".*^/a|/b", "(^/a)?/b"] {
+        assert!(!anchored(re), "{re}");
+    }
+}
+
+#[test]
+fn check_config_warns_when_an_earlier_public_regex_takes_part_of_a_later_route() {
+    let c = load(
+        "skip_auth_route = [\"^/api\", \"^/health$\"]\n[[routes]]\npath = \"/api/admin\"\nallowed_groups = [\"admins\"]\n[[routes]]\npath = \"/healthz\"\nallowed_groups = [\"ops\"]",
+    )
+    .unwrap();
+    let warnings = c.advisories();
+    let keys: Vec<&str> = warnings.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["routes[0]"], "{warnings:?}");
+    assert!(
+        warnings[0].reason.contains("skip_auth_route[0]"),
+        "{warnings:?}"
+    );
 }

@@ -215,14 +215,41 @@ fn original_request_defaults_to_get_http_and_the_host_header() {
 #[test]
 fn original_url_wins_over_the_forwarded_parts() {
     let h = headers(&[
-        ("x-original-url", "https://orig.example/o"),
-        ("x-forwarded-uri", "/f"),
+        ("x-original-url", "https://orig.example/o?q"),
+        ("x-forwarded-uri", "/o?q"),
         ("x-forwarded-host", "fwd.example"),
         ("x-forwarded-method", "PUT"),
     ]);
     let o = original_request(&h, true).unwrap().unwrap();
-    assert_eq!(o.url.as_str(), "https://orig.example/o");
+    assert_eq!(o.url.as_str(), "https://orig.example/o?q");
     assert_eq!(o.method, http::Method::PUT);
+    assert!(o.method_given);
+    assert_eq!(o.path, "/o");
+}
+
+#[test]
+fn an_original_url_and_a_forwarded_uri_at_odds_are_refused() {
+    // one of them is a client's, passed on by a front proxy that set the
+    // other: neither can be believed
+    for (url, uri) in [
+        ("https://app.example/health", "/admin"),
+        ("https://app.example/a?x=1", "/a"),
+        ("https://app.example/a", "/a?x=1"),
+    ] {
+        let h = headers(&[("x-original-url", url), ("x-forwarded-uri", uri)]);
+        assert_eq!(
+            original_request(&h, true),
+            Err(BadOriginal(
+                "X-Original-URL and X-Forwarded-Uri name different paths"
+            )),
+            "{url} {uri}"
+        );
+    }
+    let h = headers(&[("x-original-url", "https://app.example/a{b}")]);
+    let o = original_request(&h, true).unwrap().unwrap();
+    // the path as sent, not the URL parser's escaped reading
+    assert_eq!(o.path, "/a{b}");
+    assert!(!o.method_given);
 }
 
 #[test]
