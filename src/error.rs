@@ -417,6 +417,10 @@ pub fn error_response_with(
             if err.is_misconfiguration() {
                 body["error"] = serde_json::Value::from("misconfigured");
             }
+            if matches!(err, Error::StepUpRequired) {
+                // signed in, but not strongly or recently enough for this route
+                body["error"] = serde_json::Value::from("step_up_required");
+            }
             if public.retry {
                 body["start"] = serde_json::Value::from("/oauth2/start");
             }
