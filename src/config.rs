@@ -492,6 +492,16 @@ impl Config {
         let session_store = build_session_store(&mut p, &raw);
         let limits = limits::build(&mut p, &raw);
         let routes = routes::build(&mut p, &raw);
+        if let (Some(provider), Some(routes)) = (&provider, &routes)
+            && !provider.oidc
+        {
+            for r in routes.routes().iter().filter(|r| r.step_up.is_some()) {
+                p.add(
+                    &r.name,
+                    "acr_values and max_age need an OpenID Connect provider: the acr and auth_time come from its ID token",
+                );
+            }
+        }
 
         match (
             http_address,

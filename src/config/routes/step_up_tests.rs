@@ -109,3 +109,19 @@ fn a_bad_step_up_is_refused_naming_its_key() {
         );
     }
 }
+
+#[test]
+fn a_step_up_with_a_plain_oauth_provider_is_refused() {
+    let toml = format!(
+        "{BASE}\nprovider = \"zkauth\"\noidc_authorize_url = \"https://idp.example.com/authorize\"\n\
+         oidc_token_url = \"https://idp.example.com/token\"\noidc_jwks_url = \"https://idp.example.com/jwks\"\n\
+         [[routes]]\npath = \"/admin\"\nmax_age = 60\n"
+    );
+    let problems = Config::from_toml_str(&toml).expect_err("refused").problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == "routes[0]" && p.reason.contains("OpenID Connect")),
+        "{problems:?}"
+    );
+}
