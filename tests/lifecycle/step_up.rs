@@ -291,6 +291,34 @@ async fn through_oauth2_auth_a_step_up_is_a_401_and_start_with_rd_asks_for_the_r
     assert_eq!(need.status, StatusCode::UNAUTHORIZED, "{}", need.text());
     assert!(need.location().is_none());
 
+    // Traefik and Caddy ask /oauth2/forward-auth: a browser is sent on to
+    // the provider asking for the acr, an API client gets the 401
+    let forward = |accept: &'static str| {
+        let url = s.proxy.url("/oauth2/forward-auth");
+        let original = s.proxy.url("/admin/x");
+        let cookie = cookie.clone();
+        async move {
+            TestClient::new()
+                .get_with(
+                    &url,
+                    &[
+                        ("x-original-url", original.as_str()),
+                        ("cookie", cookie.as_str()),
+                        ("accept", accept),
+                    ],
+                )
+                .await
+        }
+    };
+    let q = authorize_query(&forward(ACCEPT_HTML).await);
+    assert_eq!(
+        param(&q, "acr_values"),
+        Some("urn:example:mfa urn:example:hwk")
+    );
+    let api = forward("application/json").await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.json()["error"], "step_up_required");
+
     // /oauth2/start works the step-up out from rd's route; what the client
     // adds to the query asks for nothing
     let rd = s.proxy.url("/admin/x?y=1");
