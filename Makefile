@@ -2,7 +2,8 @@
 #   make demo   run gatehouse with a local identity provider and upstream
 #   make test   every test: unit, integration, interop and e2e
 #   make lint   rustfmt check and clippy with warnings as errors
-#   make bench  throughput, latency and memory, gatehouse vs direct upstream
+#   make bench  throughput, latency and memory: gatehouse vs direct upstream,
+#               a bare hyper proxy and nginx, in rounds; JSON in target/bench.json
 #   make mutants  mutation testing of the security core against the unit tests
 
 CARGO ?= cargo
@@ -31,8 +32,14 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# The bare hyper proxy baseline lives beside the checkout (../shared/bench);
+# without it the bench says so and skips that row.
+BARE_PROXY_DIR ?= ../shared/bench/bare-proxy
+
 bench:
 	$(CARGO) build --release --bin gatehouse --example bench
+	if [ -f $(BARE_PROXY_DIR)/Cargo.toml ]; then \
+	  $(CARGO) build --release --manifest-path $(BARE_PROXY_DIR)/Cargo.toml --target-dir target/bare-proxy; fi
 	./target/release/examples/bench
 
 # The security core (src/http/**, src/auth/**: gate, endpoints, sessions and

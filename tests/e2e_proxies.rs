@@ -21,7 +21,8 @@
 mod support;
 
 use crate::support::SESSION_COOKIE;
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Method, StatusCode};
 use support::client::{TestClient, TestResponse};
 use support::e2e::{
     CADDY, Caddy, Daemon, NGINX, Nginx, StartError, StubServer, TraefikConfig, TraefikSim,
@@ -86,6 +87,18 @@ impl Stack {
         test: &str,
         tweak: impl Fn(&str) -> String,
     ) -> Option<Self> {
+        Self::start_configured(front, sign_in, test, tweak, "").await
+    }
+
+    /// [`Stack::start_with`], with `gatehouse_extra` added to gatehouse's
+    /// config.
+    async fn start_configured(
+        front: Front,
+        sign_in: SignIn,
+        test: &str,
+        tweak: impl Fn(&str) -> String,
+        gatehouse_extra: &str,
+    ) -> Option<Self> {
         let bin = match front {
             Front::Nginx => Some(find_binary(NGINX, test)?),
             Front::Caddy => Some(find_binary(CADDY, test)?),
@@ -101,7 +114,8 @@ impl Stack {
             })
             .await;
             let upstream = Recorder::start().await;
-            let gatehouse = TestProxy::start(&gatehouse_toml(sign_in, port), &idp, &upstream).await;
+            let toml = format!("{}{gatehouse_extra}", gatehouse_toml(sign_in, port));
+            let gatehouse = TestProxy::start(&toml, &idp, &upstream).await;
             let g = gatehouse.host();
             let u = upstream.addr().to_string();
             let started = match (front, &bin) {
@@ -783,6 +797,181 @@ async fn nginx_passes_a_cookie_reissued_by_the_auth_answer_back_to_the_browser()
     assert_eq!(seen.header("x-forwarded-preferred-username"), Some("stub"));
     assert_eq!(seen.header("x-forwarded-groups"), Some("g1,g2"));
     assert!(seen.header("x-auth-request-user").is_none());
+}
+
+// === routes: gatehouse decides per path, the front config has no per-path rule ===
+
+/// A public path, a public POST-only path and a path for the admins group,
+/// in gatehouse's config only.
+const ROUTES: &str = "
+[[routes]]
+path = \"/public\"
+policy = \"public\"
+
+[[routes]]
+path = \"/hooks\"
+methods = [\"POST\"]
+policy = \"public\"
+
+[[routes]]
+path = \"/admin\"
+allowed_groups = [\"admins\"]
+";
+
+/// Identity headers a client sends, which must never reach the app.
+const FORGED: [(&str, &str); 5] = [
+    ("x-forwarded-user", "forged"),
+    ("x-forwarded-email", "forged@example.com"),
+    ("x-forwarded-groups", "admins"),
+    ("x-forwarded-preferred-username", "forged"),
+    ("x-auth-request-user", "forged"),
+];
+
+/// Asserts the upstream's last request was `path` (as sent), with no
+/// identity and none of gatehouse's cookies.
+fn assert_upstream_saw_nobody(s: &Stack, path: &str, what: &str) {
+    let seen = s
+        .upstream
+        .last()
+        .unwrap_or_else(|| panic!("{what}: the upstream saw nothing\n{}", s.front_logs()));
+    assert_eq!(seen.uri.path_and_query().unwrap().as_str(), path, "{what}");
+    for (name, value) in &seen.headers {
+        let value = value.to_str().unwrap_or("");
+        assert!(
+            !value.contains("forged") && !value.contains("admins"),
+            "{what}: {name}: {value} reached the app: {:?}",
+            seen.headers
+        );
+    }
+    for name in [
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+    ] {
+        assert!(
+            seen.header(name).is_none_or(str::is_empty),
+            "{what}: {name} reached the app: {:?}",
+            seen.headers
+        );
+    }
+    assert!(
+        seen.header_all("cookie")
+            .iter()
+            .all(|c| !c.contains(SESSION_COOKIE)),
+        "{what}: the session cookie reached the app: {:?}",
+        seen.headers
+    );
+}
+
+async fn public_and_group_paths_are_decided_by_gatehouses_routes(front: Front, test: &str) {
+    let Some(s) =
+        Stack::start_configured(front, SignIn::PerHost, test, str::to_owned, ROUTES).await
+    else {
+        return;
+    };
+    // signed out: the public path reaches the app, with no identity
+    let page = s
+        .client
+        .get_with(&s.url(APP1, "/public/page?x=1"), &FORGED)
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "signed out, /public: {}\n{}",
+        page.text(),
+        s.front_logs()
+    );
+    assert_upstream_saw_nobody(&s, "/public/page?x=1", "signed out, /public");
+    // a public path for POST only: the front proxy must pass the method on
+    let post = s
+        .client
+        .request(
+            Method::POST,
+            &s.url(APP1, "/hooks/in"),
+            &[("content-type", "application/json")],
+            Some(Bytes::from_static(b"{}")),
+        )
+        .await;
+    assert_eq!(
+        post.status,
+        StatusCode::OK,
+        "signed out, POST /hooks: {}\n{}",
+        post.text(),
+        s.front_logs()
+    );
+    assert_eq!(s.upstream.last().unwrap().method, Method::POST);
+    assert_upstream_saw_nobody(&s, "/hooks/in", "POST /hooks");
+    s.upstream.clear();
+    let get = s.client.get_api(&s.url(APP1, "/hooks/in")).await;
+    assert_eq!(get.status, StatusCode::UNAUTHORIZED, "GET /hooks");
+    assert_eq!(s.upstream.count(), 0, "GET /hooks reached the app");
+
+    // bob (staff) signs in: the admin area refuses him
+    s.idp.set_knobs(|k| k.auto_approve = Some("bob".into()));
+    s.browser_login(APP1, "/", &[]).await;
+    s.upstream.clear();
+    let admin = s.client.get(&s.url(APP1, "/admin/panel")).await;
+    assert_eq!(
+        admin.status,
+        StatusCode::FORBIDDEN,
+        "bob at /admin: {}",
+        admin.text()
+    );
+    // signed in, the public path still sends the app nobody
+    let page = s.client.get_with(&s.url(APP1, "/public/x"), &FORGED).await;
+    assert_eq!(page.status, StatusCode::OK, "bob at /public");
+    assert_upstream_saw_nobody(&s, "/public/x", "signed in, /public");
+    // paths that could be read as /public by one server and /admin by
+    // another: refused, never on the public route
+    s.upstream.clear();
+    for path in [
+        "/public/../admin/panel",
+        "/public/%2e%2e/admin/panel",
+        "/public/..%2fadmin/panel",
+        "/public%2f..%2fadmin/panel",
+    ] {
+        let resp = s.client.get(&s.url(APP1, path)).await;
+        assert!(
+            !resp.status.is_success(),
+            "{path}: {}\n{}",
+            resp.status,
+            s.front_logs()
+        );
+    }
+    assert_eq!(
+        s.upstream.count(),
+        0,
+        "reached the app: {:?}",
+        s.upstream
+            .requests()
+            .iter()
+            .map(|r| r.uri.to_string())
+            .collect::<Vec<_>>()
+    );
+
+    // alice (admins), signed out, is sent to sign in and lands on the page
+    s.client.clear_cookies();
+    s.idp.set_knobs(|k| k.auto_approve = Some("alice".into()));
+    s.browser_login(APP1, "/admin/panel", &[]).await;
+    s.assert_upstream_saw_alice(APP1, "/admin/panel");
+}
+
+#[tokio::test]
+async fn nginx_public_and_group_paths_are_decided_by_gatehouses_routes() {
+    let test = "nginx_public_and_group_paths_are_decided_by_gatehouses_routes";
+    public_and_group_paths_are_decided_by_gatehouses_routes(Front::Nginx, test).await;
+}
+
+#[tokio::test]
+async fn caddy_public_and_group_paths_are_decided_by_gatehouses_routes() {
+    let test = "caddy_public_and_group_paths_are_decided_by_gatehouses_routes";
+    public_and_group_paths_are_decided_by_gatehouses_routes(Front::Caddy, test).await;
+}
+
+#[tokio::test]
+async fn traefik_public_and_group_paths_are_decided_by_gatehouses_routes() {
+    let test = "traefik_public_and_group_paths_are_decided_by_gatehouses_routes";
+    public_and_group_paths_are_decided_by_gatehouses_routes(Front::Traefik, test).await;
 }
 
 // === Caddy ===

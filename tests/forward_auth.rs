@@ -13,6 +13,9 @@
 
 mod support;
 
+#[path = "forward_auth/routes.rs"]
+mod routes;
+
 use crate::support::SESSION_COOKIE;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;

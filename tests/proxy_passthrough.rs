@@ -13,6 +13,8 @@ mod support;
 
 #[path = "proxy_passthrough/limits.rs"]
 mod limits;
+#[path = "proxy_passthrough/routes.rs"]
+mod routes;
 
 use crate::support::SESSION_COOKIE;
 use std::collections::BTreeMap;

@@ -231,6 +231,15 @@ pub fn original_request(
             "original URL must be http(s) with a host and no credentials",
         ));
     }
+    // the host as sent, too: the URL parser decodes `st%61tus` and numeric
+    // IPv4 forms, which the front proxy routed on as written (nginx's
+    // default server takes any Host), so routes must not see its reading
+    if !url
+        .host_str()
+        .is_some_and(|h| h.eq_ignore_ascii_case(raw_host(&raw)))
+    {
+        return Err(BadOriginal("original URL's host is not in plain form"));
+    }
     Ok(Some(OriginalRequest {
         method,
         method_given,
@@ -250,6 +259,22 @@ fn raw_path_and_query(absolute: &str) -> &str {
     before_fragment
         .find(['/', '?'])
         .map_or("/", |i| &before_fragment[i..])
+}
+
+/// The host of an absolute URL as written, without the port.
+fn raw_host(absolute: &str) -> &str {
+    let after_scheme = absolute
+        .split_once("://")
+        .map_or(absolute, |(_, rest)| rest);
+    let end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
+    let authority = &after_scheme[..end];
+    if authority.starts_with('[') {
+        authority.find(']').map_or(authority, |i| &authority[..=i])
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _port)| h)
+    }
 }
 
 /// The path of an absolute URL as written (`/` when it has none), without

@@ -265,3 +265,88 @@ async fn the_oauth2_proxy_example_config_signs_in_unchanged_but_for_addresses_an
     assert_eq!(seen.path(), "/api/items");
     assert_eq!(seen.header("x-forwarded-user"), Some(ALICE));
 }
+
+/// `examples/routes.toml`, started as written but for its addresses and
+/// secrets: the paths its comments call public need no session (and only
+/// with the methods they name), its API paths answer 401 and never
+/// redirect, and its admin area is for the admins group only.
+#[tokio::test]
+async fn the_routes_example_opens_and_closes_the_paths_its_comments_name() {
+    use http::Method;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/routes.toml");
+    let example: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let idp = MockIdp::start(IdpOptions {
+        client_id: string(&example, "client_id"),
+        client_secret: Some(CLIENT_SECRET.to_owned()),
+        ..IdpOptions::provider(Profile::Generic, "alice")
+    })
+    .await;
+    let upstreams = [Recorder::start().await, Recorder::start().await];
+    let (toml, _) = localise(&example, &idp, &upstreams);
+    let proxy = TestProxy::start_raw(&toml).await;
+    let [app, _] = upstreams;
+    let out = TestClient::new();
+    let json = [("accept", "application/json")];
+    for (method, p) in [
+        (Method::GET, "/healthz"),
+        (Method::GET, "/favicon.ico"),
+        (Method::GET, "/static/app.css"),
+        (Method::HEAD, "/static/app.css"),
+        (Method::POST, "/webhooks/github"),
+        (Method::OPTIONS, "/admin/anything"),
+    ] {
+        app.clear();
+        let r = out
+            .request(method.clone(), &proxy.url(p), &json, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{method} {p}: {}", r.text());
+        let seen = app.last().unwrap();
+        assert_eq!((&seen.method, seen.path()), (&method, p));
+        assert!(seen.header("x-forwarded-user").is_none(), "{method} {p}");
+    }
+    app.clear();
+    for (method, p) in [
+        (Method::POST, "/healthz"),
+        (Method::POST, "/static/app.css"),
+        (Method::GET, "/webhooks/github"),
+        (Method::GET, "/admin/users"),
+        (Method::GET, "/reports/q3"),
+    ] {
+        let r = out
+            .request(method.clone(), &proxy.url(p), &json, None)
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {p}");
+    }
+    // a browser is sent to sign in, except on the API paths
+    assert_eq!(
+        out.get(&proxy.url("/admin/users")).await.status,
+        StatusCode::FOUND
+    );
+    for p in ["/api/items", "/graphql"] {
+        let r = out.get(&proxy.url(p)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{p}");
+        assert!(r.location().is_none(), "{p}");
+    }
+    assert_eq!(app.count(), 0);
+    // bob (staff, example.com): the reports, not the admin area
+    let bob = TestClient::new();
+    crate::support::proxy::login_as(&bob, &proxy, "/welcome", "bob").await;
+    assert_eq!(
+        bob.get(&proxy.url("/reports/q3")).await.status,
+        StatusCode::OK
+    );
+    let admin = bob.get(&proxy.url("/admin/users")).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN, "{}", admin.text());
+    assert!(app.requests_to("/admin/users").is_empty());
+    // alice (admins)
+    let alice = TestClient::new();
+    crate::support::proxy::login_as(&alice, &proxy, "/welcome", "alice").await;
+    assert_eq!(
+        alice.get(&proxy.url("/admin/users")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.last().unwrap().header("x-forwarded-email"),
+        Some("alice@example.com")
+    );
+}

@@ -342,6 +342,21 @@ fn hostile_original_requests_are_refused_with_a_reason() {
             ],
             "bad X-Forwarded-Method",
         ),
+        (
+            &[("x-original-url", "https://st%61tus.example/")],
+            "original URL's host is not in plain form",
+        ),
+        (
+            &[
+                ("x-forwarded-uri", "/"),
+                ("x-forwarded-host", "0x7f.1:8443"),
+            ],
+            "original URL's host is not in plain form",
+        ),
+        (
+            &[("x-original-url", "http://0x7f.1/")],
+            "original URL's host is not in plain form",
+        ),
     ];
     for (pairs, reason) in table {
         assert_eq!(
