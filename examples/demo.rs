@@ -12,7 +12,9 @@
 //! provider's sign-in page, which lists the users (no passwords). Pick one and
 //! you land back on the upstream app, a page showing the request headers it
 //! received, with the identity headers gatehouse added (`X-Forwarded-User`,
-//! `X-Forwarded-Email`, `X-Forwarded-Groups`, ...) highlighted. "Sign out"
+//! `X-Forwarded-Email`, `X-Forwarded-Groups`, ...) highlighted. Sign in as
+//! carol (not in `example.com`) to see the 403 page, or open `/admin/` as bob
+//! (not in the `admins` group). "Sign out"
 //! ends the session server-side: a copy of the old cookie is refused from then
 //! on (the demo keeps revocations in memory; no Redis needed). Stop it with
 //! Ctrl-C.
@@ -127,7 +129,13 @@ client_secret = "{client_secret}"
 redirect_url = "http://127.0.0.1:{port}/oauth2/callback"
 cookie_secret = ["{secret}"]
 cookie_secure = false
-email_domain = ["*"]
+# carol (other.example) is signed in and refused: the 403 page
+email_domain = ["example.com"]
+
+# /admin/ is for the admins group only: bob gets the 403 page there
+[[routes]]
+path = "/admin/"
+allowed_groups = ["admins"]
 "#,
         upstream = app.url(),
         issuer = idp.issuer(),
@@ -153,12 +161,21 @@ fn print_banner(port: u16, idp: &MockIdp) -> std::io::Result<()> {
     writeln!(out, "  demo users:")?;
     for user in &idp.options().users {
         let groups = user.groups.join(", ");
+        let note = if user.email.ends_with("@example.com") {
+            ""
+        } else {
+            "  <- not in example.com: gets the 403 page"
+        };
         writeln!(
             out,
-            "    {:<6} {:<22} groups: {groups}",
+            "    {:<6} {:<22} groups: {groups}{note}",
             user.username, user.email
         )?;
     }
+    writeln!(
+        out,
+        "  http://127.0.0.1:{port}/admin/ is for the admins group: alice gets in, bob gets the 403 page"
+    )?;
     writeln!(
         out,
         "  sign-out is server-side: copy the _gatehouse cookie, sign out at /oauth2/sign_out,"

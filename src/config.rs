@@ -15,9 +15,11 @@
 //! Invariant: a `Config` that exists is valid. Every problem found is reported
 //! at once, each naming its key and the reason.
 
+mod env_alias;
 mod limits;
 mod oauth2_proxy;
 mod raw;
+mod reach;
 mod routes;
 mod secret;
 mod strength;
@@ -231,7 +233,9 @@ pub struct TlsConfig {
 pub struct Config {
     /// Listen address.
     pub http_address: SocketAddr,
-    /// Upstreams, longest prefix first.
+    /// Upstreams, longest prefix first; empty in forward-auth mode, where
+    /// only `/oauth2/*`, the probes and routes with an upstream of their
+    /// own are served.
     pub upstreams: Vec<Upstream>,
     /// The identity provider.
     pub provider: ProviderConfig,
@@ -358,7 +362,10 @@ impl Config {
                 covered: Vec::new(),
             },
         };
-        Self::from_file_settings(from_file, cli)
+        // oauth2-proxy's OAUTH2_PROXY_* variables: above the file, below
+        // flags and GATEHOUSE_* (clap's layer)
+        let from_env = env_alias::settings(&env_alias::process_vars());
+        Self::from_file_settings(from_file.under(from_env), cli)
     }
 
     /// Builds the configuration from TOML text alone (tests, examples).
@@ -577,6 +584,17 @@ struct FileSettings {
     covered: Vec<String>,
 }
 
+impl FileSettings {
+    /// `high` stacked over these settings; problems and notes of both.
+    fn under(mut self, high: Self) -> Self {
+        self.raw = self.raw.overlay(high.raw);
+        self.problems.extend(high.problems);
+        self.notes.extend(high.notes);
+        self.covered.extend(high.covered);
+        self
+    }
+}
+
 /// Every gatehouse key: the `RawConfig` fields, read from clap's ids.
 fn our_keys() -> Vec<String> {
     use clap::Args as _;
@@ -637,6 +655,7 @@ impl Config {
                 });
             }
         }
+        out.extend(reach::advisories(self));
         // a public regex searched anywhere opens more than it says
         for r in self.routes.routes() {
             if let crate::routes::PathMatch::Regex(re) = &r.path
@@ -1074,9 +1093,8 @@ fn parse_listen_address(s: &str) -> Result<SocketAddr, std::net::AddrParseError>
 }
 
 fn parse_upstreams(list: &[String]) -> Result<Vec<Upstream>, String> {
-    if list.is_empty() {
-        return Err("at least one upstream is required (`URL` or `/prefix=URL`)".to_owned());
-    }
+    // none: forward-auth mode (front proxies ask `/oauth2/auth`), or
+    // every route names its own upstream
     let mut out = Vec::with_capacity(list.len());
     for item in list {
         let (prefix, url) = match item.split_once('=') {

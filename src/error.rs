@@ -69,6 +69,10 @@ pub enum Error {
     /// The code exchange failed at the provider.
     #[error(transparent)]
     Idp(IdpError),
+    /// Discovery at start keeps failing in a way retrying cannot mend: the
+    /// issuer URL is wrong (see [`discovery_misconfigured`]).
+    #[error("provider not discovered: {0}")]
+    DiscoveryFailed(IdpError),
     /// The upstream could not be reached.
     #[error("upstream {upstream} unavailable: {reason}")]
     UpstreamUnavailable {
@@ -92,6 +96,10 @@ pub enum Error {
     /// An `/oauth2/` path gatehouse does not serve.
     #[error("no such endpoint")]
     NotFound,
+    /// No upstream for this request: gatehouse runs as a forward-auth
+    /// server (no `upstream`) and the request's route has none of its own.
+    #[error("no upstream is configured: forward-auth mode")]
+    NoUpstream,
     /// An `/oauth2/` endpoint asked with the wrong method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -116,12 +124,15 @@ impl Error {
             | Self::StepUpFailed(_) => ErrorKind::LoginFailed,
             Self::Idp(IdpError::IdToken(_)) => ErrorKind::LoginFailed,
             Self::MissingParam(_) | Self::BadRequest(_) => ErrorKind::BadRequest,
-            Self::IdpNotReady | Self::Idp(_) | Self::StoreUnavailable => ErrorKind::IdpUnavailable,
+            Self::IdpNotReady
+            | Self::Idp(_)
+            | Self::StoreUnavailable
+            | Self::DiscoveryFailed(_) => ErrorKind::IdpUnavailable,
             Self::UpstreamUnavailable { .. } => ErrorKind::UpstreamUnavailable,
             Self::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             Self::Unauthenticated | Self::StepUpRequired => ErrorKind::Unauthenticated,
             Self::Internal(_) => ErrorKind::Internal,
-            Self::NotFound => ErrorKind::NotFound,
+            Self::NotFound | Self::NoUpstream => ErrorKind::NotFound,
             Self::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             Self::TooManyRequests => ErrorKind::TooManyRequests,
         }
@@ -130,13 +141,15 @@ impl Error {
     /// True when the failure is the deployment's configuration, not
     /// something that passes: the provider refused gatehouse itself
     /// (`invalid_client`, `unauthorized_client`: a wrong client id or
-    /// secret). Retrying cannot help. (Discovery itself runs before any
-    /// request: a request only sees a key refetch fail, which passes.)
+    /// secret), or discovery at start found no provider where the issuer
+    /// URL points ([`Self::DiscoveryFailed`]). Retrying cannot help. (A key
+    /// refetch failing at request time passes.)
     pub fn is_misconfiguration(&self) -> bool {
         match self {
             Self::Idp(IdpError::TokenExchange(why)) => {
                 why.contains("invalid_client") || why.contains("unauthorized_client")
             }
+            Self::DiscoveryFailed(_) => true,
             _ => false,
         }
     }
@@ -155,11 +168,17 @@ impl Error {
             retry: true,
         };
         if self.is_misconfiguration() {
+            let what = if matches!(self, Self::DiscoveryFailed(_)) {
+                "The identity provider could not be found where this site's sign-in settings \
+                 point."
+            } else {
+                "The identity provider did not accept this site's sign-in settings."
+            };
             return Public {
                 title: "Sign-in is not set up correctly",
-                what: "The identity provider did not accept this site's sign-in settings. \
-                       This is a configuration problem on the server, not something you did."
-                    .to_owned(),
+                what: format!(
+                    "{what} This is a configuration problem on the server, not something you did."
+                ),
                 next: "Trying again will not help. Please contact the administrator of this site \
                        and tell them sign-in is misconfigured."
                     .to_owned(),
@@ -229,7 +248,7 @@ impl Error {
                 links: vec![("/oauth2/start", "Try again")],
                 retry: true,
             },
-            Self::Idp(_) => Public {
+            Self::Idp(_) | Self::DiscoveryFailed(_) => Public {
                 title: "Sign-in could not be completed",
                 what: "The identity provider could not complete the sign-in.".to_owned(),
                 next: format!("Please sign in again. {admin}"),
@@ -298,6 +317,18 @@ impl Error {
                 links: vec![HOME],
                 retry: false,
             },
+            Self::NoUpstream => Public {
+                title: "No application is served here",
+                what: "gatehouse runs here as a forward-auth server: no upstream is configured, \
+                       so it answers sign-in and access checks for other sites but serves no \
+                       application itself."
+                    .to_owned(),
+                next: "Open the application's own address; it sends you here to sign in when \
+                       needed."
+                    .to_owned(),
+                links: Vec::new(),
+                retry: false,
+            },
             Self::MethodNotAllowed => Public {
                 title: "This address cannot be used this way",
                 what: "This address exists, but not for this kind of request.".to_owned(),
@@ -322,6 +353,27 @@ impl Error {
             },
         }
     }
+}
+
+/// Whether a discovery failure at start is the configuration, so a
+/// sign-in page says "misconfigured" rather than "try again": the provider
+/// answered 4xx (a wrong issuer URL: 404 for the discovery document or the
+/// keys), its document names another issuer, or it advertises plain-http
+/// endpoints that are not allowed. Not when it could not be reached, answered
+/// 5xx, 408 or 429, or sent something unreadable (an error page from a proxy
+/// between): those pass. Reasons are `oidc`'s: `... answered 404 Not Found`,
+/// `the document names issuer ...`, `... is plain http ...`.
+pub(crate) fn discovery_misconfigured(reason: &str) -> bool {
+    if reason.starts_with("provider request failed") {
+        return false;
+    }
+    if reason.starts_with("the document names issuer") || reason.contains("is plain http") {
+        return true;
+    }
+    reason.split_once(" answered ").is_some_and(|(_, status)| {
+        let code = status.get(..3).and_then(|c| c.parse::<u16>().ok());
+        matches!(code, Some(400..=499)) && !matches!(code, Some(408 | 429))
+    })
 }
 
 /// What a page or a JSON answer tells a person about an [`Error`].
@@ -360,6 +412,29 @@ pub enum Mode {
     Json,
 }
 
+tokio::task_local! {
+    /// Who the request's browser is signed in as, for the pages rendered
+    /// while answering it (set by the router, read by [`error_response`]).
+    static SIGNED_IN_AS: std::cell::RefCell<Option<String>>;
+}
+
+/// Runs `f` (one request's handling) with room for [`set_signed_in_as`].
+pub fn with_page_context<F: std::future::Future>(
+    f: F,
+) -> impl std::future::Future<Output = F::Output> {
+    SIGNED_IN_AS.scope(std::cell::RefCell::new(None), f)
+}
+
+/// Records who the current request's browser is signed in as, so every
+/// page rendered for it says so. Outside [`with_page_context`], nothing.
+pub fn set_signed_in_as(who: Option<String>) {
+    let _ = SIGNED_IN_AS.try_with(|c| *c.borrow_mut() = who);
+}
+
+fn current_signed_in_as() -> Option<String> {
+    SIGNED_IN_AS.try_with(|c| c.borrow().clone()).ok().flatten()
+}
+
 /// The one place an error becomes a response, logged once here.
 pub fn error_response(err: &Error, mode: Mode) -> Response<ProxyBody> {
     error_response_with(err, mode, None)
@@ -382,7 +457,7 @@ pub fn error_response_with(
             // unreachable or too slow: the provider is down, try again later
             Error::Idp(IdpError::Transport(_)) => StatusCode::SERVICE_UNAVAILABLE,
             // it answered, but not with what a sign-in needs
-            Error::Idp(_) => StatusCode::BAD_GATEWAY,
+            Error::Idp(_) | Error::DiscoveryFailed(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         },
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -421,6 +496,9 @@ pub fn error_response_with(
                 // signed in, but not strongly or recently enough for this route
                 body["error"] = serde_json::Value::from("step_up_required");
             }
+            if matches!(err, Error::NoUpstream) {
+                body["error"] = serde_json::Value::from("no_upstream");
+            }
             if public.retry {
                 body["start"] = serde_json::Value::from("/oauth2/start");
             }
@@ -433,7 +511,7 @@ pub fn error_response_with(
             status,
             title: public.title,
             what: &public.what,
-            signed_in_as: None,
+            signed_in_as: current_signed_in_as().as_deref(),
             next: &public.next,
             links: &public.links,
             reference: request_id,
@@ -497,6 +575,11 @@ mod tests {
             Error::Idp(IdpError::TokenExchange(
                 "status 400 Bad Request, provider said unauthorized_client".into(),
             )),
+            Error::DiscoveryFailed(IdpError::Discovery {
+                issuer: "https://idp".into(),
+                reason: "https://idp/.well-known/openid-configuration answered 404 Not Found"
+                    .into(),
+            }),
         ];
         for err in &config {
             assert!(err.is_misconfiguration(), "{err}");
@@ -529,6 +612,32 @@ mod tests {
     }
 
     #[test]
+    fn discovery_failures_that_retrying_cannot_mend_are_told_apart() {
+        let wrong = [
+            "https://idp/.well-known/openid-configuration answered 404 Not Found",
+            "https://idp/.well-known/openid-configuration answered 401 Unauthorized",
+            "JWKS https://idp/jwks answered 403 Forbidden",
+            "the document names issuer `https://other/`",
+            "the document's token_endpoint: `http://idp.example/token` is plain http to a host",
+        ];
+        for reason in wrong {
+            assert!(discovery_misconfigured(reason), "{reason}");
+        }
+        let passing = [
+            "provider request failed: connection refused",
+            "provider request failed: timed out after 10s",
+            "https://idp/.well-known/openid-configuration answered 503 Service Unavailable",
+            "https://idp/.well-known/openid-configuration answered 500 Internal Server Error",
+            "https://idp/.well-known/openid-configuration answered 429 Too Many Requests",
+            "https://idp/.well-known/openid-configuration answered 408 Request Timeout",
+            "bad discovery document: expected value at line 1 column 1",
+        ];
+        for reason in passing {
+            assert!(!discovery_misconfigured(reason), "{reason}");
+        }
+    }
+
+    #[test]
     fn no_error_page_shows_backticks_config_keys_or_code_names() {
         let all = [
             Error::LoginState(LoginStateError::Missing),
@@ -549,6 +658,7 @@ mod tests {
             Error::Unauthenticated,
             Error::Internal("cannot seal login state"),
             Error::NotFound,
+            Error::NoUpstream,
             Error::MethodNotAllowed,
             Error::TooManyRequests,
         ];

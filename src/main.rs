@@ -61,6 +61,14 @@ fn main() -> ExitCode {
         for (what, result) in [
             ("every setting and its value", "ok"),
             ("redirect_url against cookie_secure", "ok"),
+            (
+                "redirect_url host is where gatehouse is",
+                if warned("redirect_url") == "ok" {
+                    warned("cookie_domain")
+                } else {
+                    "warning (above)"
+                },
+            ),
             ("client secret for the provider", warned("client_secret")),
             ("allowed_role clients", warned("allowed_role")),
             (
@@ -70,6 +78,7 @@ fn main() -> ExitCode {
         ] {
             eprintln!("  {what:<38} {result}");
         }
+        eprintln!("gatehouse: mode: {}", mode(&config));
         if !config.routes.is_default_only() {
             eprintln!("gatehouse: routes, first match wins:");
             for r in config.routes.routes() {
@@ -104,6 +113,30 @@ fn main() -> ExitCode {
     };
     drop(log); // flush the queued lines before exit
     code
+}
+
+/// What `--check-config` says gatehouse will be: a reverse proxy, or a
+/// forward-auth server only (no `upstream`).
+fn mode(config: &Config) -> String {
+    let own = config
+        .routes
+        .routes()
+        .iter()
+        .filter(|r| r.upstream.is_some())
+        .count();
+    match (config.upstreams.len(), own) {
+        (0, 0) => "forward-auth server only: no upstream is configured, so gatehouse answers \
+                   /oauth2/* (forward-auth, sign-in) and /ping, /ready; any other request gets 404"
+            .to_owned(),
+        (0, n) => format!(
+            "forward-auth server, and reverse proxy for {n} route(s) with an upstream of their \
+             own; requests on other routes get 404 (no global upstream)"
+        ),
+        (n, _) => format!(
+            "reverse proxy to {n} upstream(s), and forward-auth server (/oauth2/auth, \
+             /oauth2/forward-auth)"
+        ),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

@@ -57,7 +57,9 @@ pub async fn handle(
         .flatten()
         .and_then(|v| RequestId::from_header(v.as_bytes()))
         .unwrap_or_else(RequestId::generate);
-    with_request_id(id, handle_as(state, req, conn, trusted, id, started)).await
+    let handled =
+        crate::error::with_page_context(handle_as(state, req, conn, trusted, id, started));
+    with_request_id(id, handled).await
 }
 
 /// [`handle`] for a request whose id is `id`, with the id current (error
@@ -161,6 +163,14 @@ async fn dispatch(
                 return rate_limited(wait, info.mode);
             }
             let (parts, _body) = req.into_parts(); // endpoints read no body
+            if info.mode == Mode::Html
+                && !matches!(parts.uri.path(), "/oauth2/auth" | "/oauth2/forward-auth")
+            {
+                // a page rendered here says who the browser is signed in as
+                let session = state.gate.session(&state.config, &parts.headers).await;
+                let who = session.ok().flatten();
+                crate::error::set_signed_in_as(who.map(|s| endpoints::signed_in_as(&s.identity)));
+            }
             return match (parts.method.clone(), parts.uri.path()) {
                 (Method::GET, "/oauth2/start") => endpoints::start(state, &parts, &info),
                 (Method::GET, "/oauth2/callback") => {
@@ -205,6 +215,10 @@ async fn dispatch(
         Err(why) => return error_response(&Error::BadRequest(why.0), Mode::Json),
     };
     note.route = Some(route.index);
+    if !state.upstreams.serves(route.index) {
+        // forward-auth mode: nothing to sign in to here, say so plainly
+        return error_response(&Error::NoUpstream, info.mode);
+    }
     // a public route looks at no session: nothing about the user goes
     // upstream. One forward call serves both: each await of it would add the
     // whole forwarding future to this one.

@@ -25,15 +25,42 @@ fn write_config(name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// Runs the binary with a clean `GATEHOUSE_*` environment plus `env`.
+/// How long a run that should stop at the configuration may take.
+const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs the binary with a clean `GATEHOUSE_*` and `OAUTH2_PROXY_*`
+/// environment plus `env`. A binary still running after [`RUN_LIMIT`] (it
+/// accepted a bad configuration and is serving) is killed and the test
+/// fails saying so, rather than hanging.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     for (k, _) in std::env::vars() {
-        if k.starts_with("GATEHOUSE_") {
+        if k.starts_with("GATEHOUSE_") || k.starts_with("OAUTH2_PROXY_") {
             cmd.env_remove(k);
         }
     }
-    cmd.args(args).envs(env.iter().copied()).output().unwrap()
+    let mut child = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + RUN_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "gatehouse {args:?} was still running after {RUN_LIMIT:?}: it accepted the \
+                 configuration and started serving; stderr:\n{}",
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -71,7 +98,6 @@ fn missing_settings_are_all_named_and_secrets_never_printed() {
     assert_eq!(out.status.code(), Some(EX_CONFIG));
     let err = stderr(&out);
     for key in [
-        "upstream",
         "oidc_issuer_url",
         "client_id",
         "redirect_url",
@@ -1010,5 +1036,138 @@ fn check_config_warns_of_a_role_of_another_client_and_prints_what_it_checked() {
             "{row}"
         );
     }
+    drop(idp);
+}
+
+/// `VALID` with the issuer at `idp` and `upstream` replaced by `upstream`
+/// (`None`: no upstream line).
+fn valid_at(idp: &MockIdp, upstream: Option<&str>) -> String {
+    let upstream = upstream.map_or_else(String::new, |u| format!("upstream = \"{u}\""));
+    VALID
+        .replace(
+            "oidc_issuer_url = \"http://127.0.0.1:9\"",
+            &format!("oidc_issuer_url = \"{}\"", idp.issuer()),
+        )
+        .replace("upstream = \"http://127.0.0.1:9\"", &upstream)
+}
+
+/// Issue 11: forward-auth setups need no dummy `upstream`, and
+/// `--check-config` says which mode gatehouse will run in.
+#[test]
+fn check_config_accepts_no_upstream_and_says_it_is_a_forward_auth_server() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let path = write_config("forward-auth-only.toml", &valid_at(&idp, None));
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("mode: forward-auth server only: no upstream is configured"),
+        "{err}"
+    );
+    let path = write_config(
+        "reverse-proxy.toml",
+        &valid_at(&idp, Some("http://127.0.0.1:9")),
+    );
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("mode: reverse proxy to 1 upstream(s)"),
+        "{err}"
+    );
+    drop(idp);
+}
+
+/// Issue 11: an oauth2-proxy deployment's environment works unchanged:
+/// `OAUTH2_PROXY_*` variables are aliases (with oauth2-proxy's names), and
+/// a `GATEHOUSE_*` variable wins over its alias.
+#[test]
+fn oauth2_proxy_environment_variables_configure_gatehouse_and_gatehouse_ones_win() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    // the file has none of these: they come from the environment alone
+    let file: String = valid_at(&idp, None)
+        .lines()
+        .filter(|l| {
+            !["client_secret", "cookie_secret", "email_domain"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = write_config("oauth2-proxy-env.toml", &file);
+    let cfg = path.to_str().unwrap();
+    let env = [
+        ("OAUTH2_PROXY_CLIENT_SECRET", "env-client-secret-42"),
+        (
+            "OAUTH2_PROXY_COOKIE_SECRET",
+            "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI=",
+        ),
+        ("OAUTH2_PROXY_EMAIL_DOMAINS", "example.com,example.org"),
+        ("OAUTH2_PROXY_UPSTREAMS", "http://127.0.0.1:9/api/"),
+    ];
+    let out = run(&["--config", cfg, "--check-config"], &env);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("mode: reverse proxy to 1 upstream(s)"),
+        "{err}"
+    );
+    assert!(!err.contains("env-client-secret-42"), "{err}");
+
+    // the oauth2-proxy name is read, and GATEHOUSE_ wins over it
+    let alias = [("OAUTH2_PROXY_HTTP_ADDRESS", "from-oauth2-proxy")];
+    let err = stderr(&run(&["--config", cfg], &[&env[..], &alias[..]].concat()));
+    assert!(err.contains("`from-oauth2-proxy`"), "{err}");
+    let both = [
+        ("OAUTH2_PROXY_HTTP_ADDRESS", "from-oauth2-proxy"),
+        ("GATEHOUSE_HTTP_ADDRESS", "from-gatehouse"),
+    ];
+    let err = stderr(&run(&["--config", cfg], &[&env[..], &both[..]].concat()));
+    assert!(err.contains("`from-gatehouse`"), "{err}");
+    assert!(!err.contains("from-oauth2-proxy"), "{err}");
+
+    // a feature gatehouse lacks: refused, naming the variable
+    let lacking = [("OAUTH2_PROXY_GITHUB_ORG", "acme")];
+    let out = run(&["--config", cfg], &[&env[..], &lacking[..]].concat());
+    assert_eq!(out.status.code(), Some(EX_CONFIG));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "OAUTH2_PROXY_GITHUB_ORG: the oauth2-proxy setting `github_org` is not supported yet"
+        ),
+        "{err}"
+    );
+    drop(idp);
+}
+
+/// Issue 11: `--check-config` warns when the provider would send browsers
+/// back to a host where gatehouse is surely not reached.
+#[test]
+fn check_config_warns_of_a_loopback_redirect_url_while_listening_for_other_machines() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let text = format!(
+        "{}\nhttp_address = \"0.0.0.0:4180\"\n",
+        valid_at(&idp, Some("http://127.0.0.1:9"))
+    );
+    let path = write_config("redirect-loopback.toml", &text);
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a warning, not a refusal: {err}"
+    );
+    assert!(
+        err.contains("warning: redirect_url: its host `127.0.0.1` is the browser's own machine"),
+        "{err}"
+    );
+    let row = err
+        .lines()
+        .find(|l| l.contains("redirect_url host is where gatehouse is"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(row.contains("warning"), "{row}");
     drop(idp);
 }

@@ -1326,3 +1326,81 @@ async fn an_original_path_with_dot_segments_or_encoded_slashes_is_refused_never_
         assert_not_allowed(&nginx, StatusCode::BAD_REQUEST, &original);
     }
 }
+
+/// Issue 11: forward-auth mode needs no `upstream`. gatehouse answers
+/// `/oauth2/*` and the probes; any other request gets a 404 saying why, at
+/// once (no sign-in redirect, no 502 naming a dummy upstream).
+#[tokio::test]
+async fn without_an_upstream_gatehouse_serves_forward_auth_and_says_so_elsewhere() {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let dummy = Recorder::start().await;
+    let proxy = TestProxy::builder(&idp, &dummy)
+        .remove("upstream")
+        .start()
+        .await;
+    let client = TestClient::new().with_timeout(std::time::Duration::from_secs(5));
+    for probe in ["/ping", "/ready"] {
+        assert_eq!(client.get(&proxy.url(probe)).await.status, StatusCode::OK);
+    }
+    // not signed in, nothing to ask: the forward-auth answer is 401
+    let auth = get(&client, &proxy.url("/oauth2/auth"), &[]).await;
+    assert_eq!(auth.status, StatusCode::UNAUTHORIZED, "{}", auth.text());
+
+    // sign in through /oauth2/start, as a front proxy's redirect sends users
+    let authorize = support::proxy::start_login(&client, &proxy, "/oauth2/start?rd=/app").await;
+    let callback = support::proxy::authorize_at_idp(&client, &proxy, &authorize, None).await;
+    let back = client.get(callback.as_str()).await;
+    assert!(back.status.is_redirection(), "{}", back.text());
+    let auth = get(&client, &proxy.url("/oauth2/auth"), &[]).await;
+    assert_eq!(auth.status, StatusCode::ACCEPTED, "{}", auth.text());
+    assert_eq!(
+        auth.header("x-auth-request-email"),
+        Some("alice@example.com")
+    );
+
+    // anything else: a plain 404, page or JSON, signed in or not
+    for c in [&client, &TestClient::new()] {
+        let page = c.get(&proxy.url("/app")).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.text());
+        let text = page.text();
+        assert!(text.contains("forward-auth server"), "{text}");
+        assert!(text.contains("no upstream is configured"), "{text}");
+        let api = c.get_api(&proxy.url("/api/x")).await;
+        assert_eq!(api.status, StatusCode::NOT_FOUND, "{}", api.text());
+        assert!(
+            api.text().contains("\"error\":\"no_upstream\""),
+            "{}",
+            api.text()
+        );
+    }
+    assert_eq!(dummy.count(), 0, "nothing goes to an upstream");
+}
+
+/// Issue 11: a route with an upstream of its own is proxied without a
+/// global `upstream`; the other routes get the forward-auth-mode 404.
+#[tokio::test]
+async fn a_route_with_its_own_upstream_works_without_a_global_one() {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let app = Recorder::start().await;
+    let extra = format!(
+        "[[routes]]\npath = \"/public/\"\npolicy = \"public\"\nupstream = \"{}\"\n",
+        app.url()
+    );
+    let proxy = TestProxy::builder(&idp, &app)
+        .remove("upstream")
+        .toml(&extra)
+        .start()
+        .await;
+    let client = TestClient::new().with_timeout(std::time::Duration::from_secs(5));
+    let r = client.get(&proxy.url("/public/page")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(app.requests_to("/public/page").len(), 1);
+    let r = client.get(&proxy.url("/elsewhere")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    assert!(
+        r.text().contains("no upstream is configured"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(app.count(), 1);
+}

@@ -1257,3 +1257,37 @@ async fn sign_out_without_rd_asks_the_provider_to_return_to_the_signed_out_page(
         Some(s.proxy.url("/oauth2/signed_out").as_str())
     );
 }
+
+/// Issue 11: every page gatehouse renders says who the browser is signed
+/// in as when it is, not only the 403: an unknown `/oauth2/` path, a
+/// method an endpoint does not answer, a bare callback. A browser without
+/// a session gets the same pages without it.
+#[tokio::test]
+async fn pages_under_oauth2_say_who_a_signed_in_browser_is() {
+    let s = stack("").await;
+    let client = TestClient::new();
+    login(&client, &s.proxy, "/").await;
+    let stranger = TestClient::new();
+    for (path, status) in [
+        ("/oauth2/nope", StatusCode::NOT_FOUND),
+        ("/oauth2/callback", StatusCode::BAD_REQUEST),
+    ] {
+        let page = client.get(&s.proxy.url(path)).await;
+        assert_eq!(page.status, status, "{path}: {}", page.text());
+        let text = page.text();
+        assert!(
+            text.contains("You are signed in as <strong>alice@example.com</strong>"),
+            "{path}: {text}"
+        );
+        let anonymous = stranger.get(&s.proxy.url(path)).await;
+        assert_eq!(anonymous.status, status, "{path}");
+        assert!(
+            !anonymous.text().contains("signed in as"),
+            "{path}: {}",
+            anonymous.text()
+        );
+    }
+    // an API client gets JSON, as before
+    let api = client.get_api(&s.proxy.url("/oauth2/nope")).await;
+    assert!(api.text().starts_with('{'), "{}", api.text());
+}

@@ -193,7 +193,10 @@ fn login_redirect(
     origin: &Origin,
     step_up: Option<&StepUp>,
 ) -> Result<Response<ProxyBody>, Error> {
-    let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
+    let provider = state
+        .provider
+        .get()
+        .ok_or_else(|| state.provider.not_ready())?;
     let redirect_uri = callback_url(&state.config, origin)?;
     let codec = state.gate.codec();
     let token = || {
@@ -320,7 +323,10 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     // a login this browser started
     let login = read_login_state(state.gate.codec(), &config.cookie, &parts.headers, &csrf)
         .map_err(Error::LoginState)?;
-    let provider = state.provider.get().ok_or(Error::IdpNotReady)?;
+    let provider = state
+        .provider
+        .get()
+        .ok_or_else(|| state.provider.not_ready())?;
     // RFC 9207: the answer came from the provider the browser was sent to
     if !provider.response_issuer_ok(iss.as_deref()) {
         return Err(Error::IssuerMismatch);

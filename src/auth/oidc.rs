@@ -1317,12 +1317,32 @@ fn mapped_headers(
 #[derive(Default)]
 pub struct ProviderSlot {
     inner: ArcSwapOption<Provider>,
+    /// The last discovery failure, while not discovered.
+    failure: ArcSwapOption<IdpError>,
 }
 
 impl ProviderSlot {
     /// The provider, if discovered.
     pub fn get(&self) -> Option<Arc<Provider>> {
         self.inner.load_full()
+    }
+
+    /// The error for a sign-in while the provider is not discovered: the
+    /// last discovery failure when it says the configuration is wrong (a
+    /// wrong issuer URL, a 404 for the discovery document), so the page
+    /// says so; otherwise "not ready", which passes.
+    pub fn not_ready(&self) -> crate::error::Error {
+        match self.failure.load().as_deref() {
+            Some(IdpError::Discovery { issuer, reason })
+                if crate::error::discovery_misconfigured(reason) =>
+            {
+                crate::error::Error::DiscoveryFailed(IdpError::Discovery {
+                    issuer: issuer.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            _ => crate::error::Error::IdpNotReady,
+        }
     }
 
     /// Runs discovery until it succeeds, backing off from 1 s to 30 s.
@@ -1333,10 +1353,12 @@ impl ProviderSlot {
                 Ok(p) => {
                     tracing::info!(issuer = %p.issuer, provider = %p.cfg.name, "provider ready");
                     self.inner.store(Some(Arc::new(p)));
+                    self.failure.store(None);
                     return;
                 }
                 Err(e) => {
                     tracing::warn!(error = %crate::telemetry::escape_log(&e.to_string()), retry_in = ?delay, "provider discovery failed");
+                    self.failure.store(Some(Arc::new(e)));
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }

@@ -164,6 +164,13 @@ impl Upstreams {
         })
     }
 
+    /// Whether a request on route `route` has an upstream to go to: the
+    /// route's own, or a global one. `false` in forward-auth mode (no
+    /// `upstream`) for a route without one.
+    pub fn serves(&self, route: usize) -> bool {
+        !self.routes.is_empty() || self.by_route.get(route).is_some_and(Option::is_some)
+    }
+
     /// Forwards `req` as `ctx.identity`, streaming both bodies.
     pub async fn forward(
         &self,
@@ -172,6 +179,7 @@ impl Upstreams {
     ) -> Result<Response<ProxyBody>, Error> {
         let route = match self.by_route.get(ctx.route).and_then(Option::as_ref) {
             Some(own) => own,
+            None if self.routes.is_empty() => return Err(Error::NoUpstream),
             None => find_route(&self.routes, req.uri().path())?,
         };
         let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());

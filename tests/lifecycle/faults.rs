@@ -128,17 +128,54 @@ async fn until_ready(proxy: &TestProxy, within: Duration, what: &str) {
 /// 503, `/oauth2/start` 503 without going to the provider, `/oauth2/auth`
 /// 401.
 async fn assert_not_ready(proxy: &TestProxy, idp: &MockIdp, what: &str) {
+    assert_unready_as(proxy, idp, what, Verdict::TryLater).await;
+}
+
+/// What the sign-in page says while discovery fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The provider cannot be reached: 503, try again later.
+    TryLater,
+    /// The issuer URL is wrong (issue 11): 502, misconfigured, contact the
+    /// administrator with the reference, no retry link.
+    Misconfigured,
+}
+
+/// [`assert_not_ready`] with the page's verdict.
+async fn assert_unready_as(proxy: &TestProxy, idp: &MockIdp, what: &str, verdict: Verdict) {
     let client = TestClient::new();
     let ready = client.get(&proxy.url("/ready")).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{what}");
     for path in ["/page", "/oauth2/start?rd=/page"] {
         let resp = client.get(&proxy.url(path)).await;
-        assert_clear_page(
-            &resp,
-            &[StatusCode::SERVICE_UNAVAILABLE],
-            &["The identity provider cannot be reached"],
-            &format!("{what}: {path}"),
-        );
+        let what = format!("{what}: {path}");
+        match verdict {
+            Verdict::TryLater => {
+                assert_clear_page(
+                    &resp,
+                    &[StatusCode::SERVICE_UNAVAILABLE],
+                    &["The identity provider cannot be reached"],
+                    &what,
+                );
+                assert!(resp.text().contains("try again"), "{what}: {}", resp.text());
+            }
+            Verdict::Misconfigured => {
+                assert_clear_page(
+                    &resp,
+                    &[StatusCode::BAD_GATEWAY],
+                    &["configuration problem"],
+                    &what,
+                );
+                let body = resp.text();
+                assert!(body.contains("contact the administrator"), "{what}: {body}");
+                assert!(body.contains("Reference"), "{what}: {body}");
+                assert!(!body.contains("/oauth2/start"), "{what}: {body}");
+                assert!(
+                    !body.to_lowercase().contains("try again in"),
+                    "{what}: {body}"
+                );
+            }
+        }
     }
     let auth = client.get(&proxy.url("/oauth2/auth")).await;
     assert_eq!(
@@ -383,7 +420,8 @@ async fn discovery_advertising_plain_http_endpoints_off_loopback_is_refused_unle
         // a running gatehouse stays unready and sends nobody to sign in
         let proxy = TestProxy::builder(&idp, &upstream).no_wait().start().await;
         until_fetched(|| idp.discovery_fetches(), 1, member).await;
-        assert_not_ready(&proxy, &idp, member).await;
+        // the operator must decide: a configuration problem, not "try again"
+        assert_unready_as(&proxy, &idp, member, Verdict::Misconfigured).await;
         assert!(idp.token_requests().is_empty(), "{member}");
 
         // the operator's explicit choice lets it through (the JWKS is
@@ -397,5 +435,39 @@ async fn discovery_advertising_plain_http_endpoints_off_loopback_is_refused_unle
                 .await;
             until_ready(&allowed, Duration::from_secs(5), member).await;
         }
+    }
+}
+
+/// Issue 11: a wrong issuer URL (the discovery document or the keys answer
+/// 404) is a misconfiguration the page names, with the reference; a
+/// provider that is down stays "try again later". Either way gatehouse
+/// becomes ready once the provider answers properly.
+#[tokio::test]
+async fn a_wrong_issuer_url_is_shown_as_misconfigured_and_an_outage_as_try_again() {
+    let upstream = Recorder::start().await;
+    for (what, verdict) in [
+        ("discovery answering 404", Verdict::Misconfigured),
+        ("jwks answering 404", Verdict::Misconfigured),
+        ("discovery answering 503", Verdict::TryLater),
+    ] {
+        let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+        let status = if what.contains("404") { 404 } else { 503 };
+        if what.starts_with("jwks") {
+            idp.set_knobs(|k| k.jwks_status = Some(status));
+        } else {
+            idp.set_knobs(|k| k.discovery_status = Some(status));
+        }
+        let proxy = TestProxy::builder(&idp, &upstream).no_wait().start().await;
+        if what.starts_with("jwks") {
+            until_fetched(|| idp.jwks_fetches(), 0, what).await;
+        } else {
+            until_fetched(|| idp.discovery_fetches(), 0, what).await;
+        }
+        assert_unready_as(&proxy, &idp, what, verdict).await;
+        idp.set_knobs(|k| {
+            k.discovery_status = None;
+            k.jwks_status = None;
+        });
+        until_ready(&proxy, Duration::from_secs(5), what).await;
     }
 }
