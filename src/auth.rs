@@ -22,6 +22,7 @@ pub mod providers;
 pub mod refresh;
 pub mod return_to;
 pub mod session;
+pub mod step_up;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -64,6 +65,10 @@ pub enum Decision {
     /// A bearer token where tokens are accepted, and it did not verify:
     /// 401 with `WWW-Authenticate`, never a redirect, never a session.
     InvalidToken,
+    /// Signed in and allowed, but the route asks for a stronger or more
+    /// recent sign-in than the session's (see [`step_up`]): a new login at
+    /// the provider with the route's [`step_up::StepUp`]; who it is.
+    StepUp(Box<Identity>),
     /// No answer can be given (never an allow): the session is due for a
     /// refresh and the provider could not be reached, or the session store
     /// cannot vouch for the session.
@@ -244,6 +249,10 @@ impl Gate {
         // the route's lists only narrow what the site-wide rules allow
         let decision = match policy::check(config, &identity).and_then(|()| route.admits(&identity))
         {
+            // allowed, but the route asks for a stronger or newer sign-in
+            Ok(()) if step_up::step_up_needed(&identity, route.step_up.as_ref(), now_secs()) => {
+                Decision::StepUp(Box::new(identity))
+            }
             Ok(()) => Decision::Allow(identity),
             Err(reason) => Decision::Deny(reason, Box::new(identity)),
         };

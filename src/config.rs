@@ -578,6 +578,16 @@ impl Config {
                 .unwrap_or_default(),
         };
         let routes = routes::build(&mut p, &raw, &provider_tables::ids(&raw, flat));
+        if let (Some(provider), Some(routes)) = (&provider, &routes)
+            && !provider.oidc
+        {
+            for r in routes.routes().iter().filter(|r| r.step_up.is_some()) {
+                p.add(
+                    &r.name,
+                    "acr_values and max_age need an OpenID Connect provider: the acr and auth_time come from its ID token",
+                );
+            }
+        }
 
         match (
             http_address,

@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 
 use crate::auth::oidc::IdpError;
 use crate::auth::session::LoginStateError;
+use crate::auth::step_up::Shortfall;
 use crate::http::body::ProxyBody;
 use crate::http::response::{Page, json, render};
 use crate::telemetry::escape_log;
@@ -105,15 +106,22 @@ pub enum Error {
     /// Too many sign-ins from one client.
     #[error("too many sign-in requests")]
     TooManyRequests,
+    /// Signed in, but the route asks for a stronger or more recent sign-in.
+    #[error("step-up sign-in required")]
+    StepUpRequired,
+    /// A step-up login came back without what it asked for.
+    #[error("step-up sign-in not met: {0:?}")]
+    StepUpFailed(Shortfall),
 }
 
 impl Error {
     /// Classifies the error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::LoginState(_) | Self::ProviderDenied { .. } | Self::IssuerMismatch => {
-                ErrorKind::LoginFailed
-            }
+            Self::LoginState(_)
+            | Self::ProviderDenied { .. }
+            | Self::IssuerMismatch
+            | Self::StepUpFailed(_) => ErrorKind::LoginFailed,
             Self::Idp(IdpError::IdToken(_)) => ErrorKind::LoginFailed,
             Self::MissingParam(_) | Self::BadRequest(_) => ErrorKind::BadRequest,
             Self::IdpNotReady
@@ -122,7 +130,7 @@ impl Error {
             | Self::DiscoveryFailed(_) => ErrorKind::IdpUnavailable,
             Self::UpstreamUnavailable { .. } => ErrorKind::UpstreamUnavailable,
             Self::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
-            Self::Unauthenticated => ErrorKind::Unauthenticated,
+            Self::Unauthenticated | Self::StepUpRequired => ErrorKind::Unauthenticated,
             Self::Internal(_) => ErrorKind::Internal,
             Self::NotFound | Self::NoUpstream => ErrorKind::NotFound,
             Self::MethodNotAllowed => ErrorKind::MethodNotAllowed,
@@ -276,6 +284,30 @@ impl Error {
                 what: "You are not signed in.".to_owned(),
                 next: "Please sign in.".to_owned(),
                 links: vec![("/oauth2/start", "Sign in")],
+                retry: false,
+            },
+            Self::StepUpRequired => Public {
+                title: "Sign in again",
+                what: "This page needs a stronger or more recent sign-in than yours.".to_owned(),
+                next: "Please sign in again.".to_owned(),
+                links: vec![("/oauth2/start", "Sign in")],
+                retry: true,
+            },
+            Self::StepUpFailed(short) => Public {
+                title: "Sign-in was not strong enough",
+                what: match short {
+                    Shortfall::Acr => "This page needs a stronger sign-in (for example with a \
+                                       second factor), and the identity provider did not \
+                                       confirm one."
+                        .to_owned(),
+                    Shortfall::NoAuthTime | Shortfall::TooOld => {
+                        "This page needs a recent sign-in, and the identity provider did not \
+                         confirm that you just signed in."
+                            .to_owned()
+                    }
+                },
+                next: format!("Going back and trying again will not help by itself. {admin}"),
+                links: vec![HOME],
                 retry: false,
             },
             Self::NotFound => Public {
@@ -459,6 +491,10 @@ pub fn error_response_with(
             let mut body = serde_json::json!({ "error": error_code(kind), "message": message });
             if err.is_misconfiguration() {
                 body["error"] = serde_json::Value::from("misconfigured");
+            }
+            if matches!(err, Error::StepUpRequired) {
+                // signed in, but not strongly or recently enough for this route
+                body["error"] = serde_json::Value::from("step_up_required");
             }
             if matches!(err, Error::NoUpstream) {
                 body["error"] = serde_json::Value::from("no_upstream");

@@ -17,6 +17,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::auth::endpoints::{self, RequestInfo};
+use crate::auth::step_up::StepUp;
 use crate::auth::{Decided, Decision, strip_own_cookies};
 use crate::auth::{backchannel, bearer, forward_auth};
 use crate::error::{Error, Mode, error_response};
@@ -288,7 +289,7 @@ async fn dispatch(
             let mut r = if api {
                 error_response(&Error::Unauthenticated, Mode::Json)
             } else {
-                challenge(state, &req, &info, route)
+                challenge(state, &req, &info, route, None)
             };
             if state.bearer.enabled_on(route) {
                 bearer::add_challenge(&mut r, &info.origin);
@@ -299,6 +300,17 @@ async fn dispatch(
         Err(Decision::InvalidToken) => {
             note.token_refused = true;
             bearer::invalid_token(&info.origin)
+        }
+        Err(Decision::StepUp(identity)) => {
+            // a new login at the provider, asking for the route's strength;
+            // an API route never redirects
+            let r = if api {
+                error_response(&Error::StepUpRequired, Mode::Json)
+            } else {
+                challenge(state, &req, &info, route, route.step_up.as_ref())
+            };
+            note.identity = Some(*identity);
+            r
         }
         Err(Decision::Unavailable(cause)) => error_response(&cause.error(), info.mode),
         // moved into `Ok` above
@@ -392,15 +404,22 @@ fn rate_limited(wait: std::time::Duration, mode: Mode) -> Response<ProxyBody> {
     resp
 }
 
-/// Not signed in: browsers go to the provider; everyone else gets a 401.
+/// Not signed in, or not strongly enough for the route (`step_up`):
+/// browsers go to the provider; everyone else gets a 401.
 fn challenge(
     state: &AppState,
     req: &Request<Incoming>,
     info: &RequestInfo,
     route: &crate::routes::Route,
+    step_up: Option<&StepUp>,
 ) -> Response<ProxyBody> {
     if !is_browser_navigation(req.method(), req.headers()) {
-        return error_response(&Error::Unauthenticated, Mode::Json);
+        let why = if step_up.is_some() {
+            Error::StepUpRequired
+        } else {
+            Error::Unauthenticated
+        };
+        return error_response(&why, Mode::Json);
     }
     let target = req
         .uri()
@@ -410,7 +429,7 @@ fn challenge(
     let among = route
         .providers
         .unwrap_or_else(|| state.config.all_providers());
-    endpoints::begin_login_among(state, among, &return_to, info, req.headers())
+    endpoints::begin_login_among(state, among, &return_to, info, req.headers(), step_up)
 }
 
 /// A GET or HEAD from a browser that wants a page, not an API call.

@@ -126,6 +126,9 @@ pub struct Route {
     /// The providers whose sessions this route takes (`provider` /
     /// `providers`); `None` for every configured one.
     pub providers: Option<crate::config::ProviderSet>,
+    /// A stronger or more recent sign-in this route asks for
+    /// (`acr_values`, `max_age`).
+    pub step_up: Option<crate::auth::step_up::StepUp>,
 }
 
 impl Route {
@@ -143,6 +146,7 @@ impl Route {
             upstream: None,
             bearer: false,
             providers: None,
+            step_up: None,
         }
     }
 
@@ -222,6 +226,14 @@ impl std::fmt::Display for Route {
                         write!(f, " {what} [{}]", list.join(", "))?;
                     }
                 }
+            }
+        }
+        if let Some(s) = &self.step_up {
+            if let Some(acr) = s.acr_param() {
+                write!(f, ", acr one of [{acr}]")?;
+            }
+            if let Some(age) = s.max_age_secs() {
+                write!(f, ", signed in within {age}s")?;
             }
         }
         if self.api {

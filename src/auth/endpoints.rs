@@ -23,6 +23,7 @@ use crate::auth::session::{
     login_cookie_name, now_millis, now_secs, prune_login_states, read_login_state,
     session_cookie_value, session_cookies, set_cookie, write_login_state,
 };
+use crate::auth::step_up::{self, StepUp};
 use crate::auth::{Decided, Decision};
 use crate::config::{CallbackUrl, Config, ProviderSet};
 use crate::error::{Error, Mode, error_response};
@@ -76,14 +77,17 @@ pub fn start(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<Pr
     let rd = query_param(parts, "rd");
     let target = rd.as_deref().unwrap_or("/");
     let return_to = remembered(&state.config, &info.origin, target);
+    // the route `rd` lands on decides the step-up, never the client: a front
+    // proxy's sign-in after a step-up 401 asks for what the route needs
+    let step_up = step_up_for(&state.config, &info.origin, &return_to);
     match query_param(parts, "provider") {
         Some(id) => match state.config.provider_index(Some(&id)) {
-            Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers),
+            Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers, step_up),
             None => error_response(&Error::BadRequest("no provider has this id"), info.mode),
         },
         None => {
             let among = providers_at(state, &info.origin, &return_to);
-            begin_login_among(state, among, &return_to, info, &parts.headers)
+            begin_login_among(state, among, &return_to, info, &parts.headers, step_up)
         }
     }
 }
@@ -146,7 +150,10 @@ pub fn sign_in(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<
     });
     let among = named.unwrap_or_else(|| providers_at(state, &info.origin, &return_to));
     match among.single() {
-        Some(index) => begin_login_at(state, index, &return_to, info, &parts.headers),
+        Some(index) => {
+            let step_up = step_up_for(config, &info.origin, &return_to);
+            begin_login_at(state, index, &return_to, info, &parts.headers, step_up)
+        }
         None => chooser(state, among, &return_to, info.mode),
     }
 }
@@ -222,6 +229,37 @@ fn chooser(
     }
 }
 
+/// The step-up asked by the route a browser returns to at `return_to`
+/// (with a GET), if any.
+fn step_up_for<'c>(
+    config: &'c Config,
+    origin: &Origin,
+    return_to: &ReturnTo,
+) -> Option<&'c StepUp> {
+    if config.routes.is_default_only() {
+        return None;
+    }
+    let absolute;
+    let (host, path) = if return_to.is_absolute() {
+        absolute = Url::parse(return_to.as_str()).ok()?;
+        (absolute.host_str(), absolute.path())
+    } else {
+        let raw = return_to.as_str();
+        let end = raw.find(['?', '#']).unwrap_or(raw.len());
+        (origin.host.as_deref(), &raw[..end])
+    };
+    let path = crate::http::path::normalize(path).ok()?;
+    let placed = config
+        .routes
+        .find(&crate::routes::Target {
+            host,
+            method: Some(&http::Method::GET),
+            path: &path,
+        })
+        .ok()?;
+    placed.route.step_up.as_ref()
+}
+
 /// The URL to come back to after a login started at `target` (a path, or an
 /// absolute URL) on `origin`. With a central callback host on another
 /// authority, a path is made absolute on the host the browser is on, else it
@@ -281,34 +319,40 @@ pub fn begin_login(
         return_to,
         info,
         request,
+        None,
     )
 }
 
-/// [`begin_login`] at one of the providers in `among`: the only one
-/// straight away, else a redirect to the chooser at [`SIGN_IN_PATH`] (never
-/// a 2xx: a front proxy would read that as "allowed").
+/// [`begin_login`] at one of the providers in `among`, asking for
+/// `step_up`: the only one straight away, else a redirect to the chooser at
+/// [`SIGN_IN_PATH`] (never a 2xx: a front proxy would read that as
+/// "allowed"; the login started there works the step-up out from `rd`).
 pub fn begin_login_among(
     state: &AppState,
     among: ProviderSet,
     return_to: &ReturnTo,
     info: &RequestInfo,
     request: &http::HeaderMap,
+    step_up: Option<&StepUp>,
 ) -> Response<ProxyBody> {
     match among.single() {
-        Some(index) => begin_login_at(state, index, return_to, info, request),
+        Some(index) => begin_login_at(state, index, return_to, info, request, step_up),
         None => redirect(&sign_in_url(&state.config, among, return_to)),
     }
 }
 
-/// [`begin_login`] at the provider `config.providers[index]`.
+/// [`begin_login`] at the provider `config.providers[index]`, asking for
+/// `step_up` (`acr_values`, `max_age` with `prompt=login`); the login state
+/// remembers what was asked, so the callback checks the ID token against it.
 pub fn begin_login_at(
     state: &AppState,
     index: usize,
     return_to: &ReturnTo,
     info: &RequestInfo,
     request: &http::HeaderMap,
+    step_up: Option<&StepUp>,
 ) -> Response<ProxyBody> {
-    match login_redirect(state, index, return_to, &info.origin) {
+    match login_redirect(state, index, return_to, &info.origin, step_up) {
         Ok(r) => with_cookies(
             r,
             prune_login_states(state.gate.codec(), &state.config.cookie, request),
@@ -322,6 +366,7 @@ fn login_redirect(
     index: usize,
     return_to: &ReturnTo,
     origin: &Origin,
+    step_up: Option<&StepUp>,
 ) -> Result<Response<ProxyBody>, Error> {
     let provider = state
         .provider
@@ -342,6 +387,8 @@ fn login_redirect(
         redirect_uri: redirect_uri.to_string(),
         provider: state.config.provider_tag(index),
         exp: now_secs() + LOGIN_TTL_SECS,
+        acr_values: step_up.and_then(StepUp::acr_param),
+        max_age: step_up.and_then(StepUp::max_age_secs),
     };
     let cookie = write_login_state(codec, &state.config.cookie, &login)
         .ok_or(Error::Internal("cannot seal login state"))?;
@@ -360,6 +407,8 @@ fn login_params(login: &LoginState) -> LoginParams<'_> {
         pkce_verifier: &login.pkce_verifier,
         redirect_uri: &login.redirect_uri,
         started_at: login.exp.saturating_sub(LOGIN_TTL_SECS),
+        acr_values: login.acr_values.as_deref(),
+        max_age: login.max_age,
     }
 }
 
@@ -485,6 +534,20 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         .await
         .map_err(Error::Idp)?;
     let mut identity = result.identity;
+    // a step-up login must bring back what it asked for (OIDC Core
+    // 3.1.3.7): else an error page, never another login and a loop
+    if let Some(asked) = StepUp::from_params(login.acr_values.as_deref(), login.max_age)
+        && let Some(short) = step_up::shortfall(&identity, &asked, now_secs())
+    {
+        tracing::info!(
+            user = %escape_log(&identity.subject),
+            acr = %escape_log(identity.acr.as_deref().unwrap_or("-")),
+            auth_time = identity.auth_time.unwrap_or(0),
+            ?short,
+            "step-up sign-in did not meet the route's requirement"
+        );
+        return Err(Error::StepUpFailed(short));
+    }
     identity.expires_at = now_secs().saturating_add(config.cookie.expire.as_secs());
     // a refresh token is a long-lived credential: kept only when used
     if config.cookie.refresh.is_none() {
@@ -784,7 +847,9 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
             Err(_e) => error_response(&Error::Internal("cannot encode userinfo"), Mode::Json),
         },
         Decision::Deny(reason, who) => forbidden(reason, &who, Mode::Json),
-        Decision::Challenge => error_response(&Error::Unauthenticated, Mode::Json),
+        Decision::Challenge | Decision::StepUp(_) => {
+            error_response(&Error::Unauthenticated, Mode::Json)
+        }
         Decision::InvalidToken => {
             let origin = crate::http::forwarded::origin(&parts.headers, &parts.uri, false, false);
             crate::auth::bearer::invalid_token(&origin)

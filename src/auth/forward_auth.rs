@@ -102,6 +102,11 @@ pub async fn auth_request(
         }
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => bearer_challenge(state, info, route),
+        // the same: its /oauth2/start?rd= adds the route's step-up
+        Decision::StepUp(id) => {
+            note.identity = Some(*id);
+            error_response(&Error::StepUpRequired, Mode::Json)
+        }
         Decision::InvalidToken => {
             note.token_refused = true;
             bearer::invalid_token(&info.origin)
@@ -168,12 +173,20 @@ pub async fn forward_auth(
             note.identity = Some(*id);
             r
         }
-        Decision::Challenge => {
+        Decision::Challenge | Decision::StepUp(_) => {
+            // a step-up is a new login asking the provider for the route's
+            // acr_values and max_age
+            let step_up = matches!(decision, Decision::StepUp(_))
+                .then_some(route.step_up.as_ref())
+                .flatten();
             let method = original.as_ref().map_or(&parts.method, |o| &o.method);
             let navigation = (method == Method::GET || method == Method::HEAD)
                 && info.mode == Mode::Html
                 && !placed.api;
             if !navigation {
+                if step_up.is_some() {
+                    return error_response(&Error::StepUpRequired, Mode::Json);
+                }
                 return bearer_challenge(state, info, route);
             }
             // the original URL is the front proxy's report of what the
@@ -195,7 +208,7 @@ pub async fn forward_auth(
             let among = route
                 .providers
                 .unwrap_or_else(|| state.config.all_providers());
-            begin_login_among(state, among, &return_to, info, &parts.headers)
+            begin_login_among(state, among, &return_to, info, &parts.headers, step_up)
         }
         // a refused bearer token is never sent to sign in
         Decision::InvalidToken => {

@@ -32,6 +32,11 @@ pub struct Identity {
     pub expires_at: u64,
     /// When the tokens were last obtained (login or refresh), Unix seconds.
     pub refreshed_at: u64,
+    /// The ID token's `acr` at login: how strongly the user authenticated.
+    pub acr: Option<String>,
+    /// The ID token's `auth_time` at login: when the user last
+    /// authenticated at the provider (Unix seconds). A refresh keeps both.
+    pub auth_time: Option<u64>,
     /// Tokens, present only where a setting forwards them.
     pub tokens: Tokens,
 }

@@ -234,6 +234,10 @@ pub struct LoginParams<'a> {
     pub redirect_uri: &'a str,
     /// When the login started, Unix seconds.
     pub started_at: u64,
+    /// Step-up: the `acr_values` to ask for, space-separated.
+    pub acr_values: Option<&'a str>,
+    /// Step-up: the `max_age` to ask for, seconds (sent with `prompt=login`).
+    pub max_age: Option<u64>,
 }
 
 /// The outcome of a successful callback.
@@ -394,6 +398,15 @@ impl Provider {
             if let Some(aud) = &self.cfg.audience {
                 q.append_pair("audience", aud);
             }
+            // step-up (OIDC Core 3.1.2.1): prompt=login makes the provider
+            // authenticate again even when its own session is younger
+            if let Some(acr) = login.acr_values {
+                q.append_pair("acr_values", acr);
+            }
+            if let Some(max_age) = login.max_age {
+                q.append_pair("max_age", &max_age.to_string());
+                q.append_pair("prompt", "login");
+            }
         }
         Ok(AuthorizeRequest { url })
     }
@@ -517,6 +530,12 @@ impl Provider {
                 .and_then(Value::as_u64)
         });
         identity.refreshed_at = now_secs();
+        // how and when the user authenticated is a fact of the login; a
+        // refresh authenticates nobody, so it keeps the login's
+        (identity.acr, identity.auth_time) = match previous {
+            Some(prev) => (prev.acr.clone(), prev.auth_time),
+            None => id_claims.as_ref().map_or((None, None), authentication),
+        };
         identity.tokens = Tokens {
             id_token: answer
                 .id_token
@@ -1258,6 +1277,17 @@ pub fn identity_from_claims(claims: &Value, names: &ClaimNames) -> Result<Identi
         groups: strings(get(&names.groups)),
         ..Identity::default()
     })
+}
+
+/// The ID token's `acr` and `auth_time` (OIDC Core 2), each when present
+/// and of the right type: a string, a non-negative whole number.
+fn authentication(claims: &Value) -> (Option<String>, Option<u64>) {
+    let acr = claims
+        .get("acr")
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned);
+    (acr, claims.get("auth_time").and_then(Value::as_u64))
 }
 
 /// Keycloak-shaped roles: `realm_access.roles` as `role`,

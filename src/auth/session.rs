@@ -325,6 +325,10 @@ struct SessionPayload {
     rt: Option<String>,
     #[serde(default)]
     ra: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    au: Option<u64>,
 }
 
 /// The payload format's version; anything else is no session.
@@ -356,6 +360,8 @@ impl Session {
             ax: identity.tokens.access_token_expires_at,
             rt: expose(&identity.tokens.refresh_token),
             ra: identity.refreshed_at,
+            ac: identity.acr.clone(),
+            au: identity.auth_time,
         };
         serde_json::to_vec(&payload).ok()
     }
@@ -385,6 +391,8 @@ impl Session {
                 extra_headers: p.xh,
                 expires_at: p.exp,
                 refreshed_at: p.ra,
+                acr: p.ac,
+                auth_time: p.au,
                 tokens: Tokens {
                     id_token: p.it.map(Secret::new),
                     access_token: p.at.map(Secret::new),
@@ -665,6 +673,14 @@ pub struct LoginState {
     pub provider: Option<String>,
     /// Unix seconds after which the login is stale.
     pub exp: u64,
+    /// The `acr_values` asked of the provider (a step-up login): the ID
+    /// token's `acr` must be one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr_values: Option<String>,
+    /// The `max_age` asked of the provider, seconds: the ID token's
+    /// `auth_time` must be at most this old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
 }
 
 /// The login-state cookie's name for a given `state`. Each login gets its

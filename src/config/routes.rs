@@ -16,6 +16,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::Problems;
+use crate::auth::step_up::StepUp;
 use crate::routes::{AllowLists, HostMatch, PathMatch, Policy, Route, RouteTable};
 
 /// Longest compiled regex accepted, in bytes of the regex crate's program:
@@ -58,6 +59,21 @@ pub struct RawRoute {
     pub provider: Option<String>,
     /// The providers whose sessions this route takes (a choice at sign-in).
     pub providers: Option<Vec<String>>,
+    /// Step-up: `acr` values the sign-in must have (any one), space-separated.
+    pub acr_values: Option<String>,
+    /// Step-up: longest time since the user signed in at the provider,
+    /// `10m` or whole seconds.
+    pub max_age: Option<MaxAge>,
+}
+
+/// `max_age` as written: a duration (`10m`) or whole seconds (`600`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MaxAge {
+    /// Whole seconds, as OIDC's own `max_age`.
+    Secs(i64),
+    /// A duration like `10m` or `1h30m`.
+    Text(String),
 }
 
 /// Builds the route table from the shorthands and `[[routes]]`; problems go
@@ -165,6 +181,7 @@ fn shorthand(
         upstream: None,
         bearer: false,
         providers: None,
+        step_up: None,
     }
 }
 
@@ -273,6 +290,7 @@ fn one(p: &mut Problems, name: &str, r: &RawRoute, provider_ids: &[String]) -> O
         r.providers.as_deref(),
         provider_ids,
     );
+    let step_up = step_up(p, &key, r, &policy);
     if p.0.len() > before {
         return None;
     }
@@ -287,7 +305,87 @@ fn one(p: &mut Problems, name: &str, r: &RawRoute, provider_ids: &[String]) -> O
         upstream,
         bearer,
         providers,
+        step_up,
     })
+}
+
+/// A route's `acr_values` and `max_age`, checked.
+fn step_up(
+    p: &mut Problems,
+    key: &dyn Fn(&str) -> String,
+    r: &RawRoute,
+    policy: &Policy,
+) -> Option<StepUp> {
+    if r.acr_values.is_none() && r.max_age.is_none() {
+        return None;
+    }
+    if *policy == Policy::Public {
+        let k = if r.acr_values.is_some() {
+            "acr_values"
+        } else {
+            "max_age"
+        };
+        p.add(
+            &key(k),
+            "a public route asks nobody to sign in: a step-up has no effect there",
+        );
+        return None;
+    }
+    let acr_values = match r.acr_values.as_deref() {
+        None => Vec::new(),
+        Some(v) => p
+            .check(&key("acr_values"), acr_values(v))
+            .unwrap_or_default(),
+    };
+    let max_age = match &r.max_age {
+        None => None,
+        Some(m) => p.check(&key("max_age"), max_age(m)),
+    };
+    Some(StepUp {
+        acr_values,
+        max_age,
+    })
+}
+
+/// Space-separated `acr` values (OIDC Core 3.1.2.1): at least one, each
+/// visible ASCII, as they travel in a query parameter and a claim.
+fn acr_values(v: &str) -> Result<Vec<String>, String> {
+    let values: Vec<String> = v
+        .split(' ')
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if values.is_empty() {
+        return Err(
+            "no acr value given: write them space-separated, like \"urn:example:mfa\"".to_owned(),
+        );
+    }
+    if let Some(bad) = values.iter().find(|a| {
+        !a.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    }) {
+        return Err(format!(
+            "`{}`: an acr value is printable ASCII without quotes or backslashes",
+            bad.escape_debug()
+        ));
+    }
+    Ok(values)
+}
+
+/// `max_age`: a duration or whole seconds, at least one second.
+fn max_age(m: &MaxAge) -> Result<std::time::Duration, String> {
+    let d = match m {
+        MaxAge::Secs(n) => u64::try_from(*n)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| format!("`{n}` must be greater than zero (seconds)"))?,
+        MaxAge::Text(t) => super::parse_duration(t)?,
+    };
+    if d.as_secs() == 0 {
+        return Err("must be at least one second (providers count max_age in seconds)".to_owned());
+    }
+    Ok(d)
 }
 
 fn host_match(h: &str) -> Result<HostMatch, String> {
@@ -429,5 +527,7 @@ pub(super) fn overlaps(table: &RouteTable) -> Vec<super::Problem> {
     out
 }
 
+#[cfg(test)]
+mod step_up_tests;
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@ fn route(name: &str, host: HostMatch, path: PathMatch, methods: Option<&[&str]>)
         upstream: None,
         bearer: false,
         providers: None,
+        step_up: None,
     }
 }
 

@@ -13,3 +13,4 @@ mod faults;
 mod provider_outage;
 mod session_expiry;
 mod session_refresh;
+mod step_up;

@@ -226,6 +226,14 @@ pub struct Knobs {
     /// Members merged into the discovery document (a `null` value removes
     /// one), e.g. an endpoint advertised on another host.
     pub discovery_overrides: Map<String, Value>,
+    /// The `acr` of every sign-in, whatever `acr_values` asked (a provider
+    /// that cannot meet a step-up); `None`: the first value asked, else the
+    /// profile's own.
+    pub acr_answer: Option<String>,
+    /// Every sign-in's `auth_time` is this many seconds ago, whatever
+    /// `prompt=login` or `max_age` asked (an old provider session); `None`:
+    /// now, a fresh authentication.
+    pub auth_age_secs: Option<i64>,
     /// Endpoints that answer a [`Fault`] instead of their real answer (the
     /// fault suite, `tests/lifecycle/faults.rs`); the first match wins.
     pub faults: Vec<(Endpoint, Fault)>,
@@ -349,6 +357,10 @@ struct CodeGrant {
     audience: Option<String>,
     sid: String,
     issued: Instant,
+    /// The sign-in's `acr` (what `acr_values` asked, or the knob's).
+    acr: Option<String>,
+    /// When the user authenticated, Unix seconds.
+    auth_time: Option<i64>,
 }
 
 struct RefreshGrant {
@@ -358,6 +370,9 @@ struct RefreshGrant {
     scope: String,
     audience: Option<String>,
     sid: String,
+    /// A refreshed ID token repeats the login's `acr` and `auth_time`.
+    acr: Option<String>,
+    auth_time: Option<i64>,
 }
 
 // === impl DemoUser ===
@@ -493,6 +508,8 @@ impl Knobs {
             response_iss: ResponseIss::Omit,
             discovery_overrides: Map::new(),
             faults: Vec::new(),
+            acr_answer: None,
+            auth_age_secs: None,
         }
     }
 }
@@ -835,6 +852,8 @@ impl MockIdp {
             scope: "openid email profile",
             audience,
             sid: &sid,
+            acr: None,
+            auth_time: None,
         };
         let jti = self.state.random_token()?;
         let token = self.state.minter.access_token(&knobs, &grant, &jti)?;
@@ -862,6 +881,8 @@ impl MockIdp {
             scope: "openid email profile",
             audience: None,
             sid: &sid,
+            acr: None,
+            auth_time: None,
         };
         self.state.minter.id_token(&knobs, &grant)
     }
@@ -949,6 +970,8 @@ impl State {
                 scope: grant.scope.to_owned(),
                 audience: grant.audience.map(str::to_owned),
                 sid: grant.sid.to_owned(),
+                acr: grant.acr.map(str::to_owned),
+                auth_time: grant.auth_time,
             };
             lock(&self.refresh_tokens).insert(refresh_token.clone(), refresh);
             body["refresh_token"] = json!(refresh_token);
@@ -1178,6 +1201,16 @@ fn authorize(state: &State, query: &str, approve: bool) -> Resp {
         audience: params.get("audience").map(str::to_owned),
         sid,
         issued: Instant::now(),
+        // step-up (OIDC Core 3.1.2.1): every sign-in here is a fresh
+        // authentication, so `prompt=login` and `max_age` are met unless a
+        // knob says otherwise; the first `acr_values` is granted
+        acr: knobs.acr_answer.clone().or_else(|| {
+            params
+                .get("acr_values")
+                .and_then(|v| v.split(' ').find(|a| !a.is_empty()))
+                .map(str::to_owned)
+        }),
+        auth_time: knobs.auth_age_secs.map(|age| tokens::unix_now() - age),
     };
     *lock(&state.last_sid) = Some(grant.sid.clone());
     lock(&state.codes).insert(code.clone(), grant);

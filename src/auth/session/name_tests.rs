@@ -214,6 +214,8 @@ fn a_login_state_cookie_sent_twice_is_refused() {
         redirect_uri: "https://app.example.com/oauth2/callback".to_owned(),
         provider: None,
         exp: now_secs() + 60,
+        acr_values: None,
+        max_age: None,
     };
     let set = write_login_state(&c, &cfg, &login).unwrap();
     let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();

@@ -43,6 +43,8 @@ fn user(groups: usize) -> Identity {
         extra_headers: vec![("x-forwarded-phone".into(), "+15555550100".into())],
         expires_at: now_secs() + 3600,
         refreshed_at: now_secs(),
+        acr: Some("urn:example:loa:2".into()),
+        auth_time: Some(now_secs() - 30),
         tokens: Tokens {
             access_token_expires_at: Some(now_secs() + 900),
             refresh_token: Some(Secret::new("rt-1")),
@@ -242,6 +244,8 @@ fn login_state_is_per_state_and_checked() {
         redirect_uri: "https://app.example.com/oauth2/callback".into(),
         provider: None,
         exp,
+        acr_values: None,
+        max_age: None,
     };
     let a = write_login_state(&c, &cfg(), &login("state-a", now_secs() + 60)).unwrap();
     let b = write_login_state(&c, &cfg(), &login("state-b", now_secs() + 60)).unwrap();
@@ -361,6 +365,8 @@ fn starting_a_login_expires_the_oldest_login_states_beyond_the_bound() {
             redirect_uri: "https://app.example.com/oauth2/callback".into(),
             provider: None,
             exp: now + LOGIN_TTL_SECS - 10 + i,
+            acr_values: None,
+            max_age: None,
         };
         let set = write_login_state(&codec, &cfg, &login).unwrap();
         let c = cookie::Cookie::parse(set.to_str().unwrap().to_owned()).unwrap();

@@ -323,6 +323,8 @@ fn login(state: &str, exp: u64) -> LoginState {
         redirect_uri: "https://app.example.com/oauth2/callback".into(),
         provider: None,
         exp,
+        acr_values: None,
+        max_age: None,
     }
 }
 

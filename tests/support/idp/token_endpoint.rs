@@ -240,6 +240,8 @@ fn code_grant(state: &State, client_id: &str, params: &Params) -> GrantResult {
         scope: &grant.scope,
         audience: grant.audience.as_deref(),
         sid: &grant.sid,
+        acr: grant.acr.as_deref(),
+        auth_time: grant.auth_time,
     };
     Ok(state.issue_tokens(&grant, client_id))
 }
@@ -267,6 +269,8 @@ fn refresh_grant(state: &State, client_id: &str, params: &Params) -> GrantResult
         scope: &grant.scope,
         audience: grant.audience.as_deref(),
         sid: &grant.sid,
+        acr: grant.acr.as_deref(),
+        auth_time: grant.auth_time,
     };
     Ok(state.issue_tokens(&grant, client_id))
 }

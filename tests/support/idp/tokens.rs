@@ -172,6 +172,10 @@ pub(super) struct Grant<'a> {
     pub(super) audience: Option<&'a str>,
     /// The provider session (Keycloak `sid` and `session_state`, Auth0 `sid`).
     pub(super) sid: &'a str,
+    /// The `acr` of the sign-in, instead of the profile's own.
+    pub(super) acr: Option<&'a str>,
+    /// When the user authenticated (`auth_time`); `None`: now.
+    pub(super) auth_time: Option<i64>,
 }
 
 // === impl Minter ===
@@ -233,7 +237,7 @@ impl Minter {
             claims.insert("azp".into(), json!(self.client_id));
         }
         claims.insert("iat".into(), json!(now));
-        claims.insert("auth_time".into(), json!(now));
+        claims.insert("auth_time".into(), json!(grant.auth_time.unwrap_or(now)));
         claims.insert("exp".into(), json!(now + knobs.id_token_ttl_secs));
         if let Some(nonce) = grant.nonce {
             claims.insert("nonce".into(), json!(nonce));
@@ -257,6 +261,9 @@ impl Minter {
                 claims.insert("client_id".into(), json!(self.client_id));
             }
             Profile::Generic | Profile::Auth0 | Profile::ZkAuth => {}
+        }
+        if let Some(acr) = grant.acr {
+            claims.insert("acr".into(), json!(acr));
         }
         merge_claims(&mut claims, &knobs.extra_id_token_claims);
         self.sign(knobs, claims, knobs.id_token_mutation)

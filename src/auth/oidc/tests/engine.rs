@@ -246,6 +246,8 @@ fn login() -> LoginParams<'static> {
         pkce_verifier: VERIFIER,
         redirect_uri: "https://app.example.com/oauth2/callback",
         started_at: 0,
+        acr_values: None,
+        max_age: None,
     }
 }
 
@@ -1122,4 +1124,88 @@ async fn roles_in_a_refreshed_id_token_replace_the_old_ones() {
     idp.answer_tokens(&json!({"access_token": "at3"}));
     let id = p.refresh(&prev, false).await.unwrap();
     assert_eq!(id.roles, ["old-role"]);
+}
+
+#[tokio::test]
+async fn a_step_up_login_asks_acr_values_and_max_age_with_prompt_login() {
+    let idp = Idp::start().await;
+    let p = idp.provider(r#"client_secret = "s3cret""#).await;
+    let query = |acr_values: Option<&str>, max_age: Option<u64>| {
+        let url = p
+            .authorize_url(&LoginParams {
+                acr_values,
+                max_age,
+                ..login()
+            })
+            .unwrap()
+            .url;
+        form(url.query().unwrap())
+    };
+    let step_up_params = |q: Vec<(String, String)>| {
+        q.into_iter()
+            .filter(|(k, _)| matches!(k.as_str(), "acr_values" | "max_age" | "prompt"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(step_up_params(query(None, None)), pairs(&[]));
+    assert_eq!(
+        step_up_params(query(Some("urn:a urn:b"), None)),
+        pairs(&[("acr_values", "urn:a urn:b")])
+    );
+    assert_eq!(
+        step_up_params(query(None, Some(600))),
+        pairs(&[("max_age", "600"), ("prompt", "login")])
+    );
+    assert_eq!(
+        step_up_params(query(Some("urn:a"), Some(60))),
+        pairs(&[
+            ("acr_values", "urn:a"),
+            ("max_age", "60"),
+            ("prompt", "login")
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_login_keeps_the_id_tokens_acr_and_auth_time_and_a_refresh_keeps_the_logins() {
+    let idp = Idp::start().await;
+    let p = idp.provider(r#"client_secret = "s3cret""#).await;
+    let mut claims = idp.id_claims("alice");
+    claims["email"] = json!("a@example.com");
+    claims["acr"] = json!("urn:example:mfa");
+    claims["auth_time"] = json!(1_700_000_000u64);
+    idp.answer_tokens(&json!({"access_token": "at-1", "id_token": sign(&claims, "key1")}));
+    let id = p.exchange("c", &login(), false).await.unwrap().identity;
+    assert_eq!(id.acr.as_deref(), Some("urn:example:mfa"));
+    assert_eq!(id.auth_time, Some(1_700_000_000));
+    // a refresh authenticates nobody: a new ID token's acr and auth_time
+    // (or none) do not change how and when the user signed in
+    claims.as_object_mut().unwrap().remove("nonce");
+    claims["acr"] = json!("urn:example:other");
+    claims["auth_time"] = json!(now_secs());
+    let prev = Identity {
+        refreshed_at: 0,
+        ..signed_in("alice")
+    };
+    let prev = Identity {
+        acr: id.acr.clone(),
+        auth_time: id.auth_time,
+        ..prev
+    };
+    idp.answer_tokens(&json!({"access_token": "at-2", "id_token": sign(&claims, "key1")}));
+    let refreshed = p.refresh(&prev, false).await.unwrap();
+    assert_eq!(refreshed.acr.as_deref(), Some("urn:example:mfa"));
+    assert_eq!(refreshed.auth_time, Some(1_700_000_000));
+    idp.answer_tokens(&json!({"access_token": "at-3"}));
+    let refreshed = p.refresh(&prev, false).await.unwrap();
+    assert_eq!(refreshed.acr.as_deref(), Some("urn:example:mfa"));
+    assert_eq!(refreshed.auth_time, Some(1_700_000_000));
+    // claims of the wrong type make an ID token that does not verify
+    claims["nonce"] = json!(NONCE);
+    for (acr, auth_time) in [(json!(2), json!(1)), (json!("x"), json!("yesterday"))] {
+        claims["acr"] = acr;
+        claims["auth_time"] = auth_time;
+        idp.answer_tokens(&json!({"access_token": "at-4", "id_token": sign(&claims, "key1")}));
+        let r = p.exchange("c", &login(), false).await;
+        assert!(matches!(r, Err(IdpError::IdToken(_))), "{r:?}");
+    }
 }
