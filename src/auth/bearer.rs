@@ -362,7 +362,9 @@ impl BearerAuth {
 
     /// Whether bearer tokens are accepted on `route`.
     pub fn enabled_on(&self, route: &Route) -> bool {
-        self.everywhere || route.bearer
+        // never on a step-up route (`skip_jwt_bearer_tokens` included): a
+        // token does not say how strongly its holder signed in
+        (self.everywhere || route.bearer) && route.step_up.is_none()
     }
 
     /// The token of a request on `route`, if bearer tokens are accepted

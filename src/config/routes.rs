@@ -291,6 +291,26 @@ fn one(p: &mut Problems, name: &str, r: &RawRoute, provider_ids: &[String]) -> O
         provider_ids,
     );
     let step_up = step_up(p, &key, r, &policy);
+    if step_up.is_some() {
+        // a token says nothing of how its holder signed in at the provider
+        if bearer {
+            p.add(
+                &key("bearer"),
+                "a step-up route (acr_values, max_age) takes sessions only: a bearer token does not carry the sign-in's strength",
+            );
+        }
+        // a front proxy's sign-in works the step-up out from the address the
+        // browser returns to, as for a GET
+        if methods
+            .as_ref()
+            .is_some_and(|ms| !ms.contains(&Method::GET))
+        {
+            p.add(
+                &key("methods"),
+                "a step-up route must include GET: the sign-in that steps up returns the browser there with a GET",
+            );
+        }
+    }
     if p.0.len() > before {
         return None;
     }

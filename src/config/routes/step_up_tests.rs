@@ -125,3 +125,31 @@ fn a_step_up_with_a_plain_oauth_provider_is_refused() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_step_up_route_takes_no_bearer_tokens_and_must_take_get() {
+    let why = |extra: &str, key: &str| {
+        load(extra)
+            .expect_err(extra)
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, r)| r)
+            .unwrap_or_else(|| panic!("{extra}: nothing under {key}"))
+    };
+    assert!(
+        why("acr_values = \"gold\"\nbearer = true", "routes[0].bearer").contains("sessions only")
+    );
+    assert!(why("max_age = 60\nmethods = [\"POST\"]", "routes[0].methods").contains("include GET"));
+    load("max_age = 60\nmethods = [\"GET\", \"POST\"]").unwrap();
+    // with bearer tokens accepted everywhere, not on a step-up route
+    let c = Config::from_toml_str(&format!(
+        "{BASE}\nskip_jwt_bearer_tokens = true\n[[routes]]\npath = \"/admin\"\nacr_values = \"gold\""
+    ))
+    .unwrap();
+    let bearer = crate::auth::bearer::BearerAuth::new(
+        &c,
+        crate::auth::oidc::IdpHttp::new(Duration::from_secs(1)).unwrap(),
+    );
+    assert!(!bearer.enabled_on(&c.routes.routes()[0]));
+    assert!(bearer.enabled_on(c.routes.fallback()));
+}
