@@ -112,6 +112,8 @@ async fn every_example_signs_in_through_the_proxy_against_its_provider() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        // two providers, a chooser in front: its own test below
+        .filter(|p| !p.ends_with("routes.toml"))
         .collect();
     names.sort();
     assert!(names.len() >= 6, "examples: {names:?}");
@@ -281,9 +283,42 @@ async fn the_routes_example_opens_and_closes_the_paths_its_comments_name() {
         ..IdpOptions::provider(Profile::Generic, "alice")
     })
     .await;
+    // as written, it refuses to start on its placeholders, both providers'
+    let text = std::fs::read_to_string(&path).unwrap();
+    let err = gatehouse::Config::from_toml_str(&text).unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "client_secret",
+            "providers[0].client_secret",
+            "cookie_secret"
+        ],
+        "{err}"
+    );
+    // the second provider: partners, signing in as pat
+    let partners_table = &example["providers"].as_array().unwrap()[0];
+    let partners = MockIdp::start(IdpOptions {
+        client_id: partners_table["client_id"].as_str().unwrap().to_owned(),
+        client_secret: Some(CLIENT_SECRET.to_owned()),
+        users: vec![crate::support::idp::DemoUser::new(
+            "pat",
+            "pat@partner.example",
+            "Pat Partner",
+            &["partners"],
+        )],
+        ..IdpOptions::provider(Profile::Generic, "pat")
+    })
+    .await;
     let upstreams = [Recorder::start().await, Recorder::start().await];
     let (toml, _) = localise(&example, &idp, &upstreams);
-    let proxy = TestProxy::start_raw(&toml).await;
+    let mut localised: toml::Table = toml.parse().unwrap();
+    let table = localised["providers"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap();
+    table.insert("oidc_issuer_url".into(), partners.issuer().into());
+    table.insert("client_secret".into(), CLIENT_SECRET.into());
+    let proxy = TestProxy::start_raw(&toml::to_string(&localised).unwrap()).await;
     let [app, _] = upstreams;
     let out = TestClient::new();
     let json = [("accept", "application/json")];
@@ -317,10 +352,26 @@ async fn the_routes_example_opens_and_closes_the_paths_its_comments_name() {
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {p}");
     }
-    // a browser is sent to sign in, except on the API paths
-    assert_eq!(
-        out.get(&proxy.url("/admin/users")).await.status,
-        StatusCode::FOUND
+    // a browser is sent to sign in (to choose a provider, where the route
+    // takes either), except on the API paths
+    let to_sign_in = out.get(&proxy.url("/admin/users")).await;
+    assert_eq!(to_sign_in.status, StatusCode::FOUND);
+    assert!(
+        to_sign_in
+            .location()
+            .is_some_and(|l| l.contains("/oauth2/sign_in")),
+        "{:?}",
+        to_sign_in.location()
+    );
+    // the partner portal goes straight to the partners' provider
+    let portal = out.get(&proxy.url("/partners/home")).await;
+    assert_eq!(portal.status, StatusCode::FOUND);
+    assert!(
+        portal
+            .location()
+            .is_some_and(|l| l.starts_with(&partners.base_url())),
+        "{:?}",
+        portal.location()
     );
     for p in ["/api/items", "/graphql"] {
         let r = out.get(&proxy.url(p)).await;
@@ -330,7 +381,7 @@ async fn the_routes_example_opens_and_closes_the_paths_its_comments_name() {
     assert_eq!(app.count(), 0);
     // bob (staff, example.com): the reports, not the admin area
     let bob = TestClient::new();
-    crate::support::proxy::login_as(&bob, &proxy, "/welcome", "bob").await;
+    staff_login(&bob, &proxy, "bob").await;
     assert_eq!(
         bob.get(&proxy.url("/reports/q3")).await.status,
         StatusCode::OK
@@ -340,7 +391,7 @@ async fn the_routes_example_opens_and_closes_the_paths_its_comments_name() {
     assert!(app.requests_to("/admin/users").is_empty());
     // alice (admins)
     let alice = TestClient::new();
-    crate::support::proxy::login_as(&alice, &proxy, "/welcome", "alice").await;
+    staff_login(&alice, &proxy, "alice").await;
     assert_eq!(
         alice.get(&proxy.url("/admin/users")).await.status,
         StatusCode::OK
@@ -349,4 +400,33 @@ async fn the_routes_example_opens_and_closes_the_paths_its_comments_name() {
         app.last().unwrap().header("x-forwarded-email"),
         Some("alice@example.com")
     );
+    // a staff session is no partner sign-in: the portal sends alice to the
+    // partners' provider rather than letting her in
+    app.clear();
+    let portal = alice.get(&proxy.url("/partners/home")).await;
+    assert_eq!(portal.status, StatusCode::FOUND, "{}", portal.text());
+    assert!(app.requests_to("/partners/home").is_empty());
+    // pat signs in at the partners' provider and reaches the portal
+    let pat = TestClient::new();
+    let start = "/oauth2/start?provider=partners&rd=/partners/home";
+    let authorize = crate::support::proxy::start_login(&pat, &proxy, start).await;
+    assert!(authorize.as_str().starts_with(&partners.base_url()));
+    let callback =
+        crate::support::proxy::authorize_at_idp(&pat, &proxy, &authorize, Some("pat")).await;
+    crate::support::proxy::finish_login(&pat, &proxy, &callback, "/partners/home").await;
+    assert_eq!(
+        pat.get(&proxy.url("/partners/home")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(partners.token_requests().len(), 1);
+}
+
+/// Signs `user` in at the staff provider (`default`), as the chooser's link
+/// does, and lands on /welcome.
+async fn staff_login(client: &TestClient, proxy: &TestProxy, user: &str) {
+    let start = "/oauth2/start?provider=default&rd=/welcome";
+    let authorize = crate::support::proxy::start_login(client, proxy, start).await;
+    let callback =
+        crate::support::proxy::authorize_at_idp(client, proxy, &authorize, Some(user)).await;
+    crate::support::proxy::finish_login(client, proxy, &callback, "/welcome").await;
 }
