@@ -67,8 +67,9 @@ pub enum Decision {
     InvalidToken,
     /// Signed in and allowed, but the route asks for a stronger or more
     /// recent sign-in than the session's (see [`step_up`]): a new login at
-    /// the provider with the route's [`step_up::StepUp`]; who it is.
-    StepUp(Box<Identity>),
+    /// the provider with the route's [`step_up::StepUp`]; who it is, and the
+    /// index of the provider the session is from (the login goes there).
+    StepUp(Box<Identity>, usize),
     /// No answer can be given (never an allow): the session is due for a
     /// refresh and the provider could not be reached, or the session store
     /// cannot vouch for the session.
@@ -251,7 +252,7 @@ impl Gate {
         {
             // allowed, but the route asks for a stronger or newer sign-in
             Ok(()) if step_up::step_up_needed(&identity, route.step_up.as_ref(), now_secs()) => {
-                Decision::StepUp(Box::new(identity))
+                Decision::StepUp(Box::new(identity), index)
             }
             Ok(()) => Decision::Allow(identity),
             Err(reason) => Decision::Deny(reason, Box::new(identity)),

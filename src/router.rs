@@ -289,7 +289,10 @@ async fn dispatch(
             let mut r = if api {
                 error_response(&Error::Unauthenticated, Mode::Json)
             } else {
-                challenge(state, &req, &info, route, None)
+                let among = route
+                    .providers
+                    .unwrap_or_else(|| state.config.all_providers());
+                challenge(state, &req, &info, among, None)
             };
             if state.bearer.enabled_on(route) {
                 bearer::add_challenge(&mut r, &info.origin);
@@ -301,13 +304,14 @@ async fn dispatch(
             note.token_refused = true;
             bearer::invalid_token(&info.origin)
         }
-        Err(Decision::StepUp(identity)) => {
-            // a new login at the provider, asking for the route's strength;
-            // an API route never redirects
+        Err(Decision::StepUp(identity, at)) => {
+            // a new login at the session's own provider, asking for the
+            // route's strength; an API route never redirects
             let r = if api {
                 error_response(&Error::StepUpRequired, Mode::Json)
             } else {
-                challenge(state, &req, &info, route, route.step_up.as_ref())
+                let same = crate::config::ProviderSet::only(at);
+                challenge(state, &req, &info, same, route.step_up.as_ref())
             };
             note.identity = Some(*identity);
             r
@@ -410,7 +414,7 @@ fn challenge(
     state: &AppState,
     req: &Request<Incoming>,
     info: &RequestInfo,
-    route: &crate::routes::Route,
+    among: crate::config::ProviderSet,
     step_up: Option<&StepUp>,
 ) -> Response<ProxyBody> {
     if !is_browser_navigation(req.method(), req.headers()) {
@@ -426,9 +430,6 @@ fn challenge(
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
     let return_to = endpoints::remembered(&state.config, &info.origin, target);
-    let among = route
-        .providers
-        .unwrap_or_else(|| state.config.all_providers());
     endpoints::begin_login_among(state, among, &return_to, info, req.headers(), step_up)
 }
 

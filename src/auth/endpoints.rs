@@ -847,7 +847,7 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
             Err(_e) => error_response(&Error::Internal("cannot encode userinfo"), Mode::Json),
         },
         Decision::Deny(reason, who) => forbidden(reason, &who, Mode::Json),
-        Decision::Challenge | Decision::StepUp(_) => {
+        Decision::Challenge | Decision::StepUp(..) => {
             error_response(&Error::Unauthenticated, Mode::Json)
         }
         Decision::InvalidToken => {

@@ -103,7 +103,7 @@ pub async fn auth_request(
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => bearer_challenge(state, info, route),
         // the same: its /oauth2/start?rd= adds the route's step-up
-        Decision::StepUp(id) => {
+        Decision::StepUp(id, _) => {
             note.identity = Some(*id);
             error_response(&Error::StepUpRequired, Mode::Json)
         }
@@ -173,12 +173,13 @@ pub async fn forward_auth(
             note.identity = Some(*id);
             r
         }
-        Decision::Challenge | Decision::StepUp(_) => {
-            // a step-up is a new login asking the provider for the route's
-            // acr_values and max_age
-            let step_up = matches!(decision, Decision::StepUp(_))
-                .then_some(route.step_up.as_ref())
-                .flatten();
+        Decision::Challenge | Decision::StepUp(..) => {
+            // a step-up is a new login at the session's own provider, asking
+            // for the route's acr_values and max_age
+            let (step_up, at) = match &decision {
+                Decision::StepUp(_, at) => (route.step_up.as_ref(), Some(*at)),
+                _ => (None, None),
+            };
             let method = original.as_ref().map_or(&parts.method, |o| &o.method);
             let navigation = (method == Method::GET || method == Method::HEAD)
                 && info.mode == Mode::Html
@@ -205,9 +206,14 @@ pub async fn forward_auth(
                 };
                 ReturnTo::parse(o.url.as_str(), &origin, &served(&state.config))
             });
-            let among = route
-                .providers
-                .unwrap_or_else(|| state.config.all_providers());
+            let among = at.map_or_else(
+                || {
+                    route
+                        .providers
+                        .unwrap_or_else(|| state.config.all_providers())
+                },
+                crate::config::ProviderSet::only,
+            );
             begin_login_among(state, among, &return_to, info, &parts.headers, step_up)
         }
         // a refused bearer token is never sent to sign in
