@@ -462,8 +462,8 @@ impl Memory {
 async fn memory_figures(g: &Gatehouse, load: &Load) -> BoxResult<Memory> {
     use std::io::{Read as _, Write as _};
     let pid = g.child.0.id();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = rss_kib(pid, "VmRSS:");
+    // idle as started (signed in once), before any load touched it
+    let idle = g.idle_rss;
     let held = usize::try_from(env_or("BENCH_IDLE_CONNECTIONS", 1000)).unwrap_or(1000);
     let before = rss_kib(pid, "VmRSS:");
     let mut conns = Vec::with_capacity(held);
