@@ -578,14 +578,28 @@ impl Config {
                 .unwrap_or_default(),
         };
         let routes = routes::build(&mut p, &raw, &provider_tables::ids(&raw, flat));
-        if let (Some(provider), Some(routes)) = (&provider, &routes)
-            && !provider.oidc
-        {
+        // every provider a step-up route takes must be OpenID Connect: the
+        // acr and auth_time come from the ID token
+        if let (Some(providers), Some(routes)) = (&providers, &routes) {
+            let all = ProviderSet::all(providers.len());
             for r in routes.routes().iter().filter(|r| r.step_up.is_some()) {
-                p.add(
-                    &r.name,
-                    "acr_values and max_age need an OpenID Connect provider: the acr and auth_time come from its ID token",
-                );
+                let plain: Vec<&str> = r
+                    .providers
+                    .unwrap_or(all)
+                    .iter()
+                    .filter_map(|i| providers.get(i))
+                    .filter(|e| !e.provider.oidc)
+                    .map(|e| e.id.as_str())
+                    .collect();
+                if !plain.is_empty() {
+                    p.add(
+                        &r.name,
+                        format!(
+                            "acr_values and max_age need OpenID Connect providers: the acr and auth_time come from the ID token, which {} does not give (name the route's providers)",
+                            plain.join(", ")
+                        ),
+                    );
+                }
             }
         }
 

@@ -184,7 +184,9 @@ async fn dispatch(
                 (Method::GET | Method::POST, "/oauth2/sign_out") => {
                     endpoints::sign_out(state, &parts, &info).await
                 }
-                (Method::GET, "/oauth2/userinfo") => endpoints::userinfo(state, &parts).await,
+                (Method::GET, "/oauth2/userinfo") => {
+                    endpoints::userinfo(state, &parts, &info).await
+                }
                 // front proxies ask with the original method (nginx) or GET
                 (_, "/oauth2/auth") => forward_auth::auth_request(state, &parts, &info, note).await,
                 (_, "/oauth2/forward-auth") => {

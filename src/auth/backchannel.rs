@@ -126,13 +126,19 @@ where
                 break;
             }
             Err(e) => {
-                refusal = Some(match e {
+                let this = match e {
                     // the keys could not be fetched: the provider may post again
                     IdpError::Transport(_) | IdpError::Discovery { .. } => {
                         Refusal::Unavailable(e.to_string())
                     }
                     _ => Refusal::Invalid(e.to_string()),
-                });
+                };
+                // a candidate that could not check it outranks one that
+                // refused it: it may be the right one, and a 400 would stop
+                // the provider from posting again
+                if !matches!(refusal, Some(Refusal::Unavailable(_))) {
+                    refusal = Some(this);
+                }
             }
         }
     }

@@ -834,7 +834,7 @@ fn end_session_url(
 }
 
 /// `/oauth2/userinfo`: the identity as JSON; 401 without a session.
-pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
+pub async fn userinfo(state: &AppState, parts: &Parts, info: &RequestInfo) -> Response<ProxyBody> {
     let Decided {
         decision,
         set_cookies,
@@ -850,10 +850,9 @@ pub async fn userinfo(state: &AppState, parts: &Parts) -> Response<ProxyBody> {
         Decision::Challenge | Decision::StepUp(..) => {
             error_response(&Error::Unauthenticated, Mode::Json)
         }
-        Decision::InvalidToken => {
-            let origin = crate::http::forwarded::origin(&parts.headers, &parts.uri, false, false);
-            crate::auth::bearer::invalid_token(&origin)
-        }
+        // the metadata's address as the client reached it (scheme and host
+        // from a trusted front proxy)
+        Decision::InvalidToken => crate::auth::bearer::invalid_token(&info.origin),
         Decision::Unavailable(cause) => error_response(&cause.error(), Mode::Json),
     };
     with_cookies(resp, set_cookies)

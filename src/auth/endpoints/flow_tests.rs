@@ -434,11 +434,11 @@ async fn userinfo_answers_the_identity_or_401() {
     let idp = Idp::start().await;
     let state = state(&idp, "").await;
     let cookie = signed_in(&idp, &state, "alice").await;
-    let r = userinfo(&state, &parts("/oauth2/userinfo", Some(&cookie))).await;
+    let r = userinfo(&state, &parts("/oauth2/userinfo", Some(&cookie)), &html()).await;
     assert_eq!(r.status(), StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body(r).await).unwrap();
     assert_eq!(v["email"], "alice@example.com");
-    let r = userinfo(&state, &parts("/oauth2/userinfo", None)).await;
+    let r = userinfo(&state, &parts("/oauth2/userinfo", None), &html()).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -456,7 +456,7 @@ async fn sign_out_revokes_the_session_and_clears_its_cookies() {
     assert_eq!(cleared[0].name(), state.config.cookie.name);
     assert_eq!(cleared[0].value(), "");
     // the old cookie no longer signs in
-    let r = userinfo(&state, &parts("/oauth2/userinfo", Some(&cookie))).await;
+    let r = userinfo(&state, &parts("/oauth2/userinfo", Some(&cookie)), &html()).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // no rd: the signed-out page
     let r = sign_out(&state, &parts("/oauth2/sign_out", None), &html()).await;

@@ -153,3 +153,26 @@ fn a_step_up_route_takes_no_bearer_tokens_and_must_take_get() {
     assert!(!bearer.enabled_on(&c.routes.routes()[0]));
     assert!(bearer.enabled_on(c.routes.fallback()));
 }
+
+#[test]
+fn a_step_up_route_must_take_only_openid_providers_among_several() {
+    // the flat provider (`default`) is OIDC; `plain` is a ZKAuth-style one
+    let config = |route: &str| {
+        Config::from_toml_str(&format!(
+            "{BASE}\n[[routes]]\npath = \"/admin\"\nmax_age = 60\n{route}\n\
+             [[providers]]\nid = \"plain\"\nprovider = \"zkauth\"\nclient_id = \"z\"\n\
+             client_secret = \"another-real-looking-secret\"\n\
+             oidc_authorize_url = \"https://z.example.com/authorize\"\n\
+             oidc_token_url = \"https://z.example.com/token\"\n\
+             oidc_jwks_url = \"https://z.example.com/jwks\"\n"
+        ))
+    };
+    let problems = config("").expect_err("refused").problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == "routes[0]" && p.reason.contains("which plain does not give")),
+        "{problems:?}"
+    );
+    config("provider = \"default\"").unwrap();
+}
