@@ -274,6 +274,11 @@ fn every_example_config_loads_once_its_placeholders_are_replaced() {
                 .replace(
                     "CHANGE-ME: the client secret from your provider",
                     "client-secret-from-the-provider",
+                )
+                // a second provider's ([[providers]] in routes.toml)
+                .replace(
+                    "CHANGE-ME: the partner client's secret",
+                    "partner-client-secret-from-its-provider",
                 );
             if let Err(e) = gatehouse::Config::from_toml_str(&text) {
                 panic!("{} does not load: {e}", path.display());
