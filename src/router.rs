@@ -154,7 +154,7 @@ async fn dispatch(
             return state.bearer.metadata(&info.origin);
         }
         p if p.starts_with("/oauth2/") || p == "/oauth2" => {
-            if matches!(p, "/oauth2/start" | "/oauth2/callback")
+            if (p == "/oauth2/start" || endpoints::is_callback(p))
                 && let Err(wait) = state
                     .login_limiter
                     .check(client_ip(
@@ -178,7 +178,7 @@ async fn dispatch(
             return match (parts.method.clone(), parts.uri.path()) {
                 (Method::GET, "/oauth2/start") => endpoints::start(state, &parts, &info),
                 (Method::GET, endpoints::SIGN_IN_PATH) => endpoints::sign_in(state, &parts, &info),
-                (Method::GET, "/oauth2/callback") => {
+                (Method::GET, p) if endpoints::is_callback(p) => {
                     endpoints::callback(state, &parts, &info).await
                 }
                 (Method::GET | Method::POST, "/oauth2/sign_out") => {
@@ -202,6 +202,9 @@ async fn dispatch(
                     | endpoints::SIGNED_OUT_PATH
                     | endpoints::SIGN_IN_PATH,
                 ) => error_response(&Error::MethodNotAllowed, info.mode),
+                (_, p) if endpoints::is_callback(p) => {
+                    error_response(&Error::MethodNotAllowed, info.mode)
+                }
                 // a browser gets a page, an API client JSON
                 _ => error_response(&Error::NotFound, info.mode),
             };

@@ -372,7 +372,16 @@ fn login_redirect(
         .provider
         .at(index)
         .ok_or_else(|| state.provider.not_ready_at(index))?;
-    let redirect_uri = callback_url(&state.config, origin)?;
+    let mut redirect_uri = callback_url(&state.config, origin)?;
+    // each provider but the first comes back at a callback of its own: an
+    // answer that a provider relays to another (a mix-up) then lands where
+    // the login it carries was not started, and is refused
+    if index > 0
+        && let Some(entry) = state.config.providers.get(index)
+    {
+        let path = format!("{}/{}", redirect_uri.path().trim_end_matches('/'), entry.id);
+        redirect_uri.set_path(&path);
+    }
     let codec = state.gate.codec();
     let token = || {
         codec
@@ -509,6 +518,11 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
         .ok_or_else(|| state.provider.not_ready_at(index))?;
     // RFC 9207: the answer came from the provider the browser was sent to
     if !provider.response_issuer_ok(iss.as_deref()) {
+        return Err(Error::IssuerMismatch);
+    }
+    // and it came back at that provider's own callback address
+    if Url::parse(&login.redirect_uri).map_or(true, |u| u.path() != parts.uri.path()) {
+        tracing::info!("callback at another provider's address: refused as a mix-up");
         return Err(Error::IssuerMismatch);
     }
     if let Some(error) = error {
@@ -831,6 +845,15 @@ fn end_session_url(
             end.to_string()
         }
     }
+}
+
+/// Whether `path` is a callback: `/oauth2/callback`, or
+/// `/oauth2/callback/<provider id>` for a provider after the first.
+pub fn is_callback(path: &str) -> bool {
+    path == "/oauth2/callback"
+        || path
+            .strip_prefix("/oauth2/callback/")
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// `/oauth2/userinfo`: the identity as JSON; 401 without a session.

@@ -301,6 +301,8 @@ async fn the_routes_example_opens_and_closes_the_paths_its_comments_name() {
     let partners = MockIdp::start(IdpOptions {
         client_id: partners_table["client_id"].as_str().unwrap().to_owned(),
         client_secret: Some(CLIENT_SECRET.to_owned()),
+        // a provider after the first comes back at its own callback address
+        redirect_uris: vec!["http://127.0.0.1/oauth2/callback/partners".to_owned()],
         users: vec![crate::support::idp::DemoUser::new(
             "pat",
             "pat@partner.example",

@@ -27,7 +27,12 @@ async fn two(extra_toml: &str) -> Two {
 
 async fn two_with(extra_toml: &str, corp_knobs: fn(&mut Knobs), wait: bool) -> Two {
     let zk = MockIdp::start(IdpOptions::provider(Profile::ZkAuth, "alice")).await;
-    let corp = MockIdp::start(IdpOptions::auto_approving("bob")).await;
+    // a provider after the first comes back at its own callback address
+    let corp = MockIdp::start(IdpOptions {
+        redirect_uris: vec!["http://127.0.0.1/oauth2/callback/corp".to_owned()],
+        ..IdpOptions::auto_approving("bob")
+    })
+    .await;
     corp.set_knobs(corp_knobs);
     let upstream = Recorder::start().await;
     let mut builder = TestProxy::builder(&zk, &upstream)
@@ -417,4 +422,37 @@ async fn forward_auth_keeps_a_session_to_the_routes_of_its_provider_too() {
         &page.location_url().unwrap()[..Position::AfterPath],
         env.corp.authorize_endpoint()
     );
+}
+
+/// RFC 9207 section 1's mix-up, with a distinct callback per provider as the
+/// defence: an answer for a login started at corp that comes back at the
+/// first provider's callback (a provider relayed it) is refused and spends
+/// the login, and nothing is redeemed at corp.
+#[tokio::test]
+async fn an_answer_at_another_providers_callback_is_refused_as_a_mix_up() {
+    let env = two("").await;
+    let client = TestClient::new();
+    let authorize = start_login(&client, &env.proxy, "/corp-only").await;
+    assert!(
+        authorize
+            .query_pairs()
+            .any(|(k, v)| k == "redirect_uri" && v.ends_with("/oauth2/callback/corp")),
+        "{authorize}"
+    );
+    let callback = authorize_at_idp(&client, &env.proxy, &authorize, None).await;
+    assert_eq!(callback.path(), "/oauth2/callback/corp");
+    let mut elsewhere = callback.clone();
+    elsewhere.set_path("/oauth2/callback");
+    let resp = client.get(elsewhere.as_str()).await;
+    assert_eq!(resp.status.as_u16() / 100, 4, "{}", resp.text());
+    assert!(resp.location().is_none());
+    assert!(env.corp.token_requests().is_empty(), "a code was redeemed");
+    // and the login it carried is spent: its state cookie was cleared
+    let again = client.get(callback.as_str()).await;
+    assert_eq!(again.status.as_u16() / 100, 4, "{}", again.text());
+    assert!(env.corp.token_requests().is_empty());
+    // a login at corp that comes back at its own address completes
+    let fresh = TestClient::new();
+    sign_in_via(&fresh, &env, "/corp-only").await;
+    assert_eq!(env.corp.token_requests().len(), 1);
 }
