@@ -58,15 +58,11 @@ pub async fn auth_request(
             }
         }
     };
-    let placed = match route_of(state, original.as_ref()) {
+    let placed = match place(state, original.as_ref(), note) {
         Ok(p) => p,
-        Err(why) => {
-            tracing::debug!(reason = why, "forward-auth: request not placed on a route");
-            return error_response(&Error::BadRequest(why), Mode::Json);
-        }
+        Err(why) => return error_response(&Error::BadRequest(why), Mode::Json),
     };
     let route = placed.route;
-    note.route = Some(route.index);
     let narrowing = Narrowing::from_query(parts.uri.query());
     if route.is_public() && narrowing.is_empty() {
         return public(StatusCode::ACCEPTED, state, parts, info, false);
@@ -77,29 +73,14 @@ pub async fn auth_request(
     } = state.decide(&parts.headers, route).await;
     let resp = match decision {
         Decision::Allow(id) => {
-            let r = match narrowing.check(&id) {
-                Ok(()) => allowed(
-                    StatusCode::ACCEPTED,
-                    &id,
-                    token_allowed(state, info),
-                    app_cookie(&parts.headers, &state.config.cookie.name, info),
-                    false,
-                    &state.config.claim_headers,
-                ),
-                Err(reason) => {
-                    note.denied = Some(reason);
-                    forbidden(reason, &id, Mode::Json)
-                }
+            let answer = Answer {
+                status: StatusCode::ACCEPTED,
+                forwarded_too: false,
+                mode: Mode::Json,
             };
-            note.identity = Some(id);
-            r
+            signed_in(state, parts, info, note, id, &narrowing, &answer)
         }
-        Decision::Deny(reason, id) => {
-            note.denied = Some(reason);
-            let r = forbidden(reason, &id, Mode::Json);
-            note.identity = Some(*id);
-            r
-        }
+        Decision::Deny(reason, id) => refused(reason, *id, note, Mode::Json),
         // nginx turns a 401 into its error_page (the sign-in redirect)
         Decision::Challenge => bearer_challenge(state, info, route),
         // the same: its /oauth2/start?rd= adds the route's step-up
@@ -131,15 +112,11 @@ pub async fn forward_auth(
             return error_response(&Error::BadRequest(bad.0), Mode::Json);
         }
     };
-    let placed = match route_of(state, original.as_ref()) {
+    let placed = match place(state, original.as_ref(), note) {
         Ok(p) => p,
-        Err(why) => {
-            tracing::debug!(reason = why, "forward-auth: request not placed on a route");
-            return error_response(&Error::BadRequest(why), Mode::Json);
-        }
+        Err(why) => return error_response(&Error::BadRequest(why), Mode::Json),
     };
     let route = placed.route;
-    note.route = Some(route.index);
     let narrowing = Narrowing::from_query(parts.uri.query());
     if route.is_public() && narrowing.is_empty() {
         return public(StatusCode::OK, state, parts, info, true);
@@ -150,29 +127,14 @@ pub async fn forward_auth(
     } = state.decide(&parts.headers, route).await;
     let resp = match decision {
         Decision::Allow(id) => {
-            let r = match narrowing.check(&id) {
-                Ok(()) => allowed(
-                    StatusCode::OK,
-                    &id,
-                    token_allowed(state, info),
-                    app_cookie(&parts.headers, &state.config.cookie.name, info),
-                    true,
-                    &state.config.claim_headers,
-                ),
-                Err(reason) => {
-                    note.denied = Some(reason);
-                    forbidden(reason, &id, info.mode)
-                }
+            let answer = Answer {
+                status: StatusCode::OK,
+                forwarded_too: true,
+                mode: info.mode,
             };
-            note.identity = Some(id);
-            r
+            signed_in(state, parts, info, note, id, &narrowing, &answer)
         }
-        Decision::Deny(reason, id) => {
-            note.denied = Some(reason);
-            let r = forbidden(reason, &id, info.mode);
-            note.identity = Some(*id);
-            r
-        }
+        Decision::Deny(reason, id) => refused(reason, *id, note, info.mode),
         Decision::Challenge | Decision::StepUp(..) => {
             // a step-up is a new login at the session's own provider, asking
             // for the route's acr_values and max_age
@@ -185,10 +147,14 @@ pub async fn forward_auth(
                 && info.mode == Mode::Html
                 && !placed.api;
             if !navigation {
-                if step_up.is_some() {
-                    return error_response(&Error::StepUpRequired, Mode::Json);
-                }
-                return bearer_challenge(state, info, route);
+                // a value, not a return: the clearing of a dead session
+                // still goes back with it
+                let r = if step_up.is_some() {
+                    error_response(&Error::StepUpRequired, Mode::Json)
+                } else {
+                    bearer_challenge(state, info, route)
+                };
+                return with_cookies(r, set_cookies);
             }
             // the original URL is the front proxy's report of what the
             // browser asked for: its host is a forwarded one, believed as a
@@ -237,6 +203,71 @@ fn bearer_challenge(
     if state.bearer.enabled_on(route) {
         bearer::add_challenge(&mut r, &info.origin);
     }
+    r
+}
+
+/// [`route_of`], noted for the access record; why not, for a 400.
+fn place<'s>(
+    state: &'s AppState,
+    original: Option<&OriginalRequest>,
+    note: &mut AccessNote,
+) -> Result<Placed<'s>, &'static str> {
+    let placed = route_of(state, original).inspect_err(|why| {
+        tracing::debug!(reason = why, "forward-auth: request not placed on a route");
+    })?;
+    note.route = Some(placed.route.index);
+    Ok(placed)
+}
+
+/// How an endpoint words its answers: nginx's `auth_request` reads 202 and
+/// JSON; Traefik and Caddy pass 200 and a page to the browser.
+struct Answer {
+    status: StatusCode,
+    /// Also `X-Forwarded-*` and `Cookie` on the allow answer.
+    forwarded_too: bool,
+    /// How a refusal is rendered.
+    mode: Mode,
+}
+
+/// A signed-in user the gate allowed: the allow answer when every
+/// narrowing rule of the query holds too, else 403.
+fn signed_in(
+    state: &AppState,
+    parts: &Parts,
+    info: &RequestInfo,
+    note: &mut AccessNote,
+    id: Identity,
+    narrowing: &Narrowing,
+    answer: &Answer,
+) -> Response<ProxyBody> {
+    let r = match narrowing.check(&id) {
+        Ok(()) => allowed(
+            answer.status,
+            &id,
+            token_allowed(state, info),
+            app_cookie(&parts.headers, &state.config.cookie.name, info),
+            answer.forwarded_too,
+            &state.config.claim_headers,
+        ),
+        Err(reason) => {
+            note.denied = Some(reason);
+            forbidden(reason, &id, answer.mode)
+        }
+    };
+    note.identity = Some(id);
+    r
+}
+
+/// A signed-in user refused by policy: 403, noted.
+fn refused(
+    reason: crate::auth::policy::DenyReason,
+    id: Identity,
+    note: &mut AccessNote,
+    mode: Mode,
+) -> Response<ProxyBody> {
+    note.denied = Some(reason);
+    let r = forbidden(reason, &id, mode);
+    note.identity = Some(id);
     r
 }
 

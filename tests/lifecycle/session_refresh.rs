@@ -138,6 +138,23 @@ async fn a_refused_refresh_signs_the_user_out() {
 }
 
 #[tokio::test]
+async fn a_refused_refresh_through_forward_auth_clears_the_dead_session_too() {
+    let (idp, _upstream, proxy) = stack("cookie_refresh = \"1s\"").await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    idp.revoke_refresh_tokens();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // an API call asked about by Traefik or Caddy: a 401, not a redirect,
+    // and the clearing goes back with it as with a redirect
+    let resp = client.get_api(&proxy.url("/oauth2/forward-auth")).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    let cleared = resp
+        .set_cookie(SESSION_COOKIE)
+        .expect("the dead session is cleared");
+    assert_eq!(cleared.value(), "");
+}
+
+#[tokio::test]
 async fn forward_auth_carries_the_refreshed_cookie_and_never_allows_when_the_provider_fails() {
     let (idp, _upstream, proxy) = stack("cookie_refresh = \"1s\"").await;
     let client = TestClient::new();
