@@ -12,46 +12,11 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::{assert_identity, assert_not_allowed, get};
-use crate::support::SESSION_COOKIE;
 use crate::support::client::{ACCEPT_HTML, TestClient, TestResponse};
 use crate::support::idp::{IdpOptions, MockIdp};
 use crate::support::proxy::{TestProxy, login_as};
 use crate::support::upstream::Recorder;
-
-const ROUTES: &str = r#"
-[[routes]]
-path = "/public"
-policy = "public"
-
-[[routes]]
-host = "status.gatehouse.test"
-policy = "public"
-
-[[routes]]
-path = "/hooks"
-methods = ["POST"]
-policy = "public"
-
-[[routes]]
-path = "/api"
-api = true
-
-[[routes]]
-path = "/groups"
-allowed_groups = ["admins"]
-
-[[routes]]
-path = "/roles"
-allowed_roles = ["auditor"]
-
-[[routes]]
-path = "/emails"
-allowed_emails = ["BOB@example.com"]
-
-[[routes]]
-path = "/domains"
-allowed_email_domains = ["other.example"]
-"#;
+use crate::support::{ROUTES_OF_EACH_KIND as ROUTES, SESSION_COOKIE};
 
 const APP: &str = "app.gatehouse.test";
 

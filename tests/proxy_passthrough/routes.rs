@@ -7,52 +7,19 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
+use crate::support::ROUTES_OF_EACH_KIND;
 use crate::support::SESSION_COOKIE;
 use crate::support::client::{ACCEPT_HTML, TestClient, TestResponse};
 use crate::support::idp::{IdpOptions, MockIdp};
 use crate::support::proxy::{TestProxy, login_as};
 use crate::support::upstream::Recorder;
 
-/// One route of each kind, in front of the default route (any signed-in
-/// user). `{OTHER}` is the second upstream's URL.
-const ROUTES: &str = r#"
-[[routes]]
-path = "/public"
-policy = "public"
-
-[[routes]]
-host = "status.gatehouse.test"
-policy = "public"
-
-[[routes]]
-path = "/hooks"
-methods = ["POST"]
-policy = "public"
-
-[[routes]]
-path = "/api"
-api = true
-
-[[routes]]
-path = "/groups"
-allowed_groups = ["admins"]
-
-[[routes]]
-path = "/roles"
-allowed_roles = ["auditor"]
-
-[[routes]]
-path = "/emails"
-allowed_emails = ["BOB@example.com"]
-
-[[routes]]
-path = "/domains"
-allowed_email_domains = ["other.example"]
-
-[[routes]]
-path = "/other"
-upstream = "{OTHER}"
-"#;
+/// One route of each kind ([`ROUTES_OF_EACH_KIND`]) and one with its own
+/// upstream, in front of the default route (any signed-in user). `{OTHER}`
+/// is the second upstream's URL.
+fn routes() -> String {
+    format!("{ROUTES_OF_EACH_KIND}\n[[routes]]\npath = \"/other\"\nupstream = \"{{OTHER}}\"\n")
+}
 
 /// alice (admins, staff), bob (staff) and carol (contractors, the only one
 /// with the realm role `auditor`), each signed in with a client of their
@@ -93,7 +60,7 @@ async fn routed(extra: &str) -> Routed {
     let upstream = Recorder::start().await;
     let other = Recorder::start().await;
     // top-level keys before the tables
-    let toml = format!("{extra}\n{}", ROUTES.replace("{OTHER}", &other.url()));
+    let toml = format!("{extra}\n{}", routes().replace("{OTHER}", &other.url()));
     let proxy = TestProxy::start(&toml, &idp, &upstream).await;
     let alice = TestClient::new();
     login_as(&alice, &proxy, "/", "alice").await;

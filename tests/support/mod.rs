@@ -36,3 +36,40 @@ pub mod upstream;
 /// login-state cookies `_csrf_<tag>`. Look cookies up through this, never
 /// by a literal, so a change of the default name is one line here.
 pub const SESSION_COOKIE: &str = "_gatehouse";
+
+/// `[[routes]]` of each policy kind, for the route tests in proxy mode and
+/// through forward-auth (which must decide alike).
+pub const ROUTES_OF_EACH_KIND: &str = r#"
+[[routes]]
+path = "/public"
+policy = "public"
+
+[[routes]]
+host = "status.gatehouse.test"
+policy = "public"
+
+[[routes]]
+path = "/hooks"
+methods = ["POST"]
+policy = "public"
+
+[[routes]]
+path = "/api"
+api = true
+
+[[routes]]
+path = "/groups"
+allowed_groups = ["admins"]
+
+[[routes]]
+path = "/roles"
+allowed_roles = ["auditor"]
+
+[[routes]]
+path = "/emails"
+allowed_emails = ["BOB@example.com"]
+
+[[routes]]
+path = "/domains"
+allowed_email_domains = ["other.example"]
+"#;
