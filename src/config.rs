@@ -333,9 +333,21 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// API bearer tokens.
     pub bearer: BearerConfig,
+    /// SIGTERM's grace period and drain timeout.
+    pub shutdown: ShutdownConfig,
     /// Settings accepted and ignored (oauth2-proxy keys for what gatehouse
     /// does anyway), each with why: warned about at start.
     pub notes: Vec<Problem>,
+}
+
+/// How gatehouse stops (`shutdown_grace_period`, `shutdown_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// After SIGTERM: `/ready` answers 503 and new connections are still
+    /// served for this long.
+    pub grace_period: Duration,
+    /// Then, with the listener closed: time in-flight requests get to finish.
+    pub timeout: Duration,
 }
 
 /// One problem with one setting.
@@ -565,6 +577,20 @@ impl Config {
         );
         let session_store = build_session_store(&mut p, &raw);
         let limits = limits::build(&mut p, &raw);
+        let shutdown = ShutdownConfig {
+            grace_period: p
+                .check(
+                    "shutdown_grace_period",
+                    parse_duration_or_zero(raw.shutdown_grace_period.as_deref().unwrap_or("5s")),
+                )
+                .unwrap_or_default(),
+            timeout: p
+                .check(
+                    "shutdown_timeout",
+                    parse_duration(raw.shutdown_timeout.as_deref().unwrap_or("10s")),
+                )
+                .unwrap_or_default(),
+        };
         let bearer = BearerConfig {
             everywhere: raw.skip_jwt_bearer_tokens.unwrap_or(false),
             extra_issuers: p
@@ -659,6 +685,7 @@ impl Config {
                 limits,
                 bearer,
                 routes,
+                shutdown,
                 notes: Vec::new(),
             }),
             _ => Err(ConfigError { problems: p.0 }),
@@ -1557,6 +1584,19 @@ fn load_tls(cert: Option<&str>, key: Option<&str>) -> Result<Option<TlsConfig>, 
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key_file {key}: {e}"))?;
     Ok(Some(TlsConfig { cert_chain, key }))
+}
+
+/// Like [`parse_duration`], but zero (`0`, `0s`) is allowed: none.
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    // a zero duration is one that adds nothing to 1ms
+    parse_duration(s).or_else(|e| match parse_duration(&format!("1ms{}", s.trim())) {
+        _ if s.trim().is_empty() => Err(e),
+        Ok(d) if d == Duration::from_millis(1) => Ok(Duration::ZERO),
+        _ => Err(e),
+    })
 }
 
 /// Parses `168h`, `30m`, `45s`, `1h30m`, `500ms`, `2d`. Zero is refused.

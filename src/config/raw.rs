@@ -172,6 +172,20 @@ pub struct RawConfig {
     #[arg(help_heading = "Listening", long, env = "GATEHOUSE_TLS_KEY_FILE")]
     pub tls_key_file: Option<String>,
 
+    /// On SIGTERM, how long to keep serving new connections while `/ready`
+    /// answers 503, so load balancers notice (SIGINT skips it) [default: 5s]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        env = "GATEHOUSE_SHUTDOWN_GRACE_PERIOD"
+    )]
+    pub shutdown_grace_period: Option<String>,
+
+    /// At shutdown, how long in-flight requests get to finish once the
+    /// listener is closed [default: 10s]
+    #[arg(help_heading = "Listening", long, env = "GATEHOUSE_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+
     /// Log format: text or json [default: text]
     #[arg(help_heading = "Logging", long, env = "GATEHOUSE_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -583,7 +597,7 @@ impl RawConfig {
                 max_connections, max_connections_per_ip, max_header_bytes,
                 http2_max_concurrent_streams, http2_keepalive_interval, http2_keepalive_timeout,
                 login_rate_limit_burst, login_rate_limit_per_minute, skip_auth_preflight,
-                skip_jwt_bearer_tokens;
+                skip_jwt_bearer_tokens, shutdown_grace_period, shutdown_timeout;
             lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy,
                 oidc_extra_audience, allowed_role, allowed_group, claim_header,
                 redis_sentinel_connection_urls, redis_cluster_connection_urls,

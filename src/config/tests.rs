@@ -989,3 +989,35 @@ fn extra_jwt_issuers_are_issuer_equals_audience_with_provider_url_rules() {
     ))
     .unwrap();
 }
+
+#[test]
+fn the_shutdown_grace_period_defaults_to_5s_may_be_zero_and_the_timeout_must_be_positive() {
+    let c = Config::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(c.shutdown.grace_period, Duration::from_secs(5));
+    assert_eq!(c.shutdown.timeout, Duration::from_secs(10));
+    for (zero, want) in [
+        ("0", 0),
+        ("0s", 0),
+        ("0ms", 0),
+        ("250ms", 250),
+        ("1m", 60_000),
+    ] {
+        let c = Config::from_toml_str(&format!("{MINIMAL}\nshutdown_grace_period = \"{zero}\"\n"))
+            .unwrap();
+        assert_eq!(
+            c.shutdown.grace_period,
+            Duration::from_millis(want),
+            "{zero:?}"
+        );
+    }
+    for bad in ["soon", "", "-1s", "5x"] {
+        let err = Config::from_toml_str(&format!("{MINIMAL}\nshutdown_grace_period = \"{bad}\"\n"))
+            .unwrap_err();
+        assert_eq!(keys(&err), ["shutdown_grace_period"], "{bad:?}");
+    }
+    for bad in ["0s", "soon", ""] {
+        let err = Config::from_toml_str(&format!("{MINIMAL}\nshutdown_timeout = \"{bad}\"\n"))
+            .unwrap_err();
+        assert_eq!(keys(&err), ["shutdown_timeout"], "{bad:?}");
+    }
+}
