@@ -11,5 +11,6 @@
 //! sent is removed before ours are added.
 
 mod forward;
+pub mod websocket;
 
 pub use forward::{ForwardContext, IdentityHeaderSettings, OwnCookie, Upstreams};

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 
 use crate::auth::identity::Identity;
 use crate::config::{Config, Upstream};
@@ -98,6 +98,8 @@ pub struct Upstreams {
     claim_headers: Vec<http::HeaderName>,
     /// gatehouse's own cookies, which an upstream may not set or clear.
     own_cookie: OwnCookie,
+    /// The open WebSocket tunnels, closed together at shutdown.
+    tunnels: Arc<crate::proxy::websocket::Tunnels>,
 }
 
 impl Upstreams {
@@ -161,7 +163,15 @@ impl Upstreams {
                 .map(|c| c.header.clone())
                 .collect(),
             own_cookie,
+            tunnels: Arc::default(),
         })
+    }
+
+    /// Shares `tunnels` (kept across reloads) with the tunnels this opens.
+    #[must_use]
+    pub fn with_tunnels(mut self, tunnels: Arc<crate::proxy::websocket::Tunnels>) -> Self {
+        self.tunnels = tunnels;
+        self
     }
 
     /// Whether a request on route `route` has an upstream to go to: the
@@ -225,10 +235,11 @@ impl Upstreams {
             && let Some(client_upgrade) = client_upgrade
         {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice(
+            tokio::spawn(crate::proxy::websocket::splice(
                 client_upgrade,
                 upstream_upgrade,
                 ctx.tunnel_end.clone(),
+                Arc::clone(&self.tunnels),
             ));
             strip_hop_by_hop(resp.headers_mut(), true);
             drop_own_set_cookies(resp.headers_mut(), &*self.own_cookie);
@@ -454,44 +465,6 @@ fn upstream_uri(route: &Route, original: &Uri) -> Result<Uri, Error> {
         .path_and_query(pq)
         .build()
         .map_err(|_e| Error::BadRequest("request target cannot be forwarded"))
-}
-
-/// Copies bytes both ways between an upgraded client and upstream, until
-/// either side closes or `end` fires (turns `true` or loses its sender).
-/// Then both connections are dropped, which closes them at the TCP level:
-/// no WebSocket close frame is sent, because the tunnel carries bytes and
-/// does not know where a frame in flight ends, and a close frame spliced
-/// into the middle of one would corrupt the stream rather than end it.
-async fn splice(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    end: Option<tokio::sync::watch::Receiver<bool>>,
-) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-    let ended = async move {
-        match end {
-            // an error means the sender is gone: end too (fail closed)
-            Some(mut end) => drop(end.wait_for(|ended| *ended).await),
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        r = copy => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "upgraded connection closed with an error");
-            }
-        }
-        () = ended => tracing::debug!("upgraded connection closed: its session ended"),
-    }
 }
 
 #[cfg(test)]
