@@ -22,6 +22,7 @@ pub mod http;
 pub mod limits;
 pub mod proxy;
 pub mod redis_conn;
+pub mod reload;
 pub mod router;
 pub mod routes;
 pub mod server;

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let exposed = secrets_on_command_line(&matches, &cli.settings);
+    let source = gatehouse::reload::ConfigSource::new(cli.config.clone(), cli.settings.clone());
     let config = match Config::load(cli.config.as_deref(), cli.settings) {
         Ok(c) => c,
         Err(e) => {
@@ -114,7 +115,11 @@ fn main() -> ExitCode {
     for n in &config.notes {
         tracing::warn!(key = %n.key, "{}", n.reason);
     }
-    let code = match runtime.block_on(gatehouse::run(config, shutdown_signal())) {
+    let served = runtime.block_on(async {
+        let events = signals();
+        gatehouse::reload::serve(config, source, events, gatehouse::reload::POLL_INTERVAL).await
+    });
+    let code = match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "gatehouse stopped");
@@ -150,26 +155,44 @@ fn mode(config: &Config) -> String {
     }
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// SIGHUP, SIGTERM and SIGINT (Ctrl-C) as events; a signal that cannot be
+/// listened for is logged and never arrives.
+fn signals() -> tokio::sync::mpsc::Receiver<gatehouse::reload::Event> {
+    use gatehouse::reload::Event;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if tx.send(Event::Interrupt).await.is_err() {
+                    return;
+                }
             }
-            Err(_e) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        });
     }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        for (kind, event) in [
+            (SignalKind::hangup(), Event::Reload),
+            (SignalKind::terminate(), Event::Terminate),
+        ] {
+            let tx = tx.clone();
+            match signal(kind) {
+                Ok(mut s) => {
+                    tokio::spawn(async move {
+                        while s.recv().await.is_some() {
+                            if tx.send(event).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, ?event, "cannot listen for the signal"),
+            }
+        }
+    }
+    // one sender kept for good: the receiver never sees the channel end
+    tokio::spawn(async move { tx.closed().await });
+    rx
 }

@@ -138,7 +138,10 @@ async fn dispatch(
         "/ping" => return text(StatusCode::OK, "OK"),
         "/ready" => {
             let missing = state.provider.undiscovered(&state.config);
-            return if !missing.is_empty() {
+            return if state.lifecycle.draining() {
+                // load balancers stop sending new requests (SIGTERM)
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+            } else if !missing.is_empty() {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     not_discovered(&state.config, &missing),

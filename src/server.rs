@@ -6,8 +6,10 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -20,15 +22,16 @@ use crate::config::{Config, LimitsConfig, TlsConfig};
 use crate::http::forwarded::is_trusted;
 use crate::limits::{ConnActivity, ConnLimits, CountedIo, Tracked};
 use crate::router::{ConnInfo, handle};
-use crate::state::AppState;
+use crate::state::{AppState, Carried};
 
 /// HTTP/2 streams opened and reset by the client before we answered, at
 /// most, before the connection is closed (hyper's default, made explicit).
 const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 /// HTTP/2 streams we reset for the client's protocol errors, at most.
 const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
-/// Time in-flight requests get to finish at shutdown.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time the open WebSocket tunnels get, at the end of a shutdown, to end
+/// the frame in flight, send their Close frames and hear the peers' replies.
+const TUNNEL_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why gatehouse could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,13 +61,55 @@ pub enum StartupError {
 /// A running gatehouse.
 pub struct Server {
     local_addr: SocketAddr,
-    state: Arc<AppState>,
+    /// The live state: each request loads it once and keeps what it got;
+    /// a reload swaps in a new one.
+    live: Arc<ArcSwap<AppState>>,
+    /// The TLS settings the acceptor uses, re-read at each reload.
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     stop: watch::Sender<bool>,
     conns: Arc<ConnLimits>,
     task: Option<JoinHandle<()>>,
+    background: std::sync::Mutex<Background>,
+    reloads: ReloadCounts,
+}
+
+/// The background tasks of the live state.
+struct Background {
     discovery: JoinHandle<()>,
     /// Keeps revocations in sync (and swept) in the background.
     revocations: JoinHandle<()>,
+}
+
+impl Background {
+    fn abort(&self) {
+        self.discovery.abort();
+        self.revocations.abort();
+    }
+}
+
+/// What one reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new configuration is live.
+    Applied {
+        /// What was kept from the running state.
+        carried: Carried,
+        /// Changed settings that take effect only at a restart.
+        not_live: Vec<&'static str>,
+    },
+    /// The running configuration is kept; every problem found.
+    Refused {
+        /// Each as `key: reason`.
+        problems: Vec<String>,
+    },
+}
+
+/// Reloads applied and refused since start (for a metric; see
+/// [`Server::reload_counts`]).
+#[derive(Debug, Default)]
+struct ReloadCounts {
+    applied: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
 }
 
 impl Server {
@@ -83,38 +128,136 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
-        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(tls_server_config)
+            .transpose()?
+            .map(|c| Arc::new(ArcSwap::new(c)));
         let state = Arc::new(AppState::new(config)?);
-        let discovery = {
-            let state = state.clone();
-            tokio::spawn(async move {
-                state
-                    .provider
-                    .discover_until_ready(&state.config, state.idp_http.clone())
-                    .await;
-            })
+        let background = Background {
+            discovery: spawn_discovery(&state),
+            revocations: tokio::spawn(state.revocations().run()),
         };
-        let revocations = tokio::spawn(state.revocations().run());
         let (stop, stopped) = watch::channel(false);
         let limits = &state.config.limits;
         let conns = ConnLimits::new(limits.max_connections, limits.max_connections_per_ip);
+        let builder = Arc::new(http_builder(limits));
+        let live = Arc::new(ArcSwap::new(state.clone()));
         let task = tokio::spawn(accept_loop(
             listener,
-            tls,
-            state.clone(),
+            tls.clone(),
+            live.clone(),
+            builder,
             conns.clone(),
             stopped,
         ));
         tracing::info!(address = %local_addr, tls = state.config.tls.is_some(), "listening");
         Ok(Self {
             local_addr,
-            state,
+            live,
+            tls,
             stop,
             conns,
             task: Some(task),
-            discovery,
-            revocations,
+            background: std::sync::Mutex::new(background),
+            reloads: ReloadCounts::default(),
         })
+    }
+
+    /// The live state (what a request starting now would use).
+    pub fn state(&self) -> Arc<AppState> {
+        self.live.load_full()
+    }
+
+    /// Applies a reloaded configuration: `loaded` is what `Config::load`
+    /// gave. A valid one builds a new state, keeping what must survive (see
+    /// [`AppState::reloaded`]), and swaps it in at once: requests in flight
+    /// finish on the old one. An invalid one is refused and every problem
+    /// logged; the running configuration stays. Either way it is counted.
+    pub fn reload(&self, loaded: Result<Config, crate::config::ConfigError>) -> ReloadOutcome {
+        let outcome = self.try_reload(loaded);
+        match &outcome {
+            ReloadOutcome::Applied { carried, not_live } => {
+                self.reloads.applied.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    providers_kept = ?carried.providers,
+                    providers_to_discover = ?carried.rediscover,
+                    session_store_kept = carried.store,
+                    login_rate_limiter_kept = carried.login_limiter,
+                    "configuration reloaded"
+                );
+                if !not_live.is_empty() {
+                    tracing::warn!(
+                        settings = %not_live.join(", "),
+                        "configuration reloaded, but these changed settings take effect only at a restart"
+                    );
+                }
+            }
+            ReloadOutcome::Refused { problems } => {
+                self.reloads.refused.fetch_add(1, Ordering::Relaxed);
+                for p in problems {
+                    tracing::error!(
+                        problem = %crate::telemetry::escape_log(p),
+                        "configuration reload refused: the running configuration is kept"
+                    );
+                }
+            }
+        }
+        outcome
+    }
+
+    fn try_reload(&self, loaded: Result<Config, crate::config::ConfigError>) -> ReloadOutcome {
+        let config = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                return ReloadOutcome::Refused {
+                    problems: e
+                        .problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.key, p.reason))
+                        .collect(),
+                };
+            }
+        };
+        let refused = |why: String| ReloadOutcome::Refused {
+            problems: vec![why],
+        };
+        let old = self.live.load_full();
+        let not_live = not_live(&old.config, &config);
+        let tls = match (&self.tls, &config.tls) {
+            (Some(live), Some(tls)) => match tls_server_config(tls) {
+                Ok(c) => Some((live, c)),
+                Err(e) => return refused(format!("tls_cert_file: {e}")),
+            },
+            _ => None,
+        };
+        let (state, carried) = match AppState::reloaded(config, &old) {
+            Ok(built) => built,
+            Err(e) => return refused(e.to_string()),
+        };
+        let state = Arc::new(state);
+        if let Some((live, c)) = tls {
+            live.store(c);
+        }
+        self.live.store(state.clone());
+        if let Ok(mut bg) = self.background.lock() {
+            bg.discovery.abort();
+            bg.discovery = spawn_discovery(&state);
+            if !Arc::ptr_eq(&old.revocations(), &state.revocations()) {
+                bg.revocations.abort();
+                bg.revocations = tokio::spawn(state.revocations().run());
+            }
+        }
+        ReloadOutcome::Applied { carried, not_live }
+    }
+
+    /// Reloads applied and refused since start: `(applied, refused)`.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads.applied.load(Ordering::Relaxed),
+            self.reloads.refused.load(Ordering::Relaxed),
+        )
     }
 
     /// The bound address.
@@ -131,18 +274,55 @@ impl Server {
     /// True once every provider has been discovered and the session store
     /// can vouch for sessions.
     pub fn ready(&self) -> bool {
-        self.state.provider.all_ready() && self.state.store_ready()
+        let state = self.live.load();
+        !state.lifecycle.draining() && state.provider.all_ready() && state.store_ready()
     }
 
-    /// Stops accepting, lets in-flight requests finish (bounded), returns.
-    pub async fn shutdown(mut self) {
+    /// Stops accepting, lets in-flight requests finish (within
+    /// `shutdown_timeout`), closes the WebSocket tunnels, returns.
+    pub async fn shutdown(self) {
+        self.drain(false).await;
+    }
+
+    /// Shuts down as at SIGTERM (`grace`) or SIGINT: `/ready` answers 503
+    /// at once; with `grace`, new connections are still served for
+    /// `shutdown_grace_period`; then the listener closes, idle keep-alive
+    /// connections are closed, in-flight requests get `shutdown_timeout` to
+    /// finish, and the open WebSocket tunnels are closed with a Close frame.
+    pub async fn drain(mut self, grace: bool) {
+        let state = self.live.load_full();
+        state.lifecycle.start_draining();
+        let shutdown = state.config.shutdown;
+        if grace && !shutdown.grace_period.is_zero() {
+            tracing::info!(
+                grace_period = ?shutdown.grace_period,
+                "shutting down: /ready answers 503; still serving during the grace period"
+            );
+            tokio::time::sleep(shutdown.grace_period).await;
+        }
+        tracing::info!(timeout = ?shutdown.timeout, "shutting down: listener closed, in-flight requests finishing");
         let _ = self.stop.send(true);
-        self.discovery.abort();
-        self.revocations.abort();
+        if let Ok(bg) = self.background.lock() {
+            bg.abort();
+        }
         if let Some(task) = self.task.take()
             && let Err(e) = task.await
         {
             tracing::warn!(error = %e, "accept loop ended abnormally");
+        }
+        if !self.conns.drained(shutdown.timeout).await {
+            tracing::warn!(
+                "in-flight requests did not finish within shutdown_timeout ({:?})",
+                shutdown.timeout
+            );
+        }
+        let tunnels = &state.lifecycle.tunnels;
+        if tunnels.open() > 0 {
+            tracing::info!(open = tunnels.open(), "closing WebSocket tunnels");
+        }
+        tunnels.close_all();
+        if !tunnels.closed(TUNNEL_CLOSE_TIMEOUT).await {
+            tracing::warn!("WebSocket tunnels did not close within {TUNNEL_CLOSE_TIMEOUT:?}");
         }
     }
 }
@@ -152,9 +332,62 @@ impl Drop for Server {
     /// connections are left to finish on their own.
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        self.discovery.abort();
-        self.revocations.abort();
+        if let Ok(bg) = self.background.lock() {
+            bg.abort();
+        }
     }
+}
+
+/// Discovers, in the background, the providers of `state` not discovered yet.
+fn spawn_discovery(state: &Arc<AppState>) -> JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        state
+            .provider
+            .discover_until_ready(&state.config, state.idp_http.clone())
+            .await;
+    })
+}
+
+/// The settings changed from `old` to `new` that a reload cannot apply:
+/// the listener, its connection limits and protocol settings, TLS turned on
+/// or off, and logging (set up once at start).
+pub fn not_live(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (a, b) = (&old.limits, &new.limits);
+    [
+        ("http_address", old.http_address != new.http_address),
+        (
+            "tls_cert_file (TLS turned on or off)",
+            old.tls.is_some() != new.tls.is_some(),
+        ),
+        ("max_connections", a.max_connections != b.max_connections),
+        (
+            "max_connections_per_ip",
+            a.max_connections_per_ip != b.max_connections_per_ip,
+        ),
+        (
+            "header_read_timeout",
+            a.header_read_timeout != b.header_read_timeout,
+        ),
+        ("max_header_bytes", a.max_header_bytes != b.max_header_bytes),
+        (
+            "http2_max_concurrent_streams",
+            a.http2_max_concurrent_streams != b.http2_max_concurrent_streams,
+        ),
+        (
+            "http2_keepalive_interval",
+            a.http2_keepalive_interval != b.http2_keepalive_interval,
+        ),
+        (
+            "http2_keepalive_timeout",
+            a.http2_keepalive_timeout != b.http2_keepalive_timeout,
+        ),
+        ("log_format", old.log_format != new.log_format),
+        ("log_level", old.log_level != new.log_level),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 /// Binds `config.http_address` and serves until `shutdown` completes.
@@ -169,7 +402,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, StartupError> {
+fn tls_server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, StartupError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -177,17 +410,17 @@ fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, StartupError> {
     .with_no_client_auth()
     .with_single_cert(tls.cert_chain.clone(), tls.key.clone_key())?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(cfg)))
+    Ok(Arc::new(cfg))
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    state: Arc<AppState>,
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    live: Arc<ArcSwap<AppState>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
     conns: Arc<ConnLimits>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(http_builder(&state.config.limits));
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -201,6 +434,8 @@ async fn accept_loop(
             },
             _ = stopped.changed() => break,
         };
+        // the connection's settings are the live state's as it opens
+        let state = live.load_full();
         // decided here, before any byte is read: over a limit, the socket
         // is closed at once
         let per_ip = !is_trusted(peer.ip(), &state.config.trusted_proxies);
@@ -213,9 +448,9 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
+        let live = live.clone();
         let builder = builder.clone();
-        let tls = tls.clone();
+        let tls = tls.as_ref().map(|c| TlsAcceptor::from(c.load_full()));
         let stopped = stopped.clone();
         let serving = conns.serving();
         tokio::spawn(async move {
@@ -230,7 +465,7 @@ async fn accept_loop(
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
                             let io = CountedIo::new(TokioIo::new(tls_stream), permit);
-                            serve(io, &builder, state, conn, stopped).await
+                            serve(io, &builder, &state, live, conn, stopped).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "tls handshake failed");
@@ -241,7 +476,7 @@ async fn accept_loop(
                 }
                 None => {
                     let io = CountedIo::new(TokioIo::new(stream), permit);
-                    serve(io, &builder, state, conn, stopped).await
+                    serve(io, &builder, &state, live, conn, stopped).await
                 }
             };
             if let Err(e) = result {
@@ -250,9 +485,6 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    if !conns.drained(DRAIN_TIMEOUT).await {
-        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
-    }
 }
 
 /// The HTTP/1 and HTTP/2 settings, from `limits`.
@@ -286,7 +518,8 @@ fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
 async fn serve<I>(
     io: I,
     builder: &auto::Builder<TokioExecutor>,
-    state: Arc<AppState>,
+    state: &AppState,
+    live: Arc<ArcSwap<AppState>>,
     conn: ConnInfo,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
@@ -299,7 +532,8 @@ where
     let svc = {
         let activity = activity.clone();
         service_fn(move |req| {
-            let state = state.clone();
+            // once per request: it finishes on the state it started with
+            let state = live.load_full();
             let guard = activity.begin();
             async move {
                 let resp = handle(&state, req, conn).await;

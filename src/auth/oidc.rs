@@ -1462,12 +1462,22 @@ impl Providers {
         self.slots.iter().all(|s| s.get().is_some())
     }
 
-    /// Runs discovery of every provider at once until each succeeds.
+    /// Puts a provider already discovered into slot `index` (a reload
+    /// keeps what it has).
+    pub fn adopt(&self, index: usize, provider: Arc<Provider>) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.inner.store(Some(provider));
+        }
+    }
+
+    /// Runs discovery of every provider not discovered yet at once, until
+    /// each succeeds.
     pub async fn discover_until_ready(&self, config: &Config, http: IdpHttp) {
         futures_util::future::join_all(
             self.slots
                 .iter()
                 .enumerate()
+                .filter(|(_, slot)| slot.get().is_none())
                 .map(|(i, slot)| slot.discover_at_until_ready(config, i, http.clone())),
         )
         .await;
