@@ -11,6 +11,9 @@ mod support;
 
 mod faults;
 mod provider_outage;
+mod reload;
 mod session_expiry;
 mod session_refresh;
+mod signals;
 mod step_up;
+mod websocket_close;
