@@ -65,3 +65,9 @@ mutants:
 
 clean:
 	$(CARGO) clean
+
+# deploy/docker/Dockerfile's build without Docker, and the checks of the
+# binary the image gets (non-root, --version, --check-config, /ping, ldd)
+.PHONY: docker-mirror
+docker-mirror:
+	deploy/docker/build.sh

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         for a in &advisories {
             eprintln!("gatehouse: warning: {}: {}", a.key, a.reason);
         }
-        let provider = runtime.block_on(gatehouse::check_provider(&config));
+        let probes = runtime.block_on(gatehouse::check::probe(&config));
         let warned = |key: &str| {
             if advisories.iter().any(|a| a.key == key) {
                 "warning (above)"
@@ -72,13 +72,11 @@ fn main() -> ExitCode {
             ),
             ("client secret for the provider", warned("client_secret")),
             ("allowed_role clients", warned("allowed_role")),
-            (
-                "provider discovery and JWKS",
-                if provider.is_ok() { "ok" } else { "FAILED" },
-            ),
         ] {
             eprintln!("  {what:<38} {result}");
         }
+        eprintln!("gatehouse: probed:");
+        eprint!("{}", gatehouse::check::table(&probes));
         eprintln!("gatehouse: mode: {}", mode(&config));
         if !config.routes.is_default_only() {
             eprintln!("gatehouse: routes, first match wins:");
@@ -97,15 +95,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        return match provider {
-            Ok(()) => {
-                eprintln!("gatehouse: configuration OK, provider discovered");
-                ExitCode::SUCCESS
-            }
-            Err(problem) => {
-                eprintln!("gatehouse: invalid configuration:\n  {problem}");
-                ExitCode::from(EX_CONFIG)
-            }
+        let failed = probes.iter().filter(|p| !p.ok()).count();
+        return if failed == 0 {
+            eprintln!("gatehouse: configuration OK, everything it names answered");
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("gatehouse: {failed} probe(s) FAILED (above)");
+            ExitCode::from(EX_CONFIG)
         };
     }
     let log = telemetry::init(config.log_format, &config.log_level);

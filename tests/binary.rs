@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use support::idp::{IdpOptions, MockIdp};
+use support::upstream::Recorder;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const EX_CONFIG: i32 = 78;
@@ -229,13 +230,8 @@ fn required_settings_come_from_the_environment() {
 fn check_config_fetches_discovery_and_jwks() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
-    let path = write_config(
-        "check-ok.toml",
-        &VALID.replace(
-            "oidc_issuer_url = \"http://127.0.0.1:9\"",
-            &format!("oidc_issuer_url = \"{}\"", idp.issuer()),
-        ),
-    );
+    let upstream = rt.block_on(Recorder::start());
+    let path = write_config("check-ok.toml", &valid_at(&idp, Some(&upstream.url())));
     let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(idp.discovery_fetches(), 1);
@@ -983,14 +979,12 @@ fn a_published_cookie_secret_stops_the_binary_naming_the_key() {
 fn check_config_names_the_oauth2_proxy_settings_it_accepts_and_ignores() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let upstream = rt.block_on(Recorder::start());
     let path = write_config(
         "oauth2-proxy-notes.toml",
         &format!(
             "{}\nskip_provider_button = true\n",
-            VALID.replace(
-                "oidc_issuer_url = \"http://127.0.0.1:9\"",
-                &format!("oidc_issuer_url = \"{}\"", idp.issuer()),
-            )
+            valid_at(&idp, Some(&upstream.url()))
         ),
     );
     let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
@@ -1007,14 +1001,12 @@ fn check_config_names_the_oauth2_proxy_settings_it_accepts_and_ignores() {
 fn check_config_warns_of_a_role_of_another_client_and_prints_what_it_checked() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let upstream = rt.block_on(Recorder::start());
     let path = write_config(
         "check-advisories.toml",
         &format!(
             "{}\nallowed_role = [\"otherclient:admin\"]\n",
-            VALID.replace(
-                "oidc_issuer_url = \"http://127.0.0.1:9\"",
-                &format!("oidc_issuer_url = \"{}\"", idp.issuer()),
-            )
+            valid_at(&idp, Some(&upstream.url()))
         ),
     );
     let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
@@ -1026,7 +1018,7 @@ fn check_config_warns_of_a_role_of_another_client_and_prints_what_it_checked() {
         "{err}"
     );
     assert!(err.contains("checked:"), "{err}");
-    for line in ["allowed_role clients", "provider discovery and JWKS"] {
+    for line in ["allowed_role clients", "provider default JWKS"] {
         let row = err
             .lines()
             .find(|l| l.contains(line))
@@ -1070,10 +1062,8 @@ fn check_config_accepts_no_upstream_and_says_it_is_a_forward_auth_server() {
         err.contains("mode: forward-auth server only: no upstream is configured"),
         "{err}"
     );
-    let path = write_config(
-        "reverse-proxy.toml",
-        &valid_at(&idp, Some("http://127.0.0.1:9")),
-    );
+    let upstream = rt.block_on(Recorder::start());
+    let path = write_config("reverse-proxy.toml", &valid_at(&idp, Some(&upstream.url())));
     let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -1103,6 +1093,8 @@ fn oauth2_proxy_environment_variables_configure_gatehouse_and_gatehouse_ones_win
         .collect();
     let path = write_config("oauth2-proxy-env.toml", &file);
     let cfg = path.to_str().unwrap();
+    let upstream = rt.block_on(Recorder::start());
+    let upstreams = format!("{}/api/", upstream.url());
     let env = [
         ("OAUTH2_PROXY_CLIENT_SECRET", "env-client-secret-42"),
         (
@@ -1110,7 +1102,7 @@ fn oauth2_proxy_environment_variables_configure_gatehouse_and_gatehouse_ones_win
             "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI=",
         ),
         ("OAUTH2_PROXY_EMAIL_DOMAINS", "example.com,example.org"),
-        ("OAUTH2_PROXY_UPSTREAMS", "http://127.0.0.1:9/api/"),
+        ("OAUTH2_PROXY_UPSTREAMS", upstreams.as_str()),
     ];
     let out = run(&["--config", cfg, "--check-config"], &env);
     let err = stderr(&out);
@@ -1153,9 +1145,10 @@ fn oauth2_proxy_environment_variables_configure_gatehouse_and_gatehouse_ones_win
 fn check_config_warns_of_a_loopback_redirect_url_while_listening_for_other_machines() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let upstream = rt.block_on(Recorder::start());
     let text = format!(
         "{}\nhttp_address = \"0.0.0.0:4180\"\n",
-        valid_at(&idp, Some("http://127.0.0.1:9"))
+        valid_at(&idp, Some(&upstream.url()))
     );
     let path = write_config("redirect-loopback.toml", &text);
     let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
@@ -1210,10 +1203,185 @@ providers = ["partners", "default"]
     );
     assert!(err.contains("any path -> signed in\n"), "{err}");
     for id in ["default", "partners"] {
-        assert!(
-            err.contains(&format!("  oidc_issuer_url of provider `{id}`: ")),
-            "{err}"
-        );
+        let row = probe_row(&err, &format!("provider {id} discovery (oidc_issuer_url)"));
+        assert!(row.contains(" FAILED "), "{row}");
     }
     assert!(!err.contains("another-secret-value"), "{err}");
+}
+
+/// The row of `--check-config`'s probe table that starts with `what`.
+fn probe_row(err: &str, what: &str) -> String {
+    err.lines()
+        .find(|l| l.trim_start().starts_with(what))
+        .unwrap_or_else(|| panic!("no probe row `{what}` in:\n{err}"))
+        .to_owned()
+}
+
+/// A loopback address where nothing listens.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `VALID` at `idp`, proxying to `upstream`, with Redis at `redis_port`.
+fn probed_config(idp: &MockIdp, upstream: &str, redis_port: u16) -> String {
+    format!(
+        "{}\nredis_connection_url = \"redis://127.0.0.1:{redis_port}/0\"\n",
+        valid_at(idp, Some(upstream))
+    )
+}
+
+/// Issue 12, item 8: `--check-config` asks each thing the configuration
+/// names whether it answers, and prints a row for each: all up, all `ok`
+/// and exit 0. The token endpoint is reached without any credential.
+#[test]
+fn check_config_probes_the_provider_endpoints_the_upstream_and_redis_and_all_up_is_ok() {
+    if !support::redis::redis_available(
+        "check_config_probes_the_provider_endpoints_the_upstream_and_redis_and_all_up_is_ok",
+    ) {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let upstream = rt.block_on(Recorder::start());
+    let redis = rt.block_on(support::redis::RedisServer::start());
+    let path = write_config(
+        "probes-up.toml",
+        &probed_config(&idp, &format!("{}/app/", upstream.url()), redis.port()),
+    );
+    let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let issuer = idp.issuer();
+    for (what, detail) in [
+        (
+            "provider default discovery (oidc_issuer_url)".to_owned(),
+            "answered".to_owned(),
+        ),
+        (
+            format!("provider default JWKS {issuer}"),
+            "usable key(s)".to_owned(),
+        ),
+        (
+            format!("provider default token endpoint {issuer}"),
+            "to a request without credentials".to_owned(),
+        ),
+        (
+            format!("upstream {}/ ", upstream.url()),
+            "answered 200".to_owned(),
+        ),
+        (
+            format!("redis redis://127.0.0.1:{} ", redis.port()),
+            "answered PONG".to_owned(),
+        ),
+    ] {
+        let row = probe_row(&err, &what);
+        assert!(
+            row.contains(" ok ") && row.contains(&detail),
+            "{row}\n{err}"
+        );
+    }
+    assert!(!err.contains("FAILED"), "{err}");
+    // the upstream was asked for `/`, not its base path
+    assert_eq!(
+        upstream.requests_to("/").len(),
+        1,
+        "{:?}",
+        upstream.requests()
+    );
+    // the token endpoint got no client credential and no grant it knows
+    let tokens = idp.token_requests();
+    assert_eq!(tokens.len(), 1, "one probe");
+    let t = &tokens[0];
+    assert!(t.headers.get("authorization").is_none(), "{:?}", t.headers);
+    assert!(
+        !t.body.contains("client_secret") && !t.body.contains("super-secret-value"),
+        "{}",
+        t.body
+    );
+    assert!(!t.body.contains("authorization_code"), "{}", t.body);
+    drop(redis);
+}
+
+/// Issue 12, item 8: each thing down is its own `FAILED` row naming it and
+/// why, and any one of them makes the exit non-zero.
+#[test]
+fn check_config_names_a_down_upstream_a_down_redis_and_a_jwks_404_as_failed_rows_and_exits_non_zero()
+ {
+    if !support::redis::redis_available(
+        "check_config_names_a_down_upstream_a_down_redis_and_a_jwks_404",
+    ) {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    let upstream = rt.block_on(Recorder::start());
+    let redis = rt.block_on(support::redis::RedisServer::start());
+    let redis_port = redis.port();
+    let live = upstream.url();
+    let down = format!("http://127.0.0.1:{}", closed_port());
+    let check = |name: &str, upstream: &str, redis_port: u16| {
+        let path = write_config(name, &probed_config(&idp, upstream, redis_port));
+        run(&["--config", path.to_str().unwrap(), "--check-config"], &[])
+    };
+
+    // all up first, so each failure below is its own
+    let out = check("probes-baseline.toml", &live, redis_port);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // the upstream is down
+    let out = check("probes-upstream-down.toml", &down, redis_port);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{err}");
+    let row = probe_row(&err, &format!("upstream {down}/"));
+    assert!(row.contains(" FAILED ") && row.contains("refused"), "{row}");
+    assert_eq!(err.matches("  FAILED  ").count(), 1, "only that row: {err}");
+    assert!(err.contains("1 probe(s) FAILED"), "{err}");
+
+    // Redis is down
+    let redis_down = closed_port();
+    let out = check("probes-redis-down.toml", &live, redis_down);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{err}");
+    let row = probe_row(&err, &format!("redis redis://127.0.0.1:{redis_down}"));
+    assert!(row.contains(" FAILED "), "{row}");
+    assert_eq!(err.matches("  FAILED  ").count(), 1, "only that row: {err}");
+
+    // the JWKS answers 404: its row names the URL and the status
+    idp.set_knobs(|k| k.jwks_status = Some(404));
+    let out = check("probes-jwks-404.toml", &live, redis_port);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{err}");
+    let row = probe_row(&err, &format!("provider default JWKS {}", idp.issuer()));
+    assert!(row.contains(" FAILED ") && row.contains("404"), "{row}");
+    assert_eq!(err.matches("  FAILED  ").count(), 1, "only that row: {err}");
+
+    // the token endpoint fails (5xx is not a token endpoint at work)
+    idp.set_knobs(|k| {
+        k.jwks_status = None;
+        k.token_endpoint_status = Some(503);
+    });
+    let out = check("probes-token-503.toml", &live, redis_port);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{err}");
+    let row = probe_row(
+        &err,
+        &format!("provider default token endpoint {}", idp.issuer()),
+    );
+    assert!(row.contains(" FAILED ") && row.contains("503"), "{row}");
+
+    // everything down at once: a row for each, none left out
+    idp.set_knobs(|k| {
+        k.token_endpoint_status = None;
+        k.jwks_status = Some(404);
+    });
+    let out = check("probes-all-down.toml", &down, redis_down);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{err}");
+    assert!(err.contains("3 probe(s) FAILED"), "{err}");
+    drop(redis);
+    drop(idp);
 }

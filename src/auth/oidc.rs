@@ -1089,6 +1089,41 @@ async fn fetch_keys(http: &IdpHttp, url: &Url) -> Result<Keys, IdpError> {
     Keys::parse(&body).map_err(err)
 }
 
+/// The JWKS and token URLs of `config.providers[index]`, as gatehouse will
+/// use them: from discovery (checked as at start: issuer, plain http) or
+/// from the settings. What `--check-config` probes.
+pub async fn probe_endpoints(
+    config: &Config,
+    index: usize,
+    http: &IdpHttp,
+) -> Result<(Url, Url), IdpError> {
+    let cfg = &config
+        .providers
+        .get(index)
+        .ok_or_else(|| IdpError::Discovery {
+            issuer: String::new(),
+            reason: format!("no provider number {index}"),
+        })?
+        .provider;
+    if cfg.discovery {
+        let (_issuer, e) = discover_endpoints(cfg, http).await?;
+        return Ok((e.jwks, e.token));
+    }
+    let missing = |what: &str| IdpError::Discovery {
+        issuer: cfg.issuer.clone(),
+        reason: format!("no {what} configured and discovery is off"),
+    };
+    let jwks = cfg.jwks_url.clone().ok_or_else(|| missing("JWKS URL"))?;
+    let token = cfg.token_url.clone().ok_or_else(|| missing("token URL"))?;
+    Ok((jwks, token))
+}
+
+/// Fetches and parses the JWKS at `url` as discovery does; the number of
+/// keys gatehouse can use.
+pub async fn probe_jwks(http: &IdpHttp, url: &Url) -> Result<usize, IdpError> {
+    fetch_keys(http, url).await.map(|k| k.jwt.len())
+}
+
 /// A key is for the one algorithm its JWK names, and only for signatures
 /// (RFC 7517 4.2, 4.4), as `openidconnect` holds ID tokens to; the key's
 /// family is checked by `jsonwebtoken` when it verifies.
