@@ -333,6 +333,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// API bearer tokens.
     pub bearer: BearerConfig,
+    /// The pages shown to people: templates compiled at start, banner and
+    /// footer (`custom_templates_dir`, `banner`, `footer`).
+    pub pages: crate::http::pages::Pages,
     /// Settings accepted and ignored (oauth2-proxy keys for what gatehouse
     /// does anyway), each with why: warned about at start.
     pub notes: Vec<Problem>,
@@ -565,6 +568,16 @@ impl Config {
         );
         let session_store = build_session_store(&mut p, &raw);
         let limits = limits::build(&mut p, &raw);
+        let pages = p.check(
+            "custom_templates_dir",
+            crate::http::pages::Pages::load(
+                raw.custom_templates_dir
+                    .as_deref()
+                    .map(std::path::Path::new),
+                raw.banner.clone(),
+                raw.footer.clone(),
+            ),
+        );
         let bearer = BearerConfig {
             everywhere: raw.skip_jwt_bearer_tokens.unwrap_or(false),
             extra_issuers: p
@@ -617,6 +630,7 @@ impl Config {
             upstream_timeout,
             session_store,
             routes,
+            pages,
         ) {
             (
                 Some(http_address),
@@ -632,6 +646,7 @@ impl Config {
                 Some(upstream_timeout),
                 Some(session_store),
                 Some(routes),
+                Some(pages),
             ) if p.0.is_empty() && !providers.is_empty() => Ok(Self {
                 http_address,
                 upstreams,
@@ -659,6 +674,7 @@ impl Config {
                 limits,
                 bearer,
                 routes,
+                pages,
                 notes: Vec::new(),
             }),
             _ => Err(ConfigError { problems: p.0 }),

@@ -59,6 +59,7 @@ pub async fn handle(
         .unwrap_or_else(RequestId::generate);
     let handled =
         crate::error::with_page_context(handle_as(state, req, conn, trusted, id, started));
+    let handled = crate::http::pages::scope(state.config.pages.clone(), handled);
     with_request_id(id, handled).await
 }
 

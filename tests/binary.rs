@@ -1217,3 +1217,44 @@ providers = ["partners", "default"]
     }
     assert!(!err.contains("another-secret-value"), "{err}");
 }
+
+// === the page templates ===
+
+#[test]
+fn a_template_that_does_not_parse_stops_the_binary_naming_the_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-bad-templates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("error.html"),
+        "<h1>{{ title }}</h1>\n<p>{{ what }}</p>\n{% if reference %}<p>{{ reference }</p>\n",
+    )
+    .unwrap();
+    let cfg = write_config("bad-template.toml", VALID);
+    let out = run(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--custom-templates-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("custom_templates_dir"), "{err}");
+    assert!(err.contains("error.html, line 3"), "{err}");
+    // a directory that is not there is named too
+    let out = run(
+        &["--config", cfg.to_str().unwrap()],
+        &[(
+            "GATEHOUSE_CUSTOM_TEMPLATES_DIR",
+            "/nonexistent/gatehouse-templates",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("custom_templates_dir") && err.contains("/nonexistent/gatehouse-templates"),
+        "{err}"
+    );
+}
