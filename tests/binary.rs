@@ -1218,7 +1218,34 @@ providers = ["partners", "default"]
     assert!(!err.contains("another-secret-value"), "{err}");
 }
 
-// === the page templates ===
+// === --version and the page templates ===
+
+#[test]
+fn version_prints_the_version_and_the_build() {
+    let out = run(&["--version"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("gatehouse {}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    let facts: Vec<(&str, &str)> = lines.map(|l| l.split_once(": ").unwrap()).collect();
+    let keys: Vec<&str> = facts.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, ["commit", "rustc", "target", "profile"], "{text}");
+    let value = |k: &str| facts.iter().find(|(key, _)| *key == k).unwrap().1;
+    assert!(value("rustc").starts_with("rustc 1."), "{text}");
+    assert!(
+        value("target").contains("-linux-") || value("target").contains('-'),
+        "{text}"
+    );
+    assert_eq!(value("profile"), gatehouse::build_info::PROFILE);
+    assert_eq!(value("commit"), gatehouse::build_info::GIT_COMMIT);
+    assert!(
+        value("commit") == "unknown" || value("commit").bytes().all(|b| b.is_ascii_hexdigit()),
+        "{text}"
+    );
+}
 
 #[test]
 fn a_template_that_does_not_parse_stops_the_binary_naming_the_file_and_line() {
