@@ -77,7 +77,7 @@ async fn every_page_answers_with_its_status_and_shows_the_banner_and_footer_esca
     let html = assert_branded_page(&missing, StatusCode::NOT_FOUND, "404");
     // the request id, as in the log, for the administrator
     assert!(
-        html.contains("quote this reference: <code>"),
+        html.contains("Reference: <code>"),
         "404 without a reference: {html}"
     );
 

@@ -134,7 +134,7 @@ async fn a_rendered_page_escapes_who_next_step_links_and_reference() {
         "{html}"
     );
     assert!(
-        html.contains("quote this reference: <code>r&lt;1&gt;</code>"),
+        html.contains("Reference: <code>r&lt;1&gt;</code>"),
         "{html}"
     );
     assert!(!html.contains("<b>eve"), "{html}");
