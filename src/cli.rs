@@ -9,7 +9,13 @@ use crate::config::RawConfig;
 
 /// gatehouse: an authenticating reverse proxy and forward-auth server.
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about, long_about = None)]
+#[command(
+    name = "gatehouse",
+    version,
+    long_version = crate::build_info::LONG_VERSION,
+    about,
+    long_about = None
+)]
 pub struct Cli {
     /// TOML configuration file (keys are the flag names with `_`)
     #[arg(long, env = "GATEHOUSE_CONFIG")]

@@ -335,6 +335,9 @@ pub struct Config {
     pub bearer: BearerConfig,
     /// SIGTERM's grace period and drain timeout.
     pub shutdown: ShutdownConfig,
+    /// The pages shown to people: templates compiled at start, banner and
+    /// footer (`custom_templates_dir`, `banner`, `footer`).
+    pub pages: crate::http::pages::Pages,
     /// Settings accepted and ignored (oauth2-proxy keys for what gatehouse
     /// does anyway), each with why: warned about at start.
     pub notes: Vec<Problem>,
@@ -591,6 +594,16 @@ impl Config {
                 )
                 .unwrap_or_default(),
         };
+        let pages = p.check(
+            "custom_templates_dir",
+            crate::http::pages::Pages::load(
+                raw.custom_templates_dir
+                    .as_deref()
+                    .map(std::path::Path::new),
+                raw.banner.clone(),
+                raw.footer.clone(),
+            ),
+        );
         let bearer = BearerConfig {
             everywhere: raw.skip_jwt_bearer_tokens.unwrap_or(false),
             extra_issuers: p
@@ -643,6 +656,7 @@ impl Config {
             upstream_timeout,
             session_store,
             routes,
+            pages,
         ) {
             (
                 Some(http_address),
@@ -658,6 +672,7 @@ impl Config {
                 Some(upstream_timeout),
                 Some(session_store),
                 Some(routes),
+                Some(pages),
             ) if p.0.is_empty() && !providers.is_empty() => Ok(Self {
                 http_address,
                 upstreams,
@@ -686,6 +701,7 @@ impl Config {
                 bearer,
                 routes,
                 shutdown,
+                pages,
                 notes: Vec::new(),
             }),
             _ => Err(ConfigError { problems: p.0 }),

@@ -15,6 +15,7 @@
 #![recursion_limit = "256"]
 
 pub mod auth;
+pub mod build_info;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -59,6 +59,7 @@ pub async fn handle(
         .unwrap_or_else(RequestId::generate);
     let handled =
         crate::error::with_page_context(handle_as(state, req, conn, trusted, id, started));
+    let handled = crate::http::pages::scope(state.config.pages.clone(), handled);
     with_request_id(id, handled).await
 }
 
@@ -77,7 +78,7 @@ async fn handle_as(
     let mut note = AccessNote::default();
     let mut resp = dispatch(state, req, conn, trusted, id, &mut note).await;
     crate::http::response::add_hsts(&mut resp, conn.tls);
-    if matches!(path.as_str(), "/oauth2/auth" | "/oauth2/forward-auth")
+    if forward_auth::is_endpoint(&path)
         && let Ok(v) = http::HeaderValue::from_str(id.as_str())
     {
         // for the front proxy to log or pass on with the request it allows
@@ -170,9 +171,7 @@ async fn dispatch(
                 return rate_limited(wait, info.mode);
             }
             let (parts, _body) = req.into_parts(); // endpoints read no body
-            if info.mode == Mode::Html
-                && !matches!(parts.uri.path(), "/oauth2/auth" | "/oauth2/forward-auth")
-            {
+            if info.mode == Mode::Html && !forward_auth::is_endpoint(parts.uri.path()) {
                 // a page rendered here says who the browser is signed in as
                 let session = state.gate.session(&state.config, &parts.headers).await;
                 let who = session.ok().flatten();
@@ -194,6 +193,9 @@ async fn dispatch(
                 (_, "/oauth2/auth") => forward_auth::auth_request(state, &parts, &info, note).await,
                 (_, "/oauth2/forward-auth") => {
                     forward_auth::forward_auth(state, &parts, &info, note).await
+                }
+                (_, p) if forward_auth::is_ext_authz(p) => {
+                    forward_auth::ext_authz(state, &parts, &info, note).await
                 }
                 (Method::GET | Method::HEAD, endpoints::SIGNED_OUT_PATH) => endpoints::signed_out(),
                 (

@@ -1385,3 +1385,71 @@ fn check_config_names_a_down_upstream_a_down_redis_and_a_jwks_404_as_failed_rows
     drop(redis);
     drop(idp);
 }
+
+// === --version and the page templates ===
+
+#[test]
+fn version_prints_the_version_and_the_build() {
+    let out = run(&["--version"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("gatehouse {}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    let facts: Vec<(&str, &str)> = lines.map(|l| l.split_once(": ").unwrap()).collect();
+    let keys: Vec<&str> = facts.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, ["commit", "rustc", "target", "profile"], "{text}");
+    let value = |k: &str| facts.iter().find(|(key, _)| *key == k).unwrap().1;
+    assert!(value("rustc").starts_with("rustc 1."), "{text}");
+    assert!(
+        value("target").contains("-linux-") || value("target").contains('-'),
+        "{text}"
+    );
+    assert_eq!(value("profile"), gatehouse::build_info::PROFILE);
+    assert_eq!(value("commit"), gatehouse::build_info::GIT_COMMIT);
+    assert!(
+        value("commit") == "unknown" || value("commit").bytes().all(|b| b.is_ascii_hexdigit()),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_template_that_does_not_parse_stops_the_binary_naming_the_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-bad-templates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("error.html"),
+        "<h1>{{ title }}</h1>\n<p>{{ what }}</p>\n{% if reference %}<p>{{ reference }</p>\n",
+    )
+    .unwrap();
+    let cfg = write_config("bad-template.toml", VALID);
+    let out = run(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--custom-templates-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("custom_templates_dir"), "{err}");
+    assert!(err.contains("error.html, line 3"), "{err}");
+    // a directory that is not there is named too
+    let out = run(
+        &["--config", cfg.to_str().unwrap()],
+        &[(
+            "GATEHOUSE_CUSTOM_TEMPLATES_DIR",
+            "/nonexistent/gatehouse-templates",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(EX_CONFIG), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("custom_templates_dir") && err.contains("/nonexistent/gatehouse-templates"),
+        "{err}"
+    );
+}

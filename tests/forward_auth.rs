@@ -19,6 +19,9 @@ mod bearer;
 #[path = "forward_auth/routes.rs"]
 mod routes;
 
+#[path = "forward_auth/ext_authz.rs"]
+mod ext_authz;
+
 use crate::support::SESSION_COOKIE;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;

@@ -18,6 +18,8 @@ mod support;
 mod client_auth;
 #[path = "providers/examples.rs"]
 mod examples;
+#[path = "providers/pages.rs"]
+mod pages;
 #[path = "providers/several.rs"]
 mod several;
 #[path = "providers/signing.rs"]

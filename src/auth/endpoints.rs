@@ -29,7 +29,7 @@ use crate::config::{CallbackUrl, Config, ProviderSet};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
 use crate::http::forwarded::Origin;
-use crate::http::response::{Page, json, redirect, render};
+use crate::http::response::{Page, PageKind, json, redirect, render_as};
 use crate::state::AppState;
 use crate::telemetry::escape_log;
 
@@ -216,15 +216,18 @@ fn chooser(
                 .iter()
                 .map(|(href, _, label)| (href.as_str(), *label))
                 .collect();
-            render(&Page {
-                status: StatusCode::OK,
-                title: "Sign in",
-                what: "This site lets you sign in with more than one account provider.",
-                signed_in_as: None,
-                next: "Choose the one to sign in with:",
-                links: &links,
-                reference: None,
-            })
+            render_as(
+                PageKind::SignIn,
+                &Page {
+                    status: StatusCode::OK,
+                    title: "Sign in",
+                    what: "This site lets you sign in with more than one account provider.",
+                    signed_in_as: None,
+                    next: "Choose the one to sign in with:",
+                    links: &links,
+                    reference: None,
+                },
+            )
         }
     }
 }
@@ -658,15 +661,18 @@ pub fn forbidden(reason: DenyReason, who: &Identity, mode: Mode) -> Response<Pro
                 "signed_in_as": as_whom,
             }),
         ),
-        Mode::Html => render(&Page {
-            status: StatusCode::FORBIDDEN,
-            title: "You do not have access",
-            what,
-            signed_in_as: Some(&as_whom),
-            next,
-            links: &[("/oauth2/sign_out", "Sign out to sign in as someone else")],
-            reference: None,
-        }),
+        Mode::Html => render_as(
+            PageKind::Forbidden,
+            &Page {
+                status: StatusCode::FORBIDDEN,
+                title: "You do not have access",
+                what,
+                signed_in_as: Some(&as_whom),
+                next,
+                links: &[("/oauth2/sign_out", "Sign out to sign in as someone else")],
+                reference: None,
+            },
+        ),
     }
 }
 
@@ -707,15 +713,18 @@ pub fn signed_in_as(id: &Identity) -> String {
 /// `/oauth2/signed_out`: where a sign-out without a return URL ends, also
 /// as the provider's post-logout return.
 pub fn signed_out() -> Response<ProxyBody> {
-    render(&Page {
-        status: StatusCode::OK,
-        title: "You are signed out",
-        what: "You have been signed out of this site.",
-        signed_in_as: None,
-        next: "You can close this window, or sign in again.",
-        links: &[("/oauth2/start", "Sign in again")],
-        reference: None,
-    })
+    render_as(
+        PageKind::SignedOut,
+        &Page {
+            status: StatusCode::OK,
+            title: "You are signed out",
+            what: "You have been signed out of this site.",
+            signed_in_as: None,
+            next: "You can close this window, or sign in again.",
+            links: &[("/oauth2/start", "Sign in again")],
+            reference: None,
+        },
+    )
 }
 
 /// Where a sign-out without `rd` ends.

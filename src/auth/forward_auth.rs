@@ -12,6 +12,9 @@
 //!   refused, 403. The allow answer carries the cleaned cookies as `Cookie`
 //!   too, a name Traefik's `authResponseHeaders` and Caddy's `copy_headers`
 //!   put in the request as is (empty when no cookie is left).
+//! - `/oauth2/ext-authz/<original path>`: Envoy's HTTP `ext_authz` filter
+//!   (`path_prefix: /oauth2/ext-authz`), answered as `/oauth2/forward-auth`
+//!   with the original request read from the check itself.
 //!
 //! Invariants: no path here answers 2xx unless the gate said `Allow` and
 //! every narrowing rule held. The original URL is rebuilt from forwarded
@@ -112,12 +115,109 @@ pub async fn forward_auth(
             return error_response(&Error::BadRequest(bad.0), Mode::Json);
         }
     };
+    let narrowing = Narrowing::from_query(parts.uri.query());
+    answer_original(state, parts, info, note, original, &narrowing).await
+}
+
+/// Where Envoy's `ext_authz` HTTP service sends its checks: its
+/// `path_prefix`, followed by the original request's path and query.
+pub const EXT_AUTHZ_PREFIX: &str = "/oauth2/ext-authz";
+
+/// True for a path under [`EXT_AUTHZ_PREFIX`] (the prefix itself, or the
+/// prefix and a `/...`; never `/oauth2/ext-authzX`).
+pub fn is_ext_authz(path: &str) -> bool {
+    path.strip_prefix(EXT_AUTHZ_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// True for the paths a front proxy asks about requests on: their answers
+/// carry `X-Request-Id`, and are not pages for a person.
+pub fn is_endpoint(path: &str) -> bool {
+    matches!(path, "/oauth2/auth" | "/oauth2/forward-auth") || is_ext_authz(path)
+}
+
+/// `/oauth2/ext-authz/...` for Envoy's HTTP `ext_authz` filter, which asks
+/// with the original method, the original path and query after its
+/// `path_prefix`, the original `Host` and the headers it is allowed to pass
+/// (`allowed_headers`). Answers as `/oauth2/forward-auth` does, since Envoy
+/// too hands every non-2xx answer to the client: 200 with the identity
+/// headers (its `allowed_upstream_headers` add them upstream), a sign-in
+/// redirect for a browser, 401 for an API client, 403 when refused.
+///
+/// The original request is the one this request describes, believed (like
+/// `X-Forwarded-*`) only from a trusted proxy; headers a client sent to
+/// name another (`X-Original-URL`, `X-Forwarded-Uri`) are never read here.
+pub async fn ext_authz(
+    state: &AppState,
+    parts: &Parts,
+    info: &RequestInfo,
+    note: &mut AccessNote,
+) -> Response<ProxyBody> {
+    let original = match envoy_original(parts, info.origin.trusted) {
+        Ok(o) => o,
+        Err(bad) => {
+            tracing::debug!(reason = bad.0, "ext_authz: bad original request");
+            return error_response(&Error::BadRequest(bad.0), Mode::Json);
+        }
+    };
+    // the query is the original request's: nothing in it narrows the check
+    answer_original(state, parts, info, note, original, &Narrowing::default()).await
+}
+
+/// The original request of an Envoy check: its method, its path after the
+/// prefix, its `Host` and `X-Forwarded-Proto` (Envoy sets the latter itself
+/// at the edge), through the same checks as the other endpoints' headers.
+fn envoy_original(
+    parts: &Parts,
+    trusted: bool,
+) -> Result<Option<OriginalRequest>, crate::http::forwarded::BadOriginal> {
+    use crate::http::forwarded::BadOriginal;
+    use crate::http::headers::{X_FORWARDED_METHOD, X_FORWARDED_PROTO, X_FORWARDED_URI};
+    if !trusted {
+        return Ok(None);
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("", http::uri::PathAndQuery::as_str);
+    let rest = target
+        .strip_prefix(EXT_AUTHZ_PREFIX)
+        .filter(|r| r.starts_with('/'))
+        .ok_or(BadOriginal(
+            "the original path must follow the ext_authz path_prefix /oauth2/ext-authz",
+        ))?;
+    let mut h = HeaderMap::new();
+    let method = HeaderValue::from_str(parts.method.as_str())
+        .map_err(|_e| BadOriginal("bad original method"))?;
+    h.insert(X_FORWARDED_METHOD, method);
+    let uri = HeaderValue::from_str(rest).map_err(|_e| BadOriginal("bad original path"))?;
+    h.insert(X_FORWARDED_URI, uri);
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .ok_or(BadOriginal("no Host: Envoy sends the original one"))?;
+    h.insert(http::header::HOST, host.clone());
+    for v in parts.headers.get_all(&X_FORWARDED_PROTO) {
+        h.append(X_FORWARDED_PROTO, v.clone());
+    }
+    crate::http::forwarded::original_request(&h, true)
+}
+
+/// The answer of `/oauth2/forward-auth` and `/oauth2/ext-authz` about
+/// `original` (`None`: not known, see [`route_of`]).
+async fn answer_original(
+    state: &AppState,
+    parts: &Parts,
+    info: &RequestInfo,
+    note: &mut AccessNote,
+    original: Option<OriginalRequest>,
+    narrowing: &Narrowing,
+) -> Response<ProxyBody> {
     let placed = match place(state, original.as_ref(), note) {
         Ok(p) => p,
         Err(why) => return error_response(&Error::BadRequest(why), Mode::Json),
     };
     let route = placed.route;
-    let narrowing = Narrowing::from_query(parts.uri.query());
     if route.is_public() && narrowing.is_empty() {
         return public(StatusCode::OK, state, parts, info, true);
     }
@@ -132,7 +232,7 @@ pub async fn forward_auth(
                 forwarded_too: true,
                 mode: info.mode,
             };
-            signed_in(state, parts, info, note, id, &narrowing, &answer)
+            signed_in(state, parts, info, note, id, narrowing, &answer)
         }
         Decision::Deny(reason, id) => refused(reason, *id, note, info.mode),
         Decision::Challenge | Decision::StepUp(..) => {

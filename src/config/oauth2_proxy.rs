@@ -165,10 +165,7 @@ const TABLE: &[(&str, Kind)] = &[
     ("htpasswd_file", Kind::Unsupported("")),
     ("htpasswd_user_groups", Kind::Unsupported("")),
     ("display_htpasswd_form", Kind::Unsupported("")),
-    ("custom_templates_dir", Kind::Unsupported("")),
     ("custom_sign_in_logo", Kind::Unsupported("")),
-    ("banner", Kind::Unsupported("")),
-    ("footer", Kind::Unsupported("")),
     ("show_debug_on_error", Kind::Unsupported("")),
     (
         "proxy_prefix",

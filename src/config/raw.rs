@@ -213,6 +213,19 @@ pub struct RawConfig {
     #[arg(help_heading = "Upstream", long, env = "GATEHOUSE_PASS_HOST_HEADER", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub pass_host_header: Option<bool>,
 
+    /// Directory of page templates replacing the built-in ones by name
+    /// (layout.html, sign_in.html, error.html, forbidden.html, signed_out.html)
+    #[arg(help_heading = "Pages", long, env = "GATEHOUSE_CUSTOM_TEMPLATES_DIR")]
+    pub custom_templates_dir: Option<String>,
+
+    /// Text shown at the top of every page (plain text, escaped)
+    #[arg(help_heading = "Pages", long, env = "GATEHOUSE_BANNER")]
+    pub banner: Option<String>,
+
+    /// Text shown at the bottom of every page (plain text, escaped)
+    #[arg(help_heading = "Pages", long, env = "GATEHOUSE_FOOTER")]
+    pub footer: Option<String>,
+
     /// Claim holding the email [default: email]
     #[arg(help_heading = "Provider", long, env = "GATEHOUSE_OIDC_EMAIL_CLAIM")]
     pub oidc_email_claim: Option<String>,
@@ -584,6 +597,7 @@ impl RawConfig {
         let low = self;
         overlay_fields!(low, high;
             scalars: http_address, provider, oidc_issuer_url, client_id, client_secret,
+                custom_templates_dir, banner, footer,
                 client_secret_file, redirect_url, scope, cookie_secret_file, cookie_name,
                 cookie_domain, cookie_secure, cookie_expire, cookie_refresh, websocket_session_check, pass_access_token,
                 pass_authorization_header, tls_cert_file, tls_key_file, log_format, log_level,

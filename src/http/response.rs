@@ -13,6 +13,7 @@ use http::header::{
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::http::body::{ProxyBody, empty, full};
+pub use crate::http::pages::PageKind;
 
 /// A 302 to `location`; a location that is not a valid header value becomes `/`.
 pub fn redirect(location: &str) -> Response<ProxyBody> {
@@ -92,46 +93,27 @@ pub struct Page<'a> {
     pub reference: Option<&'a str>,
 }
 
-/// Renders a [`Page`] as HTML, escaping every field.
+/// Renders a [`Page`] as HTML through the error template (see
+/// [`render_as`]).
 pub fn render(p: &Page<'_>) -> Response<ProxyBody> {
-    let mut body = format!("<p>{}</p>", escape_html(p.what));
-    if let Some(who) = p.signed_in_as {
-        body.push_str(&format!(
-            "<p class=\"who\">You are signed in as <strong>{}</strong>.</p>",
-            escape_html(who)
-        ));
-    }
-    if !p.next.is_empty() {
-        body.push_str(&format!("<p>{}</p>", escape_html(p.next)));
-    }
-    if !p.links.is_empty() {
-        body.push_str("<p class=\"links\">");
-        for (i, (href, text)) in p.links.iter().enumerate() {
-            if i > 0 {
-                body.push_str(" &middot; ");
-            }
-            body.push_str(&format!(
-                "<a href=\"{}\">{}</a>",
-                escape_html(href),
-                escape_html(text)
-            ));
-        }
-        body.push_str("</p>");
-    }
-    if let Some(r) = p.reference {
-        body.push_str(&format!(
-            "<p class=\"ref\">Reference: <code>{}</code></p>",
-            escape_html(r)
-        ));
-    }
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222;line-height:1.5}}\
-         .who{{color:#444}}.ref{{color:#666;font-size:.9em}}</style>\
-         </head><body><h1>{t}</h1>{body}</body></html>",
-        t = escape_html(p.title),
-    );
+    render_as(PageKind::Error, p)
+}
+
+/// Renders a [`Page`] as HTML through the `kind` template of the current
+/// request's pages (`crate::http::pages`), which escapes every field. An
+/// error or 403 page without a reference shows the request's id.
+pub fn render_as(kind: PageKind, p: &Page<'_>) -> Response<ProxyBody> {
+    let current = match (p.reference, kind) {
+        (None, PageKind::Error | PageKind::Forbidden) => crate::telemetry::current_request_id(),
+        _ => None,
+    };
+    let page = Page {
+        reference: p
+            .reference
+            .or(current.as_ref().map(crate::telemetry::RequestId::as_str)),
+        ..*p
+    };
+    let html = crate::http::pages::render_current(kind, &page);
     let mut r = with_type(p.status, "text/html; charset=utf-8", html);
     harden(&mut r, true);
     r
