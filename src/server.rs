@@ -53,6 +53,9 @@ pub enum StartupError {
     /// The Redis client could not be built.
     #[error("{0}")]
     Redis(String),
+    /// The trace exporter could not be built.
+    #[error("{0}")]
+    Tracing(String),
 }
 
 /// A running gatehouse.
@@ -144,6 +147,8 @@ impl Server {
         {
             tracing::warn!(error = %e, "accept loop ended abnormally");
         }
+        // the spans of the last requests go out before we return
+        self.state.tracing.shutdown().await;
     }
 }
 

@@ -41,6 +41,8 @@ pub struct AppState {
     pub login_limiter: crate::limits::LoginRateLimiter,
     /// API bearer tokens.
     pub bearer: BearerAuth,
+    /// OpenTelemetry spans; off unless `otlp_endpoint` is set.
+    pub tracing: crate::telemetry::otel::Tracing,
 }
 
 impl AppState {
@@ -134,8 +136,11 @@ impl AppState {
         );
         let bearer = BearerAuth::new(&config, idp_http.clone());
         let provider = Providers::new(config.providers.len());
+        let tracing = crate::telemetry::otel::Tracing::new(config.otlp.as_ref())
+            .map_err(StartupError::Tracing)?;
         Ok(Self {
             bearer,
+            tracing,
             login_limiter,
             config: Arc::new(config),
             gate: Gate::new(codec, store, shared_refresh, refresh),
