@@ -10,6 +10,7 @@
 mod support;
 
 mod faults;
+mod otlp;
 mod provider_outage;
 mod session_expiry;
 mod session_refresh;
