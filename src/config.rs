@@ -320,6 +320,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log_level: String,
+    /// Where traces are exported (OTLP over HTTP); `None`: tracing off.
+    pub otlp: Option<crate::telemetry::otel::OtlpConfig>,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Time allowed for the upstream's response head.
@@ -573,6 +575,26 @@ impl Config {
                 crate::telemetry::check_log_level(raw.log_level.as_deref().unwrap_or("info")),
             )
             .unwrap_or_default();
+        let otlp_service_name = p.check(
+            "otlp_service_name",
+            crate::telemetry::otel::check_service_name(raw.otlp_service_name.as_deref()),
+        );
+        let otlp = p
+            .check(
+                "otlp_endpoint",
+                raw.otlp_endpoint
+                    .as_deref()
+                    .map(crate::telemetry::otel::parse_endpoint)
+                    .transpose(),
+            )
+            .flatten()
+            .zip(otlp_service_name)
+            .map(
+                |(endpoint, service_name)| crate::telemetry::otel::OtlpConfig {
+                    endpoint,
+                    service_name,
+                },
+            );
         let trusted_proxies = p.check("trusted_proxy", parse_trusted_proxies(&raw.trusted_proxy));
         let upstream_timeout = p.check(
             "upstream_timeout",
@@ -694,6 +716,7 @@ impl Config {
                 tls,
                 log_format,
                 log_level,
+                otlp,
                 trusted_proxies,
                 upstream_timeout,
                 session_store,

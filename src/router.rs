@@ -28,7 +28,8 @@ use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
 use crate::routes::Target;
 use crate::state::AppState;
-use crate::telemetry::{AccessNote, RequestId, escape_log, with_request_id};
+use crate::telemetry::{AccessNote, RequestId, escape_log, otel, with_request_id};
+use opentelemetry::trace::SpanKind;
 
 /// The request id header, from a trusted proxy, to the upstream and on
 /// forward-auth answers.
@@ -57,10 +58,23 @@ pub async fn handle(
         .flatten()
         .and_then(|v| RequestId::from_header(v.as_bytes()))
         .unwrap_or_else(RequestId::generate);
+    // tracing off: no span, no context, no header read
+    let trace = if state.tracing.enabled() {
+        state.tracing.request(&otel::RequestFacts {
+            headers: req.headers(),
+            trusted,
+            method: req.method(),
+            uri: req.uri(),
+            peer: conn.peer.ip(),
+            tls: conn.tls,
+        })
+    } else {
+        None
+    };
     let handled =
         crate::error::with_page_context(handle_as(state, req, conn, trusted, id, started));
     let handled = crate::http::pages::scope(state.config.pages.clone(), handled);
-    with_request_id(id, handled).await
+    otel::within(trace, with_request_id(id, handled)).await
 }
 
 /// [`handle`] for a request whose id is `id`, with the id current (error
@@ -87,6 +101,17 @@ async fn handle_as(
     let status = resp.status();
     let (reason, rule) = note.refusal(status);
     let who = note.identity.as_ref();
+    let route = note
+        .route
+        .filter(|_| !state.config.routes.is_default_only())
+        .and_then(|i| state.config.routes.routes().get(i))
+        .map(|r| r.name.as_str());
+    let traced = if state.tracing.enabled() {
+        otel::finish_request(&method, status, route);
+        otel::current_ids()
+    } else {
+        None
+    };
     tracing::info!(
         target: "gatehouse::access",
         request_id = %id,
@@ -97,14 +122,12 @@ async fn handle_as(
         user = %escape_log(who.map_or("-", |i| i.subject.as_str())),
         email = %escape_log(who.and_then(|i| i.email.as_deref()).unwrap_or("-")),
         upstream = note.upstream,
-        route = note
-            .route
-            .filter(|_| !state.config.routes.is_default_only())
-            .and_then(|i| state.config.routes.routes().get(i))
-            .map(|r| r.name.as_str()),
+        route,
         peer = %conn.peer.ip(),
         reason,
         rule,
+        trace_id = traced.map(|(t, _)| tracing::field::display(t)),
+        span_id = traced.map(|(_, s)| tracing::field::display(s)),
         "request"
     );
     resp
@@ -242,10 +265,13 @@ async fn dispatch(
     let (allowed, set_cookies) = if route.is_public() {
         (Ok(None), Vec::new())
     } else {
+        let span = otel::Child::start(state.tracing.enabled(), "auth decision", SpanKind::Internal);
         let Decided {
             decision,
             set_cookies,
-        } = state.decide(req.headers(), route).await;
+        } = span.run(state.decide(req.headers(), route)).await;
+        span.set("gatehouse.decision", decision_name(&decision));
+        span.end();
         match decision {
             Decision::Allow(identity) => (Ok(Some(identity)), set_cookies),
             other => (Err(other), set_cookies),
@@ -282,10 +308,20 @@ async fn dispatch(
                 tunnel_end,
                 request_id: id.as_str(),
             };
-            let r = match state.upstreams.forward(req, &ctx).await {
-                Ok(r) => r,
-                Err(e) => error_response(&e, info.mode),
+            let span = otel::Child::start(state.tracing.enabled(), "upstream", SpanKind::Client);
+            // off: the client's traceparent passes on untouched, as before
+            span.inject(req.headers_mut());
+            let r = match span.run(state.upstreams.forward(req, &ctx)).await {
+                Ok(r) => {
+                    span.set("http.response.status_code", i64::from(r.status().as_u16()));
+                    r
+                }
+                Err(e) => {
+                    span.fail("upstream failed");
+                    error_response(&e, info.mode)
+                }
             };
+            span.end();
             note.identity = identity;
             r
         }
@@ -331,6 +367,18 @@ async fn dispatch(
         Err(Decision::Allow(_)) => error_response(&Error::Internal("unreachable"), Mode::Json),
     };
     endpoints::with_cookies(resp, set_cookies)
+}
+
+/// The decision's name on the auth decision span.
+fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::Allow(_) => "allow",
+        Decision::Challenge => "challenge",
+        Decision::Deny(..) => "deny",
+        Decision::InvalidToken => "invalid_token",
+        Decision::StepUp(..) => "step_up",
+        Decision::Unavailable(_) => "unavailable",
+    }
 }
 
 /// Refuses, before anything reads it, a request whose target could mean

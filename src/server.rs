@@ -56,6 +56,9 @@ pub enum StartupError {
     /// The Redis client could not be built.
     #[error("{0}")]
     Redis(String),
+    /// The trace exporter could not be built.
+    #[error("{0}")]
+    Tracing(String),
 }
 
 /// A running gatehouse.
@@ -324,6 +327,8 @@ impl Server {
         if !tunnels.closed(TUNNEL_CLOSE_TIMEOUT).await {
             tracing::warn!("WebSocket tunnels did not close within {TUNNEL_CLOSE_TIMEOUT:?}");
         }
+        // the spans of the last requests go out before we return
+        state.tracing.shutdown().await;
     }
 }
 

@@ -51,6 +51,9 @@ pub struct AppState {
     /// What Redis, the key prefix and the revocations' retention were built
     /// from: a reload keeps them when this is unchanged.
     store_fingerprint: [u8; 32],
+    /// OpenTelemetry spans; off unless `otlp_endpoint` is set (kept
+    /// across reloads while `otlp` is unchanged).
+    pub tracing: Arc<crate::telemetry::otel::Tracing>,
 }
 
 /// The process's state that outlives every reload.
@@ -231,11 +234,19 @@ impl AppState {
                 None => carried.rediscover.push(entry.id.clone()),
             }
         }
+        let tracing = match old {
+            Some(old) if old.config.otlp == config.otlp => old.tracing.clone(),
+            _ => Arc::new(
+                crate::telemetry::otel::Tracing::new(config.otlp.as_ref())
+                    .map_err(StartupError::Tracing)?,
+            ),
+        };
         let lifecycle = old.map(|o| o.lifecycle.clone()).unwrap_or_default();
         let upstreams = upstreams.with_tunnels(lifecycle.tunnels.clone());
         Ok((
             Self {
                 bearer,
+                tracing,
                 login_limiter,
                 config: Arc::new(config),
                 gate: Gate::new(codec, store, shared_refresh, refresh),

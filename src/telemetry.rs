@@ -9,6 +9,8 @@
 //! pipe or disk. When the queue is full, lines are dropped rather than
 //! requests blocked, and the number dropped is reported in a warning.
 
+pub mod otel;
+
 use std::borrow::Cow;
 use std::io::IsTerminal as _;
 use std::time::Duration;

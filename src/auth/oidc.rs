@@ -598,6 +598,10 @@ impl Provider {
     async fn token_request(&self, grant: Grant<'_>) -> Result<TokenAnswer, IdpError> {
         let method = self.cfg.auth_method;
         let secret = self.client_secret.as_ref().map(Secret::expose);
+        let call = match grant {
+            Grant::Code(..) => "token",
+            Grant::Refresh(_) => "refresh",
+        };
         let mut fields: Vec<(&str, &str)> = match grant {
             Grant::Code(code, login) => vec![
                 ("grant_type", "authorization_code"),
@@ -654,9 +658,7 @@ impl Provider {
         let req = req
             .body(body)
             .map_err(|e| IdpError::TokenExchange(e.to_string()))?;
-        let resp = self
-            .http
-            .send(req)
+        let resp = crate::telemetry::otel::provider_call(call, self.http.send(req))
             .await
             .map_err(|e| IdpError::Transport(e.0))?;
         let status = resp.status();
@@ -898,7 +900,11 @@ impl Provider {
         let Some(url) = &self.endpoints.userinfo else {
             return Ok(None);
         };
-        let (status, body) = self.http.get_json(url, Some(access_token)).await?;
+        let (status, body) = crate::telemetry::otel::provider_call(
+            "userinfo",
+            self.http.get_json(url, Some(access_token)),
+        )
+        .await?;
         if !status.is_success() {
             return Err(IdpError::TokenExchange(format!(
                 "userinfo answered {status}"
@@ -1015,10 +1021,10 @@ async fn discover_endpoints(
     let base = cfg.issuer.trim_end_matches('/');
     let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
         .map_err(|e| err(e.to_string()))?;
-    let (status, body) = http
-        .get_json(&url, None)
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let (status, body) =
+        crate::telemetry::otel::provider_call("discovery", http.get_json(&url, None))
+            .await
+            .map_err(|e| err(e.to_string()))?;
     if !status.is_success() {
         return Err(err(format!("{url} answered {status}")));
     }
@@ -1082,7 +1088,8 @@ async fn fetch_keys(http: &IdpHttp, url: &Url) -> Result<Keys, IdpError> {
         issuer: url.to_string(),
         reason,
     };
-    let (status, body) = http.get_json(url, None).await?;
+    let (status, body) =
+        crate::telemetry::otel::provider_call("jwks", http.get_json(url, None)).await?;
     if !status.is_success() {
         return Err(err(format!("JWKS {url} answered {status}")));
     }

@@ -194,6 +194,15 @@ pub struct RawConfig {
     #[arg(help_heading = "Logging", long, env = "GATEHOUSE_LOG_LEVEL")]
     pub log_level: Option<String>,
 
+    /// Export traces over OTLP/HTTP to this collector URL (`/v1/traces` is
+    /// added to a base URL); unset: no tracing [default: unset]
+    #[arg(help_heading = "Logging", long, env = "GATEHOUSE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// `service.name` of the exported traces [default: gatehouse]
+    #[arg(help_heading = "Logging", long, env = "GATEHOUSE_OTLP_SERVICE_NAME")]
+    pub otlp_service_name: Option<String>,
+
     /// Address (CIDR) whose X-Forwarded-* headers are believed; repeatable
     /// [default: 127.0.0.1/8 and ::1]
     #[arg(
@@ -611,7 +620,8 @@ impl RawConfig {
                 max_connections, max_connections_per_ip, max_header_bytes,
                 http2_max_concurrent_streams, http2_keepalive_interval, http2_keepalive_timeout,
                 login_rate_limit_burst, login_rate_limit_per_minute, skip_auth_preflight,
-                skip_jwt_bearer_tokens, shutdown_grace_period, shutdown_timeout;
+                skip_jwt_bearer_tokens, shutdown_grace_period, shutdown_timeout,
+                otlp_endpoint, otlp_service_name;
             lists: upstream, cookie_secret, email_domain, whitelist_domain, trusted_proxy,
                 oidc_extra_audience, allowed_role, allowed_group, claim_header,
                 redis_sentinel_connection_urls, redis_cluster_connection_urls,

@@ -10,6 +10,7 @@
 mod support;
 
 mod faults;
+mod otlp;
 mod provider_outage;
 mod reload;
 mod session_expiry;
