@@ -90,7 +90,11 @@ pub async fn serve(
                 }
                 Some(Event::Terminate) => {
                     tracing::info!("SIGTERM: shutting down");
-                    server.drain(true).await;
+                    // a second SIGTERM or a SIGINT ends the grace period
+                    let hurry = async {
+                        while let Some(Event::Reload) = events.recv().await {}
+                    };
+                    server.drain_or_hurry(true, hurry).await;
                     return Ok(());
                 }
                 Some(Event::Interrupt) | None => {

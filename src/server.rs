@@ -1,7 +1,9 @@
-//! Listeners, TLS, HTTP/1.1 and HTTP/2 (h2c and ALPN), graceful shutdown.
+//! Listeners, TLS, HTTP/1.1 and HTTP/2 (h2c and ALPN), the live state and
+//! its reload, graceful shutdown.
 //!
-//! Owns: sockets and connections. Knows nothing about cookies or users:
-//! every request goes to `router::handle`.
+//! Owns: sockets and connections, and the swap of the live `AppState` (each
+//! request loads it once and keeps it to its end). Knows nothing about
+//! cookies or users: every request goes to `router::handle`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -292,7 +294,13 @@ impl Server {
     /// `shutdown_grace_period`; then the listener closes, idle keep-alive
     /// connections are closed, in-flight requests get `shutdown_timeout` to
     /// finish, and the open WebSocket tunnels are closed with a Close frame.
-    pub async fn drain(mut self, grace: bool) {
+    pub async fn drain(self, grace: bool) {
+        self.drain_or_hurry(grace, std::future::pending()).await;
+    }
+
+    /// [`Server::drain`], where `hurry` ending cuts the grace period short
+    /// (a second signal).
+    pub async fn drain_or_hurry(mut self, grace: bool, hurry: impl Future<Output = ()>) {
         let state = self.live.load_full();
         state.lifecycle.start_draining();
         let shutdown = state.config.shutdown;
@@ -301,7 +309,10 @@ impl Server {
                 grace_period = ?shutdown.grace_period,
                 "shutting down: /ready answers 503; still serving during the grace period"
             );
-            tokio::time::sleep(shutdown.grace_period).await;
+            tokio::select! {
+                () = tokio::time::sleep(shutdown.grace_period) => {}
+                () = hurry => tracing::info!("grace period cut short"),
+            }
         }
         tracing::info!(timeout = ?shutdown.timeout, "shutting down: listener closed, in-flight requests finishing");
         let _ = self.stop.send(true);

@@ -1,7 +1,8 @@
-//! `AppState`: everything a request needs, built once at start.
+//! `AppState`: everything a request needs, built at start and again at each
+//! reload (see [`AppState::reloaded`] for what a reload keeps).
 //!
-//! Per request the cost is an `Arc` clone; nothing here is rebuilt on the
-//! request path.
+//! Per request the cost is one load of the live `Arc` (`server.rs`); nothing
+//! here is rebuilt on the request path.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

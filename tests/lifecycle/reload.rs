@@ -255,3 +255,127 @@ async fn a_changed_provider_is_discovered_again_and_an_unchanged_one_is_kept() {
     assert!(idp.discovery_fetches() > discoveries);
     proxy.shutdown().await;
 }
+
+const TLS_CERT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/keys/tls-cert.pem"
+);
+const TLS_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/keys/tls-key.pem"
+);
+
+/// Makes a second self-signed certificate for 127.0.0.1 with the openssl
+/// command; `None` (after a loud line) where openssl is missing.
+fn second_certificate(dir: &crate::support::e2e::TempDir) -> Option<(String, String)> {
+    let cnf = dir.write(
+        "ext.cnf",
+        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = localhost\n[v3]\n\
+         basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n\
+         extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n",
+    );
+    let (cert, key) = (dir.path().join("b.pem"), dir.path().join("b.key"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-extensions", "v3", "-config"])
+        .arg(&cnf)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status();
+    match made {
+        Ok(s) if s.success() => Some((
+            cert.to_string_lossy().into_owned(),
+            key.to_string_lossy().into_owned(),
+        )),
+        other => {
+            assert!(
+                std::env::var_os("GATEHOUSE_REQUIRE_E2E").is_none(),
+                "openssl could not make a certificate: {other:?}"
+            );
+            eprintln!(
+                "SKIPPED: the TLS reload test needs the openssl command (apt-get install openssl)"
+            );
+            None
+        }
+    }
+}
+
+/// Whether a TLS handshake with `addr` succeeds for a client trusting only
+/// the certificate in `cert_file`.
+async fn handshake_trusting(addr: std::net::SocketAddr, cert_file: &str) -> bool {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(cert_file).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::from(addr.ip());
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_reload_reads_the_tls_certificate_and_key_again() {
+    let dir = crate::support::e2e::TempDir::new("reload-tls");
+    let Some((cert_b, key_b)) = second_certificate(&dir) else {
+        return;
+    };
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let upstream = Recorder::start().await;
+    let proxy = TestProxy::builder(&idp, &upstream)
+        .set("tls_cert_file", TLS_CERT)
+        .set("tls_key_file", TLS_KEY)
+        .set("cookie_secure", true)
+        .set("redirect_url", "https://127.0.0.1:{PORT}/oauth2/callback")
+        .no_wait() // its ready probe speaks plain HTTP
+        .start()
+        .await;
+    assert!(handshake_trusting(proxy.addr(), TLS_CERT).await);
+    assert!(!handshake_trusting(proxy.addr(), &cert_b).await);
+    let config = edited(&proxy, |t| {
+        t.insert("tls_cert_file".into(), cert_b.clone().into());
+        t.insert("tls_key_file".into(), key_b.clone().into());
+    });
+    let ReloadOutcome::Applied { not_live, .. } = proxy.server().reload(Ok(config)) else {
+        panic!("the reload was refused");
+    };
+    assert!(not_live.is_empty(), "{not_live:?}");
+    assert!(
+        handshake_trusting(proxy.addr(), &cert_b).await,
+        "new connections get the new certificate"
+    );
+    assert!(!handshake_trusting(proxy.addr(), TLS_CERT).await);
+    proxy.shutdown().await;
+}
+
+#[test]
+fn settings_that_cannot_change_live_are_named() {
+    let base = "upstream = \"http://127.0.0.1:9\"\noidc_issuer_url = \"http://127.0.0.1:9\"\n\
+                client_id = \"gatehouse\"\nclient_secret = \"super-secret-value\"\n\
+                redirect_url = \"http://127.0.0.1:4180/oauth2/callback\"\n\
+                cookie_secret = \"ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI=\"\n\
+                cookie_secure = false\nemail_domain = \"*\"\n";
+    let old = Config::from_toml_str(base).unwrap();
+    let new = Config::from_toml_str(&format!(
+        "{base}http_address = \"127.0.0.1:4181\"\nmax_connections = 5\nlog_level = \"debug\"\n\
+         upstream_timeout = \"5s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        gatehouse::server::not_live(&old, &new),
+        ["http_address", "max_connections", "log_level"]
+    );
+}

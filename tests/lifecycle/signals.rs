@@ -286,3 +286,38 @@ async fn sigterm_drains_ready_turns_503_new_connections_are_served_in_the_grace_
     .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test]
+async fn a_second_signal_cuts_the_grace_period_short() {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let upstream = Recorder::start().await;
+    let dir = TempDir::new("drain-hurry");
+    let port = free_port();
+    let extra = "shutdown_grace_period = \"60s\"";
+    let path = dir.write("config.toml", &config(port, &idp, &upstream.url(), extra));
+    let mut gh = Gatehouse::start(&path, &dir, port);
+    gh.wait_ready().await;
+    gh.signal("TERM");
+    gh.wait_for(Duration::from_secs(2), "/ready turns 503", || async {
+        gh.status("/ready").await == Some(StatusCode::SERVICE_UNAVAILABLE)
+    })
+    .await;
+    gh.signal("INT");
+    let exit = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = gh.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still in its 60 s grace period:\n{}",
+                gh.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
