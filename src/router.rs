@@ -84,6 +84,9 @@ async fn handle_as(
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     let status = resp.status();
+    state
+        .metrics
+        .request(note.route, &method, status, started.elapsed());
     let (reason, rule) = note.refusal(status);
     let who = note.identity.as_ref();
     tracing::info!(
@@ -277,10 +280,14 @@ async fn dispatch(
                 tunnel_end,
                 request_id: id.as_str(),
             };
+            let upstream_started = Instant::now();
             let r = match state.upstreams.forward(req, &ctx).await {
                 Ok(r) => r,
                 Err(e) => error_response(&e, info.mode),
             };
+            state
+                .metrics
+                .upstream(route.index, upstream_started.elapsed());
             note.identity = identity;
             r
         }

@@ -53,6 +53,14 @@ pub enum StartupError {
     /// The Redis client could not be built.
     #[error("{0}")]
     Redis(String),
+    /// The metrics address could not be bound.
+    #[error("metrics_address: cannot listen on {addr}: {source}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// A running gatehouse.
@@ -65,6 +73,10 @@ pub struct Server {
     discovery: JoinHandle<()>,
     /// Keeps revocations in sync (and swept) in the background.
     revocations: JoinHandle<()>,
+    /// The metrics listener's address, when metrics are on.
+    metrics_addr: Option<SocketAddr>,
+    /// The server's metrics, when on (kept across configuration reloads).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Server {
@@ -84,7 +96,22 @@ impl Server {
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
         let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
-        let state = Arc::new(AppState::new(config)?);
+        // bound before anything runs: a bad address fails the start
+        let metrics_listener = config
+            .metrics_address
+            .map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| {
+                        l.set_nonblocking(true)?;
+                        TcpListener::from_std(l)
+                    })
+                    .map_err(|source| StartupError::MetricsBind { addr, source })
+            })
+            .transpose()?;
+        let metrics = metrics_listener
+            .is_some()
+            .then(|| Arc::new(crate::metrics::Metrics::new()));
+        let state = Arc::new(AppState::with_metrics(config, metrics.as_ref())?);
         let discovery = {
             let state = state.clone();
             tokio::spawn(async move {
@@ -98,6 +125,22 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let limits = &state.config.limits;
         let conns = ConnLimits::new(limits.max_connections, limits.max_connections_per_ip);
+        let mut metrics_addr = None;
+        if let (Some(listener), Some(metrics)) = (metrics_listener, &metrics) {
+            let addr = listener.local_addr().ok();
+            let open = {
+                let conns = conns.clone();
+                Arc::new(move || conns.open())
+            };
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                metrics.clone(),
+                open,
+                stopped.clone(),
+            ));
+            tracing::info!(address = ?addr, "serving metrics at /metrics");
+            metrics_addr = addr;
+        }
         let task = tokio::spawn(accept_loop(
             listener,
             tls,
@@ -114,7 +157,20 @@ impl Server {
             task: Some(task),
             discovery,
             revocations,
+            metrics_addr,
+            metrics,
         })
+    }
+
+    /// Where `/metrics` is served, when `metrics_address` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The server's metrics, when on: a reloaded configuration's state
+    /// records into the same ones (`AppState::with_metrics`).
+    pub fn metrics(&self) -> Option<&Arc<crate::metrics::Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// The bound address.

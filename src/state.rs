@@ -41,6 +41,8 @@ pub struct AppState {
     pub login_limiter: crate::limits::LoginRateLimiter,
     /// API bearer tokens.
     pub bearer: BearerAuth,
+    /// Where the hooks record metrics (a no-op when metrics are off).
+    pub metrics: crate::metrics::Recorder,
 }
 
 impl AppState {
@@ -52,14 +54,19 @@ impl AppState {
     ) -> crate::auth::Decided {
         // a bearer token where tokens are accepted decides alone
         if let Some(token) = self.bearer.token(headers, route) {
+            let decision = self.bearer.decide(&self.config, token, route).await;
+            self.metrics.decision(&decision, true);
             return crate::auth::Decided {
-                decision: self.bearer.decide(&self.config, token, route).await,
+                decision,
                 set_cookies: Vec::new(),
             };
         }
-        self.gate
+        let decided = self
+            .gate
             .decide(&self.config, &self.provider, headers, route)
-            .await
+            .await;
+        self.metrics.decision(&decided.decision, false);
+        decided
     }
 
     /// The revocations (to keep in sync in the background).
@@ -74,6 +81,16 @@ impl AppState {
 
     /// Builds the state; no network is touched here.
     pub fn new(config: Config) -> Result<Self, StartupError> {
+        Self::with_metrics(config, None)
+    }
+
+    /// [`AppState::new`], recording into `metrics` when given (the server's
+    /// own, kept across configuration reloads).
+    pub fn with_metrics(
+        config: Config,
+        metrics: Option<&Arc<crate::metrics::Metrics>>,
+    ) -> Result<Self, StartupError> {
+        let recorder = metrics.map(|m| m.recorder(&config)).unwrap_or_default();
         let codec = Arc::new(
             CookieCodec::new(
                 &config.cookie.secrets,
@@ -82,7 +99,9 @@ impl AppState {
             )
             .map_err(|e| StartupError::Cookie(e.to_string()))?,
         );
-        let idp_http = IdpHttp::new(Duration::from_secs(10)).map_err(StartupError::Tls)?;
+        let idp_http = IdpHttp::new(Duration::from_secs(10))
+            .map_err(StartupError::Tls)?
+            .with_metrics(recorder.clone());
         let cookie_name = config.cookie.name.clone();
         let upstreams = Upstreams::new(
             &config,
@@ -115,7 +134,8 @@ impl AppState {
                 revocations,
             )),
             _ => Store::Cookie(CookieStore::new(codec.clone(), name, revocations)),
-        };
+        }
+        .with_metrics(recorder.clone());
         let shared_refresh = redis
             .as_ref()
             .map(|conn| SharedRefresh::new(conn.clone(), prefix.clone()));
@@ -144,6 +164,7 @@ impl AppState {
             upstreams,
             logout_replays,
             login_states,
+            metrics: recorder,
         })
     }
 }
