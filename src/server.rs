@@ -138,7 +138,9 @@ impl Server {
                 open,
                 stopped.clone(),
             ));
-            tracing::info!(address = ?addr, "serving metrics at /metrics");
+            if let Some(addr) = addr {
+                tracing::info!(address = %addr, "serving metrics at /metrics");
+            }
             metrics_addr = addr;
         }
         let task = tokio::spawn(accept_loop(

@@ -235,3 +235,21 @@ fn metrics_address_is_a_flag_and_a_toml_key_and_off_by_default() {
         Some("0.0.0.0:9180".parse().unwrap())
     );
 }
+
+#[test]
+fn a_state_rebuilt_for_a_reload_counts_into_the_same_series() {
+    let metrics = Arc::new(Metrics::new());
+    let before = metrics.recorder(&config(""));
+    // the reloaded configuration adds a route in front of the default one
+    let after = metrics.recorder(&config("[[routes]]\npath = \"/api\"\napi = true\n"));
+    let ms = Duration::from_millis(1);
+    before.request(Some(0), &Method::GET, StatusCode::OK, ms);
+    after.request(Some(1), &Method::GET, StatusCode::OK, ms);
+    after.decision(&Decision::Challenge, false);
+    before.decision(&Decision::Challenge, false);
+    let s = samples(&metrics.encode(0));
+    let k = r#"gatehouse_requests_total{route="default",method="GET",status="2xx"}"#;
+    assert_eq!(s.get(k), Some(&2.0), "{s:#?}");
+    let k = r#"gatehouse_auth_decisions_total{decision="challenge",reason="no_session"}"#;
+    assert_eq!(s.get(k), Some(&2.0));
+}
