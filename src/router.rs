@@ -84,9 +84,12 @@ async fn handle_as(
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     let status = resp.status();
-    state
-        .metrics
-        .request(note.route, &method, status, started.elapsed());
+    if state.metrics.enabled() {
+        // off, not even the clock is read
+        state
+            .metrics
+            .request(note.route, &method, status, started.elapsed());
+    }
     let (reason, rule) = note.refusal(status);
     let who = note.identity.as_ref();
     tracing::info!(
@@ -280,14 +283,14 @@ async fn dispatch(
                 tunnel_end,
                 request_id: id.as_str(),
             };
-            let upstream_started = Instant::now();
+            let upstream_started = state.metrics.enabled().then(Instant::now);
             let r = match state.upstreams.forward(req, &ctx).await {
                 Ok(r) => r,
                 Err(e) => error_response(&e, info.mode),
             };
-            state
-                .metrics
-                .upstream(route.index, upstream_started.elapsed());
+            if let Some(t) = upstream_started {
+                state.metrics.upstream(route.index, t.elapsed());
+            }
             note.identity = identity;
             r
         }
