@@ -238,6 +238,33 @@ async fn sign_out_is_counted_as_a_revocation() {
 }
 
 #[tokio::test]
+async fn a_callback_with_a_forged_state_counts_as_a_failed_login() {
+    let m = metered().await;
+    let before = scrape(m.metrics).await;
+    let resp = TestClient::new()
+        .get(&m.proxy.url("/oauth2/callback?state=forged&code=whatever"))
+        .await;
+    assert!(resp.status.is_client_error(), "{}", resp.status);
+    let after = scrape(m.metrics).await;
+    assert_eq!(
+        moved(
+            &before,
+            &after,
+            r#"gatehouse_logins_failed_total{provider="unknown",reason="state"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            &before,
+            &after,
+            r#"gatehouse_logins_completed_total{provider="default"}"#
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
 async fn the_public_listener_does_not_serve_metrics() {
     let m = metered().await;
     // not signed in: /metrics is a path like any other, behind sign-in
