@@ -118,6 +118,8 @@ async fn main() -> BoxResult<()> {
     let routed = bench
         .start(&["--config", &routes_file.display().to_string()])
         .await?;
+    // the signed-in GET again, with Prometheus metrics recorded
+    let metered = bench.start(&["--metrics-address", "127.0.0.1:0"]).await?;
     let bare = match BareProxy::start(upstream) {
         Ok(b) => Some(b),
         Err(e) => {
@@ -146,6 +148,11 @@ async fn main() -> BoxResult<()> {
         ));
     }
     targets.push((GH, format!("{}/", plain.base), Some(&plain.cookie)));
+    targets.push((
+        GH_METRICS,
+        format!("{}/", metered.base),
+        Some(&metered.cookie),
+    ));
     targets.push((GH_LOG, format!("{}/", logged.base), Some(&logged.cookie)));
     targets.push((GH_ROUTES, format!("{}/", routed.base), Some(&routed.cookie)));
     targets.push((
@@ -197,6 +204,14 @@ async fn main() -> BoxResult<()> {
     for (name, kib) in &rss {
         notes.push(format!("{name}: RSS under load (max sampled) {kib} KiB"));
     }
+    let get = |name: &str| medians.iter().find(|(n, _)| n == name).map(|(_, m)| m.rps);
+    if let (Some(on), Some(off)) = (get(GH_METRICS), get(GH)) {
+        notes.push(format!(
+            "metrics on / off, signed-in GET: {:.2}x requests/s (informational, no target)",
+            on / off.max(1.0)
+        ));
+    }
+    drop(metered);
     drop(routed);
     drop(logged);
     drop(nginx);
@@ -302,6 +317,7 @@ const NGINX_LOG: &str = "nginx proxy, no auth, access log on";
 const GH: &str = "gatehouse, signed in, access log off";
 const GH_LOG: &str = "gatehouse, signed in, access log on (JSON to a file)";
 const GH_ROUTES: &str = "gatehouse, signed in, 50 routes configured (none matches)";
+const GH_METRICS: &str = "gatehouse, signed in, access log off, metrics on";
 const GH_AUTH: &str = "gatehouse /oauth2/auth asked directly";
 const NGINX_AUTH_STATIC: &str = "nginx auth_request to a static 202";
 const NGINX_AUTH_GH: &str = "nginx auth_request to gatehouse /oauth2/auth";

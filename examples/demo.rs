@@ -14,7 +14,8 @@
 //! received, with the identity headers gatehouse added (`X-Forwarded-User`,
 //! `X-Forwarded-Email`, `X-Forwarded-Groups`, ...) highlighted. Sign in as
 //! carol (not in `example.com`) to see the 403 page, or open `/admin/` as bob
-//! (not in the `admins` group). "Sign out"
+//! (not in the `admins` group). Prometheus metrics are on, on a listener of
+//! their own: the banner prints their URL (`.../metrics`). "Sign out"
 //! ends the session server-side: a copy of the old cookie is refused from then
 //! on (the demo keeps revocations in memory; no Redis needed). Stop it with
 //! Ctrl-C.
@@ -83,7 +84,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if !server.ready() {
         tracing::warn!("provider discovery not finished yet; sign-in may fail for a moment");
     }
-    print_banner(port, &idp)?;
+    print_banner(port, &idp, server.metrics_addr())?;
 
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
@@ -129,6 +130,8 @@ client_secret = "{client_secret}"
 redirect_url = "http://127.0.0.1:{port}/oauth2/callback"
 cookie_secret = ["{secret}"]
 cookie_secure = false
+# Prometheus metrics on a port of their own (any free one)
+metrics_address = "127.0.0.1:0"
 # carol (other.example) is signed in and refused: the 403 page
 email_domain = ["example.com"]
 
@@ -145,7 +148,11 @@ allowed_groups = ["admins"]
     ))
 }
 
-fn print_banner(port: u16, idp: &MockIdp) -> std::io::Result<()> {
+fn print_banner(
+    port: u16,
+    idp: &MockIdp,
+    metrics: Option<std::net::SocketAddr>,
+) -> std::io::Result<()> {
     // stdout, not tracing: this is the demo's user interface
     let mut out = std::io::stdout().lock();
     writeln!(out)?;
@@ -184,6 +191,12 @@ fn print_banner(port: u16, idp: &MockIdp) -> std::io::Result<()> {
         out,
         "  and the copied cookie is refused from then on (try: curl -H 'Cookie: _gatehouse=...' http://127.0.0.1:{port}/)"
     )?;
+    if let Some(addr) = metrics {
+        writeln!(
+            out,
+            "  Prometheus metrics at http://{addr}/metrics (a listener of its own)"
+        )?;
+    }
     writeln!(out, "  press Ctrl-C to stop")?;
     writeln!(out)?;
     out.flush()

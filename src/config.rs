@@ -340,6 +340,8 @@ pub struct Config {
     /// The pages shown to people: templates compiled at start, banner and
     /// footer (`custom_templates_dir`, `banner`, `footer`).
     pub pages: crate::http::pages::Pages,
+    /// Where `/metrics` is served (a listener of its own); `None`: off.
+    pub metrics_address: Option<SocketAddr>,
     /// Settings accepted and ignored (oauth2-proxy keys for what gatehouse
     /// does anyway), each with why: warned about at start.
     pub notes: Vec<Problem>,
@@ -472,6 +474,23 @@ impl Config {
                 format!("`{http_address}` is not host:port with an IP address, like 127.0.0.1:4180 ({e})")
             }),
         );
+        let metrics_address = raw.metrics_address.as_deref().and_then(|a| {
+            p.check(
+                "metrics_address",
+                parse_listen_address(a).map_err(|e| {
+                    format!("`{a}` is not host:port with an IP address, like 127.0.0.1:9090 ({e})")
+                }),
+            )
+        });
+        if let (Some(m), Some(h)) = (metrics_address, http_address)
+            && m == h
+            && m.port() != 0
+        {
+            p.add(
+                "metrics_address",
+                format!("`{m}` is http_address: metrics are served on a listener of their own, never on the public one"),
+            );
+        }
         let upstreams = p.check("upstream", parse_upstreams(&raw.upstream));
         let flat = provider_tables::flat_is_used(&mut p, &raw);
         let client_id = match raw.client_id.clone() {
@@ -725,6 +744,7 @@ impl Config {
                 routes,
                 shutdown,
                 pages,
+                metrics_address,
                 notes: Vec::new(),
             }),
             _ => Err(ConfigError { problems: p.0 }),

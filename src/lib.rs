@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod proxy;
 pub mod redis_conn;
 pub mod reload;

@@ -99,6 +99,12 @@ async fn handle_as(
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     let status = resp.status();
+    if state.metrics.enabled() {
+        // off, not even the clock is read
+        state
+            .metrics
+            .request(note.route, &method, status, started.elapsed());
+    }
     let (reason, rule) = note.refusal(status);
     let who = note.identity.as_ref();
     let route = note
@@ -308,6 +314,7 @@ async fn dispatch(
                 tunnel_end,
                 request_id: id.as_str(),
             };
+            let upstream_started = state.metrics.enabled().then(Instant::now);
             let span = otel::Child::start(state.tracing.enabled(), "upstream", SpanKind::Client);
             // off: the client's traceparent passes on untouched, as before
             span.inject(req.headers_mut());
@@ -322,6 +329,9 @@ async fn dispatch(
                 }
             };
             span.end();
+            if let Some(t) = upstream_started {
+                state.metrics.upstream(route.index, t.elapsed());
+            }
             note.identity = identity;
             r
         }

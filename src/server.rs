@@ -61,6 +61,14 @@ pub enum StartupError {
     /// The trace exporter could not be built.
     #[error("{0}")]
     Tracing(String),
+    /// The metrics address could not be bound.
+    #[error("metrics_address: cannot listen on {addr}: {source}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// A running gatehouse.
@@ -76,6 +84,10 @@ pub struct Server {
     task: Option<JoinHandle<()>>,
     background: std::sync::Mutex<Background>,
     reloads: ReloadCounts,
+    /// The metrics listener's address, when metrics are on.
+    metrics_addr: Option<SocketAddr>,
+    /// The server's metrics, when on (kept across configuration reloads).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The background tasks of the live state.
@@ -139,7 +151,22 @@ impl Server {
             .map(tls_server_config)
             .transpose()?
             .map(|c| Arc::new(ArcSwap::new(c)));
-        let state = Arc::new(AppState::new(config)?);
+        // bound before anything runs: a bad address fails the start
+        let metrics_listener = config
+            .metrics_address
+            .map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| {
+                        l.set_nonblocking(true)?;
+                        TcpListener::from_std(l)
+                    })
+                    .map_err(|source| StartupError::MetricsBind { addr, source })
+            })
+            .transpose()?;
+        let metrics = metrics_listener
+            .is_some()
+            .then(|| Arc::new(crate::metrics::Metrics::new()));
+        let state = Arc::new(AppState::with_metrics(config, metrics.as_ref())?);
         let background = Background {
             discovery: spawn_discovery(&state),
             revocations: tokio::spawn(state.revocations().run()),
@@ -149,6 +176,24 @@ impl Server {
         let conns = ConnLimits::new(limits.max_connections, limits.max_connections_per_ip);
         let builder = Arc::new(http_builder(limits));
         let live = Arc::new(ArcSwap::new(state.clone()));
+        let mut metrics_addr = None;
+        if let (Some(listener), Some(metrics)) = (metrics_listener, &metrics) {
+            let addr = listener.local_addr().ok();
+            let open = {
+                let conns = conns.clone();
+                Arc::new(move || conns.open())
+            };
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                metrics.clone(),
+                open,
+                stopped.clone(),
+            ));
+            if let Some(addr) = addr {
+                tracing::info!(address = %addr, "serving metrics at /metrics");
+            }
+            metrics_addr = addr;
+        }
         let task = tokio::spawn(accept_loop(
             listener,
             tls.clone(),
@@ -167,7 +212,20 @@ impl Server {
             task: Some(task),
             background: std::sync::Mutex::new(background),
             reloads: ReloadCounts::default(),
+            metrics_addr,
+            metrics,
         })
+    }
+
+    /// Where `/metrics` is served, when `metrics_address` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The server's metrics, when on: a reloaded configuration's state
+    /// records into the same ones.
+    pub fn metrics(&self) -> Option<&Arc<crate::metrics::Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// The live state (what a request starting now would use).
@@ -185,6 +243,9 @@ impl Server {
         match &outcome {
             ReloadOutcome::Applied { carried, not_live } => {
                 self.reloads.applied.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = &self.metrics {
+                    m.config_reload(true);
+                }
                 tracing::info!(
                     providers_kept = ?carried.providers,
                     providers_to_discover = ?carried.rediscover,
@@ -201,6 +262,9 @@ impl Server {
             }
             ReloadOutcome::Refused { problems } => {
                 self.reloads.refused.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = &self.metrics {
+                    m.config_reload(false);
+                }
                 for p in problems {
                     tracing::error!(
                         problem = %crate::telemetry::escape_log(p),
@@ -372,6 +436,10 @@ pub fn not_live(old: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&old.limits, &new.limits);
     [
         ("http_address", old.http_address != new.http_address),
+        (
+            "metrics_address",
+            old.metrics_address != new.metrics_address,
+        ),
         (
             "tls_cert_file (TLS turned on or off)",
             old.tls.is_some() != new.tls.is_some(),

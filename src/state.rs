@@ -55,6 +55,8 @@ pub struct AppState {
     /// OpenTelemetry spans; off unless `otlp_endpoint` is set (kept
     /// across reloads while `otlp` is unchanged).
     pub tracing: Arc<crate::telemetry::otel::Tracing>,
+    /// Where the hooks record metrics (a no-op when metrics are off).
+    pub metrics: crate::metrics::Recorder,
 }
 
 /// The process's state that outlives every reload.
@@ -100,14 +102,19 @@ impl AppState {
     ) -> crate::auth::Decided {
         // a bearer token where tokens are accepted decides alone
         if let Some(token) = self.bearer.token(headers, route) {
+            let decision = self.bearer.decide(&self.config, token, route).await;
+            self.metrics.decision(&decision, true);
             return crate::auth::Decided {
-                decision: self.bearer.decide(&self.config, token, route).await,
+                decision,
                 set_cookies: Vec::new(),
             };
         }
-        self.gate
+        let decided = self
+            .gate
             .decide(&self.config, &self.provider, headers, route)
-            .await
+            .await;
+        self.metrics.decision(&decided.decision, false);
+        decided
     }
 
     /// The revocations (to keep in sync in the background).
@@ -122,21 +129,37 @@ impl AppState {
 
     /// Builds the state; no network is touched here.
     pub fn new(config: Config) -> Result<Self, StartupError> {
-        Self::build(config, None).map(|(state, _carried)| state)
+        Self::with_metrics(config, None)
+    }
+
+    /// [`AppState::new`], recording into `metrics` when given (the server's
+    /// own, kept across configuration reloads).
+    pub fn with_metrics(
+        config: Config,
+        metrics: Option<&Arc<crate::metrics::Metrics>>,
+    ) -> Result<Self, StartupError> {
+        Self::build(config, None, metrics).map(|(state, _carried)| state)
     }
 
     /// Builds the state for a reload to `config`, keeping from `old` what
     /// must survive: discovered providers whose settings are unchanged, the
     /// Redis connection, revocations and replay guards while their settings
     /// are unchanged, the login rate limiter while its limit is, and always
-    /// the draining flag and the open tunnels. No network is touched here;
-    /// the providers not carried over are to be discovered by the caller.
+    /// the draining flag, the open tunnels and the metrics. No network is
+    /// touched here; the providers not carried over are to be discovered by
+    /// the caller.
     pub fn reloaded(config: Config, old: &Self) -> Result<(Self, Carried), StartupError> {
-        Self::build(config, Some(old))
+        let metrics = old.metrics.metrics().cloned();
+        Self::build(config, Some(old), metrics.as_ref())
     }
 
-    fn build(config: Config, old: Option<&Self>) -> Result<(Self, Carried), StartupError> {
+    fn build(
+        config: Config,
+        old: Option<&Self>,
+        metrics: Option<&Arc<crate::metrics::Metrics>>,
+    ) -> Result<(Self, Carried), StartupError> {
         let mut carried = Carried::default();
+        let recorder = metrics.map(|m| m.recorder(&config)).unwrap_or_default();
         let codec = Arc::new(
             CookieCodec::new(
                 &config.cookie.secrets,
@@ -148,7 +171,8 @@ impl AppState {
         let idp_http = match old {
             Some(old) => old.idp_http.clone(),
             None => IdpHttp::new(Duration::from_secs(10)).map_err(StartupError::Tls)?,
-        };
+        }
+        .with_metrics(recorder.clone());
         let cookie_name = config.cookie.name.clone();
         let upstreams = Upstreams::new(
             &config,
@@ -190,7 +214,8 @@ impl AppState {
                 revocations,
             )),
             _ => Store::Cookie(CookieStore::new(codec.clone(), name, revocations)),
-        };
+        }
+        .with_metrics(recorder.clone());
         let shared_refresh = redis
             .as_ref()
             .map(|conn| SharedRefresh::new(conn.clone(), prefix.clone()));
@@ -259,6 +284,7 @@ impl AppState {
                 lifecycle,
                 redis,
                 store_fingerprint,
+                metrics: recorder,
             },
             carried,
         ))

@@ -199,6 +199,38 @@ fn every_setting_can_come_from_the_environment() {
     assert!(settings >= 40, "only {settings} settings found");
 }
 
+/// A bad metrics address from either variable stops the binary, naming
+/// `metrics_address`.
+#[test]
+fn a_bad_metrics_address_from_the_environment_stops_the_binary_naming_it() {
+    let base = [
+        ("GATEHOUSE_UPSTREAM", "http://127.0.0.1:9"),
+        ("GATEHOUSE_OIDC_ISSUER_URL", "http://127.0.0.1:9"),
+        ("GATEHOUSE_CLIENT_ID", "gatehouse"),
+        ("GATEHOUSE_CLIENT_SECRET", "super-secret-value"),
+        (
+            "GATEHOUSE_REDIRECT_URL",
+            "http://127.0.0.1:4180/oauth2/callback",
+        ),
+        (
+            "GATEHOUSE_COOKIE_SECRET",
+            "ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI=",
+        ),
+        ("GATEHOUSE_EMAIL_DOMAIN", "example.com"),
+    ];
+    for var in ["GATEHOUSE_METRICS_ADDRESS", "OAUTH2_PROXY_METRICS_ADDRESS"] {
+        let mut env = base.to_vec();
+        env.push((var, "not-an-address"));
+        let out = run(&[], &env);
+        assert!(!out.status.success(), "{var}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("metrics_address:") && err.contains("not-an-address"),
+            "{var}: {err}"
+        );
+    }
+}
+
 #[test]
 fn required_settings_come_from_the_environment() {
     let env = [

@@ -13,6 +13,8 @@ mod support;
 
 #[path = "proxy_passthrough/limits.rs"]
 mod limits;
+#[path = "proxy_passthrough/metrics.rs"]
+mod metrics;
 #[path = "proxy_passthrough/routes.rs"]
 mod routes;
 

@@ -173,6 +173,9 @@ where
         .revoke(revocation)
         .await
         .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+    state
+        .metrics
+        .revoked(crate::metrics::RevocationSource::Backchannel);
     tracing::info!(
         by = if claims.sid.is_some() { "sid" } else { "sub" },
         "sessions ended by back-channel logout"

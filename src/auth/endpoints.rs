@@ -409,6 +409,7 @@ fn login_redirect(
         .map_err(Error::Idp)?;
     let mut r = redirect(authorize.url.as_str());
     r.headers_mut().append(SET_COOKIE, cookie);
+    state.metrics.login_started(index);
     Ok(r)
 }
 
@@ -452,7 +453,10 @@ pub async fn callback(state: &AppState, parts: &Parts, info: &RequestInfo) -> Re
     let clear_login = query_param(parts, "state")
         .filter(|s| s.len() <= 512)
         .and_then(|s| set_cookie(cfg, &login_cookie_name(&cfg.name, &s), "", None));
-    let mut resp = match finish_login(state, parts).await {
+    let mut at = None;
+    let finished = finish_login(state, parts, &mut at).await;
+    count_login(state, at, &finished);
+    let mut resp = match finished {
         Ok(r) => r,
         Err(Error::LoginState(why)) => match already_signed_in(state, parts).await {
             Some(r) => r,
@@ -498,7 +502,32 @@ async fn already_signed_in(state: &AppState, parts: &Parts) -> Option<Response<P
     Some(with_cookies(redirect(&return_to), set_cookies))
 }
 
-async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyBody>, Error> {
+/// Counts a callback's outcome: a redirect on is a session, a 403 a policy
+/// refusal; `at` is the login's provider, once its state was read.
+fn count_login(state: &AppState, at: Option<usize>, finished: &Result<Response<ProxyBody>, Error>) {
+    use crate::metrics::LoginFailure;
+    let why = match finished {
+        Ok(r) if r.status() == StatusCode::FORBIDDEN => LoginFailure::Policy,
+        Ok(_) => {
+            state.metrics.login_completed(at.unwrap_or(0));
+            return;
+        }
+        Err(Error::LoginState(_) | Error::MissingParam(_)) => LoginFailure::State,
+        Err(Error::IssuerMismatch) => LoginFailure::Issuer,
+        Err(Error::ProviderDenied { .. }) => LoginFailure::Provider,
+        Err(Error::Idp(_)) => LoginFailure::Exchange,
+        Err(Error::StepUpFailed(_)) => LoginFailure::StepUp,
+        Err(Error::StoreUnavailable) => LoginFailure::Store,
+        Err(_) => LoginFailure::Other,
+    };
+    state.metrics.login_failed(at, why);
+}
+
+async fn finish_login(
+    state: &AppState,
+    parts: &Parts,
+    at: &mut Option<usize>,
+) -> Result<Response<ProxyBody>, Error> {
     // one value each: with two, which one a check saw and which one was
     // used could differ
     let csrf = single_param(parts, "state")?;
@@ -515,6 +544,7 @@ async fn finish_login(state: &AppState, parts: &Parts) -> Result<Response<ProxyB
     let index = config
         .provider_index(login.provider.as_deref())
         .ok_or(Error::LoginState(LoginStateError::Invalid))?;
+    *at = Some(index);
     let provider = state
         .provider
         .at(index)
@@ -766,6 +796,10 @@ pub async fn sign_out(state: &AppState, parts: &Parts, info: &RequestInfo) -> Re
             .await
         {
             tracing::warn!(error = %e, "sign-out: session not revoked");
+        } else {
+            state
+                .metrics
+                .revoked(crate::metrics::RevocationSource::SignOut);
         }
         if let Some(s) = &session {
             tracing::info!(user = %escape_log(&s.identity.subject), "signed out");

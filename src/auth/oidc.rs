@@ -99,6 +99,8 @@ pub enum IdpError {
 pub struct IdpHttp {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
+    /// Counts the provider calls made through this client.
+    metrics: crate::metrics::Recorder,
 }
 
 /// Transport error seen by `openidconnect`.
@@ -113,7 +115,15 @@ impl IdpHttp {
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             timeout,
+            metrics: crate::metrics::Recorder::default(),
         })
+    }
+
+    /// This client, counting provider calls into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::Recorder) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Sends a request and reads the bounded answer.
@@ -212,6 +222,8 @@ pub struct Provider {
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
     claim_headers: Vec<ClaimHeader>,
     http: IdpHttp,
+    /// Its place in `config.providers` (the metrics' provider label).
+    index: usize,
 }
 
 /// What a browser is sent to the provider with.
@@ -306,7 +318,12 @@ impl Provider {
             })?;
         let cfg = entry.provider.clone();
         let (issuer, endpoints) = if cfg.discovery {
-            discover_endpoints(&cfg, &http).await?
+            let started = Instant::now();
+            let found = discover_endpoints(&cfg, &http).await;
+            let call = crate::metrics::ProviderCall::Discovery;
+            http.metrics
+                .provider_call(index, call, found.is_ok(), started.elapsed());
+            found?
         } else {
             let missing = |what: &str| IdpError::Discovery {
                 issuer: cfg.issuer.clone(),
@@ -325,7 +342,12 @@ impl Provider {
             };
             (cfg.issuer.clone(), endpoints)
         };
-        let keys = fetch_keys(&http, &endpoints.jwks).await?;
+        let started = Instant::now();
+        let keys = fetch_keys(&http, &endpoints.jwks).await;
+        let call = crate::metrics::ProviderCall::Jwks;
+        http.metrics
+            .provider_call(index, call, keys.is_ok(), started.elapsed());
+        let keys = keys?;
         Ok(Self {
             client_id: entry.client_id.clone(),
             client_secret: entry.client_secret.clone(),
@@ -336,6 +358,7 @@ impl Provider {
             claim_headers: config.claim_headers.clone(),
             http,
             cfg,
+            index,
         })
     }
 
@@ -595,7 +618,27 @@ impl Provider {
     }
 
     /// The token request: form or JSON, client auth basic, post or none.
+    /// [`Provider::token_request_uncounted`], counted as a `token` call
+    /// (a code) or a `refresh` call.
     async fn token_request(&self, grant: Grant<'_>) -> Result<TokenAnswer, IdpError> {
+        let call = match grant {
+            Grant::Code(..) => crate::metrics::ProviderCall::Token,
+            Grant::Refresh(_) => crate::metrics::ProviderCall::Refresh,
+        };
+        let started = Instant::now();
+        let answer = self.token_request_uncounted(grant).await;
+        self.count(call, answer.is_ok(), started);
+        answer
+    }
+
+    /// Counts a call to this provider that began at `started`.
+    fn count(&self, call: crate::metrics::ProviderCall, ok: bool, started: Instant) {
+        self.http
+            .metrics
+            .provider_call(self.index, call, ok, started.elapsed());
+    }
+
+    async fn token_request_uncounted(&self, grant: Grant<'_>) -> Result<TokenAnswer, IdpError> {
         let method = self.cfg.auth_method;
         let secret = self.client_secret.as_ref().map(Secret::expose);
         let call = match grant {
@@ -891,8 +934,26 @@ impl Provider {
         }
     }
 
-    /// Calls the userinfo endpoint; its `sub` must be the ID token's.
+    /// [`Provider::userinfo_uncounted`], counted when there is an endpoint.
     async fn userinfo(
+        &self,
+        access_token: &str,
+        id_claims: Option<&Value>,
+    ) -> Result<Option<Value>, IdpError> {
+        let started = Instant::now();
+        let info = self.userinfo_uncounted(access_token, id_claims).await;
+        if self.endpoints.userinfo.is_some() {
+            self.count(
+                crate::metrics::ProviderCall::Userinfo,
+                info.is_ok(),
+                started,
+            );
+        }
+        info
+    }
+
+    /// Calls the userinfo endpoint; its `sub` must be the ID token's.
+    async fn userinfo_uncounted(
         &self,
         access_token: &str,
         id_claims: Option<&Value>,
@@ -950,7 +1011,10 @@ impl Provider {
             tokio::time::sleep(left).await;
         }
         *last = Some(Instant::now());
-        match fetch_keys(&self.http, &self.endpoints.jwks).await {
+        let started = Instant::now();
+        let fetched = fetch_keys(&self.http, &self.endpoints.jwks).await;
+        self.count(crate::metrics::ProviderCall::Jwks, fetched.is_ok(), started);
+        match fetched {
             Ok(keys) => {
                 tracing::info!(jwks_uri = %self.endpoints.jwks, keys = keys.jwt.len(), "jwks refetched");
                 self.keys.store(Arc::new(keys));

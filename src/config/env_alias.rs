@@ -190,6 +190,13 @@ mod tests {
     }
 
     #[test]
+    fn oauth2_proxy_metrics_address_variable_sets_metrics_address() {
+        let s = settings(&vars(&[("OAUTH2_PROXY_METRICS_ADDRESS", "127.0.0.1:9180")]));
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!(s.raw.metrics_address.as_deref(), Some("127.0.0.1:9180"));
+    }
+
+    #[test]
     fn a_missing_feature_or_unknown_name_is_refused_naming_the_variable() {
         let s = settings(&vars(&[
             ("OAUTH2_PROXY_GITHUB_ORG", "acme"),

@@ -220,7 +220,6 @@ const TABLE: &[(&str, Kind)] = &[
     ),
     ("ping_user_agent", Kind::Unsupported("")),
     ("gcp_healthchecks", Kind::Unsupported("")),
-    ("metrics_address", Kind::Unsupported("")),
     ("metrics_secure_address", Kind::Unsupported("")),
     (
         "tls_min_version",

@@ -21,6 +21,11 @@ pub struct RawConfig {
     #[arg(help_heading = "Listening", long, env = "GATEHOUSE_HTTP_ADDRESS")]
     pub http_address: Option<String>,
 
+    /// Address of a separate listener serving Prometheus metrics at
+    /// /metrics [default: off]
+    #[arg(help_heading = "Listening", long, env = "GATEHOUSE_METRICS_ADDRESS")]
+    pub metrics_address: Option<String>,
+
     /// Upstream [required]: `URL` for every path, or `/prefix=URL`; repeatable
     #[arg(
         help_heading = "Upstream",
@@ -605,7 +610,7 @@ impl RawConfig {
     pub fn overlay(self, high: Self) -> Self {
         let low = self;
         overlay_fields!(low, high;
-            scalars: http_address, provider, oidc_issuer_url, client_id, client_secret,
+            scalars: http_address, metrics_address, provider, oidc_issuer_url, client_id, client_secret,
                 custom_templates_dir, banner, footer,
                 client_secret_file, redirect_url, scope, cookie_secret_file, cookie_name,
                 cookie_domain, cookie_secure, cookie_expire, cookie_refresh, websocket_session_check, pass_access_token,

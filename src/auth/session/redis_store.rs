@@ -46,6 +46,8 @@ pub struct RedisStore {
     prefix: String,
     revocations: Arc<Revocations>,
     cache: moka::future::Cache<SessionId, Arc<Session>>,
+    /// Counts this store's operations (set by `Store::with_metrics`).
+    pub(super) metrics: crate::metrics::Recorder,
 }
 
 impl RedisStore {
@@ -75,6 +77,7 @@ impl RedisStore {
             prefix,
             revocations,
             cache,
+            metrics: crate::metrics::Recorder::default(),
         }
     }
 

@@ -57,6 +57,7 @@ pub struct CookieStore {
     codec: Arc<CookieCodec>,
     purpose: String,
     revocations: Arc<Revocations>,
+    metrics: crate::metrics::Recorder,
 }
 
 impl CookieStore {
@@ -66,6 +67,7 @@ impl CookieStore {
             codec,
             purpose: cookie_name.to_owned(),
             revocations,
+            metrics: crate::metrics::Recorder::default(),
         }
     }
 }
@@ -134,28 +136,53 @@ impl Store {
             Self::Redis(s) => s.session_id(value),
         }
     }
+
+    /// This store, counting its operations into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::Recorder) -> Self {
+        match &mut self {
+            Self::Cookie(s) => s.metrics = metrics,
+            Self::Redis(s) => s.metrics = metrics,
+        }
+        self
+    }
+
+    fn metrics(&self) -> &crate::metrics::Recorder {
+        match self {
+            Self::Cookie(s) => &s.metrics,
+            Self::Redis(s) => &s.metrics,
+        }
+    }
 }
+
+use crate::metrics::StoreOp;
 
 impl SessionStore for Store {
     async fn save(&self, session: &Session) -> Result<String, StoreError> {
-        match self {
+        let r = match self {
             Self::Cookie(s) => s.save(session).await,
             Self::Redis(s) => s.save(session).await,
-        }
+        };
+        self.metrics().store(StoreOp::Save, r.is_ok());
+        r
     }
 
     async fn load(&self, value: &str) -> Result<Option<Session>, StoreError> {
-        match self {
+        let r = match self {
             Self::Cookie(s) => s.load(value).await,
             Self::Redis(s) => s.load(value).await,
-        }
+        };
+        self.metrics().store(StoreOp::Load, r.is_ok());
+        r
     }
 
     async fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {
-        match self {
+        let r = match self {
             Self::Cookie(s) => s.revoke(revocation).await,
             Self::Redis(s) => s.revoke(revocation).await,
-        }
+        };
+        self.metrics().store(StoreOp::Revoke, r.is_ok());
+        r
     }
 
     fn revocations(&self) -> &Arc<Revocations> {
