@@ -192,11 +192,16 @@ fn envoy_original(
     h.insert(X_FORWARDED_METHOD, method);
     let uri = HeaderValue::from_str(rest).map_err(|_e| BadOriginal("bad original path"))?;
     h.insert(X_FORWARDED_URI, uri);
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .ok_or(BadOriginal("no Host: Envoy sends the original one"))?;
-    h.insert(http::header::HOST, host.clone());
+    // HTTP/1: `Host`; HTTP/2 (an ext_authz cluster speaking h2): `:authority`
+    let host = match parts.headers.get(http::header::HOST) {
+        Some(h) => h.clone(),
+        None => parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .ok_or(BadOriginal("no Host: Envoy sends the original one"))?,
+    };
+    h.insert(http::header::HOST, host);
     for v in parts.headers.get_all(&X_FORWARDED_PROTO) {
         h.append(X_FORWARDED_PROTO, v.clone());
     }

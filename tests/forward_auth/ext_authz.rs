@@ -487,17 +487,31 @@ async fn deploy_envoy_yaml_asks_the_endpoint_and_copies_exactly_its_identity_hea
     let routes = find_with(&docs[0], "routes").unwrap()["routes"]
         .as_array()
         .unwrap();
-    let prefix_of = |r: &serde_json::Value| r["match"]["prefix"].as_str().unwrap().to_owned();
-    let check = routes.iter().find(|r| prefix_of(r) == PREFIX).unwrap();
-    assert_eq!(check["direct_response"]["status"], 404);
-    let pages = routes.iter().find(|r| prefix_of(r) == "/oauth2/").unwrap();
+    let path_of = |r: &serde_json::Value| {
+        let m = &r["match"];
+        m["prefix"]
+            .as_str()
+            .or(m["path"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let pages = routes.iter().find(|r| path_of(r) == "/oauth2/").unwrap();
     assert_eq!(pages["route"]["cluster"], "gatehouse");
-    for r in [check, pages] {
+    let mut unchecked = vec![pages];
+    for check in [PREFIX, "/oauth2/auth", "/oauth2/forward-auth"] {
+        let r = routes.iter().find(|r| path_of(r) == check).unwrap();
+        assert_eq!(r["direct_response"]["status"], 404, "{check}");
+        unchecked.push(r);
+    }
+    for r in unchecked {
         let per_route = &r["typed_per_filter_config"]["envoy.filters.http.ext_authz"];
         assert_eq!(per_route["disabled"], true, "{r}");
     }
-    let first = |p: &str| routes.iter().position(|r| prefix_of(r) == p).unwrap();
-    assert!(first(PREFIX) < first("/oauth2/") && first("/oauth2/") < first("/"));
+    let first = |p: &str| routes.iter().position(|r| path_of(r) == p).unwrap();
+    for check in [PREFIX, "/oauth2/auth", "/oauth2/forward-auth"] {
+        assert!(first(check) < first("/oauth2/"), "{check} after /oauth2/");
+    }
+    assert!(first("/oauth2/") < first("/"));
 }
 
 #[tokio::test]
@@ -539,5 +553,7 @@ async fn deploy_gateway_api_security_policy_asks_the_endpoint_and_copies_its_ide
     );
     // the checks themselves stay on the checked route (the longer prefix)
     let app_paths = app["spec"]["rules"][0]["matches"].to_string();
-    assert!(app_paths.contains(PREFIX), "{app_paths}");
+    for check in [PREFIX, "/oauth2/auth", "/oauth2/forward-auth"] {
+        assert!(app_paths.contains(check), "{check}: {app_paths}");
+    }
 }

@@ -539,3 +539,40 @@ fn a_group_containing_a_comma_is_not_joined_into_the_allow_answer() {
     assert_eq!(r.headers()[X_AUTH_REQUEST_GROUPS], "staff");
     assert_eq!(r.headers()[X_FORWARDED_GROUPS], "staff");
 }
+
+#[test]
+fn an_envoy_check_names_its_original_request_by_path_host_or_authority() {
+    let parts = |uri: &str, host: Option<&str>| {
+        let mut b = Request::builder().method("DELETE").uri(uri);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(()).unwrap().into_parts().0
+    };
+    // HTTP/1: the Host header; HTTP/2: the request's :authority
+    for (p, want) in [
+        (
+            parts("/oauth2/ext-authz/a/b?c=1", Some("app.example.com")),
+            "http://app.example.com/a/b?c=1",
+        ),
+        (
+            parts("http://app.example.com:8443/oauth2/ext-authz/x", None),
+            "http://app.example.com:8443/x",
+        ),
+    ] {
+        let o = envoy_original(&p, true).unwrap().unwrap();
+        assert_eq!(o.url.as_str(), want);
+        assert_eq!(o.method, Method::DELETE);
+        assert!(o.method_given);
+    }
+    // not believed from an untrusted peer; nothing after the prefix; no host
+    assert_eq!(
+        envoy_original(
+            &parts("/oauth2/ext-authz/a", Some("app.example.com")),
+            false
+        ),
+        Ok(None)
+    );
+    assert!(envoy_original(&parts("/oauth2/ext-authz", Some("app.example.com")), true).is_err());
+    assert!(envoy_original(&parts("/oauth2/ext-authz/a", None), true).is_err());
+}
