@@ -1483,3 +1483,61 @@ fn a_template_that_does_not_parse_stops_the_binary_naming_the_file_and_line() {
         "{err}"
     );
 }
+
+/// A loopback listener that answers every connection with `answer` (or,
+/// with `None`, accepts and says nothing, holding the connection open).
+fn odd_upstream(answer: Option<&'static [u8]>) -> String {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            match answer {
+                Some(bytes) => {
+                    let _ = s.write_all(bytes);
+                }
+                None => held.push(s),
+            }
+        }
+    });
+    url
+}
+
+/// Hostile or broken upstreams make `FAILED` rows, never a panic or a hang:
+/// one that answers something other than HTTP, and one that never answers
+/// (the probe gives up after its 5 s).
+#[test]
+fn check_config_fails_an_upstream_that_answers_garbage_or_never_answers_without_hanging() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::default()));
+    for (name, answer, reason) in [
+        (
+            "garbage",
+            Some(&b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\r\n\r\n"[..]),
+            "",
+        ),
+        ("silent", None, "no answer within"),
+    ] {
+        let url = odd_upstream(answer);
+        let path = write_config(&format!("probe-{name}.toml"), &valid_at(&idp, Some(&url)));
+        let started = std::time::Instant::now();
+        let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(EX_CONFIG), "{name}: {err}");
+        let row = probe_row(&err, &format!("upstream {url}/"));
+        assert!(
+            row.contains("  FAILED  ") && row.contains(reason),
+            "{name}: {row}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+    }
+    drop(idp);
+}

@@ -25,11 +25,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 fail() { echo "docker-mirror: FAILED: $*" >&2; exit 1; }
 say() { echo "docker-mirror: $*" >&2; }
 
-stage=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-docker-mirror.XXXXXX")
+# the build's staging copy sits at a fixed place with the files' times kept
+# (cp -p), so an unchanged tree is not rebuilt; the run's files go elsewhere
+stage="$CARGO_TARGET_DIR/docker-mirror/src"
+rm -rf "$stage" && mkdir -p "$stage"
+run=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-docker-mirror.XXXXXX")
 server_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$stage"
+  rm -rf "$run"
 }
 trap cleanup EXIT
 
@@ -56,8 +60,8 @@ while IFS= read -r line; do
           fail "COPY $src: .dockerignore keeps it out of the build context"
         fi
         case "$dest" in
-          */) mkdir -p "$stage/$dest"; cp -R "$root/$src" "$stage/$dest" ;;
-          *) mkdir -p "$stage/$(dirname "$dest")"; cp -R "$root/$src" "$stage/$dest" ;;
+          */) mkdir -p "$stage/$dest"; cp -pR "$root/$src" "$stage/$dest" ;;
+          *) mkdir -p "$stage/$(dirname "$dest")"; cp -pR "$root/$src" "$stage/$dest" ;;
         esac
       done
       ;;
@@ -108,21 +112,21 @@ done
 as_user=()
 if [ "$(id -u)" -eq 0 ]; then
   as_user=(setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs)
-  runbin="$stage/bin/gatehouse"
-  mkdir -p "$stage/bin" && cp "$bin" "$runbin" && chmod 0755 "$stage" "$stage/bin" "$runbin"
+  runbin="$run/bin/gatehouse"
+  mkdir -p "$run/bin" && cp "$bin" "$runbin" && chmod 0755 "$run" "$run/bin" "$runbin"
 else
   say "not root: runs as $(id -un), not as uid $uid"
   runbin="$bin"
 fi
-"${as_user[@]}" "$runbin" --version >"$stage/version.txt" 2>&1 || fail "--version: $(cat "$stage/version.txt")"
-say "--version as uid $uid: $(cat "$stage/version.txt")"
+"${as_user[@]}" "$runbin" --version >"$run/version.txt" 2>&1 || fail "--version: $(cat "$run/version.txt")"
+say "--version as uid $uid: $(cat "$run/version.txt")"
 if [ ${#as_user[@]} -gt 0 ]; then
   [ "$("${as_user[@]}" id -u)" = "$uid" ] || fail "did not switch to uid $uid"
 fi
 
 # a sample configuration, as the image gets it (secrets from the environment)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 41805)
-cat >"$stage/gatehouse.toml" <<TOML
+cat >"$run/gatehouse.toml" <<TOML
 http_address = "127.0.0.1:$port"
 upstream = "http://127.0.0.1:9"
 oidc_issuer_url = "http://127.0.0.1:9/realms/main"
@@ -131,32 +135,32 @@ redirect_url = "http://127.0.0.1:$port/oauth2/callback"
 cookie_secure = false
 email_domain = "*"
 TOML
-chmod 0644 "$stage/gatehouse.toml"
+chmod 0644 "$run/gatehouse.toml"
 secrets=(env -i GATEHOUSE_CLIENT_SECRET=docker-mirror-client-secret
   GATEHOUSE_COOKIE_SECRET=ztMii7aLbqi39JgIWAbEhptnH3zxY8b/68Vs3r8bfZI=)
 # every static check passes; the probes then find nothing listening (exit 78)
 set +e
-(cd / && "${secrets[@]}" "${as_user[@]}" "$runbin" --config "$stage/gatehouse.toml" --check-config) >"$stage/check.txt" 2>&1
+(cd / && "${secrets[@]}" "${as_user[@]}" "$runbin" --config "$run/gatehouse.toml" --check-config) >"$run/check.txt" 2>&1
 code=$?
 set -e
-grep -q "every setting and its value" "$stage/check.txt" && grep -q "probed:" "$stage/check.txt" \
-  || fail "--check-config (exit $code) did not get to the probes: $(cat "$stage/check.txt")"
+grep -q "every setting and its value" "$run/check.txt" && grep -q "probed:" "$run/check.txt" \
+  || fail "--check-config (exit $code) did not get to the probes: $(cat "$run/check.txt")"
 say "--check-config as uid $uid: the settings pass; probes ran (exit $code, nothing listens here)"
 
 # serves /ping as that user, from / (which it cannot write)
-(cd / && exec "${secrets[@]}" "${as_user[@]}" "$runbin" --config "$stage/gatehouse.toml") >"$stage/serve.txt" 2>&1 &
+(cd / && exec "${secrets[@]}" "${as_user[@]}" "$runbin" --config "$run/gatehouse.toml") >"$run/serve.txt" 2>&1 &
 server_pid=$!
 ok=""
 for _ in $(seq 1 100); do
-  if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+  if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
     printf 'GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-    status=$(head -n1 <&3 | tr -d '\r')
+    status=$(timeout 2 head -n1 <&3 | tr -d '\r' || true)
     exec 3<&-
     case "$status" in "HTTP/1.1 200"*) ok=1; break ;; esac
   fi
-  kill -0 "$server_pid" 2>/dev/null || fail "gatehouse exited: $(cat "$stage/serve.txt")"
+  kill -0 "$server_pid" 2>/dev/null || fail "gatehouse exited: $(cat "$run/serve.txt")"
   sleep 0.1
 done
-[ -n "$ok" ] || fail "GET /ping did not answer 200 within 10 s: $(cat "$stage/serve.txt")"
+[ -n "$ok" ] || fail "GET /ping did not answer 200 within 10 s: $(cat "$run/serve.txt")"
 say "GET /ping as uid $uid: 200"
 echo "docker-mirror: ok"
