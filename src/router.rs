@@ -28,7 +28,7 @@ use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
 use crate::routes::Target;
 use crate::state::AppState;
-use crate::telemetry::{AccessNote, RequestId, escape_log, otel, with_request_id};
+use crate::telemetry::{AccessNote, RequestId, escape_log, otel, with_request};
 use opentelemetry::trace::SpanKind;
 
 /// The request id header, from a trusted proxy, to the upstream and on
@@ -74,7 +74,7 @@ pub async fn handle(
     let handled =
         crate::error::with_page_context(handle_as(state, req, conn, trusted, id, started));
     let handled = crate::http::pages::scope(state.config.pages.clone(), handled);
-    otel::within(trace, with_request_id(id, handled)).await
+    with_request(id, trace, handled).await
 }
 
 /// [`handle`] for a request whose id is `id`, with the id current (error
@@ -275,7 +275,7 @@ async fn dispatch(
         let Decided {
             decision,
             set_cookies,
-        } = span.run(state.decide(req.headers(), route)).await;
+        } = state.decide(req.headers(), route).await;
         span.set("gatehouse.decision", decision_name(&decision));
         span.end();
         match decision {
@@ -318,7 +318,7 @@ async fn dispatch(
             let span = otel::Child::start(state.tracing.enabled(), "upstream", SpanKind::Client);
             // off: the client's traceparent passes on untouched, as before
             span.inject(req.headers_mut());
-            let r = match span.run(state.upstreams.forward(req, &ctx)).await {
+            let r = match state.upstreams.forward(req, &ctx).await {
                 Ok(r) => {
                     span.set("http.response.status_code", i64::from(r.status().as_u16()));
                     r

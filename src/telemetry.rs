@@ -320,8 +320,16 @@ impl fmt::Debug for RequestId {
     }
 }
 
+/// What is current while a request is handled: its id, and its trace
+/// context when tracing is on (one task-local for both, so tracing adds no
+/// future wrapper of its own to the request path).
+struct Current {
+    id: RequestId,
+    trace: Option<opentelemetry::Context>,
+}
+
 tokio::task_local! {
-    static REQUEST_ID: RequestId;
+    static REQUEST_ID: Current;
 }
 
 /// Runs `f` (one request's handling) with `id` as the current request id.
@@ -329,12 +337,31 @@ pub fn with_request_id<F: std::future::Future>(
     id: RequestId,
     f: F,
 ) -> impl std::future::Future<Output = F::Output> {
-    REQUEST_ID.scope(id, f)
+    with_request(id, None, f)
+}
+
+/// Runs `f` with `id` as the current request id and `trace` (the
+/// request span's context, when tracing is on) as its trace context.
+pub fn with_request<F: std::future::Future>(
+    id: RequestId,
+    trace: Option<opentelemetry::Context>,
+    f: F,
+) -> impl std::future::Future<Output = F::Output> {
+    REQUEST_ID.scope(Current { id, trace }, f)
 }
 
 /// The id of the request being handled, if any (for error pages and logs).
 pub fn current_request_id() -> Option<RequestId> {
-    REQUEST_ID.try_with(|id| *id).ok()
+    REQUEST_ID.try_with(|c| c.id).ok()
+}
+
+/// Runs `f` on the trace context of the request being handled, if it has
+/// one (tracing on).
+pub(crate) fn with_current_trace<T>(f: impl FnOnce(&opentelemetry::Context) -> T) -> Option<T> {
+    REQUEST_ID
+        .try_with(|c| c.trace.as_ref().map(f))
+        .ok()
+        .flatten()
 }
 
 /// What the access record says about a request beyond its method, path and

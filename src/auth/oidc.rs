@@ -701,9 +701,10 @@ impl Provider {
         let req = req
             .body(body)
             .map_err(|e| IdpError::TokenExchange(e.to_string()))?;
-        let resp = crate::telemetry::otel::provider_call(call, self.http.send(req))
-            .await
-            .map_err(|e| IdpError::Transport(e.0))?;
+        let span = crate::telemetry::otel::provider_span(call);
+        let answer = self.http.send(req).await;
+        span.finish(&answer);
+        let resp = answer.map_err(|e| IdpError::Transport(e.0))?;
         let status = resp.status();
         let body = resp.into_body();
         if !status.is_success() {
@@ -961,11 +962,10 @@ impl Provider {
         let Some(url) = &self.endpoints.userinfo else {
             return Ok(None);
         };
-        let (status, body) = crate::telemetry::otel::provider_call(
-            "userinfo",
-            self.http.get_json(url, Some(access_token)),
-        )
-        .await?;
+        let span = crate::telemetry::otel::provider_span("userinfo");
+        let answer = self.http.get_json(url, Some(access_token)).await;
+        span.finish(&answer);
+        let (status, body) = answer?;
         if !status.is_success() {
             return Err(IdpError::TokenExchange(format!(
                 "userinfo answered {status}"
@@ -1085,10 +1085,10 @@ async fn discover_endpoints(
     let base = cfg.issuer.trim_end_matches('/');
     let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
         .map_err(|e| err(e.to_string()))?;
-    let (status, body) =
-        crate::telemetry::otel::provider_call("discovery", http.get_json(&url, None))
-            .await
-            .map_err(|e| err(e.to_string()))?;
+    let span = crate::telemetry::otel::provider_span("discovery");
+    let answer = http.get_json(&url, None).await;
+    span.finish(&answer);
+    let (status, body) = answer.map_err(|e| err(e.to_string()))?;
     if !status.is_success() {
         return Err(err(format!("{url} answered {status}")));
     }
@@ -1152,8 +1152,10 @@ async fn fetch_keys(http: &IdpHttp, url: &Url) -> Result<Keys, IdpError> {
         issuer: url.to_string(),
         reason,
     };
-    let (status, body) =
-        crate::telemetry::otel::provider_call("jwks", http.get_json(url, None)).await?;
+    let span = crate::telemetry::otel::provider_span("jwks");
+    let answer = http.get_json(url, None).await;
+    span.finish(&answer);
+    let (status, body) = answer?;
     if !status.is_success() {
         return Err(err(format!("JWKS {url} answered {status}")));
     }

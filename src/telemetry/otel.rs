@@ -19,19 +19,16 @@
 //! never holds a request: when the queue is full, spans are dropped and the
 //! SDK reports how many.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::Either;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
     SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
@@ -41,6 +38,8 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector, HttpClient, HttpError}
 use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+use crate::telemetry::with_current_trace;
 
 /// The OTLP/HTTP path of traces, added to an endpoint given as a base URL.
 const TRACES_PATH: &str = "/v1/traces";
@@ -288,27 +287,20 @@ fn server_address<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a 
     (!host.is_empty()).then_some(host)
 }
 
-/// Runs a request's handling with its context current, when there is one.
-pub fn within<F: Future>(cx: Option<Context>, f: F) -> Either<WithContext<F>, F> {
-    match cx {
-        Some(cx) => Either::Left(f.with_context(cx)),
-        None => Either::Right(f),
-    }
-}
-
 /// The current request span's trace and span ids, for the access record.
 /// Call only when tracing is on (it reads the current context).
 pub fn current_ids() -> Option<(opentelemetry::TraceId, opentelemetry::SpanId)> {
-    Context::map_current(|cx| {
+    with_current_trace(|cx| {
         let sc = cx.span().span_context().clone();
         sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
     })
+    .flatten()
 }
 
 /// Ends the current request span with its status and route. Call only when
 /// tracing is on.
 pub fn finish_request(method: &http::Method, status: http::StatusCode, route: Option<&str>) {
-    Context::map_current(|cx| {
+    with_current_trace(|cx| {
         let span = cx.span();
         span.set_attribute(KeyValue::new(
             "http.response.status_code",
@@ -335,19 +327,17 @@ impl Child {
         if !enabled {
             return Self(None);
         }
-        Self(Context::map_current(|cx| {
-            let Carried(tracer) = cx.get::<Carried>()?;
-            let span = tracer
-                .span_builder(name)
-                .with_kind(kind)
-                .start_with_context(tracer, cx);
-            Some(cx.with_span(span))
-        }))
-    }
-
-    /// Runs `f` with this span current (its own children hang under it).
-    pub fn run<F: Future>(&self, f: F) -> Either<WithContext<F>, F> {
-        within(self.0.clone(), f)
+        Self(
+            with_current_trace(|cx| {
+                let Carried(tracer) = cx.get::<Carried>()?;
+                let span = tracer
+                    .span_builder(name)
+                    .with_kind(kind)
+                    .start_with_context(tracer, cx);
+                Some(cx.with_span(span))
+            })
+            .flatten(),
+        )
     }
 
     /// Adds an attribute.
@@ -381,6 +371,16 @@ impl Child {
         }
     }
 
+    /// Ends the span, marked failed when `r` is an error.
+    pub fn finish<T, E>(self, r: &Result<T, E>) {
+        if r.is_err()
+            && let Some(cx) = &self.0
+        {
+            cx.span().set_status(Status::error("failed"));
+        }
+        self.end();
+    }
+
     /// Ends the span (it also ends when dropped).
     pub fn end(self) {
         if let Some(cx) = &self.0 {
@@ -389,21 +389,15 @@ impl Child {
     }
 }
 
-/// Runs one provider call (`discovery`, `jwks`, `token`, `refresh`,
-/// `userinfo`) in a client span when a traced request is being handled;
-/// a failed call marks its span failed.
-pub async fn provider_call<T, E, F>(what: &'static str, f: F) -> Result<T, E>
-where
-    F: Future<Output = Result<T, E>>,
-{
+/// The span of one provider call (`discovery`, `jwks`, `token`,
+/// `refresh`, `userinfo`) when a traced request is being handled; end it
+/// with [`Child::finish`]. A guard rather than a wrapping `async fn`: a
+/// wrapper would add a second copy of the call's future to every future
+/// that holds it, tracing on or off.
+pub fn provider_span(what: &'static str) -> Child {
     let child = Child::start(true, what, SpanKind::Client);
     child.set("gatehouse.provider.call", what);
-    let r = child.run(f).await;
-    if r.is_err() {
-        child.fail(what);
-    }
-    child.end();
-    r
+    child
 }
 
 /// The exporter's HTTP client: hyper with rustls (the same connector as
