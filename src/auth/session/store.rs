@@ -68,7 +68,35 @@ pub struct CookieStore {
     /// opened and verified goes in; expiry, revocations and freshness are
     /// checked on every load, hit or miss. Built with the codec, so other
     /// cookie secrets mean another store and another cache.
-    opened: moka::future::Cache<String, Arc<Session>>,
+    opened: moka::future::Cache<String, Arc<Session>, TailHash>,
+}
+
+/// Hashes a cookie value by its length and last 32 bytes (the end of a
+/// sealed value is its AES-GCM tag, which differs from value to value)
+/// rather than by all of its kilobytes. Only the bucket depends on it:
+/// entries are still told apart by comparing whole values, and only values
+/// that opened are ever inserted, so a client cannot flood a bucket.
+#[derive(Clone, Default)]
+struct TailHash(std::collections::hash_map::RandomState);
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0
+            .write(bytes.get(bytes.len().saturating_sub(32)..).unwrap_or(bytes));
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 impl CookieStore {
@@ -80,7 +108,7 @@ impl CookieStore {
             })
             .max_capacity(OPENED_CACHE_BYTES)
             .time_to_idle(OPENED_CACHE_IDLE)
-            .build();
+            .build_with_hasher(TailHash::default());
         Self {
             codec,
             purpose: cookie_name.to_owned(),
