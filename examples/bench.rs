@@ -20,7 +20,8 @@
 //! gatehouse's RSS. Knobs (env vars): `BENCH_DURATION` (seconds per wrk run,
 //! default 10; 8 runs), `BENCH_CONNECTIONS` (default 64), `BENCH_THREADS`
 //! (default 2), `BENCH_REVOCATIONS` (default 100000), `GATEHOUSE_BIN`
-//! (default `target/release/gatehouse`).
+//! (default `target/release/gatehouse`), `BENCH_HOLD` (seconds: measure
+//! nothing, hold one signed-in child for a profiler, see [`hold_one`]).
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -102,6 +103,10 @@ async fn main() -> BoxResult<()> {
         issuer: idp.issuer(),
         cookie_secret: random_cookie_secret()?,
     };
+    let hold = env_or("BENCH_HOLD", 0);
+    if hold > 0 {
+        return hold_one(&bench, hold).await;
+    }
     let mut notes = Vec::new();
     let mut skipped = Vec::new();
 
@@ -646,6 +651,20 @@ fn fifty_routes() -> String {
         ));
     }
     t
+}
+
+/// `BENCH_HOLD=secs`: one signed-in gatehouse child (with the arguments in
+/// `BENCH_HOLD_ARGS`, split on spaces), its pid, address and session cookie
+/// printed as `pid base cookie`, kept for `secs` seconds, for a profiler to
+/// attach to (`GATEHOUSE_BIN` may name a wrapper such as `valgrind
+/// --tool=callgrind .../gatehouse "$@"`).
+async fn hold_one(bench: &Bench, secs: u64) -> BoxResult<()> {
+    let args = std::env::var("BENCH_HOLD_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = args.split_whitespace().collect();
+    let g = bench.start(&extra).await?;
+    emit(&format!("{} {} {}", g.child.0.id(), g.base, g.cookie));
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    Ok(())
 }
 
 /// What every gatehouse child of the run shares.

@@ -52,24 +52,120 @@ pub trait SessionStore: Send + Sync {
     fn revocations(&self) -> &Arc<Revocations>;
 }
 
+/// Bytes of cookie values and sessions [`CookieStore`] keeps opened.
+const OPENED_CACHE_BYTES: u64 = 4 << 20;
+/// How long an opened session is kept without being presented again.
+const OPENED_CACHE_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Sessions sealed whole into the cookie.
 pub struct CookieStore {
     codec: Arc<CookieCodec>,
     purpose: String,
     revocations: Arc<Revocations>,
     metrics: crate::metrics::Recorder,
+    /// Sessions opened lately, keyed by the whole cookie value (compared
+    /// byte for byte, so only the very value that was verified finds its
+    /// entry): a hit skips base64, AES-GCM and the payload parse. Only what
+    /// opened and verified goes in; expiry, revocations and freshness are
+    /// checked on every load, hit or miss. Built with the codec, so other
+    /// cookie secrets mean another store and another cache.
+    opened: moka::future::Cache<String, Arc<Session>, TailHash>,
+}
+
+/// Hashes a cookie value by its length and last 32 bytes (the end of a
+/// sealed value is its AES-GCM tag, which differs from value to value)
+/// rather than by all of its kilobytes. Only the bucket depends on it:
+/// entries are still told apart by comparing whole values, and only values
+/// that opened are ever inserted, so a client cannot flood a bucket.
+#[derive(Clone, Default)]
+struct TailHash(std::collections::hash_map::RandomState);
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0
+            .write(bytes.get(bytes.len().saturating_sub(32)..).unwrap_or(bytes));
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 impl CookieStore {
     /// A store sealing with `codec` for the cookie named `cookie_name`.
     pub fn new(codec: Arc<CookieCodec>, cookie_name: &str, revocations: Arc<Revocations>) -> Self {
+        let opened = moka::future::Cache::builder()
+            .weigher(|value: &String, s: &Arc<Session>| {
+                u32::try_from(value.len() + session_weight(s)).unwrap_or(u32::MAX)
+            })
+            .max_capacity(OPENED_CACHE_BYTES)
+            .time_to_idle(OPENED_CACHE_IDLE)
+            .build_with_hasher(TailHash::default());
         Self {
             codec,
             purpose: cookie_name.to_owned(),
             revocations,
             metrics: crate::metrics::Recorder::default(),
+            opened,
         }
     }
+
+    /// The session `value` seals, from the cache or opened and verified.
+    async fn open(&self, value: &str) -> Option<Arc<Session>> {
+        if let Some(s) = self.opened.get(value).await {
+            // the payload's own expiry, as `Session::from_bytes` checks it
+            if s.identity.expires_at > crate::auth::session::now_secs() {
+                return Some(s);
+            }
+            self.opened.invalidate(value).await;
+            return None;
+        }
+        let session = self
+            .codec
+            .open(&self.purpose, value)
+            .and_then(|plain| Session::from_bytes(&plain))?;
+        let session = Arc::new(session);
+        if !self.revocations.is_revoked(&session) {
+            self.opened
+                .insert(value.to_owned(), Arc::clone(&session))
+                .await;
+        }
+        Some(session)
+    }
+}
+
+/// About what a session takes in memory: its strings and a fixed part.
+fn session_weight(s: &Session) -> usize {
+    let i = &s.identity;
+    let tokens = [
+        &i.tokens.id_token,
+        &i.tokens.access_token,
+        &i.tokens.refresh_token,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|t| t.expose().len())
+    .sum::<usize>();
+    let lists = i
+        .groups
+        .iter()
+        .chain(&i.roles)
+        .map(String::len)
+        .sum::<usize>()
+        + i.extra_headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    512 + tokens + lists + i.subject.len() + s.issuer.len()
 }
 
 impl SessionStore for CookieStore {
@@ -83,11 +179,7 @@ impl SessionStore for CookieStore {
     }
 
     async fn load(&self, value: &str) -> Result<Option<Session>, StoreError> {
-        let Some(session) = self
-            .codec
-            .open(&self.purpose, value)
-            .and_then(|plain| Session::from_bytes(&plain))
-        else {
+        let Some(session) = self.open(value).await else {
             return Ok(None);
         };
         if self.revocations.is_revoked(&session) {
@@ -99,7 +191,7 @@ impl SessionStore for CookieStore {
                 "revocations are not in sync with redis".to_owned(),
             ));
         }
-        Ok(Some(session))
+        Ok(Some(Session::clone(&session)))
     }
 
     async fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {

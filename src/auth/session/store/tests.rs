@@ -127,3 +127,51 @@ async fn an_expired_session_is_not_loaded() {
     let value = store.save(&s).await.unwrap();
     assert_eq!(store.load(&value).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_cookie_session_loaded_once_is_still_refused_once_revoked() {
+    let store = cookie_store(Arc::new(Revocations::local()));
+    let s = session(1, "alice");
+    let value = store.save(&s).await.unwrap();
+    // loaded twice: the second answer comes from the opened-session cache
+    assert_eq!(store.load(&value).await.unwrap(), Some(s.clone()));
+    assert_eq!(store.load(&value).await.unwrap(), Some(s));
+    store
+        .revoke(Revocation::Session {
+            id: SessionId::from_bytes([1; 16]),
+            until: now_secs() + 60,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load(&value).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_opened_cookie_session_past_its_expiry_loads_as_none() {
+    let store = CookieStore::new(codec(), "_gatehouse", Arc::new(Revocations::local()));
+    let value = store.save(&session(1, "alice")).await.unwrap();
+    assert!(store.load(&value).await.unwrap().is_some());
+    // the cached copy as it will be once its time is up (no clock to fake)
+    let mut expired = session(1, "alice");
+    expired.identity.expires_at = now_secs() - 1;
+    store.opened.insert(value.clone(), Arc::new(expired)).await;
+    assert_eq!(store.load(&value).await.unwrap(), None);
+    assert_eq!(store.opened.get(&value).await, None);
+}
+
+#[tokio::test]
+async fn only_the_exact_cookie_value_finds_an_opened_session() {
+    let store = CookieStore::new(codec(), "_gatehouse", Arc::new(Revocations::local()));
+    let value = store.save(&session(1, "alice")).await.unwrap();
+    assert!(store.load(&value).await.unwrap().is_some());
+    // a value that does not open is neither answered nor remembered
+    for forged in [
+        format!("{value}A"),
+        value[..value.len() - 1].to_owned(),
+        format!("A{}", &value[1..]),
+    ] {
+        assert_eq!(store.load(&forged).await.unwrap(), None, "{forged}");
+        assert_eq!(store.opened.get(&forged).await, None);
+    }
+    assert!(store.opened.get(&value).await.is_some());
+}
