@@ -275,7 +275,12 @@ impl AppState {
                 tracing,
                 login_limiter,
                 config: Arc::new(config),
-                gate: Gate::new(codec, store, shared_refresh, refresh),
+                gate: match old {
+                    Some(old) => {
+                        Gate::new(codec, store, shared_refresh, refresh).reloading(&old.gate)
+                    }
+                    None => Gate::new(codec, store, shared_refresh, refresh),
+                },
                 provider,
                 idp_http,
                 upstreams,
