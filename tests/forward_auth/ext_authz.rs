@@ -490,6 +490,18 @@ fn deploy_yaml(file: &str) -> Option<Vec<serde_json::Value>> {
     }
 }
 
+/// Headers gatehouse reads from a trusted proxy (Envoy) that a client
+/// could send on the route to gatehouse's pages, where no check rewrites
+/// them.
+const CLIENT_FORWARDED: [&str; 6] = [
+    "x-forwarded-host",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-url",
+    "traceparent",
+    "tracestate",
+];
+
 /// The first object anywhere in `v` that has `key`.
 fn find_with<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
     match v {
@@ -593,6 +605,15 @@ async fn deploy_envoy_yaml_asks_the_endpoint_and_copies_exactly_its_identity_hea
     };
     let pages = routes.iter().find(|r| path_of(r) == "/oauth2/").unwrap();
     assert_eq!(pages["route"]["cluster"], "gatehouse");
+    // gatehouse trusts Envoy: a client's forwarded headers never reach it
+    // on the unchecked route (review of issue 12, finding 4)
+    let removed = strings(&pages["request_headers_to_remove"]);
+    for spoofable in CLIENT_FORWARDED {
+        assert!(
+            removed.contains(&spoofable.to_owned()),
+            "{spoofable}: {removed:?}"
+        );
+    }
     let mut unchecked = vec![pages];
     for check in [PREFIX, "/oauth2/auth", "/oauth2/forward-auth"] {
         let r = routes.iter().find(|r| path_of(r) == check).unwrap();
@@ -647,6 +668,17 @@ async fn deploy_gateway_api_security_policy_asks_the_endpoint_and_copies_its_ide
         pages["spec"]["rules"][0]["backendRefs"][0]["name"],
         "gatehouse"
     );
+    let modifier = pages["spec"]["rules"][0]["filters"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["type"] == "RequestHeaderModifier"))
+        .expect("the pages route removes the client's forwarded headers");
+    let removed = strings(&modifier["requestHeaderModifier"]["remove"]);
+    for spoofable in CLIENT_FORWARDED {
+        assert!(
+            removed.contains(&spoofable.to_owned()),
+            "{spoofable}: {removed:?}"
+        );
+    }
     // the checks themselves stay on the checked route (the longer prefix)
     let app_paths = app["spec"]["rules"][0]["matches"].to_string();
     for check in [PREFIX, "/oauth2/auth", "/oauth2/forward-auth"] {
