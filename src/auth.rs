@@ -119,6 +119,10 @@ pub struct Gate {
     refreshes: moka::future::Cache<[u8; 32], Arc<RefreshOutcome>>,
     /// With Redis: the same rule across replicas.
     shared_refresh: Option<SharedRefresh>,
+    /// The live state's store, shared by every gate a reload builds from
+    /// this one: a tunnel's watch re-checks against it, never against the
+    /// store (codec, revocations) of the state it opened under.
+    live_store: Arc<arc_swap::ArcSwap<Store>>,
 }
 
 impl Gate {
@@ -137,12 +141,29 @@ impl Gate {
             .max_capacity(REFRESH_CACHE_CAPACITY)
             .time_to_live(reuse)
             .build();
+        let store = Arc::new(store);
         Self {
             codec,
-            store: Arc::new(store),
+            live_store: Arc::new(arc_swap::ArcSwap::new(Arc::clone(&store))),
+            store,
             refreshes,
             shared_refresh,
         }
+    }
+
+    /// This gate, built for a reload of `old`'s state, shares its live
+    /// store: tunnels watched by either re-check against the store made
+    /// live last (see [`Gate::go_live`]).
+    #[must_use]
+    pub fn reloading(mut self, old: &Self) -> Self {
+        self.live_store = Arc::clone(&old.live_store);
+        self
+    }
+
+    /// Makes this gate's store the one every tunnel re-checks against: the
+    /// server calls it once the state holding the gate is live.
+    pub fn go_live(&self) {
+        self.live_store.store(Arc::clone(&self.store));
     }
 
     /// The cookie codec (shared with the endpoints).

@@ -76,7 +76,7 @@ pub async fn serve(
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
     let source = Arc::new(source);
-    let mut seen = source.fingerprint();
+    let mut seen = Seen::new(source.fingerprint());
     let server = Server::start(config, listener).await?;
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -85,8 +85,9 @@ pub async fn serve(
             event = events.recv() => match event {
                 Some(Event::Reload) => {
                     tracing::info!("SIGHUP: reloading the configuration");
-                    seen = source.fingerprint();
-                    reload(&server, &source).await;
+                    let now = source.fingerprint();
+                    let outcome = reload(&server, &source).await;
+                    seen.record(now, matches!(outcome, ReloadOutcome::Applied { .. }));
                 }
                 Some(Event::Terminate) => {
                     tracing::info!("SIGTERM: shutting down");
@@ -105,12 +106,56 @@ pub async fn serve(
             },
             _ = tick.tick(), if source.file.is_some() => {
                 let now = source.fingerprint();
-                if now.is_some() && now != seen {
-                    seen = now;
+                if seen.should_reload(now) {
                     tracing::info!("the configuration file changed: reloading");
-                    reload(&server, &source).await;
+                    let outcome = reload(&server, &source).await;
+                    seen.record(now, matches!(outcome, ReloadOutcome::Applied { .. }));
                 }
             }
+        }
+    }
+}
+
+/// Times a refused reload of the same file content is tried before the
+/// poll waits for the next change (a file caught mid-write, or a file it
+/// names not there yet, succeeds on a later try; a broken one is not
+/// logged every poll forever).
+const TRIES: u32 = 3;
+
+/// What the poll knows of the file: the content last applied, and a
+/// content whose reload was refused and how often.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    applied: Option<[u8; 32]>,
+    refused: Option<([u8; 32], u32)>,
+}
+
+impl Seen {
+    fn new(applied: Option<[u8; 32]>) -> Self {
+        Self {
+            applied,
+            refused: None,
+        }
+    }
+
+    /// Whether the file, now `now`, is to be reloaded: its content is not
+    /// the one applied and has not been refused [`TRIES`] times.
+    fn should_reload(&self, now: Option<[u8; 32]>) -> bool {
+        let Some(now) = now else { return false };
+        Some(now) != self.applied && !matches!(self.refused, Some((r, n)) if r == now && n >= TRIES)
+    }
+
+    /// Records the outcome of a reload of the content `now`.
+    fn record(&mut self, now: Option<[u8; 32]>, applied: bool) {
+        if applied {
+            self.applied = now;
+            self.refused = None;
+        } else if let Some(now) = now {
+            let n = match self.refused {
+                Some((r, n)) if r == now => n + 1,
+                _ => 1,
+            };
+            self.refused = Some((now, n));
         }
     }
 }
@@ -129,4 +174,48 @@ async fn reload(server: &Server, source: &Arc<ConfigSource>) -> ReloadOutcome {
         }),
     };
     server.reload(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: [u8; 32] = [1; 32];
+    const B: [u8; 32] = [2; 32];
+    const C: [u8; 32] = [3; 32];
+
+    // review of issue 12, finding 5: a refused reload was not tried again
+    // until the file changed once more
+    #[test]
+    fn a_refused_reload_is_tried_again_on_the_next_poll_then_left_until_a_change() {
+        let mut seen = Seen::new(Some(A));
+        assert!(!seen.should_reload(Some(A)), "the content at start");
+        assert!(!seen.should_reload(None), "a file that cannot be read");
+        for _ in 0..TRIES {
+            assert!(
+                seen.should_reload(Some(B)),
+                "refused content is tried again"
+            );
+            seen.record(Some(B), false);
+        }
+        assert!(!seen.should_reload(Some(B)), "not tried forever");
+        assert!(!seen.should_reload(Some(A)), "back to the applied content");
+        assert!(seen.should_reload(Some(C)), "a change is tried");
+        seen.record(Some(C), false);
+        assert!(seen.should_reload(Some(B)), "so is a change back");
+    }
+
+    #[test]
+    fn an_applied_reload_is_not_repeated_until_the_content_changes() {
+        let mut seen = Seen::new(Some(A));
+        seen.record(Some(B), false);
+        seen.record(Some(B), true);
+        assert!(!seen.should_reload(Some(B)));
+        assert!(seen.should_reload(Some(A)));
+        seen.record(None, true);
+        assert!(
+            seen.should_reload(Some(B)),
+            "applied without a file: unknown"
+        );
+    }
 }

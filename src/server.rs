@@ -310,6 +310,8 @@ impl Server {
             live.store(c);
         }
         self.live.store(state.clone());
+        // tunnels opened before now re-check against the new store
+        state.gate.go_live();
         if let Ok(mut bg) = self.background.lock() {
             bg.discovery.abort();
             bg.discovery = spawn_discovery(&state);

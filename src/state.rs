@@ -204,6 +204,13 @@ impl AppState {
                 None => Revocations::local(),
             }),
         };
+        // rebuilt for the same deployment: sign-outs known or queued (Redis
+        // down) before the reload still hold
+        if let Some(old) = old.filter(|o| {
+            kept.is_none() && key_prefix(&o.config.provider.issuer, &o.config.client_id) == prefix
+        }) {
+            revocations.take_over(&old.revocations());
+        }
         let name = &config.cookie.name;
         let store = match (&redis, config.session_store.kind) {
             (Some(conn), SessionStoreKind::Redis) => Store::Redis(RedisStore::new(
@@ -275,7 +282,12 @@ impl AppState {
                 tracing,
                 login_limiter,
                 config: Arc::new(config),
-                gate: Gate::new(codec, store, shared_refresh, refresh),
+                gate: match old {
+                    Some(old) => {
+                        Gate::new(codec, store, shared_refresh, refresh).reloading(&old.gate)
+                    }
+                    None => Gate::new(codec, store, shared_refresh, refresh),
+                },
                 provider,
                 idp_http,
                 upstreams,
@@ -392,6 +404,52 @@ email_domain = "*"
         assert!(!Arc::ptr_eq(&new.revocations(), &newer.revocations()));
         assert!(!Arc::ptr_eq(&new.login_limiter, &newer.login_limiter));
         assert!(Arc::ptr_eq(&new.lifecycle, &newer.lifecycle));
+    }
+
+    // review of issue 12, finding 3: a reload that rebuilt the revocations
+    // (here: another cookie_expire, so another retention) lost the sign-outs
+    // known or queued during a Redis outage
+    #[tokio::test]
+    async fn a_reload_that_rebuilds_the_revocations_keeps_what_the_old_ones_knew() {
+        use crate::auth::session::SessionId;
+        use crate::auth::session::revocations::Revocation;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let redis = format!("redis_connection_url = \"redis://127.0.0.1:{port}/\"\n");
+        let old = AppState::new(config(&redis)).unwrap();
+        let id = SessionId::from_bytes([7; 16]);
+        let until = crate::auth::session::now_secs() + 3600;
+        let queued = old
+            .revocations()
+            .revoke(Revocation::Session { id, until })
+            .await;
+        assert!(queued.is_err(), "Redis is down: the sign-out is queued");
+
+        let (new, carried) =
+            AppState::reloaded(config(&format!("{redis}cookie_expire = \"2h\"\n")), &old).unwrap();
+        assert!(!carried.store, "rebuilt: {carried:?}");
+        assert!(!Arc::ptr_eq(&old.revocations(), &new.revocations()));
+        let s = crate::auth::session::Session {
+            id,
+            provider_sid: None,
+            provider: None,
+            issuer: "http://127.0.0.1:9".into(),
+            issued_at_ms: 1,
+            identity: crate::auth::identity::Identity::default(),
+            secret: None,
+        };
+        assert!(new.revocations().is_revoked(&s), "the sign-out still holds");
+
+        // another deployment (client id): nothing of the old one applies
+        let other = BASE.replace("client_id = \"gatehouse\"", "client_id = \"other\"");
+        let (newer, _) = AppState::reloaded(
+            Config::from_toml_str(&format!("{other}{redis}")).unwrap(),
+            &new,
+        )
+        .unwrap();
+        assert!(!newer.revocations().is_revoked(&s));
     }
 
     #[test]

@@ -36,7 +36,8 @@ use crate::http::forwarded::{Origin, OriginalRequest, original_request};
 use crate::http::headers::{
     X_AUTH_REQUEST_ACCESS_TOKEN, X_AUTH_REQUEST_COOKIE, X_AUTH_REQUEST_EMAIL,
     X_AUTH_REQUEST_GROUPS, X_AUTH_REQUEST_PREFERRED_USERNAME, X_AUTH_REQUEST_USER,
-    X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
+    X_FORWARDED_ACCESS_TOKEN, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS,
+    X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_USER,
 };
 use crate::http::path::normalize;
 use crate::routes::{Placed, Target};
@@ -161,7 +162,48 @@ pub async fn ext_authz(
         }
     };
     // the query is the original request's: nothing in it narrows the check
-    answer_original(state, parts, info, note, original, &Narrowing::default()).await
+    let mut r = answer_original(state, parts, info, note, original, &Narrowing::default()).await;
+    if r.status().is_success() {
+        clear_for_envoy(r.headers_mut(), &state.config.claim_headers);
+    }
+    r
+}
+
+/// Envoy's `x-envoy-auth-headers-to-remove`: on an OK answer its HTTP
+/// `ext_authz` client removes the headers it names from the request.
+const ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName =
+    HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// Envoy's `allowed_upstream_headers` only replaces the headers an answer
+/// carries: a client's own copy of one the answer leaves out would reach
+/// the application. So every identity header the application could trust
+/// is in the allow answer (empty when there is no value: the access token
+/// without `pass_access_token`, a claim the user lacks), and those without
+/// a value are named in `x-envoy-auth-headers-to-remove` for Envoy to
+/// remove the client's copy (with `X-Forwarded-Access-Token`, which only
+/// the proxy mode sets).
+fn clear_for_envoy(h: &mut HeaderMap, claim_headers: &[ClaimHeader]) {
+    let fixed = [
+        X_FORWARDED_USER,
+        X_FORWARDED_EMAIL,
+        X_FORWARDED_PREFERRED_USERNAME,
+        X_FORWARDED_GROUPS,
+        X_AUTH_REQUEST_USER,
+        X_AUTH_REQUEST_EMAIL,
+        X_AUTH_REQUEST_PREFERRED_USERNAME,
+        X_AUTH_REQUEST_GROUPS,
+        X_AUTH_REQUEST_ACCESS_TOKEN,
+    ];
+    let mut remove = vec![X_FORWARDED_ACCESS_TOKEN.as_str().to_owned()];
+    for name in fixed.iter().chain(claim_headers.iter().map(|c| &c.header)) {
+        if h.get(name).is_none_or(HeaderValue::is_empty) {
+            h.insert(name.clone(), HeaderValue::from_static(""));
+            remove.push(name.as_str().to_owned());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
+        h.insert(ENVOY_AUTH_HEADERS_TO_REMOVE, v);
+    }
 }
 
 /// The original request of an Envoy check: its method, its path after the

@@ -11,9 +11,12 @@
 //!
 //! Invariants: the check runs on one task per tunnel that stops as soon as
 //! every receiver is dropped (the tunnel closed, or the upgrade never
-//! happened). A store that cannot answer a re-check keeps the tunnel until
-//! the next check or the expiry: a Redis blip does not cut every open
-//! WebSocket, and the expiry still bounds it.
+//! happened). Every re-check asks the live state's store (after a reload,
+//! the new one: its cookie secrets, its revocations), never the one the
+//! tunnel opened under. A store that cannot answer a re-check keeps the
+//! tunnel until the next check (a Redis blip does not cut every open
+//! WebSocket), but [`UNAVAILABLE_LIMIT`] failed checks in a row end it:
+//! an unanswered question is never an answer for long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,9 @@ use crate::auth::Gate;
 use crate::auth::session::store::SessionStore as _;
 use crate::auth::session::{now_secs, session_cookie_value};
 use crate::config::Config;
+
+/// Re-checks in a row the store could not answer before a tunnel ends.
+pub const UNAVAILABLE_LIMIT: u32 = 3;
 
 impl Gate {
     /// Watches the session in `headers` (which the gate just allowed, until
@@ -42,9 +48,10 @@ impl Gate {
             // no cookie to re-check (cannot happen after an allow): closed
             return rx;
         };
-        let store = Arc::clone(&self.store);
+        let live = Arc::clone(&self.live_store);
         let every = config.session_store.tunnel_check;
         tokio::spawn(async move {
+            let mut unanswered = 0;
             loop {
                 let left = Duration::from_secs(expires_at.saturating_sub(now_secs()));
                 tokio::select! {
@@ -55,13 +62,19 @@ impl Gate {
                     tracing::debug!("session expired: closing its tunnel");
                     break;
                 }
+                let store = live.load_full();
                 match store.load(&value).await {
-                    Ok(Some(_)) => {}
+                    Ok(Some(_)) => unanswered = 0,
                     Ok(None) => {
                         tracing::debug!("session ended: closing its tunnel");
                         break;
                     }
                     Err(e) => {
+                        unanswered += 1;
+                        if unanswered >= UNAVAILABLE_LIMIT {
+                            tracing::info!(error = %e, "tunnel's session not re-checked {UNAVAILABLE_LIMIT} times in a row: closing its tunnel");
+                            break;
+                        }
                         tracing::debug!(error = %e, "tunnel's session not re-checked: kept until the next check");
                     }
                 }

@@ -218,6 +218,102 @@ async fn envoy_check_on_a_public_route_is_200_with_every_identity_header_empty()
     }
 }
 
+/// The request Envoy sends to the application after an allow `answer` to
+/// a browser's request with `sent` headers, both ways round: the answer's
+/// headers in `allowed_upstream_headers` replace the client's (Envoy's
+/// `setCopy`, never a removal), and the ones the answer names in
+/// `x-envoy-auth-headers-to-remove` are removed.
+fn envoy_upstream(sent: &[(&str, &str)], answer: &TestResponse) -> [http::HeaderMap; 2] {
+    // deploy/envoy/envoy.yaml's allowed_upstream_headers (the deploy tests
+    // keep it equal to the answer's identity headers); no claim header
+    const ALLOWED: [&str; 10] = [
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-preferred-username",
+        "x-forwarded-groups",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-preferred-username",
+        "x-auth-request-groups",
+        "x-auth-request-access-token",
+        "cookie",
+    ];
+    let mut base = http::HeaderMap::new();
+    for (n, v) in sent {
+        base.append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let set = |h: &mut http::HeaderMap| {
+        for name in ALLOWED {
+            if let Some(v) = answer.headers.get(name) {
+                h.insert(name, v.clone());
+            }
+        }
+    };
+    let remove = |h: &mut http::HeaderMap| {
+        for name in answer
+            .header("x-envoy-auth-headers-to-remove")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            h.remove(name);
+        }
+    };
+    let (mut a, mut b) = (base.clone(), base);
+    set(&mut a);
+    remove(&mut a);
+    remove(&mut b);
+    set(&mut b);
+    [a, b]
+}
+
+// review of issue 12, finding 1: a client's own access token and claim
+// headers went through Envoy to the application
+#[tokio::test]
+async fn envoy_check_never_lets_a_clients_own_access_token_or_claim_header_reach_the_app() {
+    let s = stack("claim_header = [\"X-Dept=department\"]").await;
+    let alice = TestClient::new();
+    login_as(&alice, &s.proxy, "/", "alice").await;
+    let forged = [
+        ("x-auth-request-access-token", "forged"),
+        ("x-forwarded-access-token", "forged"),
+        ("x-dept", "forged"),
+        ("x-auth-request-email", "forged"),
+        ("x-forwarded-preferred-username", "forged"),
+    ];
+    let resp = envoy_check(
+        &alice,
+        s.proxy.addr(),
+        "GET",
+        "http://127.0.0.1/x",
+        ACCEPT_HTML,
+        &forged,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    // no pass_access_token and no department claim: present, empty
+    assert_eq!(resp.header("x-auth-request-access-token"), Some(""));
+    assert_eq!(resp.header("x-dept"), Some(""));
+    for upstream in envoy_upstream(&forged, &resp) {
+        for (name, _) in forged {
+            assert!(
+                upstream.get_all(name).iter().all(|v| v != "forged"),
+                "the client's {name} reached the app: {:?} (answer {:?})",
+                upstream,
+                resp.headers
+            );
+        }
+    }
+    // a header with a value is never removed
+    let named = resp.header("x-envoy-auth-headers-to-remove").unwrap();
+    assert!(!named.contains("x-forwarded-user"), "{named}");
+    assert!(!named.contains("x-auth-request-user"), "{named}");
+}
+
 #[tokio::test]
 async fn envoy_check_with_a_bearer_token_is_allowed_on_a_bearer_route() {
     let s = stack(
@@ -394,6 +490,18 @@ fn deploy_yaml(file: &str) -> Option<Vec<serde_json::Value>> {
     }
 }
 
+/// Headers gatehouse reads from a trusted proxy (Envoy) that a client
+/// could send on the route to gatehouse's pages, where no check rewrites
+/// them.
+const CLIENT_FORWARDED: [&str; 6] = [
+    "x-forwarded-host",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-url",
+    "traceparent",
+    "tracestate",
+];
+
 /// The first object anywhere in `v` that has `key`.
 fn find_with<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
     match v {
@@ -497,6 +605,15 @@ async fn deploy_envoy_yaml_asks_the_endpoint_and_copies_exactly_its_identity_hea
     };
     let pages = routes.iter().find(|r| path_of(r) == "/oauth2/").unwrap();
     assert_eq!(pages["route"]["cluster"], "gatehouse");
+    // gatehouse trusts Envoy: a client's forwarded headers never reach it
+    // on the unchecked route (review of issue 12, finding 4)
+    let removed = strings(&pages["request_headers_to_remove"]);
+    for spoofable in CLIENT_FORWARDED {
+        assert!(
+            removed.contains(&spoofable.to_owned()),
+            "{spoofable}: {removed:?}"
+        );
+    }
     let mut unchecked = vec![pages];
     for check in [PREFIX, "/oauth2/auth", "/oauth2/forward-auth"] {
         let r = routes.iter().find(|r| path_of(r) == check).unwrap();
@@ -551,6 +668,17 @@ async fn deploy_gateway_api_security_policy_asks_the_endpoint_and_copies_its_ide
         pages["spec"]["rules"][0]["backendRefs"][0]["name"],
         "gatehouse"
     );
+    let modifier = pages["spec"]["rules"][0]["filters"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["type"] == "RequestHeaderModifier"))
+        .expect("the pages route removes the client's forwarded headers");
+    let removed = strings(&modifier["requestHeaderModifier"]["remove"]);
+    for spoofable in CLIENT_FORWARDED {
+        assert!(
+            removed.contains(&spoofable.to_owned()),
+            "{spoofable}: {removed:?}"
+        );
+    }
     // the checks themselves stay on the checked route (the longer prefix)
     let app_paths = app["spec"]["rules"][0]["matches"].to_string();
     for check in [PREFIX, "/oauth2/auth", "/oauth2/forward-auth"] {

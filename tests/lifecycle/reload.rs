@@ -379,3 +379,46 @@ fn settings_that_cannot_change_live_are_named() {
         ["http_address", "max_connections", "log_level"]
     );
 }
+
+// review of issue 12, finding 2: a tunnel opened before a reload kept
+// re-checking against the old state's store (old cookie secrets, old
+// revocations) and outlived the session
+#[tokio::test]
+async fn a_tunnel_opened_before_a_reload_is_re_checked_against_the_new_state() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let upstream = Recorder::start().await;
+    let proxy = TestProxy::builder(&idp, &upstream)
+        .set("websocket_session_check", "200ms")
+        .start()
+        .await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/").await;
+    let cookie = client.cookie_header_for(&proxy.url("/")).unwrap();
+    let mut req = format!("ws://{}/__ws", proxy.host())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert(http::header::COOKIE, cookie.parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+
+    // the session's cookie secret dropped: the session no longer opens, so
+    // the tunnel it opened ends at the next re-check
+    let dropped = edited(&proxy, |t| {
+        t.insert("cookie_secret".into(), strings(&[NEW_COOKIE_SECRET]));
+    });
+    applied(&proxy.server().reload(Ok(dropped)));
+    match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+        Err(_) => panic!("the tunnel is still open 3 s after the reload"),
+        Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => {}
+        Ok(Some(Ok(other))) => panic!("unexpected message {other:?}"),
+    }
+    proxy.shutdown().await;
+}

@@ -177,3 +177,28 @@ async fn a_websocket_is_closed_when_its_session_signs_out_on_another_replica() {
         .await;
     }
 }
+
+// review of issue 12, finding 2: a store that never answers again (Redis
+// down, or the feed of a state replaced by a reload) kept a tunnel open
+// until its session's expiry; a few unanswered re-checks in a row end it
+#[tokio::test]
+async fn a_websocket_is_closed_when_its_session_cannot_be_re_checked_several_times_in_a_row() {
+    if !redis_available(
+        "a_websocket_is_closed_when_its_session_cannot_be_re_checked_several_times_in_a_row",
+    ) {
+        return;
+    }
+    let mut redis = RedisServer::start().await;
+    let world = World::start().await;
+    let proxy = world
+        .builder(Store::Redis, Backend::Standalone(&redis))
+        .set("websocket_session_check", "200ms")
+        .start()
+        .await;
+    let (_browser, cookie) = signed_in(&proxy).await;
+    let mut ws = open(&proxy, &cookie).await;
+    assert_open(&mut ws, "before the outage").await;
+    redis.stop();
+    // three checks unanswered (each may wait for Redis to time out)
+    wait_closed(&mut ws, CHECK * 3 + SLACK * 3, "with Redis gone").await;
+}

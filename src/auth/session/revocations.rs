@@ -182,6 +182,21 @@ impl Set {
         }
     }
 
+    /// Adds every entry of `other` (the later time and expiry of each).
+    fn merge_from(&mut self, other: &Self) {
+        for (id, until) in &other.ids {
+            let e = self.ids.entry(*id).or_insert(*until);
+            *e = (*e).max(*until);
+        }
+        for (mine, theirs) in [(&mut self.sids, &other.sids), (&mut self.subs, &other.subs)] {
+            for (key, (at, until)) in theirs {
+                let e = mine.entry(*key).or_insert((*at, *until));
+                e.0 = e.0.max(*at);
+                e.1 = e.1.max(*until);
+            }
+        }
+    }
+
     fn sweep(&mut self, now: u64) {
         self.ids.retain(|_, until| *until > now);
         self.sids.retain(|_, (_, until)| *until > now);
@@ -278,6 +293,27 @@ impl Revocations {
     }
 
     /// Sets the hook told about changed and revoked session ids.
+    /// Takes over what `old` (the revocations of the same deployment, same
+    /// issuer and client id, before a reload rebuilt them) knows: its set,
+    /// and the revocations it could not publish yet, which this one sends
+    /// (`old`'s feed stops with the reload: they would be lost). Without a
+    /// feed here they still apply locally, being in the set.
+    pub fn take_over(&self, old: &Self) {
+        if let (Ok(mut mine), Ok(theirs)) = (self.set.write(), old.set.read()) {
+            mine.merge_from(&theirs);
+        }
+        let queued = old
+            .feed
+            .as_ref()
+            .and_then(|f| f.pending.lock().ok().map(|mut p| std::mem::take(&mut *p)))
+            .unwrap_or_default();
+        if let Some(feed) = &self.feed
+            && let Ok(mut p) = feed.pending.lock()
+        {
+            p.extend(queued);
+        }
+    }
+
     pub fn on_evict(&self, hook: EvictHook) {
         if let Ok(mut h) = self.evict.write() {
             *h = Some(hook);

@@ -200,3 +200,40 @@ fn the_sweep_keeps_each_kind_of_revocation_until_its_second_and_drops_it_then() 
         );
     }
 }
+
+// review of issue 12, finding 3: sign-outs queued during a Redis outage
+// were lost when a reload rebuilt the revocations
+#[tokio::test]
+async fn rebuilt_revocations_take_over_the_old_set_and_publish_its_queued_sign_outs() {
+    use crate::redis_conn::testing::{TestRedis, dead_conn};
+    let old = Revocations::shared(dead_conn(), "old".into(), Duration::from_secs(3600));
+    let a = session(1, None, "alice", 10);
+    let b = session(2, Some("op-1"), "bob", 10);
+    let down = old
+        .revoke(Revocation::Session {
+            id: a.id,
+            until: later(),
+        })
+        .await;
+    assert!(down.is_err(), "Redis is down: queued");
+    old.apply(&Revocation::ProviderSession {
+        key: sid_key(&b.issuer, "op-1"),
+        at_ms: 1_000,
+        until: later(),
+    });
+
+    // the reload's new settings: a Redis that answers
+    let redis = TestRedis::start();
+    let stream = "gatehouse:test:revocations".to_owned();
+    let new = Revocations::shared(redis.conn(), stream.clone(), Duration::from_secs(3600));
+    new.take_over(&old);
+    assert!(new.is_revoked(&a), "the old set holds here");
+    assert!(new.is_revoked(&b), "the old set holds here");
+    new.poll().await;
+
+    // another replica on that Redis hears the queued sign-out
+    let other = Revocations::shared(redis.conn(), stream, Duration::from_secs(3600));
+    other.poll().await;
+    assert!(other.is_revoked(&a), "the queued sign-out was published");
+    assert!(!other.is_revoked(&b), "only the queue is published");
+}
