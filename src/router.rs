@@ -271,13 +271,10 @@ async fn dispatch(
     let (allowed, set_cookies) = if route.is_public() {
         (Ok(None), Vec::new())
     } else {
-        let span = otel::Child::start(state.tracing.enabled(), "auth decision", SpanKind::Internal);
         let Decided {
             decision,
             set_cookies,
         } = state.decide(req.headers(), route).await;
-        span.set("gatehouse.decision", decision_name(&decision));
-        span.end();
         match decision {
             Decision::Allow(identity) => (Ok(Some(identity)), set_cookies),
             other => (Err(other), set_cookies),
@@ -377,18 +374,6 @@ async fn dispatch(
         Err(Decision::Allow(_)) => error_response(&Error::Internal("unreachable"), Mode::Json),
     };
     endpoints::with_cookies(resp, set_cookies)
-}
-
-/// The decision's name on the auth decision span.
-fn decision_name(d: &Decision) -> &'static str {
-    match d {
-        Decision::Allow(_) => "allow",
-        Decision::Challenge => "challenge",
-        Decision::Deny(..) => "deny",
-        Decision::InvalidToken => "invalid_token",
-        Decision::StepUp(..) => "step_up",
-        Decision::Unavailable(_) => "unavailable",
-    }
 }
 
 /// Refuses, before anything reads it, a request whose target could mean

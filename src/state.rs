@@ -100,20 +100,31 @@ impl AppState {
         headers: &http::HeaderMap,
         route: &crate::routes::Route,
     ) -> crate::auth::Decided {
+        // one span for every endpoint that decides: the proxy and the three
+        // forward-auth endpoints
+        let span = crate::telemetry::otel::Child::start(
+            self.tracing.enabled(),
+            "auth decision",
+            opentelemetry::trace::SpanKind::Internal,
+        );
         // a bearer token where tokens are accepted decides alone
-        if let Some(token) = self.bearer.token(headers, route) {
+        let decided = if let Some(token) = self.bearer.token(headers, route) {
             let decision = self.bearer.decide(&self.config, token, route).await;
             self.metrics.decision(&decision, true);
-            return crate::auth::Decided {
+            crate::auth::Decided {
                 decision,
                 set_cookies: Vec::new(),
-            };
-        }
-        let decided = self
-            .gate
-            .decide(&self.config, &self.provider, headers, route)
-            .await;
-        self.metrics.decision(&decided.decision, false);
+            }
+        } else {
+            let decided = self
+                .gate
+                .decide(&self.config, &self.provider, headers, route)
+                .await;
+            self.metrics.decision(&decided.decision, false);
+            decided
+        };
+        span.set("gatehouse.decision", decision_name(&decided.decision));
+        span.end();
         decided
     }
 
@@ -351,6 +362,19 @@ fn same_provider(old: &Config, j: usize, new: &Config, i: usize) -> bool {
         && a.client_id == b.client_id
         && secret(a) == secret(b)
         && format!("{:?}", old.claim_headers) == format!("{:?}", new.claim_headers)
+}
+
+/// The decision's name on the auth decision span.
+fn decision_name(d: &crate::auth::Decision) -> &'static str {
+    use crate::auth::Decision;
+    match d {
+        Decision::Allow(_) => "allow",
+        Decision::Challenge => "challenge",
+        Decision::Deny(..) => "deny",
+        Decision::InvalidToken => "invalid_token",
+        Decision::StepUp(..) => "step_up",
+        Decision::Unavailable(_) => "unavailable",
+    }
 }
 
 #[cfg(test)]

@@ -425,3 +425,34 @@ async fn the_access_record_carries_the_trace_and_span_id_of_the_request_span() {
         req.span_id
     );
 }
+
+#[tokio::test]
+async fn a_forward_auth_check_has_its_auth_decision_child_span_too() {
+    let idp = MockIdp::start(IdpOptions::auto_approving("alice")).await;
+    let upstream = Recorder::start().await;
+    let collector = Collector::start().await;
+    let proxy = traced_proxy(&idp, &upstream, &collector.url(), true).await;
+    let client = TestClient::new();
+    login(&client, &proxy, "/app/start").await;
+    let r = client
+        .get_with(
+            &proxy.url("/oauth2/auth"),
+            &[
+                ("x-forwarded-uri", "/app/page"),
+                ("x-forwarded-host", "127.0.0.1"),
+                ("x-forwarded-proto", "http"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    proxy.shutdown().await; // flushes the exporter
+
+    let spans = collector.spans();
+    let req = request_span(&spans, "/oauth2/auth");
+    let kids = children(&spans, req);
+    let auth = kids
+        .iter()
+        .find(|s| s.name == "auth decision")
+        .unwrap_or_else(|| panic!("no auth decision child in {kids:#?}"));
+    assert_eq!(auth.attr("gatehouse.decision"), Some("allow"));
+}
