@@ -399,3 +399,28 @@ async fn metrics_are_off_by_default() {
     assert!(proxy.server().metrics_addr().is_none());
     assert!(proxy.server().metrics().is_none());
 }
+
+#[tokio::test]
+async fn a_refused_and_an_applied_reload_are_each_counted() {
+    let m = metered().await;
+    let before = scrape(m.metrics).await;
+    let broken = gatehouse::Config::from_toml_str(&format!(
+        "{}\ncookie_expire = \"forever\"\n",
+        m.proxy.config_toml()
+    ));
+    assert!(matches!(
+        m.proxy.server().reload(broken),
+        gatehouse::server::ReloadOutcome::Refused { .. }
+    ));
+    let same = gatehouse::Config::from_toml_str(m.proxy.config_toml());
+    assert!(matches!(
+        m.proxy.server().reload(same),
+        gatehouse::server::ReloadOutcome::Applied { .. }
+    ));
+    let after = scrape(m.metrics).await;
+    let failure = r#"gatehouse_config_reloads_total{result="failure"}"#;
+    let success = r#"gatehouse_config_reloads_total{result="success"}"#;
+    assert_eq!(moved(&before, &after, failure), 1.0, "{after:#?}");
+    assert_eq!(moved(&before, &after, success), 1.0, "{after:#?}");
+    m.proxy.shutdown().await;
+}
