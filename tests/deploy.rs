@@ -298,7 +298,15 @@ fn the_image_manifests_and_chart_agree_on_the_non_root_user_and_the_port() {
     }
     // what build.sh needs of .dockerignore: it lets the build's inputs in
     let ignore = read(".dockerignore");
-    for keep in ["!Cargo.toml", "!Cargo.lock", "!src/"] {
+    for keep in ["!Cargo.toml", "!Cargo.lock", "!build.rs", "!src/"] {
         assert!(ignore.lines().any(|l| l == keep), "{keep}");
     }
+    // cargo runs build.rs (the --version facts): the builder must copy it
+    let dockerfile = read("deploy/docker/Dockerfile");
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.starts_with("COPY ") && l.split_whitespace().any(|w| w == "build.rs")),
+        "the Dockerfile's builder does not COPY build.rs"
+    );
 }
