@@ -310,3 +310,58 @@ fn the_image_manifests_and_chart_agree_on_the_non_root_user_and_the_port() {
         "the Dockerfile's builder does not COPY build.rs"
     );
 }
+
+/// Every `proxy_pass` in `deploy/nginx/gatehouse.conf` (gatehouse's pages,
+/// the auth subrequest, the application) goes to an `upstream` block with
+/// `keepalive`, over HTTP/1.1 with `Connection ""`: without them nginx opens
+/// a TCP connection per request, which halved the whole chain's throughput
+/// (`make bench`, the nginx auth_request row).
+#[test]
+fn the_nginx_deploy_file_keeps_every_upstream_connection_alive() {
+    let conf =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/nginx/gatehouse.conf")).unwrap();
+    let lines: Vec<&str> = conf
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let mut kept_alive = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(name) = l
+            .strip_prefix("upstream ")
+            .and_then(|r| r.strip_suffix(" {"))
+        {
+            let body: Vec<&&str> = lines[i + 1..].iter().take_while(|l| **l != "}").collect();
+            if body.iter().any(|l| l.starts_with("keepalive ")) {
+                kept_alive.push(name.to_owned());
+            }
+        }
+    }
+    let mut checked = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let Some(target) = l.strip_prefix("proxy_pass http://") else {
+            continue;
+        };
+        let name: String = target
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            kept_alive.contains(&name),
+            "`{l}`: not an upstream block with keepalive (upstreams kept alive: {kept_alive:?})"
+        );
+        // the location around it: back to its opening line, on to its `}`
+        let start = lines[..i].iter().rposition(|l| l.ends_with('{')).unwrap();
+        let end = i + lines[i..].iter().position(|l| *l == "}").unwrap();
+        let block = &lines[start..end];
+        for needed in ["proxy_http_version 1.1;", "proxy_set_header Connection"] {
+            assert!(
+                block.iter().any(|l| l.starts_with(needed)),
+                "the location of `{l}` ({}) lacks `{needed}`",
+                lines[start]
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} proxy_pass lines found");
+}
