@@ -71,8 +71,12 @@ pub async fn handle(
     } else {
         None
     };
-    let handled =
-        crate::error::with_page_context(handle_as(state, req, conn, trusted, id, started));
+    // boxed once here: the three task-local scopes around it, and hyper,
+    // then move a pointer, not the whole request future (a few KiB, which
+    // was copied several times per request)
+    let handled = crate::error::with_page_context(Box::pin(handle_as(
+        state, req, conn, trusted, id, started,
+    )));
     let handled = crate::http::pages::scope(state.config.pages.clone(), handled);
     with_request(id, trace, handled).await
 }

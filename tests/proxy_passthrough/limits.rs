@@ -116,6 +116,58 @@ async fn a_client_sending_its_header_one_line_at_a_time_is_cut_off_at_the_header
 }
 
 #[tokio::test]
+async fn a_keep_alive_connection_trickling_its_next_head_is_cut_off_at_the_header_timeout() {
+    let (_idp, _up, proxy) =
+        start_proxy("header_read_timeout = \"1s\"\nidle_timeout = \"60s\"").await;
+    let mut s = connect_from(HOSTILE, proxy.addr()).await.unwrap();
+    // one whole request and its answer: the connection is kept alive
+    s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(SHORT, s.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let answered = Instant::now();
+    // then the next head, a line every 200 ms for up to 10 s
+    s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        for i in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr
+                .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(SHORT, rd.read_to_end(&mut out)).await;
+    let took = answered.elapsed();
+    writer.abort();
+    let answer = String::from_utf8_lossy(&out);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "a slow second head got an answer: {answer}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "closed {took:?} after the first answer; header_read_timeout is 1s"
+    );
+}
+
+#[tokio::test]
 async fn a_connection_that_never_sends_a_byte_is_closed_at_the_header_timeout() {
     let (_idp, _up, proxy) =
         start_proxy("header_read_timeout = \"1s\"\nidle_timeout = \"60s\"").await;
