@@ -4,19 +4,20 @@
 //! whose `Debug`/`Display` print `[redacted]`, and no handler logs a cookie,
 //! token or `Authorization` value.
 //!
-//! Lines are written by a dedicated thread through a bounded queue: a request
-//! formats its access line and moves on, it never waits on a slow terminal,
-//! pipe or disk. When the queue is full, lines are dropped rather than
-//! requests blocked, and the number dropped is reported in a warning.
+//! Lines are written by a dedicated thread from a bounded buffer
+//! ([`writer`]): a request formats its access line and moves on, it never
+//! waits on a slow terminal, pipe or disk. When the buffer is full, lines are
+//! dropped rather than requests blocked, and the number dropped is reported
+//! in a warning.
 
 pub mod otel;
+pub mod writer;
 
 use std::borrow::Cow;
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use std::fmt::{self, Write as _};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -30,9 +31,6 @@ use crate::auth::identity::Identity;
 use crate::auth::policy::DenyReason;
 use crate::config::LogFormat;
 
-/// Lines the writer thread may have queued before new ones are dropped:
-/// a few seconds of a busy proxy's access log, a few MiB at most.
-const QUEUE_LINES: usize = 16_384;
 /// How often dropped lines are counted and reported.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(10);
 
@@ -40,7 +38,7 @@ const DROP_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// Hold it until the process ends.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    _worker: WorkerGuard,
+    _worker: writer::WriterGuard,
 }
 
 /// Installs the global subscriber writing to stderr. Calling it twice is
@@ -49,12 +47,8 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_e| EnvFilter::new("info"));
     // colour codes only for a person at a terminal, never into a file or pipe
     let ansi = std::io::stderr().is_terminal();
-    let (writer, worker) = NonBlockingBuilder::default()
-        .buffered_lines_limit(QUEUE_LINES)
-        .lossy(true)
-        .thread_name("gatehouse-log")
-        .finish(std::io::stderr());
-    let dropped = writer.error_counter();
+    let (writer, worker) = writer::spawn(std::io::stderr(), writer::CAPACITY);
+    let dropped = writer.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -218,14 +212,14 @@ impl fmt::Write for JsonStr<'_> {
 /// Reports, at most every [`DROP_REPORT_EVERY`], how many lines the full
 /// queue dropped since the last report. A plain thread: it must work before
 /// and after the runtime, and costs one wake-up per interval.
-fn spawn_drop_reporter(counter: ErrorCounter) {
+fn spawn_drop_reporter(counter: writer::LogWriter) {
     let spawned = std::thread::Builder::new()
         .name("gatehouse-log-drops".to_owned())
         .spawn(move || {
             let mut reported = 0;
             loop {
                 std::thread::sleep(DROP_REPORT_EVERY);
-                if let Some(n) = newly_dropped(counter.dropped_lines(), &mut reported) {
+                if let Some(n) = newly_dropped(counter.dropped(), &mut reported) {
                     tracing::warn!(dropped = n, "log queue full: lines dropped");
                 }
             }
@@ -236,7 +230,7 @@ fn spawn_drop_reporter(counter: ErrorCounter) {
 }
 
 /// Lines dropped since the last report, if any; updates `reported`.
-fn newly_dropped(total: usize, reported: &mut usize) -> Option<usize> {
+fn newly_dropped(total: u64, reported: &mut u64) -> Option<u64> {
     let n = total.saturating_sub(*reported);
     *reported = total;
     (n > 0).then_some(n)
