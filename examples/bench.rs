@@ -125,14 +125,19 @@ async fn main() -> BoxResult<()> {
         .await?;
     // the signed-in GET again, with Prometheus metrics recorded
     let metered = bench.start(&["--metrics-address", "127.0.0.1:0"]).await?;
-    let bare = match BareProxy::start(upstream) {
+    let bare = match BareProxy::start(upstream, "proxy") {
         Ok(b) => Some(b),
         Err(e) => {
             skipped.push(format!("bare proxy: {e}"));
             None
         }
     };
-    let nginx = match Nginx::start(plain.port, upstream) {
+    // the same hop's least possible auth check (a cookie decrypted, 202),
+    // behind nginx with the deploy file: what any auth server costs there
+    let bare_check = BareProxy::start(upstream, "auth-check")
+        .and_then(|b| Ok((b.mint()?, b)))
+        .ok();
+    let nginx = match Nginx::start(plain.port, bare_check.as_ref().map(|b| b.1.port), upstream) {
         Ok(n) => Some(n),
         Err(e) => {
             skipped.push(format!("nginx rows: {e}"));
@@ -176,6 +181,13 @@ async fn main() -> BoxResult<()> {
             format!("http://127.0.0.1:{}/", n.auth_gatehouse),
             Some(&plain.cookie),
         ));
+        if let (Some(port), Some((cookie, _))) = (n.auth_bare, &bare_check) {
+            targets.push((
+                NGINX_AUTH_BARE,
+                format!("http://127.0.0.1:{port}/"),
+                Some(cookie.as_str()),
+            ));
+        }
     }
     let mut runs: Vec<Vec<WrkResult>> = targets.iter().map(|_| Vec::new()).collect();
     let mut rss = Vec::new();
@@ -221,6 +233,7 @@ async fn main() -> BoxResult<()> {
     drop(logged);
     drop(nginx);
     drop(bare);
+    drop(bare_check);
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&routes_file);
 
@@ -266,6 +279,7 @@ async fn main() -> BoxResult<()> {
             match c.pass {
                 Some(true) => "pass",
                 Some(false) => "FAIL",
+                None if c.wanted.starts_with('(') => "",
                 None => "not measured",
             }
         ));
@@ -326,6 +340,8 @@ const GH_METRICS: &str = "gatehouse, signed in, access log off, metrics on";
 const GH_AUTH: &str = "gatehouse /oauth2/auth asked directly";
 const NGINX_AUTH_STATIC: &str = "nginx auth_request to a static 202";
 const NGINX_AUTH_GH: &str = "nginx auth_request to gatehouse /oauth2/auth";
+const NGINX_AUTH_BARE: &str =
+    "nginx auth_request to the bare proxy's auth-check (reference: a minimal auth server)";
 
 /// The median of a target's rounds.
 struct Median {
@@ -398,6 +414,30 @@ fn checks(rows: &[(String, Median)], mem: &Memory) -> Vec<Check> {
         ),
         ratio("gatehouse, 50 routes / no routes", GH_ROUTES, GH, 0.97),
     ];
+    // no target: how far a minimal auth server gets behind the same nginx
+    // file, so the auth_request row's ratio can be read against it
+    for (what, a) in [
+        (
+            "nginx auth_request: bare auth-check / static 202 (reference)",
+            NGINX_AUTH_BARE,
+        ),
+        (
+            "nginx auth_request: gatehouse / bare auth-check (reference)",
+            NGINX_AUTH_GH,
+        ),
+    ] {
+        let b = if a == NGINX_AUTH_GH {
+            NGINX_AUTH_BARE
+        } else {
+            NGINX_AUTH_STATIC
+        };
+        let mut c = ratio(what, a, b, 0.0);
+        c.wanted = "(informational)".to_owned();
+        c.pass = None;
+        if c.measured != "-" {
+            out.push(c);
+        }
+    }
     let p99 = match (get(GH_LOG), get(NGINX_LOG)) {
         (Some(g), Some(n)) => Some((g.p99_ms, n.p99_ms)),
         _ => None,
@@ -996,6 +1036,8 @@ struct Nginx {
     plain_logged: u16,
     auth_gatehouse: u16,
     auth_static: u16,
+    /// The deploy file again, asking the bare proxy's auth-check.
+    auth_bare: Option<u16>,
 }
 
 impl Drop for Nginx {
@@ -1005,7 +1047,11 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
-    fn start(gatehouse_port: u16, upstream: SocketAddr) -> BoxResult<Self> {
+    fn start(
+        gatehouse_port: u16,
+        bare_check_port: Option<u16>,
+        upstream: SocketAddr,
+    ) -> BoxResult<Self> {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -1015,6 +1061,10 @@ impl Nginx {
         std::fs::create_dir_all(dir.join("logs"))?;
         let (auth_gatehouse, plain, plain_logged, auth_static) =
             (free_port()?, free_port()?, free_port()?, free_port()?);
+        let auth_bare = match bare_check_port {
+            Some(_) => Some(free_port()?),
+            None => None,
+        };
         let template = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/deploy/nginx/gatehouse.conf"
@@ -1025,6 +1075,19 @@ impl Nginx {
             .replace("listen 80;", &format!("listen 127.0.0.1:{auth_gatehouse};"))
             .replace("127.0.0.1:4180", &format!("127.0.0.1:{gatehouse_port}"))
             .replace("127.0.0.1:8080", &upstream.to_string());
+        // the same file in front of the bare auth-check: its upstream
+        // blocks renamed, as nginx wants every name once
+        let bare = match (bare_check_port, auth_bare) {
+            (Some(check), Some(listen)) => template
+                .replace("listen 80;", &format!("listen 127.0.0.1:{listen};"))
+                .replace("127.0.0.1:4180", &format!("127.0.0.1:{check}"))
+                .replace("127.0.0.1:8080", &upstream.to_string())
+                .replace("upstream gatehouse {", "upstream bare_check {")
+                .replace("http://gatehouse;", "http://bare_check;")
+                .replace("upstream application {", "upstream bare_application {")
+                .replace("http://application;", "http://bare_application;"),
+            _ => String::new(),
+        };
         let conf = format!(
             "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
              events {{ worker_connections 4096; }}\nhttp {{\n access_log off;\n\
@@ -1039,7 +1102,7 @@ impl Nginx {
              server {{ listen 127.0.0.1:{auth_static}; location = /auth202 {{ internal; return 202; }} \
              location / {{ auth_request /auth202; proxy_pass http://app; proxy_http_version 1.1; \
              proxy_set_header Connection \"\"; }} }}\n\
-             {protected}\n}}\n",
+             {protected}\n{bare}\n}}\n",
             d = dir.display(),
         );
         let conf_path = dir.join("nginx.conf");
@@ -1056,7 +1119,10 @@ impl Nginx {
             .spawn()?;
         let guard = NginxGuard(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        for port in [auth_gatehouse, plain, plain_logged, auth_static] {
+        for port in [auth_gatehouse, plain, plain_logged, auth_static]
+            .into_iter()
+            .chain(auth_bare)
+        {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
                 if Instant::now() > deadline {
                     return Err("nginx did not start".into());
@@ -1071,6 +1137,7 @@ impl Nginx {
             plain_logged,
             auth_gatehouse,
             auth_static,
+            auth_bare,
         })
     }
 }
@@ -1080,11 +1147,13 @@ impl Nginx {
 /// names another build.
 struct BareProxy {
     _child: ChildGuard,
+    bin: String,
     port: u16,
 }
 
 impl BareProxy {
-    fn start(upstream: SocketAddr) -> BoxResult<Self> {
+    /// In `mode` (`proxy`, `auth-check`).
+    fn start(upstream: SocketAddr, mode: &str) -> BoxResult<Self> {
         let bin = std::env::var("BARE_PROXY_BIN").unwrap_or_else(|_e| {
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -1099,7 +1168,7 @@ impl BareProxy {
         let child = Command::new(&bin)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--upstream", &format!("http://{upstream}")])
-            .args(["--mode", "proxy"])
+            .args(["--mode", mode])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -1113,8 +1182,19 @@ impl BareProxy {
         }
         Ok(Self {
             _child: guard,
+            bin,
             port,
         })
+    }
+
+    /// `bare_session=<a session cookie its auth modes accept>`.
+    fn mint(&self) -> BoxResult<String> {
+        let out = Command::new(&self.bin).arg("mint").output()?;
+        let value = String::from_utf8(out.stdout)?.trim().to_owned();
+        if !out.status.success() || value.is_empty() {
+            return Err("bare-proxy mint printed no cookie".into());
+        }
+        Ok(format!("bare_session={value}"))
     }
 }
 
