@@ -22,7 +22,7 @@ use crate::auth::{Decided, Decision, strip_own_cookies};
 use crate::auth::{backchannel, bearer, forward_auth};
 use crate::error::{Error, Mode, error_response};
 use crate::http::body::ProxyBody;
-use crate::http::forwarded::{client_ip, is_trusted, origin};
+use crate::http::forwarded::{IpText, client_ip, is_trusted, origin};
 use crate::http::headers::is_websocket_upgrade;
 use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
@@ -40,6 +40,8 @@ const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
+    /// The peer's address as text, formatted once for the connection.
+    pub peer_text: IpText,
     /// Whether the connection is TLS.
     pub tls: bool,
 }
@@ -133,7 +135,7 @@ async fn handle_as(
         email = %escape_log(who.and_then(|i| i.email.as_deref()).unwrap_or("-")),
         upstream = note.upstream,
         route,
-        peer = %conn.peer.ip(),
+        peer = conn.peer_text.as_str(),
         reason,
         rule,
         trace_id = traced.map(|(t, _)| tracing::field::display(t)),
@@ -310,7 +312,7 @@ async fn dispatch(
             let ctx = ForwardContext {
                 identity: identity.as_ref(),
                 route: route.index,
-                peer: conn.peer.ip(),
+                peer: conn.peer_text,
                 origin: &info.origin,
                 tunnel_end,
                 request_id: id.as_str(),

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, LimitsConfig, TlsConfig};
-use crate::http::forwarded::is_trusted;
+use crate::http::forwarded::{IpText, is_trusted};
 use crate::limits::{ConnActivity, ConnLimits, CountedIo, Tracked};
 use crate::router::{ConnInfo, handle};
 use crate::state::{AppState, Carried};
@@ -543,6 +543,7 @@ async fn accept_loop(
             let _serving = serving;
             let conn = ConnInfo {
                 peer,
+                peer_text: IpText::new(peer.ip()),
                 tls: tls.is_some(),
             };
             let header_timeout = state.config.limits.header_read_timeout;

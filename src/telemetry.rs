@@ -23,7 +23,6 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -82,7 +81,7 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         w.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut w)?;
+        timestamp(&mut w, std::time::SystemTime::now())?;
         write!(w, "\",\"level\":\"{}\"", meta.level())?;
         let mut fields = JsonFields {
             w: &mut w,
@@ -115,11 +114,22 @@ impl JsonFields<'_, '_> {
             n if n.starts_with("log.") => return None,
             n => n,
         };
-        self.result = self
-            .result
-            .and_then(|()| self.w.write_char(','))
-            .and_then(|()| json_str(self.w, name))
-            .and_then(|()| self.w.write_char(':'));
+        // a name is nearly always an identifier, written as it is; anything
+        // else (a quoted name in a macro) is escaped
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        self.result = self.result.and_then(|()| {
+            if plain {
+                self.w.write_str(",\"")?;
+                self.w.write_str(name)?;
+                self.w.write_str("\":")
+            } else {
+                self.w.write_char(',')?;
+                json_str(self.w, name)?;
+                self.w.write_char(':')
+            }
+        });
         self.result.ok()
     }
 }
@@ -180,12 +190,74 @@ fn json_str(w: &mut dyn fmt::Write, s: &str) -> fmt::Result {
     w.write_char('"')
 }
 
+/// `2026-11-30T08:48:21.033969Z` (UTC, microseconds), as
+/// tracing-subscriber's `SystemTime` writes it. The part up to the second
+/// is kept per thread and made again only when the second changes: through
+/// `core::fmt` it cost some 2,000 instructions per access line.
+fn timestamp(w: &mut dyn fmt::Write, now: std::time::SystemTime) -> fmt::Result {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs {
+            let text = civil_second(secs);
+            *cached = (secs, text);
+        }
+        w.write_str(&cached.1)
+    })?;
+    let mut micros = since.subsec_micros();
+    let mut digits = [b'0'; 8];
+    digits[0] = b'.';
+    digits[7] = b'Z';
+    for d in digits[1..7].iter_mut().rev() {
+        *d = b'0' + u8::try_from(micros % 10).unwrap_or(0);
+        micros /= 10;
+    }
+    w.write_str(std::str::from_utf8(&digits).unwrap_or(".000000Z"))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `secs` after the Unix epoch, UTC (the proleptic
+/// Gregorian calendar; Howard Hinnant's days-to-civil).
+fn civil_second(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 /// Escapes what it is given for the inside of a JSON string: quotes,
 /// backslashes and every control character.
 struct JsonStr<'a>(&'a mut dyn fmt::Write);
 
 impl fmt::Write for JsonStr<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // nearly always: printable ASCII without a quote or backslash, which
+        // goes out as it is (checked in one pass the compiler vectorises)
+        let plain_ascii = s.bytes().fold(true, |ok, b| {
+            ok & ((0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\'))
+        });
+        if plain_ascii {
+            return self.0.write_str(s);
+        }
         let mut plain = 0;
         for (i, c) in s.char_indices() {
             let esc = match c {
@@ -475,6 +547,43 @@ pub fn escape_log(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_line_timestamps_are_utc_with_microseconds_across_leap_days_and_centuries() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_709_164_800, "2024-02-29T00:00:00"),
+            (1_796_027_301, "2026-11-30T08:28:21"),
+            (4_102_444_799, "2099-12-31T23:59:59"),
+        ] {
+            assert_eq!(civil_second(secs), want, "{secs}");
+            let at = std::time::UNIX_EPOCH + Duration::new(secs, 33_969_123);
+            let mut out = String::new();
+            timestamp(&mut out, at).unwrap();
+            assert_eq!(out, format!("{want}.033969Z"));
+        }
+        // the cached second is not reused for another second
+        let mut a = String::new();
+        timestamp(&mut a, std::time::UNIX_EPOCH + Duration::from_micros(5)).unwrap();
+        assert_eq!(a, "1970-01-01T00:00:00.000005Z");
+    }
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls_but_pass_plain_text_whole() {
+        for (raw, want) in [
+            ("GET /a/b?c=d", "GET /a/b?c=d"),
+            ("say \"hi\"", "say \\\"hi\\\""),
+            ("back\\slash", "back\\\\slash"),
+            ("line\nbreak\ttab\u{7f}del", "line\\nbreak\\ttab\\u007fdel"),
+            ("c1 \u{85} next line", "c1 \\u0085 next line"),
+            ("héllo ✓", "héllo ✓"),
+        ] {
+            let mut out = String::new();
+            json_str(&mut out, raw).unwrap();
+            assert_eq!(out, format!("\"{want}\""), "{raw:?}");
+        }
+    }
 
     #[test]
     fn a_refused_bearer_token_is_logged_as_such_not_as_no_session() {

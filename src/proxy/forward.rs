@@ -1,6 +1,5 @@
 //! The request rewrite and the upstream call.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use crate::auth::identity::Identity;
 use crate::config::{Config, Upstream};
 use crate::error::Error;
 use crate::http::body::{NotifyOnEnd, ProxyBody, stream};
-use crate::http::forwarded::{Origin, forwarded_for};
+use crate::http::forwarded::{IpText, Origin, forwarded_for_text};
 use crate::http::headers::{
     X_FORWARDED_ACCESS_TOKEN, X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_HOST,
     X_FORWARDED_PREFERRED_USERNAME, X_FORWARDED_PROTO, X_FORWARDED_USER, is_websocket_upgrade,
@@ -52,8 +51,8 @@ pub struct ForwardContext<'a> {
     /// The index of the route the request is on (see `crate::routes`): a
     /// route with an upstream of its own goes there.
     pub route: usize,
-    /// The TCP peer.
-    pub peer: IpAddr,
+    /// The TCP peer's address.
+    pub peer: IpText,
     /// What the client asked for (scheme, host).
     pub origin: &'a Origin,
     /// For a WebSocket upgrade: turns `true` (or loses its sender) when the
@@ -272,7 +271,7 @@ impl Upstreams {
             Ok(v) => h.insert(X_REQUEST_ID, v),
             Err(_) => h.remove(X_REQUEST_ID),
         };
-        if let Some(v) = forwarded_for(h, ctx.peer, trusted) {
+        if let Some(v) = forwarded_for_text(h, &ctx.peer, trusted) {
             h.insert(crate::http::headers::X_FORWARDED_FOR, v);
         }
         h.insert(

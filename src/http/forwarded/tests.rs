@@ -585,3 +585,19 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn ip_text_is_the_usual_form_of_every_address_even_the_longest() {
+    for ip in [
+        "192.0.2.1",
+        "255.255.255.255",
+        "2001:db8::1",
+        "::",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "::ffff:255.255.255.255",
+        "0:0:0:0:0:ffff:255.255.255.255",
+    ] {
+        let addr: std::net::IpAddr = ip.parse().unwrap();
+        assert_eq!(IpText::new(addr).as_str(), addr.to_string(), "{ip}");
+    }
+}
