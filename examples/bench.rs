@@ -306,7 +306,7 @@ async fn main() -> BoxResult<()> {
             "target": n, "rps": r.rps, "p99_ms": r.p99_ms, "non_2xx": r.non_2xx,
         })).collect::<Vec<_>>(),
         "memory_kib": {
-            "idle": memory.idle, "per_idle_connection": memory.per_connection,
+            "idle": memory.idle, "idle_anonymous": memory.idle_anon, "per_idle_connection": memory.per_connection,
             "held_connections": memory.held, "streaming_max": memory.streaming_max,
             "streaming_before": memory.streaming_before, "streamed_mib": memory.streamed_mib,
             "soak_first": memory.soak.map(|s| s.0), "soak_last": memory.soak.map(|s| s.1),
@@ -455,6 +455,12 @@ fn checks(rows: &[(String, Median)], mem: &Memory) -> Vec<Check> {
         pass: v.map(|v| v <= max),
     };
     out.push(kib("RSS idle", Some(mem.idle), 10 * 1024));
+    out.push(Check {
+        what: "RSS idle, anonymous part (heap, stacks; not the mapped binary)".to_owned(),
+        measured: format!("{} KiB", mem.idle_anon),
+        wanted: "(informational)".to_owned(),
+        pass: None,
+    });
     out.push(kib(
         "RSS per idle keep-alive connection",
         mem.per_connection,
@@ -486,6 +492,7 @@ fn checks(rows: &[(String, Median)], mem: &Memory) -> Vec<Check> {
 /// gatehouse's memory, measured on one child.
 struct Memory {
     idle: u64,
+    idle_anon: u64,
     held: usize,
     per_connection: Option<u64>,
     streamed_mib: u64,
@@ -498,9 +505,10 @@ struct Memory {
 impl Memory {
     fn describe(&self) -> String {
         format!(
-            "memory: RSS idle {} KiB; {} idle keep-alive connections held: {}; streaming {} MiB \
+            "memory: RSS idle {} KiB ({} KiB anonymous, the rest the binary's mapped code); {} idle keep-alive connections held: {}; streaming {} MiB \
              each way: {} KiB before, {} max; long load: {}",
             self.idle,
+            self.idle_anon,
             self.held,
             self.per_connection
                 .map_or_else(|| "not measured".to_owned(), |k| format!("{k} KiB each")),
@@ -525,6 +533,7 @@ async fn memory_figures(g: &Gatehouse, load: &Load) -> BoxResult<Memory> {
     let pid = g.child.0.id();
     // idle as started (signed in once), before any load touched it
     let idle = g.idle_rss;
+    let idle_anon = g.idle_anon;
     let held = usize::try_from(env_or("BENCH_IDLE_CONNECTIONS", 1000)).unwrap_or(1000);
     let before = rss_kib(pid, "VmRSS:");
     let mut conns = Vec::with_capacity(held);
@@ -601,6 +610,7 @@ async fn memory_figures(g: &Gatehouse, load: &Load) -> BoxResult<Memory> {
     };
     Ok(Memory {
         idle,
+        idle_anon,
         held,
         per_connection,
         streamed_mib,
@@ -766,6 +776,7 @@ impl Bench {
         let ready_after = started.elapsed();
         let (cookie, cookie_bytes) = sign_in(&base).await?;
         let idle_rss = rss_kib(child.0.id(), "VmRSS:");
+        let idle_anon = rss_kib(child.0.id(), "RssAnon:");
         Ok(Gatehouse {
             child,
             port,
@@ -773,6 +784,7 @@ impl Bench {
             cookie,
             cookie_bytes,
             idle_rss,
+            idle_anon,
             ready_after,
         })
     }
@@ -788,6 +800,10 @@ struct Gatehouse {
     /// Bytes of the session's Set-Cookie `name=value` parts.
     cookie_bytes: usize,
     idle_rss: u64,
+    /// The anonymous part of `idle_rss` (heap, stacks): the rest is the
+    /// binary's code and data mapped from its file (clean, reclaimable,
+    /// shared with the page cache).
+    idle_anon: u64,
     /// From spawn to the first 200 from /ready.
     ready_after: Duration,
 }
