@@ -523,34 +523,52 @@ pub struct CookiePair<'a> {
 /// non-token name, a control character) or not ASCII is skipped alone
 /// instead of losing the whole header.
 pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = CookiePair<'_>> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|v| {
-            let bytes = v.as_bytes();
-            // a header that is UTF-8 (nearly all) is split by core's memchr,
-            // not byte by byte; the rest the same way, more slowly
-            let (text, raw) = match std::str::from_utf8(bytes) {
-                Ok(t) => (Some(t.split(';').map(str::as_bytes)), None),
-                Err(_) => (None, Some(bytes.split(|b| *b == b';'))),
-            };
-            text.into_iter().flatten().chain(raw.into_iter().flatten())
-        })
-        .filter_map(parse_cookie_pair)
+    headers.get_all(http::header::COOKIE).iter().flat_map(|v| {
+        let bytes = v.as_bytes();
+        // a header that is UTF-8 (nearly all) is split by core's memchr,
+        // not byte by byte; the rest the same way, more slowly
+        // the pairs of a UTF-8 header are &str already: not validated
+        // again per pair (a session pair is kilobytes)
+        let (text, raw) = match std::str::from_utf8(bytes) {
+            Ok(t) => (Some(t.split(';').filter_map(parse_cookie_pair_str)), None),
+            Err(_) => (
+                None,
+                Some(bytes.split(|b| *b == b';').filter_map(parse_cookie_pair)),
+            ),
+        };
+        text.into_iter().flatten().chain(raw.into_iter().flatten())
+    })
 }
 
 /// One pair of a `Cookie` header, or `None` if it is malformed.
 fn parse_cookie_pair(raw: &[u8]) -> Option<CookiePair<'_>> {
-    // ASCII only: then every byte is one char and slicing below is safe.
-    // A fold without early exit: the compiler turns it into a vector loop
-    // (a session cookie is kilobytes, and every request has it parsed twice)
-    let bad = raw.iter().fold(false, |bad, &b| {
-        bad | (b != b'\t' && !(0x20..=0x7e).contains(&b))
-    });
-    if bad {
+    if !visible_ascii(raw) {
         return None;
     }
-    let pair = std::str::from_utf8(raw).ok()?.trim_matches([' ', '\t']);
+    parse_checked_pair(std::str::from_utf8(raw).ok()?)
+}
+
+/// [`parse_cookie_pair`] of a pair that is a `&str` already.
+fn parse_cookie_pair_str(raw: &str) -> Option<CookiePair<'_>> {
+    if !visible_ascii(raw.as_bytes()) {
+        return None;
+    }
+    parse_checked_pair(raw)
+}
+
+/// Only visible ASCII, spaces and tabs: then every byte is one char and the
+/// slicing in [`parse_checked_pair`] is safe. A fold without early exit: the
+/// compiler turns it into a vector loop (a session cookie is kilobytes, and
+/// every request has it parsed twice).
+fn visible_ascii(raw: &[u8]) -> bool {
+    !raw.iter().fold(false, |bad, &b| {
+        bad | (b != b'\t' && !(0x20..=0x7e).contains(&b))
+    })
+}
+
+/// The pair's parts, once [`visible_ascii`] holds.
+fn parse_checked_pair(raw: &str) -> Option<CookiePair<'_>> {
+    let pair = raw.trim_matches([' ', '\t']);
     // the name comes first and is short: a byte scan beats a string search
     let eq = pair.bytes().position(|b| b == b'=')?;
     let name = pair.get(..eq)?.trim_end_matches([' ', '\t']);
