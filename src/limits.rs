@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -301,11 +301,10 @@ fn millis_since(epoch: Instant) -> u64 {
 /// What one connection is doing: requests in flight (until their response
 /// body is sent or dropped) and since when it has had none.
 ///
-/// This is also the connection's header timeout: between HTTP/1 requests
-/// the wait for the next head (keep-alive wait plus reading it) is bounded
-/// by `header_read_timeout`, as hyper's own per-request timer would, but
-/// with one timer per quiet spell instead of one armed and cancelled per
-/// request (a clock read, an allocation and two timer-wheel locks each).
+/// One timer per quiet spell, not one per request: requests that come and
+/// go between two wakes of the timer only move `idle_since_ms` on, which the
+/// timer reads when it wakes (before, every request's end woke the
+/// connection and armed a new sleep).
 pub struct ConnActivity {
     start: Instant,
     in_flight: AtomicUsize,
@@ -313,12 +312,9 @@ pub struct ConnActivity {
     begun: AtomicU64,
     /// Milliseconds after `start` when the last request ended.
     idle_since_ms: AtomicU64,
-    /// Whether the first request was HTTP/1 (HTTP/2 multiplexes, and its
-    /// streams have no head to trickle between them).
-    http1: AtomicBool,
     /// Notified when the first request begins and when the last request in
     /// flight ends. Nothing waits on it while requests come and go between
-    /// two wakes of the timer, so a busy connection is not woken per request.
+    /// two wakes of the timer.
     changed: Notify,
 }
 
@@ -333,28 +329,23 @@ impl ConnActivity {
             in_flight: AtomicUsize::new(0),
             begun: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
-            http1: AtomicBool::new(true),
             changed: Notify::new(),
         })
     }
 
-    /// A request begins (`http1`: of HTTP/1.x); it is in flight until the
-    /// guard is dropped.
-    pub fn begin(self: &Arc<Self>, http1: bool) -> RequestGuard {
+    /// A request begins; it is in flight until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         if self.begun.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.http1.store(http1, Ordering::Release);
-            // the deadline may now be another one
+            // the deadline is now another one
             self.changed.notify_one();
         }
         RequestGuard(self.clone())
     }
 
     /// Resolves when the connection should be closed: no request begun
-    /// within `first_request` of the accept; or none in flight for `idle`,
-    /// or for HTTP/1 for `header` (the next head did not come, or came too
-    /// slowly), whichever is shorter.
-    pub async fn idle(&self, first_request: Duration, idle: Duration, header: Duration) {
+    /// within `first_request` of the accept, or none in flight for `idle`.
+    pub async fn idle(&self, first_request: Duration, idle: Duration) {
         if self.begun.load(Ordering::Acquire) == 0 {
             let begun = self.changed.notified();
             tokio::pin!(begun);
@@ -371,11 +362,6 @@ impl ConnActivity {
                 }
             }
         }
-        let keep = if self.http1.load(Ordering::Acquire) {
-            idle.min(header)
-        } else {
-            idle
-        };
         loop {
             if self.in_flight.load(Ordering::Acquire) > 0 {
                 let ended = self.changed.notified();
@@ -388,13 +374,11 @@ impl ConnActivity {
             }
             // read after in_flight: a request that just ended stored its
             // end before it left (see RequestGuard's drop)
-            let deadline = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)) + keep;
+            let deadline = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)) + idle;
             let now = self.start.elapsed();
             if deadline <= now {
                 return;
             }
-            // requests that come and go meanwhile only move idle_since on:
-            // it is read again on waking
             tokio::time::sleep(deadline - now).await;
         }
     }

@@ -135,7 +135,9 @@ async fn handle_as(
         email = %escape_log(who.and_then(|i| i.email.as_deref()).unwrap_or("-")),
         upstream = note.upstream,
         route,
-        peer = conn.peer_text.as_str(),
+        // Display, as before: the text format shows `peer=192.0.2.1`, not
+        // a quoted string that log parsers would no longer match
+        peer = %conn.peer_text,
         reason,
         rule,
         trace_id = traced.map(|(t, _)| tracing::field::display(t)),

@@ -579,10 +579,15 @@ fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        // No hyper timer, so no header_read_timeout here: hyper would arm
-        // and cancel a timer per request. `serve`'s ConnActivity bounds the
-        // wait for each head instead, with one timer per quiet spell.
-        // A head that does not fit is answered 431.
+        // the timer is what makes header_read_timeout take effect; it also
+        // bounds a keep-alive connection's wait for its next request head.
+        // It must stay hyper's: only hyper knows when a response has been
+        // flushed (the wait starts there, so a slow reader is not cut off)
+        // and when a head has begun, and it closes the connection at once
+        // (a graceful shutdown would let a trickled head go on reading).
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // a head that does not fit is answered 431
         .max_buf_size(limits.max_header_bytes);
     builder
         .http2()
@@ -620,7 +625,7 @@ where
         service_fn(move |req| {
             // once per request: it finishes on the state it started with
             let state = live.load_full();
-            let guard = activity.begin(req.version() < http::Version::HTTP_2);
+            let guard = activity.begin();
             // boxed: hyper keeps the future per request in flight, and
             // moving it unboxed copied its whole size each time
             Box::pin(async move {
@@ -631,7 +636,7 @@ where
     };
     let connection = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(connection);
-    let idle = activity.idle(first_request, idle_timeout, first_request);
+    let idle = activity.idle(first_request, idle_timeout);
     tokio::pin!(idle);
     let mut closing = false;
     loop {

@@ -266,7 +266,9 @@ impl fmt::Write for JsonStr<'_> {
                 '\n' => "\\n",
                 '\r' => "\\r",
                 '\t' => "\\t",
-                c if c.is_control() => "",
+                // line separators to readers that split lines as Unicode
+                // does (JavaScript, Python's splitlines): one record, one line
+                c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => "",
                 _ => continue,
             };
             self.0.write_str(&s[plain..i])?;
@@ -577,6 +579,7 @@ mod tests {
             ("back\\slash", "back\\\\slash"),
             ("line\nbreak\ttab\u{7f}del", "line\\nbreak\\ttab\\u007fdel"),
             ("c1 \u{85} next line", "c1 \\u0085 next line"),
+            ("ls \u{2028} ps \u{2029}", "ls \\u2028 ps \\u2029"),
             ("héllo ✓", "héllo ✓"),
         ] {
             let mut out = String::new();

@@ -115,6 +115,12 @@ impl std::fmt::Debug for IpText {
     }
 }
 
+impl std::fmt::Display for IpText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The `X-Forwarded-For` to send on: the trusted chain plus the peer, or the
 /// peer alone when the peer is not trusted.
 pub fn forwarded_for(headers: &HeaderMap, peer: IpAddr, trusted: bool) -> Option<HeaderValue> {

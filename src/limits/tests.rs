@@ -114,7 +114,7 @@ async fn a_connection_with_no_request_is_idle_after_the_first_request_timeout() 
     let started = Instant::now();
     tokio::time::timeout(
         Duration::from_secs(5),
-        a.idle(100 * MS, Duration::from_secs(60), Duration::from_secs(60)),
+        a.idle(100 * MS, Duration::from_secs(60)),
     )
     .await
     .unwrap();
@@ -128,8 +128,8 @@ async fn a_connection_with_no_request_is_idle_after_the_first_request_timeout() 
 #[tokio::test]
 async fn a_request_in_flight_keeps_the_connection_and_idle_counts_from_its_end() {
     let a = ConnActivity::new();
-    let guard = a.begin(true);
-    let idle = a.idle(50 * MS, 100 * MS, Duration::from_secs(60));
+    let guard = a.begin();
+    let idle = a.idle(50 * MS, 100 * MS);
     tokio::pin!(idle);
     assert!(
         tokio::time::timeout(400 * MS, &mut idle).await.is_err(),
@@ -147,10 +147,10 @@ async fn a_request_in_flight_keeps_the_connection_and_idle_counts_from_its_end()
 #[tokio::test]
 async fn after_a_quick_first_request_idle_counts_from_its_end_not_from_the_accept() {
     let a = ConnActivity::new();
-    let idle = a.idle(Duration::from_secs(5), 100 * MS, Duration::from_secs(60));
+    let idle = a.idle(Duration::from_secs(5), 100 * MS);
     tokio::pin!(idle);
     let _ = tokio::time::timeout(50 * MS, &mut idle).await;
-    drop(a.begin(true));
+    drop(a.begin());
     let ended = Instant::now();
     let _ = tokio::time::timeout(Duration::from_secs(3), idle).await;
     let took = ended.elapsed();
@@ -158,49 +158,14 @@ async fn after_a_quick_first_request_idle_counts_from_its_end_not_from_the_accep
 }
 
 #[tokio::test]
-async fn between_http1_requests_the_wait_for_the_next_head_is_the_header_timeout() {
-    let a = ConnActivity::new();
-    let idle = a.idle(Duration::from_secs(5), Duration::from_secs(60), 100 * MS);
-    tokio::pin!(idle);
-    drop(a.begin(true));
-    let ended = Instant::now();
-    tokio::time::timeout(Duration::from_secs(3), idle)
-        .await
-        .unwrap();
-    let took = ended.elapsed();
-    assert!(took >= 95 * MS && took < Duration::from_secs(2), "{took:?}");
-}
-
-#[tokio::test]
-async fn between_http2_requests_only_the_idle_timeout_applies() {
-    let a = ConnActivity::new();
-    let idle = a.idle(Duration::from_secs(5), 400 * MS, 100 * MS);
-    tokio::pin!(idle);
-    drop(a.begin(false));
-    let ended = Instant::now();
-    assert!(
-        tokio::time::timeout(250 * MS, &mut idle).await.is_err(),
-        "an HTTP/2 connection was closed at the header timeout"
-    );
-    tokio::time::timeout(Duration::from_secs(3), idle)
-        .await
-        .unwrap();
-    let took = ended.elapsed();
-    assert!(
-        took >= 395 * MS && took < Duration::from_secs(2),
-        "{took:?}"
-    );
-}
-
-#[tokio::test]
 async fn a_request_during_a_quiet_spell_moves_the_deadline_on() {
     let a = ConnActivity::new();
-    let idle = a.idle(Duration::from_secs(5), Duration::from_secs(60), 300 * MS);
+    let idle = a.idle(Duration::from_secs(5), 300 * MS);
     tokio::pin!(idle);
-    drop(a.begin(true));
+    drop(a.begin());
     // the timer now runs to 300 ms; a request at 200 ms moves the end to 500
     let _ = tokio::time::timeout(200 * MS, &mut idle).await;
-    let guard = a.begin(true);
+    let guard = a.begin();
     drop(guard);
     let second = Instant::now();
     tokio::time::timeout(Duration::from_secs(3), idle)
@@ -216,12 +181,12 @@ async fn a_request_during_a_quiet_spell_moves_the_deadline_on() {
 #[tokio::test]
 async fn a_request_in_flight_when_the_timer_fires_is_waited_for() {
     let a = ConnActivity::new();
-    let idle = a.idle(Duration::from_secs(5), Duration::from_secs(60), 100 * MS);
+    let idle = a.idle(Duration::from_secs(5), 100 * MS);
     tokio::pin!(idle);
-    drop(a.begin(true));
+    drop(a.begin());
     // in flight across the timer's wake (at 100 ms), for 300 ms
     let _ = tokio::time::timeout(50 * MS, &mut idle).await;
-    let guard = a.begin(true);
+    let guard = a.begin();
     assert!(
         tokio::time::timeout(300 * MS, &mut idle).await.is_err(),
         "closed with a request in flight"

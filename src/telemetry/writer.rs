@@ -17,7 +17,7 @@
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -103,21 +103,33 @@ impl<'a> MakeWriter<'a> for LogWriter {
     }
 }
 
+/// How long the guard's drop waits for the last lines to be written: an
+/// output that does not take them (a full pipe, a stopped terminal) must
+/// not keep the process from exiting.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
 /// Stops the writer thread when dropped, after it has written every line
-/// appended before.
+/// appended before, or after [`SHUTDOWN_WAIT`] if the output blocks.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct WriterGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnected when the thread ends.
+    ended: mpsc::Receiver<()>,
 }
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.thread.take()
+            && let Err(mpsc::RecvTimeoutError::Disconnected) =
+                self.ended.recv_timeout(SHUTDOWN_WAIT)
+        {
             let _ = t.join();
         }
+        // else: the thread is stuck in a write; it is left behind, and the
+        // process exits without it
     }
 }
 
@@ -139,11 +151,16 @@ where
         dropped: AtomicU64::new(0),
         capacity,
     });
+    let (ending, ended) = mpsc::channel::<()>();
     let thread = {
         let shared = shared.clone();
         std::thread::Builder::new()
             .name("gatehouse-log".to_owned())
-            .spawn(move || run(&shared, out))
+            .spawn(move || {
+                // dropped when the thread ends, however it ends
+                let _ending = ending;
+                run(&shared, out);
+            })
     };
     let thread = match thread {
         Ok(t) => Some(t),
@@ -156,7 +173,14 @@ where
             None
         }
     };
-    (LogWriter(shared.clone()), WriterGuard { shared, thread })
+    (
+        LogWriter(shared.clone()),
+        WriterGuard {
+            shared,
+            thread,
+            ended,
+        },
+    )
 }
 
 fn run<W: Write>(shared: &Shared, mut out: W) {

@@ -111,3 +111,18 @@ fn a_stuck_output_never_blocks_the_logger_lines_over_capacity_are_dropped_whole_
     let text = String::from_utf8(bytes).unwrap();
     assert_eq!(text, format!("first\n{}", fifty.repeat(20)));
 }
+
+#[test]
+fn an_output_that_never_takes_its_lines_does_not_keep_the_process_from_exiting() {
+    let (_go, stuck) = mpsc::channel();
+    let (writer, guard) = spawn(Stuck(stuck, Recorded::default()), CAPACITY);
+    writer.make_writer().write_all(b"never written\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    drop(guard);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the guard waited {took:?} on a stuck output"
+    );
+}
