@@ -416,21 +416,18 @@ fn checks(rows: &[(String, Median)], mem: &Memory) -> Vec<Check> {
     ];
     // no target: how far a minimal auth server gets behind the same nginx
     // file, so the auth_request row's ratio can be read against it
-    for (what, a) in [
+    for (what, a, b) in [
         (
             "nginx auth_request: bare auth-check / static 202 (reference)",
             NGINX_AUTH_BARE,
+            NGINX_AUTH_STATIC,
         ),
         (
             "nginx auth_request: gatehouse / bare auth-check (reference)",
             NGINX_AUTH_GH,
+            NGINX_AUTH_BARE,
         ),
     ] {
-        let b = if a == NGINX_AUTH_GH {
-            NGINX_AUTH_BARE
-        } else {
-            NGINX_AUTH_STATIC
-        };
         let mut c = ratio(what, a, b, 0.0);
         c.wanted = "(informational)".to_owned();
         c.pass = None;

@@ -78,16 +78,13 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 // === item 19: the header timeout ===
 
-#[tokio::test]
-async fn a_client_sending_its_header_one_line_at_a_time_is_cut_off_at_the_header_timeout() {
-    let (_idp, _up, proxy) = start_proxy("header_read_timeout = \"1s\"").await;
-    let mut s = connect_from(HOSTILE, proxy.addr()).await.unwrap();
-    let started = Instant::now();
-    s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+/// Sends `GET /ping` and then a header line every 200 ms for up to 10 s
+/// (never a whole head); what came back, and when the connection was closed.
+async fn trickle_a_head(s: TcpStream) -> (String, Instant) {
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let (mut rd, mut wr) = s.into_split();
-    // a header line every 200 ms, for up to 10 s: never a whole head
     let writer = tokio::spawn(async move {
         for i in 0..50 {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -102,9 +99,18 @@ async fn a_client_sending_its_header_one_line_at_a_time_is_cut_off_at_the_header
     });
     let mut out = Vec::new();
     let _ = tokio::time::timeout(SHORT, rd.read_to_end(&mut out)).await;
-    let took = started.elapsed();
+    let closed = Instant::now();
     writer.abort();
-    let answer = String::from_utf8_lossy(&out);
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn a_client_sending_its_header_one_line_at_a_time_is_cut_off_at_the_header_timeout() {
+    let (_idp, _up, proxy) = start_proxy("header_read_timeout = \"1s\"").await;
+    let s = connect_from(HOSTILE, proxy.addr()).await.unwrap();
+    let started = Instant::now();
+    let (answer, closed) = trickle_a_head(s).await;
+    let took = closed - started;
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "a slow head got an answer: {answer}"
@@ -137,28 +143,8 @@ async fn a_keep_alive_connection_trickling_its_next_head_is_cut_off_at_the_heade
         String::from_utf8_lossy(&first[..n])
     );
     let answered = Instant::now();
-    // then the next head, a line every 200 ms for up to 10 s
-    s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let (mut rd, mut wr) = s.into_split();
-    let writer = tokio::spawn(async move {
-        for i in 0..50 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if wr
-                .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(SHORT, rd.read_to_end(&mut out)).await;
-    let took = answered.elapsed();
-    writer.abort();
-    let answer = String::from_utf8_lossy(&out);
+    let (answer, closed) = trickle_a_head(s).await;
+    let took = closed - answered;
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "a slow second head got an answer: {answer}"
