@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -65,6 +65,8 @@ pub struct ConnLimits {
     serving: AtomicUsize,
     /// Woken when the last connection being served ends (shutdown drain).
     drained: Notify,
+    /// HTTP/1 connections waiting for their next request outside hyper.
+    parked: AtomicUsize,
     refusals: RateLimitedLog,
 }
 
@@ -84,6 +86,7 @@ impl ConnLimits {
             serving: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             drained: Notify::new(),
+            parked: AtomicUsize::new(0),
             refusals: RateLimitedLog::new(Duration::from_secs(10)),
         })
     }
@@ -138,6 +141,18 @@ impl ConnLimits {
         self.open.load(Ordering::Acquire)
     }
 
+    /// HTTP/1 connections waiting for their next request outside hyper
+    /// (holding no HTTP buffers) now.
+    pub fn parked(&self) -> usize {
+        self.parked.load(Ordering::Acquire)
+    }
+
+    /// Counts a connection as parked until the guard drops.
+    pub fn park(self: &Arc<Self>) -> ParkedGuard {
+        self.parked.fetch_add(1, Ordering::AcqRel);
+        ParkedGuard(self.clone())
+    }
+
     /// Marks a connection as being served as HTTP until the guard drops.
     pub fn serving(self: &Arc<Self>) -> ServingGuard {
         self.serving.fetch_add(1, Ordering::AcqRel);
@@ -164,6 +179,15 @@ impl ConnLimits {
 
     fn release_one(&self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A parked connection; see [`ConnLimits::park`].
+pub struct ParkedGuard(Arc<ConnLimits>);
+
+impl Drop for ParkedGuard {
+    fn drop(&mut self) {
+        self.0.parked.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -314,8 +338,15 @@ pub struct ConnActivity {
     idle_since_ms: AtomicU64,
     /// Notified when the first request begins and when the last request in
     /// flight ends. Nothing waits on it while requests come and go between
-    /// two wakes of the timer.
+    /// two wakes of the timers. Two wait (the idle timeout, the park), so
+    /// it wakes all: each enables its wait before it reads the counts.
     changed: Notify,
+    /// False once a request made it unsafe to take the connection out of
+    /// hyper between requests (see [`Self::keep_in_hyper`]).
+    parkable: AtomicBool,
+    /// The server wrote since its last completed flush: hyper may still
+    /// hold bytes of a response.
+    unflushed: AtomicBool,
 }
 
 /// One request in flight on a connection; ends when dropped.
@@ -330,6 +361,8 @@ impl ConnActivity {
             begun: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             changed: Notify::new(),
+            parkable: AtomicBool::new(true),
+            unflushed: AtomicBool::new(false),
         })
     }
 
@@ -338,7 +371,7 @@ impl ConnActivity {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         if self.begun.fetch_add(1, Ordering::AcqRel) == 0 {
             // the deadline is now another one
-            self.changed.notify_one();
+            self.changed.notify_waiters();
         }
         RequestGuard(self.clone())
     }
@@ -362,6 +395,11 @@ impl ConnActivity {
                 }
             }
         }
+        self.quiet_for(idle).await;
+    }
+
+    /// Resolves once no request has been in flight for `quiet`.
+    pub async fn quiet_for(&self, quiet: Duration) {
         loop {
             if self.in_flight.load(Ordering::Acquire) > 0 {
                 let ended = self.changed.notified();
@@ -374,13 +412,74 @@ impl ConnActivity {
             }
             // read after in_flight: a request that just ended stored its
             // end before it left (see RequestGuard's drop)
-            let deadline = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)) + idle;
+            let deadline =
+                Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)) + quiet;
             let now = self.start.elapsed();
             if deadline <= now {
                 return;
             }
             tokio::time::sleep(deadline - now).await;
         }
+    }
+
+    /// Requests begun on the connection so far.
+    pub fn requests_begun(&self) -> u64 {
+        self.begun.load(Ordering::Acquire)
+    }
+
+    /// Resolves once a request after the first `begun` has begun and no
+    /// request is in flight.
+    pub async fn request_ended_since(&self, begun: u64) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.begun.load(Ordering::Acquire) > begun
+                && self.in_flight.load(Ordering::Acquire) == 0
+            {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// From now on the connection stays in hyper between requests: a
+    /// request had a body (hyper may not have read all of it, and what it
+    /// did not read must never be taken for the next head), was not
+    /// HTTP/1.1, or was answered 101 (the bytes that follow are not HTTP).
+    pub fn keep_in_hyper(&self) {
+        self.parkable.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the connection may still be taken out of hyper.
+    pub fn parkable(&self) -> bool {
+        self.parkable.load(Ordering::Relaxed)
+    }
+
+    /// Whether hyper holds nothing of this connection that would be lost
+    /// if it were taken back now: no request in flight, every response
+    /// byte handed to the socket, and no request made it unsafe.
+    pub fn may_park(&self) -> bool {
+        self.parkable()
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && !self.unflushed.load(Ordering::Relaxed)
+    }
+
+    /// The server wrote (or tried to) to the connection.
+    pub fn wrote(&self) {
+        self.unflushed.store(true, Ordering::Relaxed);
+    }
+
+    /// A flush of the connection completed.
+    pub fn flushed(&self) {
+        self.unflushed.store(false, Ordering::Relaxed);
+    }
+}
+
+impl RequestGuard {
+    /// The connection the request is on.
+    pub fn activity(&self) -> &ConnActivity {
+        &self.0
     }
 }
 
@@ -392,7 +491,7 @@ impl Drop for RequestGuard {
         a.idle_since_ms
             .store(millis_since(a.start), Ordering::Release);
         if a.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            a.changed.notify_one();
+            a.changed.notify_waiters();
         }
     }
 }

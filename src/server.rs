@@ -5,26 +5,27 @@
 //! request loads it once and keeps it to its end). Knows nothing about
 //! cookies or users: every request goes to `router::handle`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Config, LimitsConfig, TlsConfig};
+use crate::config::{Config, TlsConfig};
 use crate::http::forwarded::{IpText, is_trusted};
-use crate::limits::{ConnActivity, ConnLimits, CountedIo, Tracked};
-use crate::router::{ConnInfo, handle};
+use crate::limits::{ConnLimits, CountedIo};
+use crate::router::ConnInfo;
 use crate::state::{AppState, Carried};
+
+mod conn;
+
+use conn::{Protocols, serve};
 
 /// HTTP/2 streams opened and reset by the client before we answered, at
 /// most, before the connection is closed (hyper's default, made explicit).
@@ -174,14 +175,17 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let limits = &state.config.limits;
         let conns = ConnLimits::new(limits.max_connections, limits.max_connections_per_ip);
-        let builder = Arc::new(http_builder(limits));
+        let protocols = Arc::new(Protocols::new(limits));
         let live = Arc::new(ArcSwap::new(state.clone()));
         let mut metrics_addr = None;
         if let (Some(listener), Some(metrics)) = (metrics_listener, &metrics) {
             let addr = listener.local_addr().ok();
             let open = {
                 let conns = conns.clone();
-                Arc::new(move || conns.open())
+                Arc::new(move || crate::metrics::ConnCounts {
+                    open: conns.open(),
+                    parked: conns.parked(),
+                })
             };
             tokio::spawn(crate::metrics::serve(
                 listener,
@@ -198,7 +202,7 @@ impl Server {
             listener,
             tls.clone(),
             live.clone(),
-            builder,
+            protocols,
             conns.clone(),
             stopped,
         ));
@@ -340,6 +344,12 @@ impl Server {
     /// limits until it is closed).
     pub fn open_connections(&self) -> usize {
         self.conns.open()
+    }
+
+    /// Of those, HTTP/1 connections parked between requests (holding no
+    /// HTTP buffers).
+    pub fn parked_connections(&self) -> usize {
+        self.conns.parked()
     }
 
     /// True once every provider has been discovered and the session store
@@ -503,7 +513,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     live: Arc<ArcSwap<AppState>>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocols: Arc<Protocols>,
     conns: Arc<ConnLimits>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -535,10 +545,11 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let live = live.clone();
-        let builder = builder.clone();
+        let protocols = protocols.clone();
         let tls = tls.as_ref().map(|c| TlsAcceptor::from(c.load_full()));
         let stopped = stopped.clone();
         let serving = conns.serving();
+        let conns = conns.clone();
         tokio::spawn(async move {
             let _serving = serving;
             let conn = ConnInfo {
@@ -552,7 +563,7 @@ async fn accept_loop(
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
                             let io = CountedIo::new(TokioIo::new(tls_stream), permit);
-                            serve(io, &builder, &state, live, conn, stopped).await
+                            serve(io, &protocols, &state, live, conn, &conns, stopped).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "tls handshake failed");
@@ -563,7 +574,7 @@ async fn accept_loop(
                 }
                 None => {
                     let io = CountedIo::new(TokioIo::new(stream), permit);
-                    serve(io, &builder, &state, live, conn, stopped).await
+                    serve(io, &protocols, &state, live, conn, &conns, stopped).await
                 }
             };
             if let Err(e) = result {
@@ -572,89 +583,4 @@ async fn accept_loop(
         });
     }
     drop(listener);
-}
-
-/// The HTTP/1 and HTTP/2 settings, from `limits`.
-fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        // the timer is what makes header_read_timeout take effect; it also
-        // bounds a keep-alive connection's wait for its next request head.
-        // It must stay hyper's: only hyper knows when a response has been
-        // flushed (the wait starts there, so a slow reader is not cut off)
-        // and when a head has begun, and it closes the connection at once
-        // (a graceful shutdown would let a trickled head go on reading).
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // a head that does not fit is answered 431
-        .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.http2_keepalive_interval)
-        .keep_alive_timeout(limits.http2_keepalive_timeout)
-        .max_concurrent_streams(limits.http2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        // CVE-2023-44487 (rapid reset): streams the client opens and resets
-        // before we answer, and streams we reset for its errors, are capped
-        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
-        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS);
-    builder
-}
-
-/// Serves one connection until it ends, is idle too long (no request begun
-/// within the header timeout, or none in flight for `idle_timeout`), or the
-/// server stops (graceful: in-flight requests finish).
-async fn serve<I>(
-    io: I,
-    builder: &auto::Builder<TokioExecutor>,
-    state: &AppState,
-    live: Arc<ArcSwap<AppState>>,
-    conn: ConnInfo,
-    mut stopped: watch::Receiver<bool>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let limits = &state.config.limits;
-    let (first_request, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
-    let activity = ConnActivity::new();
-    let svc = {
-        let activity = activity.clone();
-        service_fn(move |req| {
-            // once per request: it finishes on the state it started with
-            let state = live.load_full();
-            let guard = activity.begin();
-            // boxed: hyper keeps the future per request in flight, and
-            // moving it unboxed copied its whole size each time
-            Box::pin(async move {
-                let resp = handle(&state, req, conn).await;
-                Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, guard)))
-            })
-        })
-    };
-    let connection = builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(connection);
-    let idle = activity.idle(first_request, idle_timeout);
-    tokio::pin!(idle);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            r = connection.as_mut() => return r,
-            () = &mut idle, if !closing => {
-                connection.as_mut().graceful_shutdown();
-                // nothing is in flight: a peer that will not even take
-                // the GOAWAY gets little more time
-                return match tokio::time::timeout(first_request, connection.as_mut()).await {
-                    Ok(r) => r,
-                    Err(_elapsed) => Ok(()),
-                };
-            }
-            _ = stopped.changed(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-        }
-    }
 }

@@ -15,6 +15,8 @@ mod support;
 mod limits;
 #[path = "proxy_passthrough/metrics.rs"]
 mod metrics;
+#[path = "proxy_passthrough/parked.rs"]
+mod parked;
 #[path = "proxy_passthrough/routes.rs"]
 mod routes;
 

@@ -51,7 +51,7 @@ fn requests_are_counted_by_route_method_class_and_status_class() {
         StatusCode::from_u16(599).unwrap(),
         ms,
     );
-    let s = samples(&metrics.encode(0));
+    let s = samples(&metrics.encode(ConnCounts::default()));
     let get = |k: &str| {
         s.get(k)
             .copied()
@@ -98,7 +98,7 @@ fn decisions_are_counted_by_kind_and_reason() {
         &Decision::Unavailable(crate::auth::Unavailable::Store),
         false,
     );
-    let s = samples(&metrics.encode(0));
+    let s = samples(&metrics.encode(ConnCounts::default()));
     for (decision, reason) in [
         ("allow", "session"),
         ("allow", "bearer"),
@@ -145,7 +145,7 @@ fn logins_provider_calls_store_operations_and_revocations_carry_bounded_labels()
     r.store(StoreOp::Save, true);
     r.store(StoreOp::Load, false);
     r.revoked(RevocationSource::Backchannel);
-    let s = samples(&metrics.encode(3));
+    let s = samples(&metrics.encode(ConnCounts { open: 3, parked: 2 }));
     for k in [
         r#"gatehouse_logins_started_total{provider="default"}"#,
         r#"gatehouse_logins_completed_total{provider="default"}"#,
@@ -163,13 +163,14 @@ fn logins_provider_calls_store_operations_and_revocations_carry_bounded_labels()
         assert_eq!(s.get(k), Some(&1.0), "{k} in {s:#?}");
     }
     assert_eq!(s.get("gatehouse_open_connections"), Some(&3.0));
+    assert_eq!(s.get("gatehouse_parked_connections"), Some(&2.0));
     assert!(!s.contains_key(r#"gatehouse_session_store_errors_total{store="cookie",op="save"}"#));
 }
 
 #[test]
 fn build_info_and_config_reloads_are_exposed() {
     let metrics = Metrics::new();
-    let before = samples(&metrics.encode(0));
+    let before = samples(&metrics.encode(ConnCounts::default()));
     let version = format!(
         r#"gatehouse_build_info{{version="{}"}}"#,
         env!("CARGO_PKG_VERSION")
@@ -184,7 +185,7 @@ fn build_info_and_config_reloads_are_exposed() {
     metrics.config_reload(false);
     metrics.config_reload(true);
     metrics.config_reload(true);
-    let after = samples(&metrics.encode(0));
+    let after = samples(&metrics.encode(ConnCounts::default()));
     assert_eq!(after.get(success), Some(&2.0));
     assert_eq!(after.get(failure), Some(&1.0));
     assert!(after[stamp] >= before[stamp]);
@@ -193,7 +194,7 @@ fn build_info_and_config_reloads_are_exposed() {
 #[test]
 fn metrics_are_answered_only_to_get_at_the_metrics_path() {
     let metrics = Metrics::new();
-    let open = || 0;
+    let open = ConnCounts::default;
     let req = |method: Method, path: &str| {
         Request::builder()
             .method(method)
@@ -247,7 +248,7 @@ fn a_state_rebuilt_for_a_reload_counts_into_the_same_series() {
     after.request(Some(1), &Method::GET, StatusCode::OK, ms);
     after.decision(&Decision::Challenge, false);
     before.decision(&Decision::Challenge, false);
-    let s = samples(&metrics.encode(0));
+    let s = samples(&metrics.encode(ConnCounts::default()));
     let k = r#"gatehouse_requests_total{route="default",method="GET",status="2xx"}"#;
     assert_eq!(s.get(k), Some(&2.0), "{s:#?}");
     let k = r#"gatehouse_auth_decisions_total{decision="challenge",reason="no_session"}"#;

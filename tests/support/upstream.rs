@@ -10,6 +10,8 @@
 //! - `POST|PUT /__upload`: `{"bytes":N,"sha256":"hex"}` of the streamed body
 //! - `GET /__ws`: WebSocket echo (text and binary)
 //! - `/__slow?ms=N`: answers after N ms (at most 60 s)
+//! - `/__early`: answers 200 at once and reads the body after (recorded
+//!   when it ends)
 //! - `/__status?code=N`: answers status N
 //! - `/__redirect?to=URL`: 302 to URL
 //! - `/__set_cookie?c=SET-COOKIE[&c=..]`: 200 with those `Set-Cookie` headers
@@ -241,19 +243,17 @@ async fn handle(
         lock(&state.requests).push(record);
         return Ok(websocket(&state, &mut req));
     }
+    if req.uri().path() == "/__early" {
+        let (parts, body) = req.into_parts();
+        tokio::spawn(async move {
+            let record = recorded(parts, peer, body).await;
+            lock(&state.requests).push(record);
+        });
+        return Ok(text(StatusCode::OK, "early\n"));
+    }
     let (parts, body) = req.into_parts();
-    let (len, sha, complete, trailers) = consume(body).await;
-    let record = RecordedRequest {
-        method: parts.method,
-        uri: parts.uri,
-        version: parts.version,
-        headers: parts.headers,
-        peer,
-        body_len: len,
-        body_sha256: sha,
-        body_complete: complete,
-        trailers,
-    };
+    let record = recorded(parts, peer, body).await;
+    let len = record.body_len;
     lock(&state.requests).push(record.clone());
     let query = Params::parse(record.uri.query().unwrap_or_default());
     let resp = match (&record.method, record.path()) {
@@ -283,6 +283,26 @@ async fn handle(
         _ => html_response(&record),
     };
     Ok(resp)
+}
+
+/// The record of a request, once its body has been read.
+async fn recorded(
+    parts: http::request::Parts,
+    peer: SocketAddr,
+    body: Incoming,
+) -> RecordedRequest {
+    let (len, sha, complete, trailers) = consume(body).await;
+    RecordedRequest {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        peer,
+        body_len: len,
+        body_sha256: sha,
+        body_complete: complete,
+        trailers,
+    }
 }
 
 /// Hashes the body while streaming: `(length, hex sha256, completed,

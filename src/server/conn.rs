@@ -1,0 +1,390 @@
+//! One client connection, from its first byte to its close: which HTTP
+//! version it speaks, hyper serving it, and for HTTP/1 the wait between
+//! requests outside hyper ("parked").
+//!
+//! Why park: hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for
+//! every HTTP/1 connection as long as it serves it, busy or idle, and does
+//! not let them be sized. A keep-alive connection quiet for [`PARK_AFTER`]
+//! is taken back from hyper (`into_parts`): while it waits for its next
+//! request it holds its socket and a few words, not 16 KiB. Its next bytes
+//! hand it to a new hyper connection, with what is left of the time the
+//! next head has (hyper's `header_read_timeout`, counted from the end of
+//! the last response as hyper counts it). Busy connections are never
+//! parked: their next request comes within microseconds.
+//!
+//! A connection is taken back only when hyper holds nothing that would be
+//! lost: no request in flight, every response byte flushed, and no request
+//! ever that leaves hyper's reading state unknown (a request body, which
+//! hyper may not have read to its end; not HTTP/1.1; a 101). Bytes hyper
+//! read but had not parsed are handed to the next hyper connection first.
+//!
+//! Owns: the bytes read before hyper has the connection, the choice to
+//! park. Must not: look at requests beyond what decides that choice.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::{Buf as _, Bytes, BytesMut};
+use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::LimitsConfig;
+use crate::limits::{ConnActivity, ConnLimits, Tracked};
+use crate::router::{ConnInfo, handle};
+use crate::state::AppState;
+
+/// How long an HTTP/1 connection is quiet before it is taken out of hyper.
+/// Far above the gap between a busy client's requests (so they never pay
+/// for a new hyper connection), far below how long browsers and front
+/// proxies keep idle connections.
+pub(super) const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// The client connection preface of HTTP/2 (RFC 9113, 3.4): a connection
+/// that begins with it speaks HTTP/2 with prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a connection's end was, for the debug log.
+pub(super) type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The HTTP/1 and HTTP/2 settings, from `limits`. Built once.
+pub(super) struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
+}
+
+impl Protocols {
+    /// The settings for `limits`.
+    pub(super) fn new(limits: &LimitsConfig) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1
+            // the timer is what makes header_read_timeout take effect; it
+            // also bounds a keep-alive connection's wait for its next request
+            // head. It must stay hyper's while hyper has the connection: only
+            // hyper knows when a response has been flushed (the wait starts
+            // there, so a slow reader is not cut off) and when a head has
+            // begun, and it closes the connection at once (a graceful
+            // shutdown would let a trickled head go on reading)
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            // a head that does not fit is answered 431
+            .max_buf_size(limits.max_header_bytes);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .keep_alive_interval(limits.http2_keepalive_interval)
+            .keep_alive_timeout(limits.http2_keepalive_timeout)
+            .max_concurrent_streams(limits.http2_max_concurrent_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            // CVE-2023-44487 (rapid reset): streams the client opens and
+            // resets before we answer, and streams we reset for its errors,
+            // are capped
+            .max_pending_accept_reset_streams(super::MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(super::MAX_LOCAL_ERROR_RESET_STREAMS);
+        Self {
+            h1,
+            h2,
+            header_read_timeout: limits.header_read_timeout,
+        }
+    }
+}
+
+/// Serves one connection until it ends, is idle too long (no request begun
+/// within the header timeout, or none in flight for `idle_timeout`), or the
+/// server stops (graceful: in-flight requests finish).
+pub(super) async fn serve<I>(
+    io: I,
+    protocols: &Protocols,
+    state: &AppState,
+    live: Arc<ArcSwap<AppState>>,
+    conn: ConnInfo,
+    conns: &Arc<ConnLimits>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), ConnError>
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let limits = &state.config.limits;
+    let activity = ConnActivity::new();
+    let idle = activity.idle(limits.header_read_timeout, limits.idle_timeout);
+    tokio::pin!(idle);
+    let mut io = ConnIo::new(io, activity.clone());
+    // which version: read until the HTTP/2 preface is seen or ruled out
+    let h2 = tokio::select! {
+        r = std::future::poll_fn(|cx| io.poll_sniff(cx)) => match r? {
+            Some(h2) => h2,
+            // closed before a byte
+            None => return Ok(()),
+        },
+        () = &mut idle => return Ok(()),
+        _ = stopped.changed() => return Ok(()),
+    };
+    let svc = {
+        let activity = activity.clone();
+        service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            // once per request: it finishes on the state it started with
+            let state = live.load_full();
+            if req.version() != http::Version::HTTP_11
+                || !hyper::body::Body::is_end_stream(req.body())
+            {
+                activity.keep_in_hyper();
+            }
+            let guard = activity.begin();
+            // boxed: hyper keeps the future per request in flight, and
+            // moving it unboxed copied its whole size each time
+            Box::pin(async move {
+                let resp = handle(&state, req, conn).await;
+                if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    guard.activity().keep_in_hyper();
+                }
+                Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, guard)))
+            })
+        })
+    };
+    if h2 {
+        let connection = protocols.h2.serve_connection(io, svc);
+        tokio::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                r = connection.as_mut() => return r.map_err(Into::into),
+                () = &mut idle, if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    return finish(connection, protocols.header_read_timeout).await;
+                }
+                _ = stopped.changed(), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    let mut svc = svc;
+    // the time the next head has, when hyper's own is not all of it
+    let mut head_timeout: Option<Duration> = None;
+    loop {
+        let resumed;
+        let h1 = match head_timeout {
+            None => &protocols.h1,
+            Some(left) => {
+                let mut b = protocols.h1.clone();
+                b.header_read_timeout(left);
+                resumed = b;
+                &resumed
+            }
+        };
+        // boxed: the connection is moved out whole when it is parked, and
+        // a parked connection's task keeps a pointer, not hyper's state
+        let mut connection = Box::pin(h1.serve_connection(io, svc).with_upgrades());
+        let since = activity.requests_begun();
+        let mut park = std::pin::pin!(park_due(&activity, since, false));
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                r = connection.as_mut() => return r.map_err(Into::into),
+                () = &mut idle, if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    return finish(connection, protocols.header_read_timeout).await;
+                }
+                _ = stopped.changed(), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = park.as_mut(), if !closing && activity.parkable() => {
+                    if activity.may_park() {
+                        break;
+                    }
+                    // a response still being flushed to a slow reader
+                    park.set(park_due(&activity, since, true));
+                }
+            }
+        }
+        let parked_at = Instant::now();
+        // may_park held: nothing in flight, nothing unflushed, no upgrade
+        let Some(parts) = Pin::into_inner(connection).into_parts() else {
+            return Ok(());
+        };
+        io = parts.io;
+        svc = parts.service;
+        io.unread(parts.read_buf);
+        // the next head's wait began when the last response was flushed,
+        // at most PARK_AFTER before now (later if the flush was slow)
+        let head_deadline = parked_at + protocols.header_read_timeout.saturating_sub(PARK_AFTER);
+        if !io.has_unread() {
+            let _parked = conns.park();
+            let more = tokio::select! {
+                r = std::future::poll_fn(|cx| io.poll_more(cx)) => r?,
+                () = &mut idle => return Ok(()),
+                () = tokio::time::sleep_until(head_deadline) => return Ok(()),
+                _ = stopped.changed() => return Ok(()),
+            };
+            if !more {
+                // the client closed its keep-alive connection
+                return Ok(());
+            }
+        }
+        let left = head_deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        head_timeout = Some(left);
+    }
+}
+
+/// Waits until the connection may be parked: a request begun after the
+/// first `since` has ended (a connection is never parked before a request
+/// of its own, so one resumed with a partial head is not parked again at
+/// once), and it has been quiet for [`PARK_AFTER`]; after a declined park
+/// (`retry`), [`PARK_AFTER`] more first.
+async fn park_due(activity: &ConnActivity, since: u64, retry: bool) {
+    if retry {
+        tokio::time::sleep(PARK_AFTER).await;
+    }
+    activity.request_ended_since(since).await;
+    activity.quiet_for(PARK_AFTER).await;
+}
+
+/// Gives a connection told to shut down, with nothing in flight, `grace`
+/// to do so: a peer that will not even take the GOAWAY or the close gets
+/// no more.
+async fn finish<C>(connection: C, grace: Duration) -> Result<(), ConnError>
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    match tokio::time::timeout(grace, connection).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_elapsed) => Ok(()),
+    }
+}
+
+/// A connection's socket (or TLS stream), with the bytes read from it that
+/// hyper has yet to see, and the note of whether hyper flushed what it
+/// wrote.
+pub(super) struct ConnIo<I> {
+    io: I,
+    /// Read from `io` before the current hyper connection had it: given to
+    /// hyper before anything more is read.
+    unread: Bytes,
+    activity: Arc<ConnActivity>,
+}
+
+impl<I: Read + Unpin> ConnIo<I> {
+    fn new(io: I, activity: Arc<ConnActivity>) -> Self {
+        Self {
+            io,
+            unread: Bytes::new(),
+            activity,
+        }
+    }
+
+    /// Puts `bytes` before what is still unread.
+    fn unread(&mut self, bytes: Bytes) {
+        if self.unread.is_empty() {
+            self.unread = bytes;
+        } else if !bytes.is_empty() {
+            let mut joined = BytesMut::with_capacity(bytes.len() + self.unread.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.unread);
+            self.unread = joined.freeze();
+        }
+    }
+
+    fn has_unread(&self) -> bool {
+        !self.unread.is_empty()
+    }
+
+    /// Reads the connection's first bytes until they are the HTTP/2
+    /// preface (`Some(true)`) or cannot be (`Some(false)`); `None`: closed
+    /// before a byte. What was read stays unread for hyper.
+    fn poll_sniff(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<Option<bool>>> {
+        loop {
+            let have = self.unread.len().min(H2_PREFACE.len());
+            if self.unread[..have] != H2_PREFACE[..have] {
+                return Poll::Ready(Ok(Some(false)));
+            }
+            if have == H2_PREFACE.len() {
+                return Poll::Ready(Ok(Some(true)));
+            }
+            if !ready!(self.poll_more(cx))? {
+                // closed mid-preface: hyper's HTTP/1 side answers or closes
+                return Poll::Ready(Ok((have > 0).then_some(false)));
+            }
+        }
+    }
+
+    /// Reads what the peer sent next into `unread`; false: it closed.
+    fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
+        let mut chunk = [0_u8; 1024];
+        let mut buf = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(&mut self.io).poll_read(cx, buf.unfilled()))?;
+        let got = buf.filled();
+        if got.is_empty() {
+            return Poll::Ready(Ok(false));
+        }
+        let mut joined = BytesMut::with_capacity(self.unread.len() + got.len());
+        joined.extend_from_slice(&self.unread);
+        joined.extend_from_slice(got);
+        self.unread = joined.freeze();
+        Poll::Ready(Ok(true))
+    }
+}
+
+impl<I: Read + Unpin> Read for ConnIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.unread.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.unread.len().min(buf.remaining());
+        buf.put_slice(&self.unread[..n]);
+        self.unread.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: Write + Unpin> Write for ConnIo<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.activity.wrote();
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = ready!(Pin::new(&mut self.io).poll_flush(cx));
+        if r.is_ok() {
+            self.activity.flushed();
+        }
+        Poll::Ready(r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.activity.wrote();
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.activity.wrote();
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
