@@ -422,6 +422,12 @@ impl ConnActivity {
         }
     }
 
+    /// When the last request ended (when the connection opened, if none
+    /// has).
+    pub fn idle_since(&self) -> Instant {
+        self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire))
+    }
+
     /// Requests begun on the connection so far.
     pub fn requests_begun(&self) -> u64 {
         self.begun.load(Ordering::Acquire)

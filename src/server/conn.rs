@@ -69,10 +69,11 @@ impl Protocols {
             // the timer is what makes header_read_timeout take effect; it
             // also bounds a keep-alive connection's wait for its next request
             // head. It must stay hyper's while hyper has the connection: only
-            // hyper knows when a response has been flushed (the wait starts
-            // there, so a slow reader is not cut off) and when a head has
-            // begun, and it closes the connection at once (a graceful
-            // shutdown would let a trickled head go on reading)
+            // hyper knows when a head has begun, and it closes the
+            // connection at once (a graceful shutdown would let a trickled
+            // head go on reading). pipeline_flush stays off: with it, hyper
+            // may hold a response unwritten while it reads, and a parked
+            // connection would lose it
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             // a head that does not fit is answered 431
@@ -167,24 +168,18 @@ where
         }
     }
     let mut svc = svc;
-    // the time the next head has, when hyper's own is not all of it
-    let mut head_timeout: Option<Duration> = None;
+    // a resumed connection's next head must begin being answered by this
+    // deadline (hyper's own timer, set afresh for each connection, would
+    // give it the whole header_read_timeout again)
+    let mut head_deadline: Option<Instant> = None;
     loop {
-        let resumed;
-        let h1 = match head_timeout {
-            None => &protocols.h1,
-            Some(left) => {
-                let mut b = protocols.h1.clone();
-                b.header_read_timeout(left);
-                resumed = b;
-                &resumed
-            }
-        };
         // boxed: the connection is moved out whole when it is parked, and
         // a parked connection's task keeps a pointer, not hyper's state
-        let mut connection = Box::pin(h1.serve_connection(io, svc).with_upgrades());
+        let mut connection = Box::pin(protocols.h1.serve_connection(io, svc).with_upgrades());
         let since = activity.requests_begun();
         let mut park = std::pin::pin!(park_due(&activity, since, false));
+        let head_timer = tokio::time::sleep_until(head_deadline.unwrap_or_else(far_future));
+        tokio::pin!(head_timer);
         let mut closing = false;
         loop {
             tokio::select! {
@@ -204,38 +199,58 @@ where
                     // a response still being flushed to a slow reader
                     park.set(park_due(&activity, since, true));
                 }
+                () = head_timer.as_mut(), if head_deadline.is_some() => {
+                    if activity.requests_begun() == since {
+                        // the head did not come in time: closed at once,
+                        // as hyper's timer does
+                        return Ok(());
+                    }
+                    head_deadline = None;
+                }
             }
         }
-        let parked_at = Instant::now();
         // may_park held: nothing in flight, nothing unflushed, no upgrade
         let Some(parts) = Pin::into_inner(connection).into_parts() else {
             return Ok(());
         };
         io = parts.io;
         svc = parts.service;
-        io.unread(parts.read_buf);
-        // the next head's wait began when the last response was flushed,
-        // at most PARK_AFTER before now (later if the flush was slow)
-        let head_deadline = parked_at + protocols.header_read_timeout.saturating_sub(PARK_AFTER);
+        io.unread(&parts.read_buf);
+        drop(parts.read_buf);
+        // hyper's wait for the next head began when it took the last
+        // response's end
+        let deadline = Instant::from_std(activity.idle_since()) + protocols.header_read_timeout;
         if !io.has_unread() {
             let _parked = conns.park();
             let more = tokio::select! {
                 r = std::future::poll_fn(|cx| io.poll_more(cx)) => r?,
-                () = &mut idle => return Ok(()),
-                () = tokio::time::sleep_until(head_deadline) => return Ok(()),
-                _ = stopped.changed() => return Ok(()),
+                () = &mut idle => return close(io).await,
+                () = tokio::time::sleep_until(deadline) => return Ok(()),
+                _ = stopped.changed() => return close(io).await,
             };
             if !more {
                 // the client closed its keep-alive connection
-                return Ok(());
+                return close(io).await;
             }
         }
-        let left = head_deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if deadline <= Instant::now() {
             return Ok(());
         }
-        head_timeout = Some(left);
+        head_deadline = Some(deadline);
     }
+}
+
+/// An instant no timer reaches (a disabled `select!` arm still needs one).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// Ends a parked connection in order (a TLS connection sends its
+/// close_notify), giving a peer that does not read a second at most.
+async fn close<I: Write + Unpin>(mut io: I) -> Result<(), ConnError> {
+    let shutdown = std::future::poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx));
+    let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
+    Ok(())
 }
 
 /// Waits until the connection may be parked: a request begun after the
@@ -284,16 +299,17 @@ impl<I: Read + Unpin> ConnIo<I> {
         }
     }
 
-    /// Puts `bytes` before what is still unread.
-    fn unread(&mut self, bytes: Bytes) {
-        if self.unread.is_empty() {
-            self.unread = bytes;
-        } else if !bytes.is_empty() {
-            let mut joined = BytesMut::with_capacity(bytes.len() + self.unread.len());
-            joined.extend_from_slice(&bytes);
-            joined.extend_from_slice(&self.unread);
-            self.unread = joined.freeze();
+    /// Puts a copy of `bytes` before what is still unread. A copy: hyper's
+    /// read buffer (8 KiB or more) must not be kept alive by the few bytes
+    /// of a head it had begun, nor by an empty view of it.
+    fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
         }
+        let mut joined = BytesMut::with_capacity(bytes.len() + self.unread.len());
+        joined.extend_from_slice(bytes);
+        joined.extend_from_slice(&self.unread);
+        self.unread = joined.freeze();
     }
 
     fn has_unread(&self) -> bool {
@@ -347,7 +363,12 @@ impl<I: Read + Unpin> Read for ConnIo<I> {
         }
         let n = self.unread.len().min(buf.remaining());
         buf.put_slice(&self.unread[..n]);
-        self.unread.advance(n);
+        if n == self.unread.len() {
+            // not an empty view that keeps its buffer
+            self.unread = Bytes::new();
+        } else {
+            self.unread.advance(n);
+        }
         Poll::Ready(Ok(()))
     }
 }

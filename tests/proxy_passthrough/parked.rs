@@ -263,3 +263,27 @@ async fn a_body_still_streaming_after_its_answer_keeps_the_connection_in_hyper()
         ),
     }
 }
+
+#[tokio::test]
+async fn a_resumed_connection_gives_its_later_heads_the_whole_header_timeout() {
+    let (_idp, _up, proxy) =
+        start_proxy("header_read_timeout = \"3s\"\nidle_timeout = \"60s\"").await;
+    let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+    let ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(ping).await.unwrap();
+    read_answer(&mut s, b"OK").await;
+    let answered = Instant::now();
+    parked(&proxy, 1).await;
+    // late in the keep-alive wait: the resumed connection has about 200 ms
+    // of it left for this head...
+    tokio::time::sleep_until((answered + Duration::from_millis(2800)).into()).await;
+    s.write_all(ping).await.unwrap();
+    let second = read_answer(&mut s, b"OK").await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // ...but the next wait (longer than that, shorter than the park delay)
+    // is a whole one again
+    tokio::time::sleep(Duration::from_millis(240)).await;
+    s.write_all(ping).await.unwrap();
+    let third = read_answer(&mut s, b"OK").await;
+    assert!(third.starts_with("HTTP/1.1 200"), "{third}");
+}
