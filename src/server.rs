@@ -558,12 +558,17 @@ async fn accept_loop(
                 tls: tls.is_some(),
             };
             let header_timeout = state.config.limits.header_read_timeout;
+            // the TLS handshake and a TLS connection's state (rustls's
+            // connection, several KiB) are boxed: inline, they sized every
+            // connection's task, a plain one's too, at about 12 KiB
             let result = match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    let handshake = Box::pin(acceptor.accept(stream));
+                    match tokio::time::timeout(header_timeout, handshake).await {
                         Ok(Ok(tls_stream)) => {
                             let io = CountedIo::new(TokioIo::new(tls_stream), permit);
-                            serve(io, &protocols, &state, live, conn, &conns, stopped).await
+                            Box::pin(serve(io, &protocols, &state, live, conn, &conns, stopped))
+                                .await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "tls handshake failed");

@@ -150,8 +150,9 @@ where
         })
     };
     if h2 {
-        let connection = protocols.h2.serve_connection(io, svc);
-        tokio::pin!(connection);
+        // boxed: inline, hyper's HTTP/2 state sized every connection's
+        // task, an HTTP/1 one's too
+        let mut connection = Box::pin(protocols.h2.serve_connection(io, svc));
         let mut closing = false;
         loop {
             tokio::select! {
