@@ -19,7 +19,8 @@
 //! It prints one Markdown table, then per mode the session cookie's size and
 //! gatehouse's RSS. Knobs (env vars): `BENCH_DURATION` (seconds per wrk run,
 //! default 10; 8 runs), `BENCH_CONNECTIONS` (default 64), `BENCH_THREADS`
-//! (default 2), `BENCH_REVOCATIONS` (default 100000), `GATEHOUSE_BIN`
+//! (default 2), `BENCH_REVOCATIONS` (default 100000), `BENCH_ONLY=memory`
+//! (the memory figures alone), `GATEHOUSE_BIN`
 //! (default `target/release/gatehouse`), `BENCH_HOLD` (seconds: measure
 //! nothing, hold one signed-in child for a profiler, see [`hold_one`]).
 
@@ -106,6 +107,13 @@ async fn main() -> BoxResult<()> {
     let hold = env_or("BENCH_HOLD", 0);
     if hold > 0 {
         return hold_one(&bench, hold).await;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
+        // the memory figures alone (with BENCH_SOAK_SECS=300: the 5-minute
+        // soak without the 8 minutes of throughput rows)
+        let plain = bench.start(&[]).await?;
+        emit(&memory_figures(&plain, &load).await?.describe());
+        return Ok(());
     }
     let mut notes = Vec::new();
     let mut skipped = Vec::new();

@@ -265,7 +265,7 @@ impl Metrics {
         let parked_connections = Gauge::default();
         registry.register(
             "parked_connections",
-            "HTTP/1 keep-alive connections waiting for their next request with no HTTP buffers (taken out of hyper after 250 ms quiet)",
+            "HTTP/1 keep-alive connections waiting for their next request with no HTTP buffers (taken out of hyper after 50 ms quiet)",
             parked_connections.clone(),
         );
         let reloads = Family::default();

@@ -328,3 +328,64 @@ fn client_ip_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
         ip("10.0.0.2")
     );
 }
+
+#[tokio::test]
+async fn the_idle_timer_and_the_park_timer_both_hear_the_last_request_end() {
+    let a = ConnActivity::new();
+    let guard = a.begin();
+    let idle = a.idle(Duration::from_secs(5), 100 * MS);
+    let quiet = a.quiet_for(50 * MS);
+    tokio::pin!(idle, quiet);
+    // both waiting on the request in flight
+    let _ = tokio::time::timeout(50 * MS, &mut idle).await;
+    let _ = tokio::time::timeout(10 * MS, &mut quiet).await;
+    drop(guard);
+    // each resolves on its own deadline after the end: neither missed it
+    tokio::time::timeout(Duration::from_secs(2), quiet)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), idle)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_park_waits_for_a_request_of_its_own_to_end() {
+    let a = ConnActivity::new();
+    drop(a.begin());
+    let since = a.requests_begun();
+    assert_eq!(since, 1);
+    let ended = a.request_ended_since(since);
+    tokio::pin!(ended);
+    assert!(
+        tokio::time::timeout(100 * MS, &mut ended).await.is_err(),
+        "no request since: not ended"
+    );
+    let guard = a.begin();
+    assert!(
+        tokio::time::timeout(50 * MS, &mut ended).await.is_err(),
+        "a request in flight: not ended"
+    );
+    drop(guard);
+    tokio::time::timeout(Duration::from_secs(2), ended)
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_connection_may_park_only_with_nothing_in_flight_unflushed_or_unknown() {
+    let a = ConnActivity::new();
+    assert!(a.may_park());
+    let guard = a.begin();
+    assert!(!a.may_park(), "a request in flight");
+    drop(guard);
+    a.wrote();
+    assert!(!a.may_park(), "written, not flushed");
+    a.flushed();
+    assert!(a.may_park());
+    a.keep_in_hyper();
+    assert!(!a.may_park(), "a request with a body was seen");
+    a.wrote();
+    a.flushed();
+    assert!(!a.may_park(), "for good");
+}

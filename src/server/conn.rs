@@ -42,10 +42,13 @@ use crate::router::{ConnInfo, handle};
 use crate::state::AppState;
 
 /// How long an HTTP/1 connection is quiet before it is taken out of hyper.
-/// Far above the gap between a busy client's requests (so they never pay
-/// for a new hyper connection), far below how long browsers and front
-/// proxies keep idle connections.
-pub(super) const PARK_AFTER: Duration = Duration::from_millis(250);
+/// Far above the gap between a busy client's requests (microseconds: they
+/// never pay for a new hyper connection), far below how long browsers and
+/// front proxies keep idle connections (seconds to minutes). Short, because
+/// connections opened together hold hyper's buffers together until then,
+/// and the allocator keeps that peak (nginx frees a keep-alive
+/// connection's buffers at once).
+pub(super) const PARK_AFTER: Duration = Duration::from_millis(50);
 
 /// The client connection preface of HTTP/2 (RFC 9113, 3.4): a connection
 /// that begins with it speaks HTTP/2 with prior knowledge.
@@ -338,7 +341,8 @@ impl<I: Read + Unpin> ConnIo<I> {
 
     /// Reads what the peer sent next into `unread`; false: it closed.
     fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
-        let mut chunk = [0_u8; 1024];
+        // most request heads in one read (hyper reads the rest)
+        let mut chunk = [0_u8; 4096];
         let mut buf = ReadBuf::new(&mut chunk);
         ready!(Pin::new(&mut self.io).poll_read(cx, buf.unfilled()))?;
         let got = buf.filled();

@@ -275,14 +275,18 @@ async fn a_resumed_connection_gives_its_later_heads_the_whole_header_timeout() {
     let answered = Instant::now();
     parked(&proxy, 1).await;
     // late in the keep-alive wait: the resumed connection has about 200 ms
-    // of it left for this head...
+    // of it left for this head, which has a body (one byte), so the
+    // connection is not parked again and stays with this hyper
+    // connection...
     tokio::time::sleep_until((answered + Duration::from_millis(2800)).into()).await;
-    s.write_all(ping).await.unwrap();
+    s.write_all(b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
+        .await
+        .unwrap();
     let second = read_answer(&mut s, b"OK").await;
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
-    // ...but the next wait (longer than that, shorter than the park delay)
-    // is a whole one again
-    tokio::time::sleep(Duration::from_millis(240)).await;
+    // ...whose next wait, longer than what was left, is a whole one again
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(proxy.server().parked_connections(), 0);
     s.write_all(ping).await.unwrap();
     let third = read_answer(&mut s, b"OK").await;
     assert!(third.starts_with("HTTP/1.1 200"), "{third}");
