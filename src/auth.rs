@@ -403,8 +403,14 @@ pub fn strip_own_cookies(headers: &mut HeaderMap, base: &str) {
     if !headers.contains_key(http::header::COOKIE) {
         return;
     }
-    let kept = session::cookie_pairs(headers)
-        .filter(|p| !session::is_own_cookie(p.name, base))
+    // our own pairs are dropped by name, their values unread (the session
+    // is kilobytes); only the application's pairs are parsed
+    let kept = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|v| session::split_cookie_header(v.as_bytes()))
+        .filter(|raw| !session::names_own_cookie(raw, base))
+        .filter_map(session::parse_cookie_pair)
         .map(|p| p.pair)
         .collect::<Vec<&str>>()
         .join("; ");

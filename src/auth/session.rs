@@ -523,37 +523,52 @@ pub struct CookiePair<'a> {
 /// non-token name, a control character) or not ASCII is skipped alone
 /// instead of losing the whole header.
 pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = CookiePair<'_>> {
-    headers.get_all(http::header::COOKIE).iter().flat_map(|v| {
-        let bytes = v.as_bytes();
-        // a header that is UTF-8 (nearly all) is split by core's memchr,
-        // not byte by byte; the rest the same way, more slowly
-        // the pairs of a UTF-8 header are &str already: not validated
-        // again per pair (a session pair is kilobytes)
-        let (text, raw) = match std::str::from_utf8(bytes) {
-            Ok(t) => (Some(t.split(';').filter_map(parse_cookie_pair_str)), None),
-            Err(_) => (
-                None,
-                Some(bytes.split(|b| *b == b';').filter_map(parse_cookie_pair)),
-            ),
-        };
-        text.into_iter().flatten().chain(raw.into_iter().flatten())
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|v| split_cookie_header(v.as_bytes()).filter_map(parse_cookie_pair))
+}
+
+/// The `;`-separated pieces of one `Cookie` header, as sent. A SIMD search:
+/// the session pair is kilobytes, and every request has it split twice.
+pub fn split_cookie_header(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b';', r) {
+            Some(i) => {
+                rest = r.get(i + 1..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
     })
 }
 
+/// Whether the piece of a `Cookie` header is one of gatehouse's own
+/// cookies (see [`is_own_cookie`]), by its name alone: its value is not
+/// looked at (the session's is kilobytes), as it is dropped either way.
+pub fn names_own_cookie(raw: &[u8], base: &str) -> bool {
+    let Some(eq) = raw.iter().position(|b| *b == b'=') else {
+        return false;
+    };
+    let name = raw
+        .get(..eq)
+        .unwrap_or_default()
+        .trim_ascii_start()
+        .trim_ascii_end();
+    std::str::from_utf8(name).is_ok_and(|n| is_own_cookie(n, base))
+}
+
 /// One pair of a `Cookie` header, or `None` if it is malformed.
-fn parse_cookie_pair(raw: &[u8]) -> Option<CookiePair<'_>> {
+pub fn parse_cookie_pair(raw: &[u8]) -> Option<CookiePair<'_>> {
     if !visible_ascii(raw) {
         return None;
     }
     parse_checked_pair(std::str::from_utf8(raw).ok()?)
-}
-
-/// [`parse_cookie_pair`] of a pair that is a `&str` already.
-fn parse_cookie_pair_str(raw: &str) -> Option<CookiePair<'_>> {
-    if !visible_ascii(raw.as_bytes()) {
-        return None;
-    }
-    parse_checked_pair(raw)
 }
 
 /// Only visible ASCII, spaces and tabs: then every byte is one char and the

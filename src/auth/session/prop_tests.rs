@@ -187,3 +187,48 @@ proptest! {
         }
     }
 }
+
+/// A piece of a `Cookie` header: one of our names or near misses, an `=`
+/// or not, any visible ASCII or tab value.
+fn cookie_piece() -> impl Strategy<Value = String> {
+    let names = prop_oneof![
+        Just(BASE.to_owned()),
+        Just(format!("{BASE}_0")),
+        Just(format!("{BASE}_1")),
+        Just(format!("{BASE}_01")),
+        Just(format!("{BASE}_csrf_ab")),
+        Just(format!(" \t{BASE} ")),
+        Just(format!("{BASE}x")),
+        "[ -~]{0,6}",
+    ];
+    (names, any::<bool>(), "[\t -:<-~]{0,12}")
+        .prop_map(|(n, eq, v)| format!("{n}{}{v}", if eq { "=" } else { "" }))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Own cookies are dropped by name alone, their values unread: what is
+    /// kept must be exactly what parsing every pair and dropping ours kept.
+    #[test]
+    fn stripping_by_name_keeps_what_a_full_parse_keeps(pieces in vec(cookie_piece(), 0..8)) {
+        let value = pieces.join(";");
+        let Ok(header) = HeaderValue::from_str(&value) else {
+            return Ok(());
+        };
+        let mut h = HeaderMap::new();
+        h.insert(http::header::COOKIE, header);
+        let want = cookie_pairs(&h)
+            .filter(|p| !is_own_cookie(p.name, BASE))
+            .map(|p| p.pair)
+            .collect::<Vec<&str>>()
+            .join("; ");
+        let mut stripped = h.clone();
+        crate::auth::strip_own_cookies(&mut stripped, BASE);
+        let got = stripped
+            .get(http::header::COOKIE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        prop_assert_eq!(got, want);
+    }
+}
