@@ -202,64 +202,6 @@ impl Drop for ServingGuard {
     }
 }
 
-/// A connection's IO that holds its [`ConnPermit`]: the place is given
-/// back when the socket is dropped, which for an upgraded connection (a
-/// WebSocket) is when the tunnel closes, not when HTTP ends.
-pub struct CountedIo<I> {
-    io: I,
-    _permit: ConnPermit,
-}
-
-impl<I> CountedIo<I> {
-    /// Ties `permit` to `io`.
-    pub fn new(io: I, permit: ConnPermit) -> Self {
-        Self {
-            io,
-            _permit: permit,
-        }
-    }
-}
-
-impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for CountedIo<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for CountedIo<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-}
-
 impl Drop for ConnPermit {
     fn drop(&mut self) {
         {
@@ -426,6 +368,11 @@ impl ConnActivity {
     /// has).
     pub fn idle_since(&self) -> Instant {
         self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire))
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Requests begun on the connection so far.

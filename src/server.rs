@@ -19,13 +19,13 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, TlsConfig};
 use crate::http::forwarded::{IpText, is_trusted};
-use crate::limits::{ConnLimits, CountedIo};
+use crate::limits::ConnLimits;
 use crate::router::ConnInfo;
 use crate::state::{AppState, Carried};
 
 mod conn;
 
-use conn::{Protocols, serve};
+use conn::{ConnIo, Protocols, serve};
 
 /// HTTP/2 streams opened and reset by the client before we answered, at
 /// most, before the connection is closed (hyper's default, made explicit).
@@ -566,7 +566,7 @@ async fn accept_loop(
                     let handshake = Box::pin(acceptor.accept(stream));
                     match tokio::time::timeout(header_timeout, handshake).await {
                         Ok(Ok(tls_stream)) => {
-                            let io = CountedIo::new(TokioIo::new(tls_stream), permit);
+                            let io = ConnIo::new(TokioIo::new(tls_stream), permit);
                             Box::pin(serve(io, &protocols, &state, live, conn, &conns, stopped))
                                 .await
                         }
@@ -578,7 +578,7 @@ async fn accept_loop(
                     }
                 }
                 None => {
-                    let io = CountedIo::new(TokioIo::new(stream), permit);
+                    let io = ConnIo::new(TokioIo::new(stream), permit);
                     serve(io, &protocols, &state, live, conn, &conns, stopped).await
                 }
             };

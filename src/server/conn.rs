@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::LimitsConfig;
-use crate::limits::{ConnActivity, ConnLimits, Tracked};
+use crate::limits::{ConnActivity, ConnLimits, ConnPermit, Tracked};
 use crate::router::{ConnInfo, handle};
 use crate::state::AppState;
 
@@ -104,7 +104,7 @@ impl Protocols {
 /// within the header timeout, or none in flight for `idle_timeout`), or the
 /// server stops (graceful: in-flight requests finish).
 pub(super) async fn serve<I>(
-    io: I,
+    mut io: ConnIo<I>,
     protocols: &Protocols,
     state: &AppState,
     live: Arc<ArcSwap<AppState>>,
@@ -116,10 +116,9 @@ where
     I: Read + Write + Unpin + Send + 'static,
 {
     let limits = &state.config.limits;
-    let activity = ConnActivity::new();
+    let activity = io.activity.clone();
     let idle = activity.idle(limits.header_read_timeout, limits.idle_timeout);
     tokio::pin!(idle);
-    let mut io = ConnIo::new(io, activity.clone());
     // which version: read until the HTTP/2 preface is seen or ruled out
     let h2 = tokio::select! {
         r = std::future::poll_fn(|cx| io.poll_sniff(cx)) => match r? {
@@ -261,13 +260,25 @@ async fn close<I: Write + Unpin>(mut io: I) -> Result<(), ConnError> {
 /// first `since` has ended (a connection is never parked before a request
 /// of its own, so one resumed with a partial head is not parked again at
 /// once), and it has been quiet for [`PARK_AFTER`]; after a declined park
-/// (`retry`), [`PARK_AFTER`] more first.
+/// (`retry`), [`PARK_AFTER`] more first. Polled, not woken by requests: a
+/// busy connection's timer wakes once per [`PARK_AFTER`], whatever its
+/// rate of requests.
 async fn park_due(activity: &ConnActivity, since: u64, retry: bool) {
     if retry {
         tokio::time::sleep(PARK_AFTER).await;
     }
     activity.request_ended_since(since).await;
-    activity.quiet_for(PARK_AFTER).await;
+    loop {
+        let due = Instant::from_std(activity.idle_since()) + PARK_AFTER;
+        let now = Instant::now();
+        if activity.in_flight() > 0 {
+            tokio::time::sleep(PARK_AFTER).await;
+        } else if due > now {
+            tokio::time::sleep_until(due).await;
+        } else {
+            return;
+        }
+    }
 }
 
 /// Gives a connection told to shut down, with nothing in flight, `grace`
@@ -284,22 +295,27 @@ where
 }
 
 /// A connection's socket (or TLS stream), with the bytes read from it that
-/// hyper has yet to see, and the note of whether hyper flushed what it
-/// wrote.
+/// hyper has yet to see, what the connection is doing (whether hyper
+/// flushed what it wrote among it), and its [`ConnPermit`]: the place is
+/// given back when the socket is dropped, which for an upgraded connection
+/// (a WebSocket) is when the tunnel closes, not when HTTP ends.
 pub(super) struct ConnIo<I> {
     io: I,
     /// Read from `io` before the current hyper connection had it: given to
     /// hyper before anything more is read.
     unread: Bytes,
     activity: Arc<ConnActivity>,
+    _permit: ConnPermit,
 }
 
 impl<I: Read + Unpin> ConnIo<I> {
-    fn new(io: I, activity: Arc<ConnActivity>) -> Self {
+    /// A new connection's IO, holding `permit`.
+    pub(super) fn new(io: I, permit: ConnPermit) -> Self {
         Self {
             io,
             unread: Bytes::new(),
-            activity,
+            activity: ConnActivity::new(),
+            _permit: permit,
         }
     }
 

@@ -80,7 +80,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Sends `GET /ping` and then a header line every 200 ms for up to 10 s
 /// (never a whole head); what came back, and when the connection was closed.
-async fn trickle_a_head(s: TcpStream) -> (String, Instant) {
+pub(crate) async fn trickle_a_head(s: TcpStream) -> (String, Instant) {
     let (mut rd, mut wr) = s.into_split();
     wr.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
         .await

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use crate::limits::trickle_a_head;
 use crate::support::idp::{IdpOptions, MockIdp};
 use crate::support::proxy::TestProxy;
 use crate::support::upstream::Recorder;
@@ -69,6 +70,21 @@ async fn closed_after(s: &mut TcpStream, since: Instant) -> (Duration, Vec<u8>) 
             Ok(Ok(0) | Err(_)) => return (since.elapsed(), out),
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
+    }
+}
+
+/// Sends `body` (the rest of a request body, itself a whole request) and
+/// checks that nothing answers it: the body is a body, whether hyper reads
+/// it or closes the connection.
+async fn late_body_is_never_answered(s: &mut TcpStream, body: &[u8]) {
+    s.write_all(body).await.unwrap();
+    let mut buf = [0_u8; 4096];
+    match tokio::time::timeout(Duration::from_millis(800), s.read(&mut buf)).await {
+        Err(_) | Ok(Ok(0) | Err(_)) => {}
+        Ok(Ok(n)) => panic!(
+            "the body was answered as a request: {}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
     }
 }
 
@@ -140,23 +156,9 @@ async fn a_head_trickled_into_a_parked_connection_is_cut_off_at_the_same_deadlin
     read_answer(&mut s, b"OK").await;
     let answered = Instant::now();
     parked(&proxy, 1).await;
-    // one header line every 100 ms, never a whole head
-    s.write_all(b"GET /ping HTTP/1.1\r\n").await.unwrap();
-    let (mut rd, mut wr) = s.into_split();
-    let writer = tokio::spawn(async move {
-        for i in 0..100 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let line = format!("X-Slow-{i}: y\r\n");
-            if wr.write_all(line.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(SHORT, rd.read_to_end(&mut out)).await;
-    let took = answered.elapsed();
-    writer.abort();
-    let out = String::from_utf8_lossy(&out);
+    // one header line every 200 ms, never a whole head
+    let (out, closed) = trickle_a_head(s).await;
+    let took = closed - answered;
     assert!(
         out.is_empty() || out.starts_with("HTTP/1.1 408"),
         "a trickled head got an answer: {out}"
@@ -216,16 +218,7 @@ async fn a_request_whose_body_was_not_read_never_has_its_body_taken_for_a_reques
     // long past the park delay, with the body still owed
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(proxy.server().parked_connections(), 0);
-    s.write_all(smuggled).await.unwrap();
-    // the body is a body: no second answer, whether hyper reads it or
-    // closes the connection
-    match tokio::time::timeout(Duration::from_millis(800), s.read(&mut buf)).await {
-        Err(_) | Ok(Ok(0) | Err(_)) => {}
-        Ok(Ok(n)) => panic!(
-            "the body was answered as a request: {}",
-            String::from_utf8_lossy(&buf[..n])
-        ),
-    }
+    late_body_is_never_answered(&mut s, smuggled).await;
 }
 
 #[tokio::test]
@@ -253,15 +246,7 @@ async fn a_body_still_streaming_after_its_answer_keeps_the_connection_in_hyper()
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // long past the park delay, with the body still owed
     tokio::time::sleep(Duration::from_millis(800)).await;
-    s.write_all(smuggled).await.unwrap();
-    let mut buf = [0_u8; 4096];
-    match tokio::time::timeout(Duration::from_millis(800), s.read(&mut buf)).await {
-        Err(_) | Ok(Ok(0) | Err(_)) => {}
-        Ok(Ok(n)) => panic!(
-            "the body was answered as a request: {}",
-            String::from_utf8_lossy(&buf[..n])
-        ),
-    }
+    late_body_is_never_answered(&mut s, smuggled).await;
 }
 
 #[tokio::test]
