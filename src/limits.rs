@@ -289,6 +289,10 @@ pub struct ConnActivity {
     /// The server wrote since its last completed flush: hyper may still
     /// hold bytes of a response.
     unflushed: AtomicBool,
+    /// Milliseconds after `start` when a flush last completed what had been
+    /// written: where hyper starts a keep-alive connection's wait for its
+    /// next head.
+    flushed_ms: AtomicU64,
 }
 
 /// One request in flight on a connection; ends when dropped.
@@ -305,6 +309,7 @@ impl ConnActivity {
             changed: Notify::new(),
             parkable: AtomicBool::new(true),
             unflushed: AtomicBool::new(false),
+            flushed_ms: AtomicU64::new(0),
         })
     }
 
@@ -370,6 +375,15 @@ impl ConnActivity {
         self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire))
     }
 
+    /// When hyper began to wait for the next head: the last response's
+    /// end, or, when hyper was still writing it to a slow reader then, the
+    /// flush that completed it.
+    pub fn head_wait_began(&self) -> Instant {
+        let ended = self.idle_since_ms.load(Ordering::Acquire);
+        let flushed = self.flushed_ms.load(Ordering::Relaxed);
+        self.start + Duration::from_millis(ended.max(flushed))
+    }
+
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
@@ -423,9 +437,13 @@ impl ConnActivity {
         self.unflushed.store(true, Ordering::Relaxed);
     }
 
-    /// A flush of the connection completed.
+    /// A flush of the connection completed. Only a flush that completed
+    /// writes reads the clock (hyper also flushes with nothing written).
     pub fn flushed(&self) {
-        self.unflushed.store(false, Ordering::Relaxed);
+        if self.unflushed.swap(false, Ordering::Relaxed) {
+            self.flushed_ms
+                .store(millis_since(self.start), Ordering::Relaxed);
+        }
     }
 }
 

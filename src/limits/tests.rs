@@ -389,3 +389,23 @@ fn a_connection_may_park_only_with_nothing_in_flight_unflushed_or_unknown() {
     a.flushed();
     assert!(!a.may_park(), "for good");
 }
+
+#[tokio::test]
+async fn the_keep_alive_wait_begins_when_the_answer_is_flushed_not_when_it_ends() {
+    let a = ConnActivity::new();
+    let guard = a.begin();
+    a.wrote();
+    // hyper took the body's last frame...
+    drop(guard);
+    let ended = a.idle_since();
+    // ...and wrote it to a slow reader for a while
+    tokio::time::sleep(100 * MS).await;
+    a.flushed();
+    let began = a.head_wait_began();
+    assert!(began >= ended + 90 * MS, "{:?}", began - ended);
+    // a flush with nothing written (hyper flushes on every poll) does not
+    // move it
+    tokio::time::sleep(50 * MS).await;
+    a.flushed();
+    assert_eq!(a.head_wait_began(), began);
+}

@@ -220,20 +220,25 @@ where
         svc = parts.service;
         io.unread(&parts.read_buf);
         drop(parts.read_buf);
-        // hyper's wait for the next head began when it took the last
-        // response's end
-        let deadline = Instant::from_std(activity.idle_since()) + protocols.header_read_timeout;
+        // hyper's wait for the next head began when the last response was
+        // all flushed
+        let deadline =
+            Instant::from_std(activity.head_wait_began()) + protocols.header_read_timeout;
         if !io.has_unread() {
-            let _parked = conns.park();
-            let more = tokio::select! {
-                r = std::future::poll_fn(|cx| io.poll_more(cx)) => r?,
-                () = &mut idle => return close(io).await,
-                () = tokio::time::sleep_until(deadline) => return Ok(()),
-                _ = stopped.changed() => return close(io).await,
+            let woke = {
+                let _parked = conns.park();
+                tokio::select! {
+                    r = std::future::poll_fn(|cx| io.poll_more(cx)) => Woke::Read(r?),
+                    () = &mut idle => Woke::Close,
+                    // closed at once, as hyper's timer does
+                    () = tokio::time::sleep_until(deadline) => return Ok(()),
+                    _ = stopped.changed() => Woke::Close,
+                }
             };
-            if !more {
-                // the client closed its keep-alive connection
-                return close(io).await;
+            match woke {
+                Woke::Read(true) => {}
+                // the client closed its keep-alive connection, or we do
+                Woke::Read(false) | Woke::Close => return close(io).await,
             }
         }
         if deadline <= Instant::now() {
@@ -241,6 +246,14 @@ where
         }
         head_deadline = Some(deadline);
     }
+}
+
+/// Why a parked connection's wait ended.
+enum Woke {
+    /// The client sent more (true) or closed (false).
+    Read(bool),
+    /// The idle timeout, or a stop.
+    Close,
 }
 
 /// An instant no timer reaches (a disabled `select!` arm still needs one).
@@ -273,6 +286,12 @@ async fn park_due(activity: &ConnActivity, since: u64, retry: bool) {
         let now = Instant::now();
         if activity.in_flight() > 0 {
             tokio::time::sleep(PARK_AFTER).await;
+            // still in flight: a long answer (a stream, a long poll) is
+            // waited for, not polled every PARK_AFTER to its end
+            let begun = activity.requests_begun();
+            if activity.in_flight() > 0 && begun > 0 {
+                activity.request_ended_since(begun - 1).await;
+            }
         } else if due > now {
             tokio::time::sleep_until(due).await;
         } else {
