@@ -46,6 +46,23 @@ async fn read_answer(s: &mut TcpStream, end: &[u8]) -> String {
     String::from_utf8(got).unwrap()
 }
 
+/// `GET /ping`, the one request the parking tests repeat.
+const PING: &[u8] = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A proxy whose config is the base plus `extra`, and a connection to it
+/// that had one `GET /ping` answered and is now parked: the connection,
+/// and when the answer arrived.
+async fn one_ping_then_parked(extra: &str) -> (MockIdp, Recorder, TestProxy, TcpStream, Instant) {
+    let (idp, up, proxy) = start_proxy(extra).await;
+    let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+    s.write_all(PING).await.unwrap();
+    let answer = read_answer(&mut s, b"OK").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answered = Instant::now();
+    parked(&proxy, 1).await;
+    (idp, up, proxy, s, answered)
+}
+
 /// Waits until `proxy` has `n` parked connections; panics after `SHORT`.
 async fn parked(proxy: &TestProxy, n: usize) {
     let deadline = Instant::now() + SHORT;
@@ -124,16 +141,8 @@ async fn a_quiet_keep_alive_connection_is_parked_and_its_next_requests_are_serve
 
 #[tokio::test]
 async fn a_parked_connection_waits_for_its_next_head_as_long_as_hyper_would() {
-    let (_idp, _up, proxy) =
-        start_proxy("header_read_timeout = \"1s\"\nidle_timeout = \"60s\"").await;
-    let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
-    s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let answer = read_answer(&mut s, b"OK").await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let answered = Instant::now();
-    parked(&proxy, 1).await;
+    let (_idp, _up, proxy, mut s, answered) =
+        one_ping_then_parked("header_read_timeout = \"1s\"\nidle_timeout = \"60s\"").await;
     // closed at the keep-alive deadline (header_read_timeout after the
     // answer, as hyper has it), not later because it was parked
     let (took, rest) = closed_after(&mut s, answered).await;
@@ -147,15 +156,8 @@ async fn a_parked_connection_waits_for_its_next_head_as_long_as_hyper_would() {
 
 #[tokio::test]
 async fn a_head_trickled_into_a_parked_connection_is_cut_off_at_the_same_deadline() {
-    let (_idp, _up, proxy) =
-        start_proxy("header_read_timeout = \"1s\"\nidle_timeout = \"60s\"").await;
-    let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
-    s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    read_answer(&mut s, b"OK").await;
-    let answered = Instant::now();
-    parked(&proxy, 1).await;
+    let (_idp, _up, _proxy, s, answered) =
+        one_ping_then_parked("header_read_timeout = \"1s\"\nidle_timeout = \"60s\"").await;
     // one header line every 200 ms, never a whole head
     let (out, closed) = trickle_a_head(s).await;
     let took = closed - answered;
@@ -251,14 +253,8 @@ async fn a_body_still_streaming_after_its_answer_keeps_the_connection_in_hyper()
 
 #[tokio::test]
 async fn a_resumed_connection_gives_its_later_heads_the_whole_header_timeout() {
-    let (_idp, _up, proxy) =
-        start_proxy("header_read_timeout = \"3s\"\nidle_timeout = \"60s\"").await;
-    let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
-    let ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
-    s.write_all(ping).await.unwrap();
-    read_answer(&mut s, b"OK").await;
-    let answered = Instant::now();
-    parked(&proxy, 1).await;
+    let (_idp, _up, proxy, mut s, answered) =
+        one_ping_then_parked("header_read_timeout = \"3s\"\nidle_timeout = \"60s\"").await;
     // late in the keep-alive wait: the resumed connection has about 200 ms
     // of it left for this head, which has a body (one byte), so the
     // connection is not parked again and stays with this hyper
@@ -272,7 +268,7 @@ async fn a_resumed_connection_gives_its_later_heads_the_whole_header_timeout() {
     // ...whose next wait, longer than what was left, is a whole one again
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(proxy.server().parked_connections(), 0);
-    s.write_all(ping).await.unwrap();
+    s.write_all(PING).await.unwrap();
     let third = read_answer(&mut s, b"OK").await;
     assert!(third.starts_with("HTTP/1.1 200"), "{third}");
 }
