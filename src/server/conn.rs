@@ -48,7 +48,7 @@ use crate::state::AppState;
 /// connections opened together hold hyper's buffers together until then,
 /// and the allocator keeps that peak (nginx frees a keep-alive
 /// connection's buffers at once).
-pub(super) const PARK_AFTER: Duration = Duration::from_millis(50);
+const PARK_AFTER: Duration = Duration::from_millis(50);
 
 /// The client connection preface of HTTP/2 (RFC 9113, 3.4): a connection
 /// that begins with it speaks HTTP/2 with prior knowledge.
