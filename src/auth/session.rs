@@ -12,6 +12,7 @@
 //! never an error the client can see. Keys are derived once at start with
 //! HKDF-SHA256 from each configured secret; the first key seals, all open.
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -654,7 +655,9 @@ fn session_cookie_names(headers: &HeaderMap, base: &str) -> Vec<String> {
 
 /// The session cookie's value in the request: the whole cookie, or chunks
 /// `_0`, `_1`, ... joined (see [`join_session_value`] for what is refused).
-pub fn session_cookie_value(headers: &HeaderMap, base: &str) -> Option<String> {
+/// A whole cookie is borrowed from the header, not copied: it is kilobytes
+/// and read on every request.
+pub fn session_cookie_value<'h>(headers: &'h HeaderMap, base: &str) -> Option<Cow<'h, str>> {
     join_session_value(request_cookies(headers), base)
 }
 
@@ -666,8 +669,8 @@ pub fn session_cookie_value(headers: &HeaderMap, base: &str) -> Option<String> {
 pub fn join_session_value<'a>(
     cookies: impl IntoIterator<Item = (&'a str, &'a str)>,
     base: &str,
-) -> Option<String> {
-    let mut whole: Option<&str> = None;
+) -> Option<Cow<'a, str>> {
+    let mut whole: Option<&'a str> = None;
     let mut chunks: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
     let mut any_chunk = false;
     for (name, value) in cookies {
@@ -689,7 +692,7 @@ pub fn join_session_value<'a>(
             tracing::debug!("whole session cookie mixed with chunks: no session");
             return None;
         }
-        return (!w.is_empty()).then(|| w.to_owned());
+        return (!w.is_empty()).then_some(Cow::Borrowed(w));
     }
     let count = chunks.iter().take_while(|c| c.is_some()).count();
     if count == 0 || chunks.iter().skip(count).any(Option::is_some) {
@@ -702,7 +705,7 @@ pub fn join_session_value<'a>(
         }
         joined.push_str(c);
     }
-    Some(joined)
+    Some(Cow::Owned(joined))
 }
 
 /// What travels from `/oauth2/start` to `/oauth2/callback`.

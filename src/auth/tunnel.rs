@@ -48,6 +48,7 @@ impl Gate {
             // no cookie to re-check (cannot happen after an allow): closed
             return rx;
         };
+        let value = value.into_owned();
         let live = Arc::clone(&self.live_store);
         let every = config.session_store.tunnel_check;
         tokio::spawn(async move {

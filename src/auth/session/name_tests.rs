@@ -43,7 +43,7 @@ fn session_part_accepts_only_the_name_and_canonical_chunk_numbers_in_range() {
 }
 
 fn join(pairs: &[(&str, &str)]) -> Option<String> {
-    join_session_value(pairs.iter().copied(), BASE)
+    join_session_value(pairs.iter().copied(), BASE).map(std::borrow::Cow::into_owned)
 }
 
 #[test]

@@ -39,6 +39,7 @@ fn as_pairs(set: &[HeaderValue]) -> Vec<(String, String)> {
 
 fn join_owned(pairs: &[(String, String)]) -> Option<String> {
     join_session_value(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())), BASE)
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// A cookie value as the codec makes them: URL-safe base64 characters.
