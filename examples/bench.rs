@@ -156,6 +156,13 @@ async fn main() -> BoxResult<()> {
         vec![(DIRECT, format!("http://{upstream}/"), None)];
     if let Some(b) = &bare {
         targets.push((BARE, format!("http://127.0.0.1:{}/", b.port), None));
+        // the very request gatehouse gets: the bare proxy reads the cookie's
+        // kilobytes too (and passes them upstream, where gatehouse strips them)
+        targets.push((
+            BARE_COOKIE,
+            format!("http://127.0.0.1:{}/", b.port),
+            Some(&plain.cookie),
+        ));
     }
     if let Some(n) = &nginx {
         targets.push((NGINX, format!("http://127.0.0.1:{}/", n.plain), None));
@@ -339,6 +346,7 @@ async fn main() -> BoxResult<()> {
 
 const DIRECT: &str = "upstream direct";
 const BARE: &str = "bare hyper proxy (no auth)";
+const BARE_COOKIE: &str = "bare hyper proxy (no auth), sent gatehouse's session cookie too";
 const NGINX: &str = "nginx proxy, no auth, access log off";
 const NGINX_LOG: &str = "nginx proxy, no auth, access log on";
 const GH: &str = "gatehouse, signed in, access log off";
@@ -425,6 +433,11 @@ fn checks(rows: &[(String, Median)], mem: &Memory) -> Vec<Check> {
     // no target: how far a minimal auth server gets behind the same nginx
     // file, so the auth_request row's ratio can be read against it
     for (what, a, b) in [
+        (
+            "gatehouse (log off) / bare hyper proxy sent the same request (session cookie)",
+            GH,
+            BARE_COOKIE,
+        ),
         (
             "nginx auth_request: bare auth-check / static 202 (reference)",
             NGINX_AUTH_BARE,
