@@ -422,7 +422,9 @@ impl BearerAuth {
             }
             self.cache.invalidate(&key).await;
         }
-        let id = Arc::new(self.verify_uncached(config, raw, now).await?);
+        // boxed: a miss may fetch keys, and that future inline would size
+        // every request's, hit or not
+        let id = Arc::new(Box::pin(self.verify_uncached(config, raw, now)).await?);
         self.cache.insert(key, id.clone()).await;
         Ok(id)
     }

@@ -151,6 +151,18 @@ impl RedisStore {
                 return Ok(Some((*cached).clone()));
             }
         }
+        // boxed: the Redis round trip's future is 3.7 KiB, and inline it
+        // would size every request's future, cache hit or not
+        Box::pin(self.fetch_record(id, secret)).await
+    }
+
+    /// [`Self::fetch`] past the cache: the record from Redis, opened and
+    /// cached.
+    async fn fetch_record(
+        &self,
+        id: SessionId,
+        secret: &SessionSecret,
+    ) -> Result<Option<Session>, StoreError> {
         let sealed: Option<Vec<u8>> = self
             .conn
             .query(redis::cmd("GET").arg(self.record_key(&id)))
