@@ -83,8 +83,10 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     // the common case, on every request: nothing to decode or collapse, so
     // the path is its own normal form and only its segments need a look
     // (no copy made)
-    if bytes.iter().all(|&b| is_unreserved(b) || b == b'/') && !path.contains("//") {
-        check_segments(path)?;
+    if is_plain(bytes) {
+        if has_dot_segment(bytes) {
+            return Err(PathError::DotSegment);
+        }
         return Ok(Cow::Borrowed(path));
     }
     let mut out = String::with_capacity(path.len());
@@ -170,6 +172,22 @@ fn check_segments(out: &str) -> Result<(), PathError> {
         }
     }
     Ok(())
+}
+
+/// Only unreserved characters and single `/`s: nothing to decode, collapse
+/// or strip. Byte loops: this runs three times a request, and `str`'s
+/// substring search set up a searcher per call.
+fn is_plain(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| is_unreserved(b) || b == b'/') && !bytes.windows(2).any(|w| w == b"//")
+}
+
+/// [`check_segments`] for an [`is_plain`] path, where no `%` or `;` can
+/// occur: a segment is refused only for being dots alone (`.`, `..`, and
+/// `...`, which Windows servers read as `..`).
+fn has_dot_segment(bytes: &[u8]) -> bool {
+    bytes
+        .split(|&b| b == b'/')
+        .any(|s| !s.is_empty() && s.iter().all(|&b| b == b'.'))
 }
 
 /// A segment of dots and (`%20`-encoded) spaces with at least one dot.

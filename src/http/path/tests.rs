@@ -131,6 +131,21 @@ fn pathish() -> impl Strategy<Value = String> {
     proptest::collection::vec(piece, 0..12).prop_map(|v| format!("/{}", v.concat()))
 }
 
+/// Paths of unreserved characters and `/`, dense in dots and slashes.
+fn plain_pathish() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("/"),
+        Just("."),
+        Just(".."),
+        Just("a"),
+        Just("~"),
+        Just("-"),
+        Just("_"),
+        Just("9"),
+    ];
+    proptest::collection::vec(piece, 0..12).prop_map(|v| format!("/{}", v.concat()))
+}
+
 /// What the path means after one percent-decoding, the way most
 /// applications read it.
 fn decoded(path: &str) -> Vec<u8> {
@@ -173,6 +188,17 @@ proptest! {
             let mut raw_d = decoded(&raw);
             raw_d.dedup_by(|a, b| *a == b'/' && *b == b'/');
             prop_assert_eq!(raw_d, d);
+        }
+    }
+
+    #[test]
+    fn the_plain_path_check_is_the_full_one_on_plain_paths(raw in plain_pathish()) {
+        if super::is_plain(raw.as_bytes()) {
+            prop_assert_eq!(
+                super::has_dot_segment(raw.as_bytes()),
+                super::check_segments(&raw).is_err(),
+                "{:?}", raw
+            );
         }
     }
 
