@@ -209,6 +209,12 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a WebSocket
 /// handshake.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // one look at the names first: most messages carry none of these (and
+    // so no Connection naming others), and each removal below is a hash
+    // lookup, twice per proxied request
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
