@@ -262,6 +262,12 @@ fn session_cookie_names_are_the_base_or_a_canonical_chunk_below_the_bound() {
 #[test]
 fn a_session_value_is_the_whole_cookie_or_gapless_chunks_and_nothing_ambiguous() {
     let base = "_gatehouse";
+    // a whole cookie is borrowed from the header, not copied
+    let h = headers("_gatehouse=W");
+    assert!(matches!(
+        session_cookie_value(&h, base),
+        Some(std::borrow::Cow::Borrowed("W"))
+    ));
     let v = |c: &str| session_cookie_value(&headers(c), base).map(std::borrow::Cow::into_owned);
     assert_eq!(v("_gatehouse_1=B; _gatehouse_0=A").as_deref(), Some("AB"));
     // a whole cookie beside chunks, or a gap: no value, never a guess

@@ -140,6 +140,52 @@ fn strip_identity_headers_keeps_everything_else() {
 }
 
 #[test]
+fn each_hop_by_hop_header_alone_is_removed() {
+    for n in &HOP_BY_HOP {
+        for keep_upgrade in [false, true] {
+            let mut h = HeaderMap::new();
+            h.insert(n.clone(), "x".parse().unwrap());
+            h.insert("accept", "*/*".parse().unwrap());
+            strip_hop_by_hop(&mut h, keep_upgrade);
+            let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+            // a lone Upgrade (no Connection: upgrade) is no handshake
+            let want = if keep_upgrade && n == header::UPGRADE {
+                vec!["accept", "connection", "upgrade"]
+            } else {
+                vec!["accept"]
+            };
+            let mut left = left;
+            left.sort_unstable();
+            assert_eq!(left, want, "{n} keep_upgrade={keep_upgrade}");
+        }
+    }
+}
+
+#[test]
+fn only_connection_names_headers_to_strip() {
+    let mut h = HeaderMap::new();
+    h.insert("proxy-connection", "keep-alive, x-secret".parse().unwrap());
+    h.insert("x-secret", "1".parse().unwrap());
+    strip_hop_by_hop(&mut h, false);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(h.contains_key("x-secret"));
+}
+
+#[test]
+fn a_message_without_hop_by_hop_headers_is_left_as_it_is() {
+    for keep_upgrade in [false, true] {
+        let mut h = HeaderMap::new();
+        h.append("accept", "*/*".parse().unwrap());
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append("cookie", "b=2".parse().unwrap());
+        h.append("x-custom", "v".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, keep_upgrade);
+        assert_eq!(h, before, "keep_upgrade={keep_upgrade}");
+    }
+}
+
+#[test]
 fn every_hop_by_hop_header_is_removed() {
     let mut h = HeaderMap::new();
     for n in [
