@@ -48,15 +48,42 @@ const REFRESH_REUSE: Duration = Duration::from_secs(30);
 /// An access token this close to expiry is refreshed when forwarded.
 const ACCESS_TOKEN_MARGIN_SECS: u64 = 30;
 
+/// Who was allowed. Shared with the cache the session or the token came
+/// from (a signed-in request used to copy the whole session, tokens and
+/// all, out of it), owned when it was made for this request (a refresh).
+#[derive(Debug, Clone)]
+pub enum Allowed {
+    /// A session, as its store keeps it.
+    Session(Arc<Session>),
+    /// A bearer token's identity, as the token cache keeps it.
+    Token(Arc<bearer::Verified>),
+    /// An identity of this request's own.
+    Owned(Arc<Identity>),
+}
+
+impl std::ops::Deref for Allowed {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        match self {
+            Self::Session(s) => &s.identity,
+            Self::Token(t) => &t.identity,
+            Self::Owned(i) => i,
+        }
+    }
+}
+
+impl From<Identity> for Allowed {
+    fn from(identity: Identity) -> Self {
+        Self::Owned(Arc::new(identity))
+    }
+}
+
 /// What the gate decided about one request.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "Allow is the common case on the hot path; boxing it would add an allocation per request"
-)]
 pub enum Decision {
     /// Signed in and allowed.
-    Allow(Identity),
+    Allow(Allowed),
     /// Not signed in (no cookie, or one that did not decode, has expired,
     /// was revoked, or whose refresh the provider refused).
     Challenge,
@@ -181,7 +208,7 @@ impl Gate {
         &self,
         config: &Config,
         headers: &HeaderMap,
-    ) -> Result<Option<Session>, StoreError> {
+    ) -> Result<Option<Arc<Session>>, StoreError> {
         match session_cookie_value(headers, &config.cookie.name) {
             Some(value) => self.store.load(&value).await,
             None => Ok(None),
@@ -243,7 +270,7 @@ impl Gate {
             // the refresh cache) would otherwise size every request's
             match Box::pin(self.refresh(config, provider, index, &session, headers)).await {
                 Ok((fresh, cookies)) => {
-                    session = fresh;
+                    session = Arc::new(fresh);
                     set_cookies = cookies;
                 }
                 Err(e) => {
@@ -267,16 +294,15 @@ impl Gate {
                 }
             }
         }
-        let identity = session.identity;
+        let identity = &session.identity;
         // the route's lists only narrow what the site-wide rules allow
-        let decision = match policy::check(config, &identity).and_then(|()| route.admits(&identity))
-        {
+        let decision = match policy::check(config, identity).and_then(|()| route.admits(identity)) {
             // allowed, but the route asks for a stronger or newer sign-in
-            Ok(()) if step_up::step_up_needed(&identity, route.step_up.as_ref(), now_secs()) => {
-                Decision::StepUp(Box::new(identity), index)
+            Ok(()) if step_up::step_up_needed(identity, route.step_up.as_ref(), now_secs()) => {
+                Decision::StepUp(Box::new(identity.clone()), index)
             }
-            Ok(()) => Decision::Allow(identity),
-            Err(reason) => Decision::Deny(reason, Box::new(identity)),
+            Ok(()) => Decision::Allow(Allowed::Session(session)),
+            Err(reason) => Decision::Deny(reason, Box::new(identity.clone())),
         };
         Decided {
             decision,

@@ -319,7 +319,7 @@ async fn dispatch(
             }
             strip_own_cookies(req.headers_mut(), &state.config.cookie.name);
             let ctx = ForwardContext {
-                identity: identity.as_ref(),
+                identity: identity.as_deref(),
                 route: route.index,
                 peer: conn.peer_text,
                 origin: &info.origin,
@@ -350,7 +350,7 @@ async fn dispatch(
         Err(Decision::Deny(reason, identity)) => {
             note.denied = Some(reason);
             let r = endpoints::forbidden(reason, &identity, info.mode);
-            note.identity = Some(*identity);
+            note.identity = Some((*identity).into());
             r
         }
         Err(Decision::Challenge) => {
@@ -381,7 +381,7 @@ async fn dispatch(
                 let same = crate::config::ProviderSet::only(at);
                 challenge(state, &req, &info, same, route.step_up.as_ref())
             };
-            note.identity = Some(*identity);
+            note.identity = Some((*identity).into());
             r
         }
         Err(Decision::Unavailable(cause)) => error_response(&cause.error(), info.mode),

@@ -26,7 +26,6 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::auth::identity::Identity;
 use crate::auth::policy::DenyReason;
 use crate::config::LogFormat;
 
@@ -438,7 +437,7 @@ pub(crate) fn with_current_trace<T>(f: impl FnOnce(&opentelemetry::Context) -> T
 #[derive(Debug, Default)]
 pub struct AccessNote {
     /// The signed-in user, allowed or refused.
-    pub identity: Option<Identity>,
+    pub identity: Option<crate::auth::Allowed>,
     /// The request was forwarded to the upstream.
     pub upstream: bool,
     /// The policy rule that refused the user.

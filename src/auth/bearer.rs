@@ -393,10 +393,9 @@ impl BearerAuth {
                 Decision::InvalidToken
             }
             Ok(v) => {
-                let id = v.identity.clone();
-                match policy::check(config, &id).and_then(|()| route.admits(&id)) {
-                    Ok(()) => Decision::Allow(id),
-                    Err(reason) => Decision::Deny(reason, Box::new(id)),
+                match policy::check(config, &v.identity).and_then(|()| route.admits(&v.identity)) {
+                    Ok(()) => Decision::Allow(crate::auth::Allowed::Token(v)),
+                    Err(reason) => Decision::Deny(reason, Box::new(v.identity.clone())),
                 }
             }
             Err(BearerError::Invalid(why)) => {

@@ -89,7 +89,7 @@ pub async fn auth_request(
         Decision::Challenge => bearer_challenge(state, info, route),
         // the same: its /oauth2/start?rd= adds the route's step-up
         Decision::StepUp(id, _) => {
-            note.identity = Some(*id);
+            note.identity = Some((*id).into());
             error_response(&Error::StepUpRequired, Mode::Json)
         }
         Decision::InvalidToken => {
@@ -383,7 +383,7 @@ fn signed_in(
     parts: &Parts,
     info: &RequestInfo,
     note: &mut AccessNote,
-    id: Identity,
+    id: crate::auth::Allowed,
     narrowing: &Narrowing,
     answer: &Answer,
 ) -> Response<ProxyBody> {
@@ -414,7 +414,7 @@ fn refused(
 ) -> Response<ProxyBody> {
     note.denied = Some(reason);
     let r = forbidden(reason, &id, mode);
-    note.identity = Some(id);
+    note.identity = Some(id.into());
     r
 }
 

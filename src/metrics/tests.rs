@@ -88,8 +88,8 @@ fn decisions_are_counted_by_kind_and_reason() {
     let metrics = Arc::new(Metrics::new());
     let r = metrics.recorder(&config(""));
     let who = || Box::new(Identity::default());
-    r.decision(&Decision::Allow(Identity::default()), false);
-    r.decision(&Decision::Allow(Identity::default()), true);
+    r.decision(&Decision::Allow(Identity::default().into()), false);
+    r.decision(&Decision::Allow(Identity::default().into()), true);
     r.decision(&Decision::Challenge, false);
     r.decision(&Decision::Deny(DenyReason::Group, who()), false);
     r.decision(&Decision::InvalidToken, true);

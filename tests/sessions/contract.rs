@@ -149,7 +149,7 @@ async fn contract<S: SessionStore>(store: &S, foreign: &S) {
     assert!(store.load(&value).await.unwrap().is_some(), "alice kept");
 
     // an update (refresh) keeps the id: the new value loads the new data
-    let mut refreshed = store.load(&value).await.unwrap().unwrap();
+    let mut refreshed = std::sync::Arc::unwrap_or_clone(store.load(&value).await.unwrap().unwrap());
     refreshed.identity.groups = vec!["staff".to_owned(), "admins".to_owned()];
     let new_value = store.save(&refreshed).await.unwrap();
     let got = store.load(&new_value).await.unwrap().unwrap();
@@ -246,7 +246,7 @@ async fn the_redis_store_keeps_the_contract() {
         "{} bytes",
         ticket.len()
     );
-    let mut loaded = store.load(&ticket).await.unwrap().unwrap();
+    let mut loaded = std::sync::Arc::unwrap_or_clone(store.load(&ticket).await.unwrap().unwrap());
     loaded.identity.email = Some("new@example.com".to_owned());
     store.save(&loaded).await.unwrap();
     let seen = store.load(&ticket).await.unwrap().unwrap();

@@ -141,14 +141,14 @@ impl RedisStore {
         &self,
         id: SessionId,
         secret: &SessionSecret,
-    ) -> Result<Option<Session>, StoreError> {
+    ) -> Result<Option<Arc<Session>>, StoreError> {
         if let Some(cached) = self.cache.get(&id).await {
             let same_key = cached
                 .secret
                 .as_ref()
                 .is_some_and(|s| constant_time_eq(&s.0, &secret.0));
             if same_key && cached.identity.expires_at > now_secs() {
-                return Ok(Some((*cached).clone()));
+                return Ok(Some(cached));
             }
         }
         // boxed: the Redis round trip's future is 3.7 KiB, and inline it
@@ -162,7 +162,7 @@ impl RedisStore {
         &self,
         id: SessionId,
         secret: &SessionSecret,
-    ) -> Result<Option<Session>, StoreError> {
+    ) -> Result<Option<Arc<Session>>, StoreError> {
         let sealed: Option<Vec<u8>> = self
             .conn
             .query(redis::cmd("GET").arg(self.record_key(&id)))
@@ -174,7 +174,8 @@ impl RedisStore {
         let Some(session) = Self::open_record(&id, secret, &sealed) else {
             return Ok(None);
         };
-        self.cache.insert(id, Arc::new(session.clone())).await;
+        let session = Arc::new(session);
+        self.cache.insert(id, Arc::clone(&session)).await;
         Ok(Some(session))
     }
 }
@@ -233,7 +234,7 @@ impl SessionStore for RedisStore {
             .ok_or(StoreError::Unstorable("cannot seal the ticket"))
     }
 
-    async fn load(&self, value: &str) -> Result<Option<Session>, StoreError> {
+    async fn load(&self, value: &str) -> Result<Option<Arc<Session>>, StoreError> {
         let Some((id, secret)) = self.open_ticket(value) else {
             return Ok(None);
         };

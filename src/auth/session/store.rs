@@ -39,9 +39,13 @@ pub trait SessionStore: Send + Sync {
     fn save(&self, session: &Session) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// The session a cookie value points at; `Ok(None)` for anything that
-    /// is not a live session of ours.
-    fn load(&self, value: &str)
-    -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+    /// is not a live session of ours. Shared with the store's cache: a
+    /// request reads it, and copying its tokens per request cost more than
+    /// the rest of the lookup.
+    fn load(
+        &self,
+        value: &str,
+    ) -> impl Future<Output = Result<Option<Arc<Session>>, StoreError>> + Send;
 
     /// Ends sessions here at once and, with Redis, on every replica. Fails
     /// only when the revocation could not be recorded at all.
@@ -178,7 +182,7 @@ impl SessionStore for CookieStore {
             .ok_or(StoreError::Unstorable("cannot seal the session"))
     }
 
-    async fn load(&self, value: &str) -> Result<Option<Session>, StoreError> {
+    async fn load(&self, value: &str) -> Result<Option<Arc<Session>>, StoreError> {
         let Some(session) = self.open(value).await else {
             return Ok(None);
         };
@@ -191,7 +195,7 @@ impl SessionStore for CookieStore {
                 "revocations are not in sync with redis".to_owned(),
             ));
         }
-        Ok(Some(Session::clone(&session)))
+        Ok(Some(session))
     }
 
     async fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {
@@ -259,7 +263,7 @@ impl SessionStore for Store {
         r
     }
 
-    async fn load(&self, value: &str) -> Result<Option<Session>, StoreError> {
+    async fn load(&self, value: &str) -> Result<Option<Arc<Session>>, StoreError> {
         let r = match self {
             Self::Cookie(s) => s.load(value).await,
             Self::Redis(s) => s.load(value).await,

@@ -69,8 +69,8 @@ async fn a_saved_session_loads_on_every_replica_from_a_small_ticket_and_a_sealed
     let secret = loaded.secret.clone().expect("the key from the ticket");
     let mut want = s.clone();
     want.secret = Some(secret.clone());
-    assert_eq!(loaded, want);
-    assert_eq!(a.load(&ticket).await.unwrap(), Some(want));
+    assert_eq!(*loaded, want);
+    assert_eq!(a.load(&ticket).await.unwrap(), Some(Arc::new(want)));
 
     // the ticket is the tag, the id and the key, sealed for the cookie name
     let plain = codec().open("_gatehouse", &ticket).unwrap();
@@ -173,7 +173,10 @@ async fn a_cached_session_is_used_while_live_and_never_past_its_expiry() {
         .await
         .unwrap();
     assert_eq!(
-        st.load(&ticket).await.unwrap().map(|l| l.identity.subject),
+        st.load(&ticket)
+            .await
+            .unwrap()
+            .map(|l| l.identity.subject.clone()),
         Some("dave".to_owned())
     );
     // a cached copy expiring this second is not used (and Redis has none)
