@@ -47,10 +47,4 @@ fn main() {
     println!("cargo:rustc-env=GATEHOUSE_BUILD_RUSTC={rustc_version}");
     println!("cargo:rustc-env=GATEHOUSE_BUILD_TARGET={target}");
     println!("cargo:rustc-env=GATEHOUSE_BUILD_PROFILE={profile}");
-    // relative relocations packed (DT_RELR, glibc >= 2.36, binutils >= 2.38):
-    // .rela.dyn shrinks from 760 KB, all read at start and so resident, to
-    // a few KB
-    if target.contains("linux-gnu") {
-        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-    }
 }

@@ -48,16 +48,17 @@ const REFRESH_REUSE: Duration = Duration::from_secs(30);
 /// An access token this close to expiry is refreshed when forwarded.
 const ACCESS_TOKEN_MARGIN_SECS: u64 = 30;
 
-/// Who was allowed. Shared with the cache the session or the token came
-/// from (a signed-in request used to copy the whole session, tokens and
-/// all, out of it), owned when it was made for this request (a refresh).
+/// Who was allowed (or, in an access note, refused): shared, not copied.
+/// A signed-in request used to copy the whole session, tokens and all, out
+/// of its store's cache.
 #[derive(Debug, Clone)]
 pub enum Allowed {
-    /// A session, as its store keeps it.
+    /// A session: the one its store's cache holds, or one just refreshed.
     Session(Arc<Session>),
-    /// A bearer token's identity, as the token cache keeps it.
+    /// A bearer token's identity, as the token cache holds it.
     Token(Arc<bearer::Verified>),
-    /// An identity of this request's own.
+    /// An identity on its own (a refused or step-up request's, noted for
+    /// the access log).
     Owned(Arc<Identity>),
 }
 

@@ -5,7 +5,8 @@
 //! `/oauth2/` go to `auth::endpoints` (start, callback, sign-out, userinfo);
 //! `/ping` and `/ready` answer directly; every other request goes through
 //! `auth::Gate::decide`, which looks only at the request head and returns
-//! `Allow(Identity)`, `Challenge` or `Deny`. On `Allow`, `proxy` strips
+//! `Allow` (who, shared with the session or token cache), `Challenge` or
+//! `Deny`. On `Allow`, `proxy` strips
 //! spoofable and hop-by-hop headers, adds `X-Forwarded-*` and the identity
 //! headers, and streams the request to the upstream and the answer back.
 //! A challenge becomes a redirect to the provider for a browser, or a 401.

@@ -71,6 +71,9 @@ async fn a_saved_session_loads_on_every_replica_from_a_small_ticket_and_a_sealed
     want.secret = Some(secret.clone());
     assert_eq!(*loaded, want);
     assert_eq!(a.load(&ticket).await.unwrap(), Some(Arc::new(want)));
+    // a cache hit shares the cached session, not a copy per request
+    let again = b.load(&ticket).await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&loaded, &again));
 
     // the ticket is the tag, the id and the key, sealed for the cookie name
     let plain = codec().open("_gatehouse", &ticket).unwrap();

@@ -44,7 +44,11 @@ async fn the_cookie_store_loads_what_it_saved_and_names_its_id() {
     let store = cookie_store(Arc::clone(&revocations));
     let s = session(1, "alice");
     let value = store.save(&s).await.unwrap();
-    assert_eq!(store.load(&value).await.unwrap(), Some(Arc::new(s.clone())));
+    let loaded = store.load(&value).await.unwrap().unwrap();
+    assert_eq!(*loaded, s);
+    // shared with the opened-session cache, not copied per request
+    let again = store.load(&value).await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&loaded, &again));
     assert_eq!(store.session_id(&value), Some(s.id));
     assert!(Arc::ptr_eq(store.revocations(), &revocations));
     // the value is the sealed session, for this cookie name only
