@@ -6,9 +6,9 @@
 //! `/ping` and `/ready` answer directly; every other request goes through
 //! `auth::Gate::decide`, which looks only at the request head and returns
 //! `Allow` (who, shared with the session or token cache), `Challenge` or
-//! `Deny`. On `Allow`, `proxy` strips
-//! spoofable and hop-by-hop headers, adds `X-Forwarded-*` and the identity
-//! headers, and streams the request to the upstream and the answer back.
+//! `Deny`. On `Allow`, `proxy` strips spoofable and hop-by-hop headers,
+//! adds `X-Forwarded-*` and the identity headers, and streams the request
+//! to the upstream and the answer back.
 //! A challenge becomes a redirect to the provider for a browser, or a 401.
 
 // the per-request future (server, router, request-id scope, forward) nests
