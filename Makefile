@@ -4,12 +4,13 @@
 #   make lint   rustfmt check and clippy with warnings as errors
 #   make bench  throughput, latency and memory: gatehouse vs direct upstream,
 #               a bare hyper proxy and nginx, in rounds; JSON in target/bench.json
+#   make symbol-order  remake the release binary's code layout list (valgrind)
 #   make mutants  mutation testing of the security core against the unit tests
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build demo test lint fmt bench e2e mutants clean
+.PHONY: all build demo test lint fmt bench symbol-order e2e mutants clean
 
 all: build
 
@@ -41,6 +42,13 @@ bench:
 	if [ -f $(BARE_PROXY_DIR)/Cargo.toml ]; then \
 	  $(CARGO) build --release --manifest-path $(BARE_PROXY_DIR)/Cargo.toml --target-dir target/bare-proxy; fi
 	./target/release/examples/bench
+
+# Remakes src/symbol-order.txt (the code the release link lays out first,
+# see build.rs) by tracing the release binary under callgrind: needs
+# valgrind (apt-get install -y valgrind). About 2 minutes after the build.
+symbol-order:
+	$(CARGO) build --release --bin gatehouse --example bench
+	BENCH_ONLY=symbol-order ./target/release/examples/bench
 
 # The security core (src/http/**, src/auth/**: gate, endpoints, sessions and
 # their stores, refresh and replay guards included), mutated one edit at a

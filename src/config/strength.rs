@@ -29,7 +29,7 @@ const KNOWN_COOKIE_SECRETS: &[&str] = &[
     "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     // unit-test fixtures and docs (raw form of the one above)
     "0123456789abcdef0123456789abcdef",
-    // examples/bench.rs until issue 9
+    // examples/bench/main.rs until issue 9
     "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMzI=",
     // oauth2-proxy's local-environment compose file
     "OQINaROshtE9TcZkNAm-5Zs2Pv3xaWytBmc5W7sPX7w=",

@@ -19,7 +19,8 @@
 //! It prints one Markdown table, then per mode the session cookie's size and
 //! gatehouse's RSS. Knobs (env vars): `BENCH_DURATION` (seconds per wrk run,
 //! default 10; 8 runs), `BENCH_CONNECTIONS` (default 64), `BENCH_THREADS`
-//! (default 2), `BENCH_REVOCATIONS` (default 100000), `BENCH_ONLY=memory`
+//! (default 2), `BENCH_REVOCATIONS` (default 100000), `BENCH_ONLY=symbol-order`
+//! (remakes `src/symbol-order.txt`, see [`symbol_order`]), `BENCH_ONLY=memory`
 //! (the memory figures alone), `GATEHOUSE_BIN`
 //! (default `target/release/gatehouse`), `BENCH_HOLD` (seconds: measure
 //! nothing, hold one signed-in child for a profiler, see [`hold_one`]).
@@ -44,8 +45,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
     unreachable_pub,
     reason = "shared with the tests, which use the rest"
 )]
-#[path = "../tests/support/idp.rs"]
+#[path = "../../tests/support/idp.rs"]
 mod idp;
+mod symbol_order;
 
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -103,10 +105,14 @@ async fn main() -> BoxResult<()> {
         upstream,
         issuer: idp.issuer(),
         cookie_secret: random_cookie_secret()?,
+        prefix: Vec::new(),
     };
     let hold = env_or("BENCH_HOLD", 0);
     if hold > 0 {
         return hold_one(&bench, hold).await;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("symbol-order") {
+        return symbol_order::write(&bench).await;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
         // the memory figures alone (with BENCH_SOAK_SECS=300: the 5-minute
@@ -236,6 +242,14 @@ async fn main() -> BoxResult<()> {
     for (name, kib) in &rss {
         notes.push(format!("{name}: RSS under load (max sampled) {kib} KiB"));
     }
+    // idle RSS is mostly the code laid out by this list: a stale one shows
+    notes.push(match symbol_order::coverage(&bench.bin) {
+        Some((found, listed)) => format!(
+            "code layout: {found} of the {listed} functions in src/symbol-order.txt are in the binary \
+             (`make symbol-order` remakes the list)"
+        ),
+        None => "code layout: no src/symbol-order.txt or no `nm`: idle RSS is not representative".to_owned(),
+    });
     let get = |name: &str| medians.iter().find(|(n, _)| n == name).map(|(_, m)| m.rps);
     if let (Some(on), Some(off)) = (get(GH_METRICS), get(GH)) {
         notes.push(format!(
@@ -743,9 +757,23 @@ struct Bench {
     /// Random per run (gatehouse refuses a published one), shared by the
     /// children so one's session cookie is read by the next.
     cookie_secret: String,
+    /// A program and its arguments that run gatehouse (a tracer); empty:
+    /// gatehouse is run itself.
+    prefix: Vec<String>,
 }
 
 impl Bench {
+    /// The same children, each run by `prefix` (a program and its arguments).
+    fn wrapped(&self, prefix: Vec<String>) -> Self {
+        Self {
+            bin: self.bin.clone(),
+            upstream: self.upstream,
+            issuer: self.issuer.clone(),
+            cookie_secret: self.cookie_secret.clone(),
+            prefix,
+        }
+    }
+
     /// Starts a gatehouse child with the common settings plus `extra`, waits
     /// for /ready and signs in once.
     async fn start(&self, extra: &[&str]) -> BoxResult<Gatehouse> {
@@ -762,7 +790,15 @@ impl Bench {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
-        let child = Command::new(&self.bin)
+        let mut command = match self.prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = command
             .args(["--http-address", &format!("127.0.0.1:{port}")])
             .args(["--upstream", &format!("http://{}", self.upstream)])
             .args(["--oidc-issuer-url", &self.issuer])
