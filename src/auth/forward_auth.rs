@@ -508,7 +508,8 @@ fn allowed(
     forwarded_too: bool,
     claim_headers: &[ClaimHeader],
 ) -> Response<ProxyBody> {
-    if HeaderValue::from_bytes(id.subject.as_bytes()).is_err() {
+    let values = id.header_values();
+    if values.user.is_none() {
         // never an allow without the user id the front proxy will pass on
         return error_response(
             &Error::Internal("user id cannot be sent as a header"),
@@ -518,23 +519,18 @@ fn allowed(
     let mut r = Response::new(empty());
     *r.status_mut() = status;
     let h = r.headers_mut();
-    let groups = id.groups_header();
-    let values = [
-        (X_AUTH_REQUEST_USER, X_FORWARDED_USER, id.subject.as_str()),
-        (
-            X_AUTH_REQUEST_EMAIL,
-            X_FORWARDED_EMAIL,
-            id.email.as_deref().unwrap_or(""),
-        ),
+    let named = [
+        (X_AUTH_REQUEST_USER, X_FORWARDED_USER, &values.user),
+        (X_AUTH_REQUEST_EMAIL, X_FORWARDED_EMAIL, &values.email),
         (
             X_AUTH_REQUEST_PREFERRED_USERNAME,
             X_FORWARDED_PREFERRED_USERNAME,
-            id.preferred_username.as_deref().unwrap_or(""),
+            &values.preferred_username,
         ),
-        (X_AUTH_REQUEST_GROUPS, X_FORWARDED_GROUPS, groups.as_str()),
+        (X_AUTH_REQUEST_GROUPS, X_FORWARDED_GROUPS, &values.groups),
     ];
-    for (auth_name, fwd_name, value) in values {
-        let v = HeaderValue::from_bytes(value.as_bytes()).unwrap_or(HeaderValue::from_static(""));
+    for (auth_name, fwd_name, value) in named {
+        let v = value.clone().unwrap_or(HeaderValue::from_static(""));
         if forwarded_too {
             h.insert(fwd_name, v.clone());
         }
@@ -548,13 +544,8 @@ fn allowed(
     {
         h.insert(X_AUTH_REQUEST_ACCESS_TOKEN, v);
     }
-    for (name, value) in &id.extra_headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            h.insert(n, v);
-        }
+    for (name, value) in &values.extra {
+        h.insert(name.clone(), value.clone());
     }
     for c in claim_headers {
         if !h.contains_key(&c.header) {

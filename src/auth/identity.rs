@@ -5,6 +5,9 @@
 //! Must not: carry anything the upstream may not see; tokens are wrapped in
 //! [`Secret`] so they never reach a log line.
 
+use std::sync::OnceLock;
+
+use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 
 use crate::config::Secret;
@@ -39,6 +42,59 @@ pub struct Identity {
     pub auth_time: Option<u64>,
     /// Tokens, present only where a setting forwards them.
     pub tokens: Tokens,
+    /// The identity headers' values, made from the fields above on first
+    /// use (see [`Identity::header_values`]).
+    pub header_values: HeaderValuesCell,
+}
+
+/// The values of the identity headers every allowed request carries, made
+/// once per identity: a cached session's identity serves every request of
+/// that session, and making them (validating and copying each value,
+/// joining the groups) cost more than the rest of the header rewrite.
+/// A value that may not be sent in a header is `None`, as is an absent one.
+#[derive(Debug)]
+pub struct HeaderValues {
+    /// The subject (`X-Forwarded-User`, `X-Auth-Request-User`).
+    pub user: Option<HeaderValue>,
+    /// The email.
+    pub email: Option<HeaderValue>,
+    /// `preferred_username`.
+    pub preferred_username: Option<HeaderValue>,
+    /// [`Identity::groups_header`]; `None` when it is empty.
+    pub groups: Option<HeaderValue>,
+    /// The mapped claim headers whose name and value are both valid.
+    pub extra: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Holds an identity's [`HeaderValues`] once made. A clone of the identity
+/// starts empty (a clone is what gets changed, by a refresh or a merge, and
+/// must not keep its original's values), and the cell is no part of an
+/// identity's equality.
+#[derive(Default)]
+pub struct HeaderValuesCell(OnceLock<HeaderValues>);
+
+impl Clone for HeaderValuesCell {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for HeaderValuesCell {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HeaderValuesCell {}
+
+impl std::fmt::Debug for HeaderValuesCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "HeaderValuesCell(made)"
+        } else {
+            "HeaderValuesCell(empty)"
+        })
+    }
 }
 
 /// Tokens kept for forwarding upstream or for sign-out.
@@ -92,6 +148,34 @@ pub struct UserInfo<'a> {
 }
 
 impl Identity {
+    /// The identity headers' values, made on the first call. An identity
+    /// must not be changed after it was sent (nothing does: one is built,
+    /// then served; changes are made to a clone).
+    pub fn header_values(&self) -> &HeaderValues {
+        self.header_values.0.get_or_init(|| {
+            // obs-text allowed, as for any header value; control bytes not
+            let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).ok();
+            let groups = self.groups_header();
+            HeaderValues {
+                user: value(&self.subject),
+                email: self.email.as_deref().and_then(value),
+                preferred_username: self.preferred_username.as_deref().and_then(value),
+                groups: if groups.is_empty() {
+                    None
+                } else {
+                    value(&groups)
+                },
+                extra: self
+                    .extra_headers
+                    .iter()
+                    .filter_map(|(name, v)| {
+                        Some((HeaderName::from_bytes(name.as_bytes()).ok()?, value(v)?))
+                    })
+                    .collect(),
+            }
+        })
+    }
+
     /// The groups as one `X-Forwarded-Groups` / `X-Auth-Request-Groups`
     /// value, joined with `,`. A group whose name contains `,` is left out
     /// (with a debug log): joined, it would read as two groups upstream.
@@ -144,6 +228,55 @@ mod tests {
             ..Identity::default()
         };
         assert_eq!(only_bad.groups_header(), "");
+    }
+
+    #[test]
+    fn header_values_are_made_once_and_say_what_may_be_sent() {
+        let id = Identity {
+            subject: "user\n1".into(),
+            email: Some("a@example.com".into()),
+            preferred_username: Some("j\u{f6}rg".into()),
+            groups: vec!["a,b".into()],
+            extra_headers: vec![
+                ("x-forwarded-phone".into(), "+1".into()),
+                ("bad name".into(), "v".into()),
+                ("x-forwarded-bad".into(), "v\u{7f}".into()),
+            ],
+            ..Identity::default()
+        };
+        let v = id.header_values();
+        assert!(std::ptr::eq(v, id.header_values()), "made once");
+        assert!(v.user.is_none(), "a control byte cannot be sent");
+        assert_eq!(v.email.as_ref().unwrap(), "a@example.com");
+        // obs-text: the UTF-8 bytes, as the header rewrite always sent them
+        assert_eq!(
+            v.preferred_username.as_ref().unwrap().as_bytes(),
+            "j\u{f6}rg".as_bytes()
+        );
+        assert!(v.groups.is_none(), "nothing left to join");
+        assert_eq!(v.extra.len(), 1);
+        assert_eq!(v.extra[0].0, "x-forwarded-phone");
+        assert_eq!(v.extra[0].1, "+1");
+        assert!(Identity::default().header_values().email.is_none());
+    }
+
+    #[test]
+    fn a_clone_makes_its_own_header_values() {
+        let id = Identity {
+            subject: "u".into(),
+            groups: vec!["staff".into()],
+            ..Identity::default()
+        };
+        assert_eq!(id.header_values().groups.as_ref().unwrap(), "staff");
+        let mut changed = id.clone();
+        assert_eq!(changed, id, "the cell is no part of equality");
+        changed.groups.push("ops".into());
+        assert_eq!(
+            changed.header_values().groups.as_ref().unwrap(),
+            "staff,ops"
+        );
+        assert_eq!(id.header_values().groups.as_ref().unwrap(), "staff");
+        assert!(format!("{:?}", id.header_values).contains("made"));
     }
 
     fn tokens(expires_at: Option<u64>) -> Tokens {

@@ -28,7 +28,7 @@ pub mod redis_store;
 pub mod revocations;
 pub mod store;
 
-use crate::auth::identity::{Identity, Tokens};
+use crate::auth::identity::{HeaderValuesCell, Identity, Tokens};
 use crate::config::{CookieConfig, Secret, cookie_secret_bytes};
 
 /// Longest cookie value sent in one piece; longer values are chunked.
@@ -400,6 +400,7 @@ impl Session {
                     refresh_token: p.rt.map(Secret::new),
                     access_token_expires_at: p.ax,
                 },
+                header_values: HeaderValuesCell::default(),
             },
         })
     }

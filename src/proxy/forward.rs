@@ -73,6 +73,8 @@ struct Route {
     prefix: String,
     scheme: Scheme,
     authority: Authority,
+    /// `authority` as the `Host` header's value, made once.
+    host: HeaderValue,
     base_path: String,
     label: String,
 }
@@ -194,14 +196,13 @@ impl Upstreams {
         let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let uri = upstream_uri(route, req.uri())?;
-        let original_host = ctx.origin.host.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
         self.rewrite_headers(
             req.headers_mut(),
             ctx,
             route,
-            original_host.as_deref(),
+            ctx.origin.host.as_deref(),
             websocket,
         );
 
@@ -283,15 +284,13 @@ impl Upstreams {
                 h.insert(X_FORWARDED_HOST, v.clone());
                 if self.pass_host_header {
                     h.insert(HOST, v);
-                } else if let Ok(a) = HeaderValue::from_str(route.authority.as_str()) {
-                    h.insert(HOST, a);
+                } else {
+                    h.insert(HOST, route.host.clone());
                 }
             }
             None => {
                 h.remove(X_FORWARDED_HOST);
-                if let Ok(a) = HeaderValue::from_str(route.authority.as_str()) {
-                    h.insert(HOST, a);
-                }
+                h.insert(HOST, route.host.clone());
             }
         }
     }
@@ -369,39 +368,42 @@ fn set_identity_headers(
     settings: IdentityHeaderSettings,
     claim_headers: &[http::HeaderName],
 ) {
-    let mut put = |name: http::HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
-            h.insert(name, v);
+    let values = id.header_values();
+    let mut put = |name: http::HeaderName, value: Option<&HeaderValue>| {
+        if let Some(v) = value {
+            h.insert(name, v.clone());
         }
     };
-    put(X_FORWARDED_USER, &id.subject);
-    if let Some(e) = &id.email {
-        put(X_FORWARDED_EMAIL, e);
-    }
-    if let Some(u) = &id.preferred_username {
-        put(X_FORWARDED_PREFERRED_USERNAME, u);
-    }
-    let groups = id.groups_header();
-    if !groups.is_empty() {
-        put(X_FORWARDED_GROUPS, &groups);
-    }
+    put(X_FORWARDED_USER, values.user.as_ref());
+    put(X_FORWARDED_EMAIL, values.email.as_ref());
+    put(
+        X_FORWARDED_PREFERRED_USERNAME,
+        values.preferred_username.as_ref(),
+    );
+    put(X_FORWARDED_GROUPS, values.groups.as_ref());
     // an expired access token is never forwarded
     if settings.pass_access_token
         && let Some(t) = id
             .tokens
             .live_access_token(crate::auth::session::now_secs())
     {
-        put(X_FORWARDED_ACCESS_TOKEN, t.expose());
+        put(
+            X_FORWARDED_ACCESS_TOKEN,
+            HeaderValue::from_bytes(t.expose().as_bytes()).ok().as_ref(),
+        );
     }
-    for (name, value) in &id.extra_headers {
-        if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
-            put(name, value);
-        }
+    for (name, value) in &values.extra {
+        put(name.clone(), Some(value));
     }
     if settings.pass_authorization_header
         && let Some(t) = &id.tokens.id_token
     {
-        put(AUTHORIZATION, &format!("Bearer {}", t.expose()));
+        put(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(format!("Bearer {}", t.expose()).as_bytes())
+                .ok()
+                .as_ref(),
+        );
     }
     for name in claim_headers {
         if !h.contains_key(name) {
@@ -421,10 +423,12 @@ fn route(u: &Upstream) -> Option<Route> {
         Some(p) => format!("{host}:{p}"),
         None => host.to_owned(),
     };
+    let authority: Authority = authority.parse().ok()?;
     Some(Route {
         prefix: u.prefix.clone(),
         scheme,
-        authority: authority.parse().ok()?,
+        host: HeaderValue::from_str(authority.as_str()).ok()?,
+        authority,
         base_path: u.url.path().trim_end_matches('/').to_owned(),
         label: u.url.to_string(),
     })
@@ -452,18 +456,20 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 fn upstream_uri(route: &Route, original: &Uri) -> Result<Uri, Error> {
-    let pq = original.path_and_query().map_or("/", PathAndQuery::as_str);
-    let pq = if route.base_path.is_empty() {
-        pq.to_owned()
-    } else {
-        format!("{}{pq}", route.base_path)
+    let pq = match original.path_and_query() {
+        // shared with the request's target, not copied and parsed again
+        Some(pq) if route.base_path.is_empty() => pq.clone(),
+        pq => {
+            let pq = pq.map_or("/", PathAndQuery::as_str);
+            PathAndQuery::try_from(format!("{}{pq}", route.base_path))
+                .map_err(|_e| Error::BadRequest("request target cannot be forwarded"))?
+        }
     };
-    Uri::builder()
-        .scheme(route.scheme.clone())
-        .authority(route.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_e| Error::BadRequest("request target cannot be forwarded"))
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(route.scheme.clone());
+    parts.authority = Some(route.authority.clone());
+    parts.path_and_query = Some(pq);
+    Uri::from_parts(parts).map_err(|_e| Error::BadRequest("request target cannot be forwarded"))
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ fn user(groups: usize) -> Identity {
             refresh_token: Some(Secret::new("rt-1")),
             ..Tokens::default()
         },
+        header_values: Default::default(),
     }
 }
 
