@@ -37,8 +37,12 @@ fmt:
 # without it the bench says so and skips that row.
 BARE_PROXY_DIR ?= ../shared/bench/bare-proxy
 
+# The binary is built on its own, as a release or an image build makes it:
+# built together with an example, it gets the dev-dependencies' features,
+# and other symbol names than src/symbol-order.txt lists.
 bench:
-	$(CARGO) build --release --bin gatehouse --example bench
+	$(CARGO) build --release --bin gatehouse
+	$(CARGO) build --release --example bench
 	if [ -f $(BARE_PROXY_DIR)/Cargo.toml ]; then \
 	  $(CARGO) build --release --manifest-path $(BARE_PROXY_DIR)/Cargo.toml --target-dir target/bare-proxy; fi
 	./target/release/examples/bench
@@ -47,7 +51,8 @@ bench:
 # see build.rs) by tracing the release binary under callgrind: needs
 # valgrind (apt-get install -y valgrind). About 2 minutes after the build.
 symbol-order:
-	$(CARGO) build --release --bin gatehouse --example bench
+	$(CARGO) build --release --bin gatehouse
+	$(CARGO) build --release --example bench
 	BENCH_ONLY=symbol-order ./target/release/examples/bench
 
 # The security core (src/http/**, src/auth/**: gate, endpoints, sessions and
