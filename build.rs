@@ -47,7 +47,7 @@ fn main() {
     println!("cargo:rustc-env=GATEHOUSE_BUILD_RUSTC={rustc_version}");
     println!("cargo:rustc-env=GATEHOUSE_BUILD_TARGET={target}");
     println!("cargo:rustc-env=GATEHOUSE_BUILD_PROFILE={profile}");
-    symbol_order(&profile, &rustc_version, &target);
+    symbol_order(&profile, &rustc, &target);
 }
 
 /// Release builds link the functions named in `src/symbol-order.txt` first,
@@ -55,47 +55,81 @@ fn main() {
 /// request run, about 2.8 of the 12 MB of text. Laid out as the compiler
 /// leaves it, that code is spread over the whole text, and the kernel maps
 /// a binary's pages 64 KiB at a time around each one touched: 9 MB of it
-/// was resident in an idle process, 3 MB is now (see the README's
-/// Performance section, which also says how to make the list again).
+/// was resident in an idle process, 3 MB is now (see the README's Code
+/// layout section, which also says how to make the list again).
 ///
-/// Only where the linker is rustc's own `lld` (the default for this target
-/// since Rust 1.90), which knows the option; `GATEHOUSE_SYMBOL_ORDER=0`
-/// turns it off (another linker set in `RUSTFLAGS` or cargo's config
-/// turns it off too). A name the binary no longer has is skipped without a
-/// word: a stale list costs memory, never a failed build.
-fn symbol_order(profile: &str, rustc_version: &str, target: &str) {
+/// Only where the linker takes the option: `lld`, rustc's own linker for
+/// this target since Rust 1.90 in rust-lang's builds (a distribution's
+/// rustc, or a configured GNU ld, gold or mold, may not). Rather than guess
+/// from the flags, a tiny program is linked with it first, with the same
+/// rustc, flags and linker; the option is used only if that succeeds.
+/// `GATEHOUSE_SYMBOL_ORDER=0` turns it off. A name the binary no longer has
+/// is skipped without a word: a stale list costs memory, never a build.
+fn symbol_order(profile: &str, rustc: &str, target: &str) {
     const FILE: &str = "src/symbol-order.txt";
     println!("cargo:rerun-if-changed={FILE}");
     println!("cargo:rerun-if-env-changed=GATEHOUSE_SYMBOL_ORDER");
-    println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
-    let off = std::env::var("GATEHOUSE_SYMBOL_ORDER").is_ok_and(|v| v.trim() == "0");
-    let other_linker = std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some()
-        || std::env::var("CARGO_ENCODED_RUSTFLAGS")
-            .is_ok_and(|f| f.contains("linker") || f.contains("link-self-contained"));
-    // "rustc 1.95.0 (...)": the minor version
-    let minor = rustc_version
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.split('.').nth(1))
-        .and_then(|m| m.parse::<u32>().ok());
-    if off
-        || other_linker
-        || profile != "release"
-        || target != "x86_64-unknown-linux-gnu"
-        || minor.is_none_or(|m| m < 90)
-    {
+    let off = std::env::var("GATEHOUSE_SYMBOL_ORDER")
+        .is_ok_and(|v| matches!(v.trim(), "0" | "off" | "false" | "no"));
+    if off || profile != "release" || target != "x86_64-unknown-linux-gnu" {
         return;
     }
-    let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
+    let (Ok(dir), Ok(out)) = (
+        std::env::var("CARGO_MANIFEST_DIR"),
+        std::env::var("OUT_DIR"),
+    ) else {
         return;
     };
     let path = std::path::Path::new(&dir).join(FILE);
     if !path.is_file() {
         return;
     }
-    println!(
-        "cargo:rustc-link-arg-bin=gatehouse=-Wl,--symbol-ordering-file={}",
-        path.display()
-    );
-    println!("cargo:rustc-link-arg-bin=gatehouse=-Wl,--no-warn-symbol-ordering");
+    // `-Xlinker` pairs: `-Wl,` would split a path holding a comma
+    let args = [
+        "-Xlinker".to_owned(),
+        format!("--symbol-ordering-file={}", path.display()),
+        "-Xlinker".to_owned(),
+        "--no-warn-symbol-ordering".to_owned(),
+    ];
+    if !links_with(rustc, target, &out, &args) {
+        println!(
+            "cargo:warning=the linker does not take --symbol-ordering-file: \
+             code not laid out by {FILE} (idle RSS about 5 MiB more)"
+        );
+        return;
+    }
+    for arg in args {
+        println!("cargo:rustc-link-arg-bin=gatehouse={arg}");
+    }
+}
+
+/// Whether an empty program links for `target` with `link_args` added, by
+/// the same rustc with the build's flags and linker.
+fn links_with(rustc: &str, target: &str, out: &str, link_args: &[String]) -> bool {
+    let dir = std::path::Path::new(out).join("symbol-order-probe");
+    let source = dir.join("probe.rs");
+    if std::fs::create_dir_all(&dir).is_err() || std::fs::write(&source, "fn main() {}\n").is_err()
+    {
+        return false;
+    }
+    let mut cmd = Command::new(rustc);
+    cmd.arg("--target")
+        .arg(target)
+        .arg("--crate-name")
+        .arg("probe")
+        .arg("-o")
+        .arg(dir.join("probe"))
+        .arg(&source);
+    // the build's own flags (a linker or -fuse-ld among them)
+    if let Ok(flags) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        cmd.args(flags.split('\u{1f}').filter(|f| !f.is_empty()));
+    }
+    // a linker named in cargo's config reaches a build script only here
+    if let Ok(linker) = std::env::var("RUSTC_LINKER") {
+        cmd.arg("-C").arg(format!("linker={linker}"));
+    }
+    for arg in link_args {
+        cmd.arg("-C").arg(format!("link-arg={arg}"));
+    }
+    cmd.output().is_ok_and(|o| o.status.success())
 }

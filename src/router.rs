@@ -153,7 +153,9 @@ async fn handle_as(
             )
         };
     }
-    if state.config.log_format == crate::config::LogFormat::Json {
+    // the installed format, not the config's: a reload may name another,
+    // which takes effect at the next start
+    if crate::telemetry::json_log() {
         access_line!(std::convert::identity);
     } else {
         access_line!(tracing::field::display);

@@ -56,9 +56,21 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
         LogFormat::Text => builder.try_init(),
     };
     if installed.is_ok() {
+        let _ = INSTALLED_JSON.set(format == LogFormat::Json);
         spawn_drop_reporter(dropped);
     }
     LogGuard { _worker: worker }
+}
+
+/// Whether the log installed at start writes JSON. Set once by [`init`]:
+/// a reload may change `log_format` in the config, but the format only
+/// changes with a restart.
+static INSTALLED_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether the process's log writes JSON lines (false until [`init`]
+/// installed one, and in tests that installed none).
+pub fn json_log() -> bool {
+    INSTALLED_JSON.get().copied().unwrap_or(false)
 }
 
 /// One flat JSON object per event: `timestamp`, `level`, the event's fields

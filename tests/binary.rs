@@ -944,6 +944,15 @@ fn provider_error_text_with_a_line_break_stays_on_one_text_log_line() {
             "a forged line is in the text log:\n{logs}"
         );
     }
+    // the access line's text fields are written bare, as log parsers match
+    // them, not as quoted strings
+    let access = logs
+        .lines()
+        .find(|l| l.contains("gatehouse::access") && l.contains("/oauth2/callback"))
+        .unwrap_or_else(|| panic!("no access line for the callback:\n{logs}"));
+    for field in [" method=GET", " path=/oauth2/callback", " peer=127.0.0.1"] {
+        assert!(access.contains(field), "{field} not in {access}");
+    }
 }
 
 /// Issue 9, item 1: a secret on the command line is visible in `ps`.

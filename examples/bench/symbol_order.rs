@@ -123,18 +123,13 @@ async fn dump(pid: u32, out: &Path, n: u32) -> BoxResult<PathBuf> {
         return Err(format!("callgrind_control -d {pid} failed").into());
     }
     let path = PathBuf::from(format!("{}.{n}", out.display()));
-    // the dump is written by the traced process: done when its size stops
-    // changing and it ends with the totals line
-    let mut last = None;
+    // the dump is written by the traced process: whole once it holds the
+    // totals line, which callgrind writes last
     for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if last == Some(meta.len()) && meta.len() > 0 {
+        if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("\ntotals:")) {
             return Ok(path);
         }
-        last = Some(meta.len());
     }
     Err(format!("callgrind wrote no {} in 30 s", path.display()).into())
 }

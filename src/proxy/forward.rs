@@ -460,8 +460,14 @@ fn upstream_uri(route: &Route, original: &Uri) -> Result<Uri, Error> {
         // shared with the request's target, not copied and parsed again
         Some(pq) if route.base_path.is_empty() => pq.clone(),
         pq => {
-            let pq = pq.map_or("/", PathAndQuery::as_str);
-            PathAndQuery::try_from(format!("{}{pq}", route.base_path))
+            // an empty path (`http://h?x=1`) is `/` under the base too
+            let path = pq.map_or("/", PathAndQuery::path);
+            let query = pq.and_then(PathAndQuery::query);
+            let joined = match query {
+                Some(q) => format!("{}{path}?{q}", route.base_path),
+                None => format!("{}{path}", route.base_path),
+            };
+            PathAndQuery::try_from(joined)
                 .map_err(|_e| Error::BadRequest("request target cannot be forwarded"))?
         }
     };
@@ -507,6 +513,48 @@ mod tests {
             assert_eq!(r.label, "http://10.0.0.2/", "{path}");
         }
         assert!(find_route(&routes, "/a/../api").is_err());
+    }
+
+    #[test]
+    fn upstream_uri_takes_every_request_target_form() {
+        let at = |url: &str| {
+            route(&Upstream {
+                prefix: "/".into(),
+                url: url.parse().unwrap(),
+            })
+            .unwrap()
+        };
+        let (plain, based) = (at("http://10.0.0.1:8080/"), at("http://10.0.0.1/base/"));
+        assert_eq!(plain.host, "10.0.0.1:8080");
+        for (target, want_plain, want_based) in [
+            // absolute-form without a path: the path is `/`
+            ("http://h", "http://10.0.0.1:8080/", "http://10.0.0.1/base/"),
+            (
+                "http://h?x=1",
+                "http://10.0.0.1:8080/?x=1",
+                "http://10.0.0.1/base/?x=1",
+            ),
+            (
+                "http://h/a%2Fb?q",
+                "http://10.0.0.1:8080/a%2Fb?q",
+                "http://10.0.0.1/base/a%2Fb?q",
+            ),
+            // authority-form (CONNECT): no path and query at all
+            ("h:443", "http://10.0.0.1:8080/", "http://10.0.0.1/base/"),
+            ("/", "http://10.0.0.1:8080/", "http://10.0.0.1/base/"),
+        ] {
+            let original: Uri = target.parse().unwrap();
+            assert_eq!(
+                upstream_uri(&plain, &original).unwrap().to_string(),
+                want_plain,
+                "{target}"
+            );
+            assert_eq!(
+                upstream_uri(&based, &original).unwrap().to_string(),
+                want_based,
+                "{target}"
+            );
+        }
     }
 
     #[test]
