@@ -28,7 +28,7 @@ use crate::http::response::{json, text};
 use crate::proxy::ForwardContext;
 use crate::routes::Target;
 use crate::state::AppState;
-use crate::telemetry::{AccessNote, RequestId, escape_log, otel, with_request};
+use crate::telemetry::{AccessNote, RequestId, otel, with_request};
 use opentelemetry::trace::SpanKind;
 
 /// The request id header, from a trusted proxy, to the upstream and on
@@ -124,49 +124,28 @@ async fn handle_as(
     } else {
         None
     };
-    // the text fields go as `$text(&str)`: Display for the text format,
-    // which writes `peer=192.0.2.1` where a plain string would be quoted
-    // (log parsers match the unquoted form); plain strings for JSON, which
-    // its writer escapes directly, where through Display each cost the
-    // `core::fmt` machinery (some 3,000 instructions a line)
-    macro_rules! access_line {
-        ($text:path) => {
-            tracing::info!(
-                target: "gatehouse::access",
-                request_id = $text(id.as_str()),
-                method = $text(method.as_str()),
-                path = $text(&*escape_log(&path)),
-                status = status.as_u16(),
-                latency_ms = latency_ms(started),
-                user = $text(&*escape_log(who.map_or("-", |i| i.subject.as_str()))),
-                email = $text(&*escape_log(
-                    who.and_then(|i| i.email.as_deref()).unwrap_or("-")
-                )),
-                upstream = note.upstream,
-                route,
-                peer = $text(conn.peer_text.as_str()),
-                reason,
-                rule,
-                trace_id = traced.map(|(t, _)| tracing::field::display(t)),
-                span_id = traced.map(|(_, s)| tracing::field::display(s)),
-                "request"
-            )
-        };
-    }
-    // the installed format, not the config's: a reload may name another,
-    // which takes effect at the next start
-    if crate::telemetry::json_log() {
-        access_line!(std::convert::identity);
-    } else {
-        access_line!(tracing::field::display);
-    }
+    crate::telemetry::access::log(&crate::telemetry::access::AccessLine {
+        request_id: id.as_str(),
+        method: method.as_str(),
+        path: &path,
+        status: status.as_u16(),
+        latency_micros: latency_micros(started),
+        user: who.map_or("-", |i| i.subject.as_str()),
+        email: who.and_then(|i| i.email.as_deref()).unwrap_or("-"),
+        upstream: note.upstream,
+        route,
+        peer: conn.peer_text.as_str(),
+        reason,
+        rule,
+        trace: traced,
+    });
     resp
 }
 
-/// Milliseconds with microsecond precision: `0.077`, never `0.07685499999999999`.
-fn latency_ms(started: Instant) -> f64 {
-    let micros = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
-    f64::from(micros) / 1000.0
+/// Whole microseconds: the log writes milliseconds with microsecond
+/// precision (`0.077`, never `0.07685499999999999`).
+fn latency_micros(started: Instant) -> u32 {
+    u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX)
 }
 
 async fn dispatch(

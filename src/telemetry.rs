@@ -10,6 +10,7 @@
 //! dropped rather than requests blocked, and the number dropped is reported
 //! in a warning.
 
+pub mod access;
 pub mod otel;
 pub mod writer;
 
@@ -56,21 +57,14 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
         LogFormat::Text => builder.try_init(),
     };
     if installed.is_ok() {
-        let _ = INSTALLED_JSON.set(format == LogFormat::Json);
+        if format == LogFormat::Json {
+            // the format installed now stays until a restart, whatever a
+            // reload's config says
+            access::install_json(dropped.clone());
+        }
         spawn_drop_reporter(dropped);
     }
     LogGuard { _worker: worker }
-}
-
-/// Whether the log installed at start writes JSON. Set once by [`init`]:
-/// a reload may change `log_format` in the config, but the format only
-/// changes with a restart.
-static INSTALLED_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-
-/// Whether the process's log writes JSON lines (false until [`init`]
-/// installed one, and in tests that installed none).
-pub fn json_log() -> bool {
-    INSTALLED_JSON.get().copied().unwrap_or(false)
 }
 
 /// One flat JSON object per event: `timestamp`, `level`, the event's fields
@@ -693,7 +687,7 @@ mod tests {
     }
 
     /// What one event looks like through [`JsonLines`].
-    fn json_line(emit: impl FnOnce()) -> String {
+    pub(super) fn json_line(emit: impl FnOnce()) -> String {
         #[derive(Clone, Default)]
         struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
         impl std::io::Write for Buf {
