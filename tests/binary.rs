@@ -675,7 +675,13 @@ fn start_binary_logging_as(
         ])
         .args(["--redirect-url", &format!("{base}/oauth2/callback")])
         .args(["--cookie-secure=false", "--email-domain", "*"])
-        .args(["--log-format", log_format, "--log-level", "debug"])
+        .args(["--log-format", log_format])
+        // debug unless the test names its own level
+        .args(if args.contains(&"--log-level") {
+            &[][..]
+        } else {
+            &["--log-level", "debug"][..]
+        })
         .args(args)
         .env("GATEHOUSE_CLIENT_SECRET", client_secret)
         .env("GATEHOUSE_COOKIE_SECRET", cookie_secret)
@@ -952,6 +958,56 @@ fn provider_error_text_with_a_line_break_stays_on_one_text_log_line() {
         .unwrap_or_else(|| panic!("no access line for the callback:\n{logs}"));
     for field in [" method=GET", " path=/oauth2/callback", " peer=127.0.0.1"] {
         assert!(access.contains(field), "{field} not in {access}");
+    }
+}
+
+/// The JSON access line is written without a tracing event, so the
+/// `log_level` filter is asked for it explicitly: a directive that turns
+/// `gatehouse::access` off leaves it out, and the rest of the log stays.
+#[test]
+fn a_log_level_directive_turns_the_json_access_line_off() {
+    use std::io::Read as _;
+
+    use support::upstream::Recorder;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let idp = rt.block_on(MockIdp::start(IdpOptions::auto_approving("alice")));
+    let upstream = rt.block_on(Recorder::start());
+    let mut logs = String::new();
+    for (level, want_access) in [
+        ("info,gatehouse::access=off", false),
+        ("warn,gatehouse::access=info", true),
+    ] {
+        let (mut child, base) = start_binary_logging_as(
+            "json",
+            &rt,
+            &idp,
+            &upstream,
+            "client-secret-a11c",
+            "Qm2cA3Ywdh7XmHbqjO4uVUaI0L5fAh3y1yBv6rXJZs8=",
+            &["--log-level", level],
+        );
+        rt.block_on(async {
+            let c = support::client::TestClient::new();
+            // an anonymous request: redirected to sign in, and logged
+            let _ = c.get(&format!("{base}/private?probe=1")).await;
+        });
+        child.stop();
+        let _ = child.0.wait();
+        logs.clear();
+        if let Some(mut e) = child.0.stderr.take() {
+            e.read_to_string(&mut logs).unwrap();
+        }
+        let access = logs
+            .lines()
+            .filter(|l| l.contains("\"target\":\"gatehouse::access\""))
+            .filter(|l| l.contains("/private"))
+            .count();
+        assert_eq!(access, usize::from(want_access), "{level}:\n{logs}");
+        if !want_access {
+            // the log itself is on: the start-up lines are there
+            assert!(logs.contains("\"level\":\"INFO\""), "{level}:\n{logs}");
+        }
     }
 }
 
