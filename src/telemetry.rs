@@ -1,4 +1,5 @@
-//! Logging setup: text or JSON lines through `tracing`.
+//! Logging setup: text or JSON lines through `tracing` (the JSON access
+//! line is written directly, see [`access`]).
 //!
 //! Secrets never reach a log line: they are [`Secret`](crate::config::Secret)s,
 //! whose `Debug`/`Display` print `[redacted]`, and no handler logs a cookie,
@@ -488,7 +489,9 @@ const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
 /// Checks a `log_level` value: a level (`info`) or a comma-separated list of
 /// directives, each a level or `target=level` naming one of our targets
-/// (`info,gatehouse=debug,gatehouse::access=warn`). `EnvFilter` itself reads
+/// (`info,gatehouse=debug,gatehouse::access=warn`): no field or span
+/// directives, which [`access::log`]'s field-less `enabled!` check could
+/// not match as the event would. `EnvFilter` itself reads
 /// a bare word as a target, so a typo such as `verbose` would otherwise
 /// silence every line. Returns the value without its spaces, as
 /// `EnvFilter` wants it.

@@ -677,7 +677,7 @@ fn start_binary_logging_as(
         .args(["--cookie-secure=false", "--email-domain", "*"])
         .args(["--log-format", log_format])
         // debug unless the test names its own level
-        .args(if args.contains(&"--log-level") {
+        .args(if args.iter().any(|a| a.starts_with("--log-level")) {
             &[][..]
         } else {
             &["--log-level", "debug"][..]
@@ -990,7 +990,8 @@ fn a_log_level_directive_turns_the_json_access_line_off() {
         rt.block_on(async {
             let c = support::client::TestClient::new();
             // an anonymous request: redirected to sign in, and logged
-            let _ = c.get(&format!("{base}/private?probe=1")).await;
+            let r = c.get(&format!("{base}/private?probe=1")).await;
+            assert!(r.status.is_redirection(), "{}", r.status);
         });
         child.stop();
         let _ = child.0.wait();

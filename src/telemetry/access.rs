@@ -65,23 +65,26 @@ pub fn log(line: &AccessLine<'_>) {
     if !tracing::enabled!(target: "gatehouse::access", tracing::Level::INFO) {
         return;
     }
-    // the text log could be handed forged lines, and both formats show
-    // the same values
+    escaped(line, |line| match JSON_WRITER.get() {
+        Some(writer) => write_json(writer, line),
+        None => event(line),
+    });
+}
+
+/// `line` with the values from a request or a provider escaped: the text
+/// log could be handed forged lines, and both formats show the same values.
+fn escaped<R>(line: &AccessLine<'_>, then: impl FnOnce(&AccessLine<'_>) -> R) -> R {
     let (path, user, email) = (
         super::escape_log(line.path),
         super::escape_log(line.user),
         super::escape_log(line.email),
     );
-    let line = AccessLine {
+    then(&AccessLine {
         path: &path,
         user: &user,
         email: &email,
         ..*line
-    };
-    match JSON_WRITER.get() {
-        Some(writer) => write_json(writer, &line),
-        None => event(&line),
-    }
+    })
 }
 
 /// The access line as a `tracing` event. Display for the text values: the
@@ -113,15 +116,17 @@ fn write_json(writer: &LogWriter, line: &AccessLine<'_>) {
         // kept per worker thread: a line is a few hundred bytes
         static LINE: RefCell<String> = const { RefCell::new(String::new()) };
     }
-    LINE.with(|buf| {
-        let Ok(mut buf) = buf.try_borrow_mut() else {
-            return;
-        };
+    let write = |buf: &mut String| {
         buf.clear();
-        if json_line(&mut buf, line, std::time::SystemTime::now()).is_ok() {
+        if json_line(buf, line, std::time::SystemTime::now()).is_ok() {
             // the writer takes the line whole, or counts it dropped
             let _ = writer.make_writer().write_all(buf.as_bytes());
         }
+    };
+    LINE.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => write(&mut buf),
+        // never expected (nothing in here logs), but never a lost line
+        Err(_) => write(&mut String::new()),
     });
 }
 

@@ -4,8 +4,9 @@
 //! It owns the buffer, the writer thread and the count of dropped lines. It
 //! must never make a request wait: appending a line is a short critical
 //! section (a copy into the buffer) and, when the buffer is full, the line is
-//! dropped and counted instead. Formatting is not done here (the `tracing`
-//! subscriber formats each event into one line before it is appended).
+//! dropped and counted instead. Formatting is not done here: the `tracing`
+//! subscriber formats each event into one line before it is appended, and
+//! the JSON access line comes formatted from [`super::access`].
 //!
 //! Why not `tracing-appender`'s non-blocking writer: it allocated a `Vec` per
 //! line, woke its thread through a channel for nearly every line under load,

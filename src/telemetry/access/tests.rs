@@ -56,7 +56,7 @@ fn the_direct_json_line_is_the_one_tracing_would_write() {
         AccessLine {
             path: hostile,
             user: hostile,
-            email: "-",
+            email: hostile,
             method: "PURGE",
             peer: "2001:db8::1",
             latency_micros: u32::MAX,
@@ -71,6 +71,23 @@ fn the_direct_json_line_is_the_one_tracing_would_write() {
         assert_eq!(v["path"], line.path);
         assert_eq!(v["target"], "gatehouse::access");
     }
+}
+
+#[test]
+fn what_came_from_a_request_or_a_provider_is_logged_escaped() {
+    let forged = AccessLine {
+        path: "/a\n{\"forged\":1}",
+        user: "eve\r\nlevel=INFO",
+        email: "a\\b\u{1b}[31m",
+        ..PLAIN
+    };
+    let line = escaped(&forged, direct);
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    // the values as escape_log writes them, the same in the text log
+    assert_eq!(v["path"], "/a\\n{\"forged\":1}");
+    assert_eq!(v["user"], "eve\\r\\nlevel=INFO");
+    assert_eq!(v["email"], "a\\\\b\\u{1b}[31m");
+    assert_eq!(v["request_id"], PLAIN.request_id, "ids are not escaped");
 }
 
 #[test]
