@@ -124,7 +124,7 @@ async fn handle_as(
     } else {
         None
     };
-    crate::telemetry::access::log(&crate::telemetry::access::AccessLine {
+    crate::telemetry::access::log(|| crate::telemetry::access::AccessLine {
         request_id: id.as_str(),
         method: method.as_str(),
         path: &path,

@@ -369,18 +369,18 @@ fn set_identity_headers(
     claim_headers: &[http::HeaderName],
 ) {
     let values = id.header_values();
-    let mut put = |name: http::HeaderName, value: Option<&HeaderValue>| {
+    let mut put = |name: http::HeaderName, value: Option<HeaderValue>| {
         if let Some(v) = value {
-            h.insert(name, v.clone());
+            h.insert(name, v);
         }
     };
-    put(X_FORWARDED_USER, values.user.as_ref());
-    put(X_FORWARDED_EMAIL, values.email.as_ref());
+    put(X_FORWARDED_USER, values.user.clone());
+    put(X_FORWARDED_EMAIL, values.email.clone());
     put(
         X_FORWARDED_PREFERRED_USERNAME,
-        values.preferred_username.as_ref(),
+        values.preferred_username.clone(),
     );
-    put(X_FORWARDED_GROUPS, values.groups.as_ref());
+    put(X_FORWARDED_GROUPS, values.groups.clone());
     // an expired access token is never forwarded
     if settings.pass_access_token
         && let Some(t) = id
@@ -389,20 +389,18 @@ fn set_identity_headers(
     {
         put(
             X_FORWARDED_ACCESS_TOKEN,
-            HeaderValue::from_bytes(t.expose().as_bytes()).ok().as_ref(),
+            HeaderValue::from_bytes(t.expose().as_bytes()).ok(),
         );
     }
     for (name, value) in &values.extra {
-        put(name.clone(), Some(value));
+        put(name.clone(), Some(value.clone()));
     }
     if settings.pass_authorization_header
         && let Some(t) = &id.tokens.id_token
     {
         put(
             AUTHORIZATION,
-            HeaderValue::from_bytes(format!("Bearer {}", t.expose()).as_bytes())
-                .ok()
-                .as_ref(),
+            HeaderValue::from_bytes(format!("Bearer {}", t.expose()).as_bytes()).ok(),
         );
     }
     for name in claim_headers {

@@ -59,13 +59,14 @@ pub(super) fn install_json(writer: LogWriter) {
     let _ = JSON_WRITER.set(writer);
 }
 
-/// Logs `line`: written directly when the log is JSON, else emitted as the
-/// `tracing` event the text log formats.
-pub fn log(line: &AccessLine<'_>) {
+/// Logs the line `line` makes (called only when the access log is on: off,
+/// not even the clock is read): written directly when the log is JSON, else
+/// emitted as the `tracing` event the text log formats.
+pub fn log<'a>(line: impl FnOnce() -> AccessLine<'a>) {
     if !tracing::enabled!(target: "gatehouse::access", tracing::Level::INFO) {
         return;
     }
-    escaped(line, |line| match JSON_WRITER.get() {
+    escaped(&line(), |line| match JSON_WRITER.get() {
         Some(writer) => write_json(writer, line),
         None => event(line),
     });
