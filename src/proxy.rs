@@ -11,6 +11,7 @@
 //! sent is removed before ours are added.
 
 mod forward;
+mod pool;
 pub mod websocket;
 
 pub use forward::{ForwardContext, IdentityHeaderSettings, OwnCookie, Upstreams};

@@ -8,9 +8,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::auth::identity::Identity;
 use crate::config::{Config, Upstream};
@@ -23,6 +21,10 @@ use crate::http::headers::{
     strip_client_headers, strip_hop_by_hop,
 };
 use crate::limits::IdleTimeoutBody;
+use crate::proxy::pool::Pool;
+
+/// What goes upstream as a request's body.
+type UpstreamBody = NotifyOnEnd<IdleTimeoutBody<Incoming>>;
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -67,21 +69,20 @@ pub struct ForwardContext<'a> {
 /// needs no knowledge of sessions.
 pub type OwnCookie = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-/// A prepared upstream target: the parsed pieces of one `upstream` URL.
+/// A prepared upstream target: the parsed pieces of one `upstream` URL, and
+/// its connections.
 #[derive(Debug)]
 struct Route {
     prefix: String,
-    scheme: Scheme,
-    authority: Authority,
     /// `authority` as the `Host` header's value, made once.
     host: HeaderValue,
     base_path: String,
     label: String,
+    pool: Arc<Pool<UpstreamBody>>,
 }
 
-/// The upstreams and the pooled client that reaches them. Built once.
+/// The upstreams and their connections. Built once.
 pub struct Upstreams {
-    client: Client<HttpsConnector<HttpConnector>, NotifyOnEnd<IdleTimeoutBody<Incoming>>>,
     routes: Vec<Route>,
     /// By route index: the route's own upstream, if it has one.
     by_route: Vec<Option<Route>>,
@@ -107,27 +108,27 @@ impl Upstreams {
     /// Prepares routes and the client from the config. `own_cookie` names
     /// the cookies whose `Set-Cookie` from an upstream is dropped.
     pub fn new(config: &Config, own_cookie: OwnCookie) -> Result<Self, rustls::Error> {
-        let connector = crate::http::client::https_connector(Duration::from_secs(10))?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .build(connector);
-        let routes = config.upstreams.iter().filter_map(route).collect();
+        let connector = crate::http::client::upstream_connector(Duration::from_secs(10))?;
+        let routes = config
+            .upstreams
+            .iter()
+            .filter_map(|u| route(u, &connector))
+            .collect();
         let by_route = config
             .routes
             .routes()
             .iter()
             .map(|r| {
                 r.upstream.as_ref().and_then(|url| {
-                    route(&Upstream {
+                    let u = Upstream {
                         prefix: "/".to_owned(),
                         url: url.clone(),
-                    })
+                    };
+                    route(&u, &connector)
                 })
             })
             .collect();
         Ok(Self {
-            client,
             routes,
             by_route,
             timeout: config.upstream_timeout,
@@ -195,8 +196,8 @@ impl Upstreams {
         };
         let websocket = req.version() == Version::HTTP_11 && is_websocket_upgrade(req.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-        let uri = upstream_uri(route, req.uri())?;
-        *req.uri_mut() = uri;
+        let target = upstream_target(route, req.uri())?;
+        *req.uri_mut() = target;
         *req.version_mut() = Version::HTTP_11;
         self.rewrite_headers(
             req.headers_mut(),
@@ -215,7 +216,7 @@ impl Upstreams {
         // the timeout counts from the end of the request body: an upload
         // still streaming is not the upstream being slow
         let sent = tokio::select! {
-            r = self.client.request(req) => Ok(r),
+            r = route.pool.send(req) => Ok(r),
             () = async {
                 let _ = body_sent_rx.await;
                 tokio::time::sleep(self.timeout).await;
@@ -226,7 +227,7 @@ impl Upstreams {
             Ok(Err(e)) => {
                 return Err(Error::UpstreamUnavailable {
                     upstream: route.label.clone(),
-                    reason: crate::error::error_chain(&e),
+                    reason: crate::error::error_chain(&*e),
                 });
             }
             Ok(Ok(r)) => r,
@@ -410,7 +411,7 @@ fn set_identity_headers(
     }
 }
 
-fn route(u: &Upstream) -> Option<Route> {
+fn route(u: &Upstream, connector: &HttpsConnector<HttpConnector>) -> Option<Route> {
     let scheme = if u.url.scheme() == "https" {
         Scheme::HTTPS
     } else {
@@ -422,13 +423,18 @@ fn route(u: &Upstream) -> Option<Route> {
         None => host.to_owned(),
     };
     let authority: Authority = authority.parse().ok()?;
+    let target = Uri::builder()
+        .scheme(scheme)
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()
+        .ok()?;
     Some(Route {
         prefix: u.prefix.clone(),
-        scheme,
         host: HeaderValue::from_str(authority.as_str()).ok()?,
-        authority,
         base_path: u.url.path().trim_end_matches('/').to_owned(),
         label: u.url.to_string(),
+        pool: Pool::new(connector.clone(), target),
     })
 }
 
@@ -453,7 +459,9 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-fn upstream_uri(route: &Route, original: &Uri) -> Result<Uri, Error> {
+/// The request target sent upstream, in origin-form (`/path?query`): the
+/// request's under the upstream's base path.
+fn upstream_target(route: &Route, original: &Uri) -> Result<Uri, Error> {
     let pq = match original.path_and_query() {
         // shared with the request's target, not copied and parsed again
         Some(pq) if route.base_path.is_empty() => pq.clone(),
@@ -469,11 +477,7 @@ fn upstream_uri(route: &Route, original: &Uri) -> Result<Uri, Error> {
                 .map_err(|_e| Error::BadRequest("request target cannot be forwarded"))?
         }
     };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(route.scheme.clone());
-    parts.authority = Some(route.authority.clone());
-    parts.path_and_query = Some(pq);
-    Uri::from_parts(parts).map_err(|_e| Error::BadRequest("request target cannot be forwarded"))
+    Ok(Uri::from(pq))
 }
 
 #[cfg(test)]
@@ -490,17 +494,23 @@ mod tests {
         assert!(prefix_matches("/api/", "/api"));
     }
 
+    fn at(prefix: &str, url: &str) -> Route {
+        let connector = crate::http::client::upstream_connector(Duration::from_secs(1)).unwrap();
+        route(
+            &Upstream {
+                prefix: prefix.into(),
+                url: url.parse().unwrap(),
+            },
+            &connector,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn the_upstream_is_chosen_on_the_normal_form_of_the_path() {
         let routes: Vec<Route> = [("/api", "http://10.0.0.1/"), ("/", "http://10.0.0.2/")]
             .into_iter()
-            .map(|(prefix, url)| {
-                route(&Upstream {
-                    prefix: prefix.into(),
-                    url: url.parse().unwrap(),
-                })
-                .unwrap()
-            })
+            .map(|(prefix, url)| at(prefix, url))
             .collect();
         for path in ["/api/x", "//api/x", "/%61pi/x", "/%61%70%69", "///api"] {
             let r = find_route(&routes, path).unwrap();
@@ -514,66 +524,43 @@ mod tests {
     }
 
     #[test]
-    fn upstream_uri_takes_every_request_target_form() {
-        let at = |url: &str| {
-            route(&Upstream {
-                prefix: "/".into(),
-                url: url.parse().unwrap(),
-            })
-            .unwrap()
-        };
-        let (plain, based) = (at("http://10.0.0.1:8080/"), at("http://10.0.0.1/base/"));
+    fn upstream_target_takes_every_request_target_form() {
+        let (plain, based) = (
+            at("/", "http://10.0.0.1:8080/"),
+            at("/", "http://10.0.0.1/base/"),
+        );
         assert_eq!(plain.host, "10.0.0.1:8080");
         for (target, want_plain, want_based) in [
             // absolute-form without a path: the path is `/`
-            ("http://h", "http://10.0.0.1:8080/", "http://10.0.0.1/base/"),
-            (
-                "http://h?x=1",
-                "http://10.0.0.1:8080/?x=1",
-                "http://10.0.0.1/base/?x=1",
-            ),
-            (
-                "http://h/a%2Fb?q",
-                "http://10.0.0.1:8080/a%2Fb?q",
-                "http://10.0.0.1/base/a%2Fb?q",
-            ),
+            ("http://h", "/", "/base/"),
+            ("http://h?x=1", "/?x=1", "/base/?x=1"),
+            ("http://h/a%2Fb?q", "/a%2Fb?q", "/base/a%2Fb?q"),
             // authority-form (CONNECT): no path and query at all
-            ("h:443", "http://10.0.0.1:8080/", "http://10.0.0.1/base/"),
-            ("/", "http://10.0.0.1:8080/", "http://10.0.0.1/base/"),
+            ("h:443", "/", "/base/"),
+            ("/", "/", "/base/"),
         ] {
             let original: Uri = target.parse().unwrap();
-            assert_eq!(
-                upstream_uri(&plain, &original).unwrap().to_string(),
-                want_plain,
-                "{target}"
-            );
-            assert_eq!(
-                upstream_uri(&based, &original).unwrap().to_string(),
-                want_based,
-                "{target}"
-            );
+            for (r, want) in [(&plain, want_plain), (&based, want_based)] {
+                let got = upstream_target(r, &original).unwrap();
+                // origin-form: what the request line carries
+                assert!(got.scheme().is_none() && got.authority().is_none());
+                assert_eq!(got.to_string(), want, "{target}");
+            }
         }
     }
 
     #[test]
-    fn upstream_uri_keeps_path_and_query_under_the_base() {
-        let r = route(&Upstream {
-            prefix: "/".into(),
-            url: "http://10.0.0.1:8080/base/".parse().unwrap(),
-        })
-        .unwrap();
-        let u = upstream_uri(&r, &Uri::from_static("/x/y?q=1")).unwrap();
-        assert_eq!(u.to_string(), "http://10.0.0.1:8080/base/x/y?q=1");
-        let r = route(&Upstream {
-            prefix: "/".into(),
-            url: "https://app.internal".parse().unwrap(),
-        })
-        .unwrap();
+    fn upstream_target_keeps_path_and_query_under_the_base() {
+        let r = at("/", "http://10.0.0.1:8080/base/");
+        let u = upstream_target(&r, &Uri::from_static("/x/y?q=1")).unwrap();
+        assert_eq!(u.to_string(), "/base/x/y?q=1");
+        let r = at("/", "https://app.internal");
+        assert_eq!(r.host, "app.internal");
         assert_eq!(
-            upstream_uri(&r, &Uri::from_static("/"))
+            upstream_target(&r, &Uri::from_static("/"))
                 .unwrap()
                 .to_string(),
-            "https://app.internal/"
+            "/"
         );
     }
 
