@@ -182,7 +182,8 @@ fn upstream_urls(config: &Config) -> Vec<Url> {
 /// A connection and a `GET /`: any HTTP answer is a live upstream.
 async fn probe_upstream(url: &Url) -> Result<String, String> {
     let connector =
-        crate::http::client::https_connector(PROBE_TIMEOUT).map_err(|e| format!("tls: {e}"))?;
+        // as the proxy reaches it: HTTP/1.1
+        crate::http::client::upstream_connector(PROBE_TIMEOUT).map_err(|e| format!("tls: {e}"))?;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let req = http::Request::get(url.as_str())
         .header(http::header::USER_AGENT, "gatehouse-check-config")

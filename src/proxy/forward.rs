@@ -26,6 +26,27 @@ use crate::proxy::pool::Pool;
 /// What goes upstream as a request's body.
 type UpstreamBody = NotifyOnEnd<IdleTimeoutBody<Incoming>>;
 
+/// How long connecting to an upstream (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pools being made for the upstreams, one per `scheme://authority`:
+/// routes to the same upstream share its connections.
+struct Pools {
+    connector: HttpsConnector<HttpConnector>,
+    by_target: std::collections::HashMap<Uri, Arc<Pool<UpstreamBody>>>,
+}
+
+impl Pools {
+    fn get(&mut self, target: Uri) -> Arc<Pool<UpstreamBody>> {
+        let connector = &self.connector;
+        Arc::clone(
+            self.by_target
+                .entry(target.clone())
+                .or_insert_with(|| Pool::new(connector.clone(), target, CONNECT_TIMEOUT)),
+        )
+    }
+}
+
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Headers frameworks read as the request's real method.
@@ -108,11 +129,14 @@ impl Upstreams {
     /// Prepares routes and the client from the config. `own_cookie` names
     /// the cookies whose `Set-Cookie` from an upstream is dropped.
     pub fn new(config: &Config, own_cookie: OwnCookie) -> Result<Self, rustls::Error> {
-        let connector = crate::http::client::upstream_connector(Duration::from_secs(10))?;
+        let mut pools = Pools {
+            connector: crate::http::client::upstream_connector(CONNECT_TIMEOUT)?,
+            by_target: std::collections::HashMap::new(),
+        };
         let routes = config
             .upstreams
             .iter()
-            .filter_map(|u| route(u, &connector))
+            .filter_map(|u| route(u, &mut pools))
             .collect();
         let by_route = config
             .routes
@@ -124,7 +148,7 @@ impl Upstreams {
                         prefix: "/".to_owned(),
                         url: url.clone(),
                     };
-                    route(&u, &connector)
+                    route(&u, &mut pools)
                 })
             })
             .collect();
@@ -411,7 +435,7 @@ fn set_identity_headers(
     }
 }
 
-fn route(u: &Upstream, connector: &HttpsConnector<HttpConnector>) -> Option<Route> {
+fn route(u: &Upstream, pools: &mut Pools) -> Option<Route> {
     let scheme = if u.url.scheme() == "https" {
         Scheme::HTTPS
     } else {
@@ -434,7 +458,7 @@ fn route(u: &Upstream, connector: &HttpsConnector<HttpConnector>) -> Option<Rout
         host: HeaderValue::from_str(authority.as_str()).ok()?,
         base_path: u.url.path().trim_end_matches('/').to_owned(),
         label: u.url.to_string(),
-        pool: Pool::new(connector.clone(), target),
+        pool: pools.get(target),
     })
 }
 
@@ -494,16 +518,42 @@ mod tests {
         assert!(prefix_matches("/api/", "/api"));
     }
 
+    fn pools() -> Pools {
+        Pools {
+            connector: crate::http::client::upstream_connector(CONNECT_TIMEOUT).unwrap(),
+            by_target: std::collections::HashMap::new(),
+        }
+    }
+
     fn at(prefix: &str, url: &str) -> Route {
-        let connector = crate::http::client::upstream_connector(Duration::from_secs(1)).unwrap();
-        route(
-            &Upstream {
+        let u = Upstream {
+            prefix: prefix.into(),
+            url: url.parse().unwrap(),
+        };
+        route(&u, &mut pools()).unwrap()
+    }
+
+    #[test]
+    fn routes_to_one_upstream_share_its_connections() {
+        let mut pools = pools();
+        let mut at = |prefix: &str, url: &str| {
+            let u = Upstream {
                 prefix: prefix.into(),
                 url: url.parse().unwrap(),
-            },
-            &connector,
-        )
-        .unwrap()
+            };
+            route(&u, &mut pools).unwrap()
+        };
+        let (a, b) = (
+            at("/a", "http://10.0.0.1/x/"),
+            at("/b", "http://10.0.0.1/y/"),
+        );
+        let (c, d) = (
+            at("/c", "http://10.0.0.1:81/"),
+            at("/d", "https://10.0.0.1/"),
+        );
+        assert!(Arc::ptr_eq(&a.pool, &b.pool));
+        assert!(!Arc::ptr_eq(&a.pool, &c.pool));
+        assert!(!Arc::ptr_eq(&a.pool, &d.pool));
     }
 
     #[test]
