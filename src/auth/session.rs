@@ -565,39 +565,43 @@ pub fn names_own_cookie(raw: &[u8], base: &str) -> bool {
     std::str::from_utf8(name).is_ok_and(|n| is_own_cookie(n, base))
 }
 
-/// One pair of a `Cookie` header, or `None` if it is malformed.
+/// One pair of a `Cookie` header, or `None` if it is malformed: a name that
+/// is not a non-empty RFC 9110 token, no `=`, or a value with a byte that
+/// is not visible ASCII or a space (a tab, a control, non-ASCII). Spaces and
+/// tabs around the pair and around its `=` are dropped.
+///
+/// One pass over the value, which is kilobytes for the session cookie and
+/// read on every request; then `from_utf8` (its ASCII fast path) for the
+/// `&str`.
 pub fn parse_cookie_pair(raw: &[u8]) -> Option<CookiePair<'_>> {
-    if !visible_ascii(raw) {
-        return None;
-    }
-    parse_checked_pair(std::str::from_utf8(raw).ok()?)
-}
-
-/// Only visible ASCII, spaces and tabs: then every byte is one char and the
-/// slicing in [`parse_checked_pair`] is safe. A fold without early exit: the
-/// compiler turns it into a vector loop (a session cookie is kilobytes, and
-/// every request has it parsed twice).
-fn visible_ascii(raw: &[u8]) -> bool {
-    !raw.iter().fold(false, |bad, &b| {
-        bad | (b != b'\t' && !(0x20..=0x7e).contains(&b))
-    })
-}
-
-/// The pair's parts, once [`visible_ascii`] holds.
-fn parse_checked_pair(raw: &str) -> Option<CookiePair<'_>> {
-    let pair = raw.trim_matches([' ', '\t']);
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = raw.iter().position(|b| !blank(b))?;
+    let end = raw.iter().rposition(|b| !blank(b))? + 1;
+    let pair = raw.get(start..end)?;
     // the name comes first and is short: a byte scan beats a string search
-    let eq = pair.bytes().position(|b| b == b'=')?;
-    let name = pair.get(..eq)?.trim_end_matches([' ', '\t']);
-    let value = pair.get(eq + 1..)?.trim_start_matches([' ', '\t']);
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
+    let eq = pair.iter().position(|b| *b == b'=')?;
+    let name = pair.get(..eq)?;
+    let name = name.get(..name.iter().rposition(|b| !blank(b)).map_or(0, |i| i + 1))?;
+    let value = pair.get(eq + 1..)?;
+    let value = value.get(value.iter().position(|b| !blank(b)).unwrap_or(value.len())..)?;
+    let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    if name.is_empty() || !name.iter().all(token) || !visible(value) {
         return None;
     }
-    if value.bytes().fold(false, |tab, b| tab | (b == b'\t')) {
-        return None;
-    }
+    // every byte is ASCII now: these cannot fail, and the slices are whole
+    // chars
+    let pair = std::str::from_utf8(pair).ok()?;
+    let name = pair.get(..name.len())?;
+    let value = pair.get(pair.len() - value.len()..)?;
     Some(CookiePair { name, value, pair })
+}
+
+/// Only visible ASCII and spaces. A fold without early exit: the compiler
+/// turns it into a vector loop.
+fn visible(value: &[u8]) -> bool {
+    !value
+        .iter()
+        .fold(false, |bad, &b| bad | !(0x20..=0x7e).contains(&b))
 }
 
 /// What a cookie name is to the session cookie named `base`.

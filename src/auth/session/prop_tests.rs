@@ -233,3 +233,44 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// The pair parser as it was before it became one pass (three: the whole
+/// pair's bytes, `from_utf8`, the value's tabs): the one-pass parser must
+/// give the same answer for every input.
+fn reference_pair(raw: &[u8]) -> Option<CookiePair<'_>> {
+    let visible_ascii = !raw
+        .iter()
+        .any(|&b| b != b'\t' && !(0x20..=0x7e).contains(&b));
+    if !visible_ascii {
+        return None;
+    }
+    let pair = std::str::from_utf8(raw).ok()?.trim_matches([' ', '\t']);
+    let eq = pair.bytes().position(|b| b == b'=')?;
+    let name = pair.get(..eq)?.trim_end_matches([' ', '\t']);
+    let value = pair.get(eq + 1..)?.trim_start_matches([' ', '\t']);
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) || value.contains('\t') {
+        return None;
+    }
+    Some(CookiePair { name, value, pair })
+}
+
+/// Bytes a cookie pair is made of, the delimiters and the hostile ones
+/// (controls, DEL, non-ASCII, quotes) weighted up.
+fn pair_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        4 => prop::sample::select(b"ab_-.~0=\" \t".to_vec()),
+        1 => any::<u8>(),
+        1 => prop::sample::select(vec![0_u8, b'\r', b'\n', 0x7f, 0x80, 0xff, b';', b',']),
+    ];
+    vec(byte, 0..24)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn the_one_pass_pair_parser_agrees_with_the_reference(raw in pair_bytes()) {
+        prop_assert_eq!(parse_cookie_pair(&raw), reference_pair(&raw));
+    }
+}
