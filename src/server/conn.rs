@@ -119,6 +119,7 @@ where
     let activity = io.activity.clone();
     let idle = activity.idle(limits.header_read_timeout, limits.idle_timeout);
     tokio::pin!(idle);
+    let mut idle = Gated::new(idle);
     // which version: read until the HTTP/2 preface is seen or ruled out
     let h2 = tokio::select! {
         r = std::future::poll_fn(|cx| io.poll_sniff(cx)) => match r? {
@@ -180,7 +181,8 @@ where
         // a parked connection's task keeps a pointer, not hyper's state
         let mut connection = Box::pin(protocols.h1.serve_connection(io, svc).with_upgrades());
         let since = activity.requests_begun();
-        let mut park = std::pin::pin!(park_due(&activity, since, false));
+        let park = std::pin::pin!(park_due(&activity, since, false));
+        let mut park = Gated::new(park);
         let head_timer = tokio::time::sleep_until(head_deadline.unwrap_or_else(far_future));
         tokio::pin!(head_timer);
         let mut closing = false;
@@ -195,7 +197,7 @@ where
                     closing = true;
                     connection.as_mut().graceful_shutdown();
                 }
-                () = park.as_mut(), if !closing && activity.parkable() => {
+                () = &mut park, if !closing && activity.parkable() => {
                     if activity.may_park() {
                         break;
                     }
@@ -245,6 +247,84 @@ where
             return Ok(());
         }
         head_deadline = Some(deadline);
+    }
+}
+
+/// A future polled only once something it waits on (a timer, a notify)
+/// woke it, not at every wake of the connection's task.
+///
+/// Why: the connection's `select!` polls every arm whenever its task
+/// wakes, several times per request (the request head, the upstream's
+/// answer, the flush), and the idle and park arms are timers and notifies
+/// that almost never fire: polling them each time cost about 700
+/// instructions a request. The inner future gets a waker of its own, which
+/// marks the gate and wakes the task.
+struct Gated<F> {
+    inner: F,
+    gate: Arc<Gate>,
+    /// `gate` as a waker, made once.
+    waker: std::task::Waker,
+}
+
+struct Gate {
+    /// Set by the inner future's waker; taken by the poll that follows.
+    woken: std::sync::atomic::AtomicBool,
+    /// The task to wake.
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for Gate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, std::sync::atomic::Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F> Gated<F> {
+    /// Gates `inner`, which is polled at the first poll.
+    fn new(inner: F) -> Self {
+        let gate = Arc::new(Gate {
+            woken: std::sync::atomic::AtomicBool::new(true),
+            task: futures_util::task::AtomicWaker::new(),
+        });
+        Self {
+            inner,
+            waker: std::task::Waker::from(Arc::clone(&gate)),
+            gate,
+        }
+    }
+}
+
+impl<G: Future> Gated<Pin<&mut G>> {
+    /// Replaces the inner future, polled at the next poll.
+    fn set(&mut self, next: G) {
+        self.inner.set(next);
+        self.gate
+            .woken
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl<F: Future + Unpin> Future for Gated<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        // registered before the mark is read: a wake in between is seen
+        // at the next poll
+        this.gate.task.register(cx.waker());
+        if !this
+            .gate
+            .woken
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return Poll::Pending;
+        }
+        Pin::new(&mut this.inner).poll(&mut Context::from_waker(&this.waker))
     }
 }
 
@@ -447,5 +527,74 @@ impl<I: Write + Unpin> Write for ConnIo<I> {
     ) -> Poll<std::io::Result<usize>> {
         self.activity.wrote();
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts its polls; ready once `open` is notified.
+    struct Counted<'a> {
+        polls: &'a AtomicUsize,
+        open: Pin<Box<tokio::sync::futures::Notified<'a>>>,
+    }
+
+    impl Future for Counted<'_> {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            self.open.as_mut().poll(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gated_future_is_polled_only_when_its_own_waker_fires() {
+        let polls = AtomicUsize::new(0);
+        let open = tokio::sync::Notify::new();
+        let other = tokio::sync::Notify::new();
+        let counted = std::pin::pin!(Counted {
+            polls: &polls,
+            open: Box::pin(open.notified()),
+        });
+        let mut gated = Gated::new(counted);
+        let mut others = 0;
+        let done = async {
+            loop {
+                tokio::select! {
+                    () = &mut gated => return others,
+                    () = other.notified() => others += 1,
+                }
+            }
+        };
+        let wakes = async {
+            for _ in 0..5 {
+                other.notify_one();
+                tokio::task::yield_now().await;
+            }
+            open.notify_one();
+        };
+        let (others, ()) = tokio::join!(done, wakes);
+        assert_eq!(others, 5);
+        // the first poll, and the one its notify woke: not one per wake of
+        // the task
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_gated_timer_fires_and_a_replaced_one_is_polled_afresh() {
+        let timer = std::pin::pin!(tokio::time::sleep(Duration::from_secs(3600)));
+        let mut gated = Gated::new(timer);
+        let pending = tokio::time::timeout(
+            Duration::from_millis(20),
+            std::future::poll_fn(|cx| Pin::new(&mut gated).poll(cx)),
+        )
+        .await;
+        assert!(pending.is_err());
+        gated.set(tokio::time::sleep(Duration::from_millis(10)));
+        tokio::time::timeout(Duration::from_secs(5), &mut gated)
+            .await
+            .expect("the replaced timer fired");
     }
 }
