@@ -26,12 +26,6 @@ use crate::proxy::pool::Pool;
 /// What goes upstream as a request's body.
 type UpstreamBody = NotifyOnEnd<IdleTimeoutBody<Incoming>>;
 
-/// The most headers [`Upstreams::rewrite_headers`] adds besides the claim
-/// headers: `X-Request-Id`, `X-Forwarded-{For,Proto,Host}`, `Host`, the
-/// identity headers (user, email, preferred username, groups, access
-/// token) and `Authorization`.
-const ADDED_HEADERS: usize = 11;
-
 /// How long connecting to an upstream (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -289,10 +283,6 @@ impl Upstreams {
         original_host: Option<&str>,
         websocket: bool,
     ) {
-        // room for what is added, made at once: hyper sizes the map to the
-        // headers it parsed, and growing it by doubling rehashed every
-        // header two or three times per request
-        let _ = h.try_reserve(ADDED_HEADERS + self.claim_headers.len());
         strip_hop_by_hop(h, websocket);
         let trusted = ctx.origin.trusted;
         // a client's own identity headers never reach the upstream, nor
