@@ -254,14 +254,18 @@ fn civil_second(secs: u64) -> String {
 /// backslashes and every control character.
 struct JsonStr<'a>(&'a mut dyn fmt::Write);
 
+/// Whether `s` goes into a JSON string as it is: printable ASCII without a
+/// quote or backslash, which it nearly always is (one pass the compiler
+/// vectorises).
+fn json_plain(s: &str) -> bool {
+    s.bytes().fold(true, |ok, b| {
+        ok & ((0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\'))
+    })
+}
+
 impl fmt::Write for JsonStr<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        // nearly always: printable ASCII without a quote or backslash, which
-        // goes out as it is (checked in one pass the compiler vectorises)
-        let plain_ascii = s.bytes().fold(true, |ok, b| {
-            ok & ((0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\'))
-        });
-        if plain_ascii {
+        if json_plain(s) {
             return self.0.write_str(s);
         }
         let mut plain = 0;

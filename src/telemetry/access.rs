@@ -141,8 +141,15 @@ fn json_line(w: &mut String, line: &AccessLine<'_>, now: std::time::SystemTime) 
         if let Some(v) = value {
             w.push_str(",\"");
             w.push_str(key);
-            w.push_str("\":");
-            super::json_str(w, v)?;
+            w.push_str("\":\"");
+            // the plain case pushed directly: `json_str` goes through
+            // `dyn Write` three times a field
+            if super::json_plain(v) {
+                w.push_str(v);
+            } else {
+                fmt::Write::write_str(&mut super::JsonStr(w), v)?;
+            }
+            w.push('"');
         }
         Ok(())
     }
