@@ -562,9 +562,12 @@ mod tests {
         let mut others = 0;
         let done = async {
             loop {
+                // biased, `other` first: when both are woken, `other` wins
+                // and the gate's mark must survive to the next round
                 tokio::select! {
-                    () = &mut gated => return others,
+                    biased;
                     () = other.notified() => others += 1,
+                    () = &mut gated => return others,
                 }
             }
         };
