@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector};
+use hyper_rustls::builderstates::WantsProtocols1;
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 
 /// Builds the connector the IdP client and the exporters use: HTTP/1.1 and
@@ -12,9 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 pub fn https_connector(
     connect_timeout: Duration,
 ) -> Result<HttpsConnector<HttpConnector>, rustls::Error> {
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls()?)
-        .https_or_http()
+    Ok(builder()?
         .enable_http1()
         .enable_http2()
         .wrap_connector(tcp(connect_timeout)))
@@ -25,11 +24,16 @@ pub fn https_connector(
 pub fn upstream_connector(
     connect_timeout: Duration,
 ) -> Result<HttpsConnector<HttpConnector>, rustls::Error> {
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls()?)
-        .https_or_http()
+    Ok(builder()?
         .enable_http1()
         .wrap_connector(tcp(connect_timeout)))
+}
+
+/// The part both connectors share: TLS, and plain HTTP allowed.
+fn builder() -> Result<HttpsConnectorBuilder<WantsProtocols1>, rustls::Error> {
+    Ok(HttpsConnectorBuilder::new()
+        .with_tls_config(tls()?)
+        .https_or_http())
 }
 
 /// TLS with the webpki roots. No ALPN: the connector builder sets it when
