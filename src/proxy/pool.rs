@@ -19,8 +19,10 @@
 //! - at most [`MAX_IDLE`] idle connections are kept, each for at most
 //!   [`IDLE_TIMEOUT`]: an older one is not used (a middlebox may have
 //!   dropped it silently), and a task closes them;
-//! - connecting (TCP and TLS) is bounded by the connector's timeout;
 //! - HTTP/1 upgrades (WebSocket) work.
+//!
+//! And one thing it did not do: connecting is bounded as a whole (TCP,
+//! TLS and the handshake); the connector's own timeout covers TCP only.
 //!
 //! HTTP/1.1 only, over TLS too (the connector offers no ALPN, so the server
 //! speaks HTTP/1.1), as nginx does: an upgrade (WebSocket) needs HTTP/1.1,
