@@ -181,8 +181,8 @@ fn upstream_urls(config: &Config) -> Vec<Url> {
 
 /// A connection and a `GET /`: any HTTP answer is a live upstream.
 async fn probe_upstream(url: &Url) -> Result<String, String> {
+    // as the proxy reaches it: HTTP/1.1
     let connector =
-        // as the proxy reaches it: HTTP/1.1
         crate::http::client::upstream_connector(PROBE_TIMEOUT).map_err(|e| format!("tls: {e}"))?;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let req = http::Request::get(url.as_str())

@@ -95,7 +95,7 @@ pub type OwnCookie = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 #[derive(Debug)]
 struct Route {
     prefix: String,
-    /// `authority` as the `Host` header's value, made once.
+    /// The upstream's `host[:port]` as the `Host` header's value, made once.
     host: HeaderValue,
     base_path: String,
     label: String,
