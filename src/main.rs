@@ -23,7 +23,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // one thread: connections are served by the workers, one per CPU, each
+    // with its own runtime (server::workers); this one accepts them and
+    // runs the background work (discovery, reload, the revocation feed)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -24,8 +24,10 @@ use crate::router::ConnInfo;
 use crate::state::{AppState, Carried};
 
 mod conn;
+pub(crate) mod workers;
 
 use conn::{ConnIo, Protocols, serve};
+use workers::Workers;
 
 /// HTTP/2 streams opened and reset by the client before we answered, at
 /// most, before the connection is closed (hyper's default, made explicit).
@@ -62,6 +64,9 @@ pub enum StartupError {
     /// The trace exporter could not be built.
     #[error("{0}")]
     Tracing(String),
+    /// The connection workers' threads or runtimes could not be started.
+    #[error("cannot start the connection workers: {0}")]
+    Workers(std::io::Error),
     /// The metrics address could not be bound.
     #[error("metrics_address: cannot listen on {addr}: {source}")]
     MetricsBind {
@@ -152,6 +157,8 @@ impl Server {
             .map(tls_server_config)
             .transpose()?
             .map(|c| Arc::new(ArcSwap::new(c)));
+        // before anything is spawned: a failed start leaves nothing running
+        let workers = Workers::start().map_err(StartupError::Workers)?;
         // bound before anything runs: a bad address fails the start
         let metrics_listener = config
             .metrics_address
@@ -200,6 +207,7 @@ impl Server {
         }
         let task = tokio::spawn(accept_loop(
             listener,
+            workers,
             tls.clone(),
             live.clone(),
             protocols,
@@ -509,8 +517,11 @@ fn tls_server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, Start
     Ok(Arc::new(cfg))
 }
 
+/// Accepts until `stopped`, handing each connection to a worker. Ends by
+/// dropping `workers`: each then finishes the connections it has.
 async fn accept_loop(
     listener: TcpListener,
+    workers: Workers,
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     live: Arc<ArcSwap<AppState>>,
     protocols: Arc<Protocols>,
@@ -544,14 +555,29 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        // taken off this runtime's poller, registered with the worker's
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot hand the connection to a worker");
+                continue;
+            }
+        };
         let live = live.clone();
         let protocols = protocols.clone();
         let tls = tls.as_ref().map(|c| TlsAcceptor::from(c.load_full()));
         let stopped = stopped.clone();
         let serving = conns.serving();
         let conns = conns.clone();
-        tokio::spawn(async move {
+        workers.spawn(move |open| async move {
             let _serving = serving;
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "cannot serve the connection on a worker");
+                    return;
+                }
+            };
             let conn = ConnInfo {
                 peer,
                 peer_text: IpText::new(peer.ip()),
@@ -566,7 +592,7 @@ async fn accept_loop(
                     let handshake = Box::pin(acceptor.accept(stream));
                     match tokio::time::timeout(header_timeout, handshake).await {
                         Ok(Ok(tls_stream)) => {
-                            let io = ConnIo::new(TokioIo::new(tls_stream), permit);
+                            let io = ConnIo::new(TokioIo::new(tls_stream), permit, open);
                             Box::pin(serve(io, &protocols, &state, live, conn, &conns, stopped))
                                 .await
                         }
@@ -578,7 +604,7 @@ async fn accept_loop(
                     }
                 }
                 None => {
-                    let io = ConnIo::new(TokioIo::new(stream), permit);
+                    let io = ConnIo::new(TokioIo::new(stream), permit, open);
                     serve(io, &protocols, &state, live, conn, &conns, stopped).await
                 }
             };

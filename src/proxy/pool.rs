@@ -16,7 +16,8 @@
 //! - a connection goes back to the pool only once hyper says it is ready
 //!   for the next request (its response read to the end); one whose
 //!   response is still streaming goes back when it ends;
-//! - at most [`MAX_IDLE`] idle connections are kept, each for at most
+//! - at most [`MAX_IDLE`] idle connections are kept per connection worker
+//!   (as nginx's `keepalive`, per worker process), each for at most
 //!   [`IDLE_TIMEOUT`]: an older one is not used (a middlebox may have
 //!   dropped it silently), and a task closes them;
 //! - HTTP/1 upgrades (WebSocket) work.
@@ -45,7 +46,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 use tower_service::Service as _;
 
-/// Idle connections kept per upstream.
+use crate::server::workers;
+
+/// Idle connections kept per upstream and connection worker.
 pub(super) const MAX_IDLE: usize = 64;
 
 /// How long an idle connection is kept (below the 2 minutes many load
@@ -65,8 +68,11 @@ pub(super) struct Pool<B> {
     /// How long a connection may stay idle ([`IDLE_TIMEOUT`]; shorter in
     /// tests).
     idle_timeout: Duration,
-    /// Idle connections, the most recently used last.
-    idle: Mutex<Vec<Idle<B>>>,
+    /// Idle connections, the most recently used last, one list per
+    /// connection worker (and one for other threads): a request takes a
+    /// connection whose task runs on its own thread, so neither wakes the
+    /// other thread (see `server::workers`).
+    idle: Box<[Mutex<Vec<Idle<B>>>]>,
     /// Whether the task that closes stale idle connections was started.
     reaper: AtomicBool,
 }
@@ -111,7 +117,7 @@ where
             target,
             connect_timeout,
             idle_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..workers::slots()).map(|_| Mutex::default()).collect(),
             reaper: AtomicBool::new(false),
         })
     }
@@ -152,7 +158,7 @@ where
     /// long, if any.
     fn take(&self) -> Option<http1::SendRequest<B>> {
         let mut idle = self
-            .idle
+            .here()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         while let Some(i) = idle.pop() {
@@ -217,7 +223,7 @@ where
             rt.spawn(reap(Arc::downgrade(self), self.idle_timeout));
         }
         let mut idle = self
-            .idle
+            .here()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if idle.len() >= MAX_IDLE {
@@ -230,19 +236,31 @@ where
         });
     }
 
+    /// This thread's idle list.
+    fn here(&self) -> &Mutex<Vec<Idle<B>>> {
+        // slots() is fixed for the process, so current() is in range; the
+        // last list is the safe answer all the same
+        let i = workers::current().min(self.idle.len() - 1);
+        &self.idle[i]
+    }
+
     /// Drops the connections idle longer than `max` or closed.
     fn evict(&self, max: Duration) {
         let now = Instant::now();
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        idle.retain(|i| now.duration_since(i.since) < max && !i.tx.is_closed());
+        for idle in &self.idle {
+            let mut idle = idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            idle.retain(|i| now.duration_since(i.since) < max && !i.tx.is_closed());
+        }
     }
 
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.idle.lock().map_or(0, |i| i.len())
+        self.idle
+            .iter()
+            .map(|i| i.lock().map_or(0, |i| i.len()))
+            .sum()
     }
 }
 

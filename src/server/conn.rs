@@ -407,16 +407,19 @@ pub(super) struct ConnIo<I> {
     unread: Bytes,
     activity: Arc<ConnActivity>,
     _permit: ConnPermit,
+    /// Keeps the worker serving this socket up (a tunnel's too).
+    _open: super::workers::Open,
 }
 
 impl<I: Read + Unpin> ConnIo<I> {
-    /// A new connection's IO, holding `permit`.
-    pub(super) fn new(io: I, permit: ConnPermit) -> Self {
+    /// A new connection's IO, holding `permit` and its worker's `open`.
+    pub(super) fn new(io: I, permit: ConnPermit, open: super::workers::Open) -> Self {
         Self {
             io,
             unread: Bytes::new(),
             activity: ConnActivity::new(),
             _permit: permit,
+            _open: open,
         }
     }
 
