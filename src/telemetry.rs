@@ -41,6 +41,15 @@ pub struct LogGuard {
     _worker: writer::WriterGuard,
 }
 
+/// Set once [`init`] installed the global subscriber.
+static GLOBAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`init`] installed the process's subscriber: every thread logs
+/// through it, and none needs a subscriber of its own.
+pub(crate) fn installed() -> bool {
+    GLOBAL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs the global subscriber writing to stderr. Calling it twice is
 /// harmless (the second subscriber is not installed).
 pub fn init(format: LogFormat, filter: &str) -> LogGuard {
@@ -58,6 +67,7 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
         LogFormat::Text => builder.try_init(),
     };
     if installed.is_ok() {
+        GLOBAL.store(true, std::sync::atomic::Ordering::Relaxed);
         if format == LogFormat::Json {
             // the format installed now stays until a restart, whatever a
             // reload's config says

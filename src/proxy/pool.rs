@@ -272,6 +272,17 @@ where
     B::Data: Send,
     B::Error: Into<SendError>,
 {
+    /// Lets the next put start another reaper when this one is dropped
+    /// with its runtime (a worker's, ended with its server).
+    struct Restart<B>(Weak<Pool<B>>);
+    impl<B> Drop for Restart<B> {
+        fn drop(&mut self) {
+            if let Some(pool) = self.0.upgrade() {
+                pool.reaper.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+    let _restart = Restart(pool.clone());
     let mut tick = tokio::time::interval(max / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -383,6 +394,45 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         false
+    }
+
+    #[tokio::test]
+    async fn each_worker_reuses_only_the_connections_it_opened() {
+        use crate::server::workers::{self, Workers};
+        let (port, accepted) = upstream(answer_all);
+        let p = pool(port);
+        let w = Workers::start().unwrap();
+        let n = workers::slots() - 1;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // one job per worker (each is placed where none is open yet), each
+        // sending twice, the second once its first connection is back
+        for _ in 0..n {
+            let (p, tx) = (p.clone(), tx.clone());
+            w.spawn(move |open| async move {
+                let _open = open;
+                for _ in 0..2 {
+                    let r = p.send(get()).await.unwrap();
+                    r.into_body().collect().await.unwrap();
+                    let back = eventually(|| p.here().lock().is_ok_and(|l| !l.is_empty()));
+                    assert!(back.await, "the connection went back to this worker's list");
+                }
+                let _ = tx.send(workers::current());
+            });
+        }
+        drop(tx);
+        let mut slots = Vec::new();
+        while let Some(s) = rx.recv().await {
+            slots.push(s);
+        }
+        slots.sort_unstable();
+        assert_eq!(slots, (1..=n).collect::<Vec<_>>(), "one job per worker");
+        // each worker connected once and reused its own connection; another
+        // worker's idle one was never taken
+        assert_eq!(accepted.load(Ordering::SeqCst), n);
+        for slot in 1..=n {
+            assert_eq!(p.idle[slot].lock().unwrap().len(), 1, "slot {slot}");
+        }
+        assert!(p.idle[0].lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -16,8 +16,11 @@
 //! connection is placed where the fewest are open; an HTTP/2 connection's
 //! streams all run on its worker, so one client holding a single HTTP/2
 //! connection (a front proxy that multiplexes) gets one core, as with
-//! nginx. Redis and provider connections run on the worker that first
-//! used them.
+//! nginx. A Redis or provider connection's task runs where it was first
+//! used (Redis: on the main runtime, whose revocation feed asks first), and
+//! the other threads' commands wake that thread. One Redis connection per
+//! worker was tried: after a Sentinel failover or a Redis restart each
+//! worker's first command then failed (closed), not only the first one.
 //!
 //! Owns: the worker threads and their runtimes. Must not: look at what it
 //! runs. Everything else (discovery, reload, the revocation feed, metrics)
@@ -102,22 +105,43 @@ impl Workers {
     pub(crate) fn start() -> std::io::Result<Self> {
         let mut workers = Vec::with_capacity(slots() - 1);
         for index in 0..slots() - 1 {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let (jobs, rx) = mpsc::unbounded_channel();
             let load = Arc::new(Load::default());
-            let dispatch = tracing::dispatcher::get_default(Clone::clone);
+            // the binary's global subscriber reaches every thread; a scoped
+            // one (a test's) is set on the worker too. Only then: a scoped
+            // subscriber anywhere sends every thread's events the slow way
+            let dispatch = (!crate::telemetry::installed())
+                .then(|| tracing::dispatcher::get_default(Clone::clone));
             let worker_load = load.clone();
+            let (built_tx, built_rx) = std::sync::mpsc::sync_channel(1);
             std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{index}"))
                 .spawn(move || {
-                    let _logs = tracing::dispatcher::set_default(&dispatch);
+                    let _logs = dispatch.as_ref().map(tracing::dispatcher::set_default);
+                    // built on its own thread: a runtime dropped on the
+                    // caller's (inside its runtime, if this thread could not
+                    // start) would panic
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => {
+                            let _ = built_tx.send(Ok(()));
+                            rt
+                        }
+                        Err(e) => {
+                            let _ = built_tx.send(Err(e));
+                            return;
+                        }
+                    };
                     CURRENT.with(|c| c.set(index + 1));
                     // marks the worker dead however its thread ends
                     let _dead = Dead(worker_load.clone());
                     runtime.block_on(run(rx, &worker_load));
                 })?;
+            built_rx
+                .recv()
+                .map_err(|_gone| std::io::Error::other("a worker thread ended at its start"))??;
             workers.push(Worker { jobs, load });
         }
         Ok(Self { workers })
