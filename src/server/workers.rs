@@ -274,36 +274,34 @@ mod tests {
     }
 
     #[test]
-    fn a_socket_kept_past_its_task_keeps_its_worker_up() {
-        // a WebSocket tunnel: the connection's task ends, its socket goes on
-        // in a task of its own, which must not be cut when the server goes
+    fn a_dropped_server_lets_its_connections_and_tunnels_finish() {
         let workers = Workers::start().expect("workers");
         let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let tunnel_tx = done_tx.clone();
+        // a connection still being served
+        workers.spawn(move |open| async move {
+            let _open = open;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = done_tx.send("connection");
+        });
+        // a WebSocket tunnel: its connection's task has ended, its socket
+        // goes on in a task of its own
         workers.spawn(move |open| async move {
             tokio::spawn(async move {
                 let _open = open;
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let _ = done_tx.send(());
+                let _ = tunnel_tx.send("tunnel");
             });
         });
         drop(workers);
-        done_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("the tunnel ran to its end after the workers were dropped");
-    }
-
-    #[test]
-    fn a_dropped_server_lets_its_connections_finish() {
-        let workers = Workers::start().expect("workers");
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        workers.spawn(move |open| async move {
-            let _open = open;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let _ = done_tx.send(());
-        });
-        drop(workers);
-        done_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("the connection ran to its end after the workers were dropped");
+        let mut ended: Vec<&str> = (0..2)
+            .map(|_| {
+                done_rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("ran to its end")
+            })
+            .collect();
+        ended.sort_unstable();
+        assert_eq!(ended, ["connection", "tunnel"]);
     }
 }
