@@ -8,9 +8,10 @@
 //! other thread (a system call) and moving the request's cache lines
 //! across cores. Here a connection, the upstream connections it uses (the
 //! pool keeps one list per worker, see [`current`]) and whatever it spawns
-//! stay on one thread, as in nginx's worker processes. A signed-in GET
-//! through gatehouse went from about 0.85x to about 1.0x the bare hyper
-//! proxy's throughput in the same run (README, Performance).
+//! stay on one thread, as in nginx's worker processes. Side by side with
+//! the bare hyper proxy, a signed-in GET's CPU time went from 33-43 to
+//! 25-36 microseconds (the instructions did not change); `make bench`'s
+//! rows moved less than that (README, Performance > Threads).
 //!
 //! What it gives up: a busy connection cannot move to an idle core. A
 //! connection is placed where the fewest are open; an HTTP/2 connection's
@@ -216,7 +217,7 @@ mod tests {
         for _ in 0..4 {
             let tx = tx.clone();
             workers.spawn(move |_open| async move {
-                // a timer needs the worker's runtime; the slot its thread
+                // a timer works only inside the worker's runtime
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 let _ = tx.send((current(), std::thread::current().name().map(str::to_owned)));
             });
