@@ -480,3 +480,20 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn hop_by_hop_is_exactly_the_list() {
+    for n in &HOP_BY_HOP {
+        assert!(is_hop_by_hop(n), "{n}");
+    }
+    for n in [
+        "host",
+        "cookie",
+        "x-connection",
+        "connections",
+        "tee",
+        "upgrade-insecure-requests",
+    ] {
+        assert!(!is_hop_by_hop(&HeaderName::from_static(n)), "{n}");
+    }
+}
