@@ -213,7 +213,19 @@ async fn main() -> BoxResult<()> {
     let mut runs: Vec<Vec<WrkResult>> = targets.iter().map(|_| Vec::new()).collect();
     let mut rss = Vec::new();
     for round in 0..rounds {
-        for (i, (name, url, cookie)) in targets.iter().enumerate() {
+        // every other round backwards: a target's place in the round (what
+        // ran just before it, the page cache's writeback of a logging
+        // target's file) then weighs on each pair compared alike
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..targets.len()).collect()
+        } else {
+            (0..targets.len()).rev().collect()
+        };
+        for i in order {
+            let Some((name, url, cookie)) = targets.get(i) else {
+                continue;
+            };
+            settle();
             // gatehouse's memory under load, sampled in the first round
             let pid = match *name {
                 GH => Some(plain.child.0.id()),
@@ -1447,6 +1459,15 @@ impl Load {
     fn wrk(&self, url: &str, cookie: Option<&str>) -> BoxResult<WrkResult> {
         wrk(url, cookie, self)
     }
+}
+
+/// Lets the previous target's aftermath pass before the next is measured:
+/// the access logs it wrote flushed to disk now (the kernel would write
+/// them back within the next target's run, on its CPU time), and its
+/// closed connections a moment to go.
+fn settle() {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(500));
 }
 
 fn wrk(url: &str, cookie: Option<&str>, load: &Load) -> BoxResult<WrkResult> {
