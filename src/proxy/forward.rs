@@ -231,18 +231,27 @@ impl Upstreams {
             websocket,
         );
 
-        let (body_sent, body_sent_rx) = tokio::sync::oneshot::channel();
-        let trailer_strip = Arc::clone(&self.strip_extra);
         // a body that stops arriving fails, so the upstream sees it aborted
         let idle = self.body_idle_timeout;
-        let req =
-            req.map(|b| NotifyOnEnd::new(IdleTimeoutBody::new(b, idle), body_sent, trailer_strip));
+        let (req, body_sent) = if hyper::body::Body::is_end_stream(req.body()) {
+            (
+                req.map(|b| NotifyOnEnd::ended(IdleTimeoutBody::new(b, idle))),
+                None,
+            )
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let strip = Arc::clone(&self.strip_extra);
+            let req = req.map(|b| NotifyOnEnd::new(IdleTimeoutBody::new(b, idle), tx, strip));
+            (req, Some(rx))
+        };
         // the timeout counts from the end of the request body: an upload
         // still streaming is not the upstream being slow
         let sent = tokio::select! {
             r = route.pool.send(req) => Ok(r),
             () = async {
-                let _ = body_sent_rx.await;
+                if let Some(rx) = body_sent {
+                    let _ = rx.await;
+                }
                 tokio::time::sleep(self.timeout).await;
             } => Err(()),
         };

@@ -126,3 +126,21 @@ async fn request_trailers_lose_claim_headers_and_the_forwarding_family_in_every_
     let left: Vec<&str> = seen.keys().map(http::HeaderName::as_str).collect();
     assert_eq!(left, ["x-checksum"]);
 }
+
+#[tokio::test]
+async fn an_ended_body_passes_its_data_and_no_trailer() {
+    // `ended` is for bodies that cannot send more; should one send
+    // trailers anyway, none reach the upstream
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", "1".parse().unwrap());
+    trailers.insert("x-forwarded-user", "forged".parse().unwrap());
+    let body = NotifyOnEnd::ended(frames_body(vec![
+        Ok(Frame::data(Bytes::from_static(b"a"))),
+        Ok(Frame::trailers(trailers)),
+    ]));
+    let seen = body.collect().await.unwrap();
+    assert_eq!(seen.trailers().map(HeaderMap::len), Some(0));
+    assert_eq!(seen.to_bytes(), "a");
+    let empty = NotifyOnEnd::ended(Full::new(Bytes::new()));
+    assert!(empty.is_end_stream());
+}
