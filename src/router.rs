@@ -79,7 +79,7 @@ pub async fn handle(
     let handled = crate::error::with_page_context(Box::pin(handle_as(
         state, req, conn, trusted, id, started,
     )));
-    let handled = crate::http::pages::scope(state.config.pages.clone(), handled);
+    let handled = crate::http::pages::scope(&state.config.pages, handled);
     with_request(id, trace, handled).await
 }
 

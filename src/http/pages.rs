@@ -231,24 +231,39 @@ impl Pages {
 }
 
 tokio::task_local! {
-    /// The pages of the configuration the current request is answered by.
-    static CURRENT: Pages;
+    /// The pages of the configuration the current request is answered by;
+    /// `None`: the built-in ones.
+    static CURRENT: Option<Pages>;
+}
+
+impl Pages {
+    /// Whether these render as the built-in pages do: no template, banner
+    /// or footer of the operator's.
+    fn is_plain(&self) -> bool {
+        !self.0.custom && self.0.banner.is_none() && self.0.footer.is_none()
+    }
 }
 
 /// Runs `f` (one request's handling) rendering with `pages`.
+///
+/// Plain pages are not cloned into the scope: a clone is an increment and
+/// a decrement of one reference count that every worker thread shares,
+/// on every request, for pages most requests never render.
 pub fn scope<F: std::future::Future>(
-    pages: Pages,
+    pages: &Pages,
     f: F,
 ) -> impl std::future::Future<Output = F::Output> {
-    CURRENT.scope(pages, f)
+    CURRENT.scope((!pages.is_plain()).then(|| pages.clone()), f)
 }
 
 /// Renders `page` with the current request's [`Pages`] (the built-in ones
 /// outside [`scope`]).
 pub fn render_current(kind: PageKind, page: &Page<'_>) -> String {
     CURRENT
-        .try_with(|p| p.render(kind, page))
-        .unwrap_or_else(|_e| Pages::built_in().render(kind, page))
+        .try_with(|p| p.as_ref().map(|p| p.render(kind, page)))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Pages::built_in().render(kind, page))
 }
 
 #[cfg(test)]

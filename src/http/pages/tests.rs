@@ -205,7 +205,7 @@ fn a_blank_banner_or_footer_shows_nothing() {
 #[tokio::test]
 async fn the_current_request_renders_with_its_own_pages() {
     let branded = Pages::load(None, Some("Branded".to_owned()), None).unwrap();
-    let inside = scope(branded, async {
+    let inside = scope(&branded, async {
         render_current(PageKind::SignedOut, &page(&[]))
     })
     .await;
