@@ -362,7 +362,6 @@ impl RequestId {
     /// and a counter (16 hex digits). No system call per request.
     pub fn generate() -> Self {
         static PREFIX: std::sync::OnceLock<[u8; 12]> = std::sync::OnceLock::new();
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let prefix = PREFIX.get_or_init(|| {
             let mut raw = [0u8; 6];
             if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).is_err() {
@@ -379,7 +378,7 @@ impl RequestId {
             }
             hex
         });
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = next_request_number();
         let mut buf = [0; MAX_REQUEST_ID];
         buf[..12].copy_from_slice(prefix);
         for (i, slot) in buf[12..28].iter_mut().enumerate() {
@@ -392,6 +391,29 @@ impl RequestId {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("-")
     }
+}
+
+/// Request ids are numbered from blocks each thread takes from one
+/// counter: one shared counter for every request made its cache line go
+/// back and forth between the worker threads' cores.
+const ID_BLOCK: u64 = 4096;
+
+/// The next request number: unique in the process, rising per thread.
+fn next_request_number() -> u64 {
+    static NEXT_BLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    thread_local! {
+        /// (next number, end of this thread's block)
+        static BLOCK: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    BLOCK.with(|b| {
+        let (mut next, mut end) = b.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(ID_BLOCK, std::sync::atomic::Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        b.set((next + 1, end));
+        next
+    })
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -691,6 +713,29 @@ mod tests {
         assert_eq!(a.as_str()[..12], b.as_str()[..12]);
         assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
         assert!(RequestId::from_header(a.as_str().as_bytes()).is_some());
+    }
+
+    #[test]
+    fn request_ids_from_many_threads_never_repeat() {
+        // each thread crosses into a second block of numbers
+        let per_thread = usize::try_from(ID_BLOCK).unwrap() + 10;
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(move || {
+                        (0..per_thread)
+                            .map(|_| RequestId::generate().as_str().to_owned())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 
     #[test]
