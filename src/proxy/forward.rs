@@ -21,7 +21,7 @@ use crate::http::headers::{
     strip_client_headers, strip_hop_by_hop,
 };
 use crate::limits::IdleTimeoutBody;
-use crate::proxy::pool::Pool;
+use crate::proxy::pool::{NoAnswerInTime, Pool};
 
 /// What goes upstream as a request's body.
 type UpstreamBody = NotifyOnEnd<IdleTimeoutBody<Incoming>>;
@@ -245,25 +245,30 @@ impl Upstreams {
             (req, Some(rx))
         };
         // the timeout counts from the end of the request body: an upload
-        // still streaming is not the upstream being slow
-        let sent = tokio::select! {
-            r = route.pool.send(req) => Ok(r),
-            () = async {
-                if let Some(rx) = body_sent {
-                    let _ = rx.await;
-                }
-                tokio::time::sleep(self.timeout).await;
-            } => Err(()),
+        // still streaming is not the upstream being slow. A body that has
+        // ended ends when a connection takes it, so the pool starts the
+        // clock then (not while connecting, which has its own bound)
+        let sent = match body_sent {
+            None => route.pool.send(req, Some(self.timeout)).await,
+            Some(body_sent) => tokio::select! {
+                r = route.pool.send(req, None) => r,
+                () = async {
+                    let _ = body_sent.await;
+                    tokio::time::sleep(self.timeout).await;
+                } => Err(NoAnswerInTime.into()),
+            },
         };
         let mut resp = match sent {
-            Err(()) => return Err(Error::UpstreamTimeout(route.label.clone())),
-            Ok(Err(e)) => {
+            Err(e) if e.is::<NoAnswerInTime>() => {
+                return Err(Error::UpstreamTimeout(route.label.clone()));
+            }
+            Err(e) => {
                 return Err(Error::UpstreamUnavailable {
                     upstream: route.label.clone(),
                     reason: crate::error::error_chain(&*e),
                 });
             }
-            Ok(Ok(r)) => r,
+            Ok(r) => r,
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_upgrade) = client_upgrade

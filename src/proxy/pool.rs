@@ -58,6 +58,19 @@ pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Why a request did not get a response head.
 pub(super) type SendError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The [`SendError`] of a request whose connection took it but gave no
+/// response head within the time [`Pool::send`] was given.
+#[derive(Debug)]
+pub(super) struct NoAnswerInTime;
+
+impl std::fmt::Display for NoAnswerInTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no response head in time")
+    }
+}
+
+impl std::error::Error for NoAnswerInTime {}
+
 /// One upstream's idle connections and how to open a new one.
 pub(super) struct Pool<B> {
     connector: HttpsConnector<HttpConnector>,
@@ -125,10 +138,15 @@ where
     /// Sends `req` (origin-form, its `Host` set) on an idle connection or a
     /// new one, and gives the connection back once it is ready again.
     /// Dropping the future before the response head closes the connection
-    /// (HTTP/1 cannot abort one request otherwise).
+    /// (HTTP/1 cannot abort one request otherwise). With `answer_within`,
+    /// a connection that took the request and gave no response head in
+    /// that time is closed, and the error is [`NoAnswerInTime`]: the time
+    /// counts from when a connection was had, as connecting has its own
+    /// bound.
     pub(super) async fn send(
         self: &Arc<Self>,
         mut req: Request<B>,
+        answer_within: Option<Duration>,
     ) -> Result<Response<Incoming>, SendError> {
         // each resend spends an idle connection; a new one is never resent
         for _ in 0..=MAX_IDLE {
@@ -136,7 +154,13 @@ where
                 Some(tx) => (tx, true),
                 None => (self.connect().await?, false),
             };
-            match tx.try_send_request(req).await {
+            let sent = match answer_within {
+                None => tx.try_send_request(req).await,
+                Some(within) => tokio::time::timeout(within, tx.try_send_request(req))
+                    .await
+                    .map_err(|_elapsed| NoAnswerInTime)?,
+            };
+            match sent {
                 Ok(resp) => {
                     self.release(tx);
                     return Ok(resp);
@@ -411,7 +435,7 @@ mod tests {
             w.spawn(move |open| async move {
                 let _open = open;
                 for _ in 0..2 {
-                    let r = p.send(get()).await.unwrap();
+                    let r = p.send(get(), None).await.unwrap();
                     r.into_body().collect().await.unwrap();
                     let back = eventually(|| p.here().lock().is_ok_and(|l| !l.is_empty()));
                     assert!(back.await, "the connection went back to this worker's list");
@@ -440,7 +464,7 @@ mod tests {
         let (port, accepted) = upstream(answer_all);
         let p = pool(port);
         for _ in 0..5 {
-            assert_eq!(p.send(get()).await.unwrap().status(), 204);
+            assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
             assert!(eventually(|| p.idle_count() == 1).await);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -457,7 +481,7 @@ mod tests {
         });
         let p = pool(port);
         for _ in 0..3 {
-            assert_eq!(p.send(get()).await.unwrap().status(), 204);
+            assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
             // hyper's connection task sees the close
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -490,7 +514,7 @@ mod tests {
             closed_tx.lock().unwrap().send(()).unwrap();
         });
         let p = pool(port);
-        assert_eq!(p.send(get()).await.unwrap().status(), 204);
+        assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
         assert!(eventually(|| p.idle_count() == 1).await);
         // closed while the runtime does not run: hyper's task has not seen
         // it, so the idle connection still looks ready when taken
@@ -500,7 +524,7 @@ mod tests {
         // was sent, so it is not sent again (an error, a 502 upstream of
         // here). Were the close read first, the unsent request would go
         // on a new connection.
-        match p.send(get()).await {
+        match p.send(get(), None).await {
             Ok(resp) => {
                 assert_eq!(resp.status(), 204);
                 assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -511,9 +535,30 @@ mod tests {
             }
         }
         // the dead connection is gone: the next request gets a new one
-        assert_eq!(p.send(get()).await.unwrap().status(), 204);
+        assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_took_the_request_and_stays_silent_is_out_of_time() {
+        let (port, accepted) = upstream(|_, mut s| {
+            let mut buf = Vec::new();
+            read_request(&mut s, &mut buf).unwrap();
+            // read, never answered, held open
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        let p = pool(port);
+        let started = std::time::Instant::now();
+        let e = p
+            .send(get(), Some(Duration::from_millis(100)))
+            .await
+            .unwrap_err();
+        assert!(e.is::<NoAnswerInTime>(), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // closed, not kept: the next request gets a new connection
+        assert_eq!(p.idle_count(), 0);
     }
 
     #[tokio::test]
@@ -530,9 +575,9 @@ mod tests {
             }
         });
         let p = pool(port);
-        assert_eq!(p.send(get()).await.unwrap().status(), 204);
+        assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
         assert!(eventually(|| p.idle_count() == 1).await);
-        assert!(p.send(request("POST", "pay once")).await.is_err());
+        assert!(p.send(request("POST", "pay once"), None).await.is_err());
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(seen.load(Ordering::SeqCst), 1);
     }
@@ -554,11 +599,11 @@ mod tests {
             answer_all(n, s);
         });
         let p = pool(port);
-        let resp = p.send(get()).await.unwrap();
+        let resp = p.send(get(), None).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(p.idle_count(), 0, "pooled while its body streams");
         // a request meanwhile opens a connection of its own
-        assert_eq!(p.send(get()).await.unwrap().status(), 204);
+        assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         go_tx.send(()).unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -577,8 +622,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(500));
         });
         let p = pool(port);
-        assert_eq!(p.send(get()).await.unwrap().status(), 204);
-        assert_eq!(p.send(get()).await.unwrap().status(), 204);
+        assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
+        assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         assert_eq!(p.idle_count(), 0);
     }
@@ -587,11 +632,11 @@ mod tests {
     async fn a_connection_idle_too_long_is_not_used_and_is_closed() {
         let (port, accepted) = upstream(answer_all);
         let p = pool_with(port, Duration::from_millis(300));
-        assert_eq!(p.send(get()).await.unwrap().status(), 204);
+        assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
         assert!(eventually(|| p.idle_count() == 1).await);
         tokio::time::sleep(Duration::from_millis(320)).await;
         // too old at take, whether or not the reaper came by
-        assert_eq!(p.send(get()).await.unwrap().status(), 204);
+        assert_eq!(p.send(get(), None).await.unwrap().status(), 204);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         // the reaper (every 100 ms here) closes the idle one in time
         assert!(eventually(|| p.idle_count() == 1).await);
@@ -609,7 +654,7 @@ mod tests {
     async fn idle_connections_are_capped() {
         let (port, _accepted) = upstream(answer_all);
         let p = pool(port);
-        let sends: Vec<_> = (0..MAX_IDLE + 8).map(|_| p.send(get())).collect();
+        let sends: Vec<_> = (0..MAX_IDLE + 8).map(|_| p.send(get(), None)).collect();
         for r in futures_util::future::join_all(sends).await {
             assert_eq!(r.unwrap().status(), 204);
         }
@@ -629,7 +674,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        assert!(pool(port).send(get()).await.is_err());
+        assert!(pool(port).send(get(), None).await.is_err());
     }
 
     #[tokio::test]
@@ -643,7 +688,7 @@ mod tests {
             format!("https://127.0.0.1:{port}/").parse().unwrap(),
             Duration::from_millis(200),
         );
-        let err = tokio::time::timeout(Duration::from_secs(5), p.send(get()))
+        let err = tokio::time::timeout(Duration::from_secs(5), p.send(get(), None))
             .await
             .expect("bounded by the connect timeout")
             .unwrap_err();

@@ -268,8 +268,8 @@ where
 /// that almost never fire: polling them each time cost about 700
 /// instructions a request. The inner future gets a waker of its own, which
 /// marks the gate and wakes the task. Not polled again once it is ready
-/// (it would stay pending): every arm it is used in returns or replaces it
-/// (`set`) when it fires.
+/// (it would stay pending): every arm it is used in returns, replaces it
+/// (`set`) or is disabled (the stop arm, by `closing`) when it fires.
 struct Gated<F> {
     inner: F,
     gate: Arc<Gate>,
