@@ -111,7 +111,25 @@ impl Pages {
     /// The templates: the built-in ones, each replaced by the file of the
     /// same name in `dir` when there is one. An error names the file and
     /// the line (or why the directory cannot be read).
+    ///
+    /// Pages with nothing of the operator's are the process's built-in
+    /// ones, shared: a request's scope leaves plain pages out and renders
+    /// with [`Pages::built_in`], which must then be compiled already (at
+    /// start, not on the first error page) and not a second time.
     pub fn load(
+        dir: Option<&Path>,
+        banner: Option<String>,
+        footer: Option<String>,
+    ) -> Result<Self, String> {
+        let pages = Self::compile(dir, banner, footer)?;
+        Ok(if pages.is_plain() {
+            Self::built_in().clone()
+        } else {
+            pages
+        })
+    }
+
+    fn compile(
         dir: Option<&Path>,
         banner: Option<String>,
         footer: Option<String>,
@@ -157,7 +175,7 @@ impl Pages {
     /// process, on first use).
     pub fn built_in() -> &'static Self {
         static BUILT: LazyLock<Pages> = LazyLock::new(|| {
-            Pages::load(None, None, None).unwrap_or_else(|_e| {
+            Pages::compile(None, None, None).unwrap_or_else(|_e| {
                 // unreachable: the built-in templates compile (tested)
                 Pages(Arc::new(Inner {
                     env: environment(),

@@ -213,3 +213,13 @@ async fn the_current_request_renders_with_its_own_pages() {
     let outside = render_current(PageKind::SignedOut, &page(&[]));
     assert!(!outside.contains("Branded"), "{outside}");
 }
+
+#[test]
+fn plain_pages_are_the_built_in_ones_compiled_once() {
+    // a request's scope leaves plain pages out and renders the built-in
+    // ones: loading plain pages must be those, not a second copy
+    let plain = Pages::load(None, Some("  ".to_owned()), None).unwrap();
+    assert!(Arc::ptr_eq(&plain.0, &Pages::built_in().0));
+    let branded = Pages::load(None, Some("Branded".to_owned()), None).unwrap();
+    assert!(!Arc::ptr_eq(&branded.0, &Pages::built_in().0));
+}
