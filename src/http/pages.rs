@@ -188,6 +188,12 @@ impl Pages {
         &BUILT
     }
 
+    /// Whether these render as the built-in pages do: no template, banner
+    /// or footer of the operator's.
+    fn is_plain(&self) -> bool {
+        !self.0.custom && self.0.banner.is_none() && self.0.footer.is_none()
+    }
+
     /// Whether any template came from `custom_templates_dir`.
     pub fn is_custom(&self) -> bool {
         self.0.custom
@@ -252,14 +258,6 @@ tokio::task_local! {
     /// The pages of the configuration the current request is answered by;
     /// `None`: the built-in ones.
     static CURRENT: Option<Pages>;
-}
-
-impl Pages {
-    /// Whether these render as the built-in pages do: no template, banner
-    /// or footer of the operator's.
-    fn is_plain(&self) -> bool {
-        !self.0.custom && self.0.banner.is_none() && self.0.footer.is_none()
-    }
 }
 
 /// Runs `f` (one request's handling) rendering with `pages`.
