@@ -35,9 +35,7 @@ use crate::auth::oidc::{Providers, RefreshError};
 use crate::auth::policy::DenyReason;
 use crate::auth::refresh::SharedRefresh;
 use crate::auth::session::store::{SessionStore as _, Store, StoreError};
-use crate::auth::session::{
-    CookieCodec, Session, clear_session, now_secs, session_cookie_value, session_cookies,
-};
+use crate::auth::session::{CookieCodec, Session, clear_session, now_secs, session_cookies};
 use crate::config::Config;
 use crate::routes::Route;
 
@@ -210,8 +208,8 @@ impl Gate {
         config: &Config,
         headers: &HeaderMap,
     ) -> Result<Option<Arc<Session>>, StoreError> {
-        match session_cookie_value(headers, &config.cookie.name) {
-            Some(value) => self.store.load(&value).await,
+        match session::session_cookie_unchecked(headers, &config.cookie.name) {
+            Some(value) => self.store.load_unchecked(&value).await,
             None => Ok(None),
         }
     }

@@ -574,6 +574,22 @@ pub fn names_own_cookie(raw: &[u8], base: &str) -> bool {
 /// read on every request; then `from_utf8` (its ASCII fast path) for the
 /// `&str`.
 pub fn parse_cookie_pair(raw: &[u8]) -> Option<CookiePair<'_>> {
+    let (name, value, pair) = split_pair(raw)?;
+    if !visible(value) {
+        return None;
+    }
+    // every byte is ASCII now: these cannot fail, and the slices are whole
+    // chars
+    let pair = std::str::from_utf8(pair).ok()?;
+    let name = pair.get(..name.len())?;
+    let value = pair.get(pair.len() - value.len()..)?;
+    Some(CookiePair { name, value, pair })
+}
+
+/// One pair of a `Cookie` header as (name, value, pair) with the blanks
+/// around them dropped, or `None` when there is no `=` or the name is not a
+/// non-empty RFC 9110 token. The value is not looked at.
+fn split_pair(raw: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let blank = |b: &u8| *b == b' ' || *b == b'\t';
     let start = raw.iter().position(|b| !blank(b))?;
     let end = raw.iter().rposition(|b| !blank(b))? + 1;
@@ -585,15 +601,10 @@ pub fn parse_cookie_pair(raw: &[u8]) -> Option<CookiePair<'_>> {
     let value = pair.get(eq + 1..)?;
     let value = value.get(value.iter().position(|b| !blank(b)).unwrap_or(value.len())..)?;
     let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
-    if name.is_empty() || !name.iter().all(token) || !visible(value) {
+    if name.is_empty() || !name.iter().all(token) {
         return None;
     }
-    // every byte is ASCII now: these cannot fail, and the slices are whole
-    // chars
-    let pair = std::str::from_utf8(pair).ok()?;
-    let name = pair.get(..name.len())?;
-    let value = pair.get(pair.len() - value.len()..)?;
-    Some(CookiePair { name, value, pair })
+    Some((name, value, pair))
 }
 
 /// Only visible ASCII and spaces. A fold without early exit: the compiler
@@ -666,6 +677,76 @@ pub fn session_cookie_value<'h>(headers: &'h HeaderMap, base: &str) -> Option<Co
     join_session_value(request_cookies(headers), base)
 }
 
+/// A session cookie value as the request sent it, its bytes not yet checked
+/// to be a cookie value (visible ASCII, so UTF-8). Checking kilobytes costs
+/// about 2,300 instructions a request; the cookie store's cache holds only
+/// values that passed the check and opened, so a value found there byte for
+/// byte needs no check, and only a miss pays for [`Self::checked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncheckedValue<'h>(Cow<'h, [u8]>);
+
+impl<'h> UncheckedValue<'h> {
+    /// `value`, whose bytes are checked when [`Self::checked`] is asked.
+    pub fn new(value: impl Into<Cow<'h, [u8]>>) -> Self {
+        Self(value.into())
+    }
+
+    /// The bytes as sent, to compare with values that were checked.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value, if it is one a well-formed cookie pair could carry (what
+    /// [`cookie_pairs`] lets through).
+    pub fn checked(&self) -> Option<&str> {
+        if !visible(&self.0) {
+            return None;
+        }
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+/// [`session_cookie_value`] with the whole cookie's value unchecked: the
+/// same pairs found by the same rules, except that a whole session cookie
+/// whose value is not visible ASCII counts as present, so beside another
+/// whole one or chunks it makes the set ambiguous (no session) where
+/// [`session_cookie_value`] skips it. Chunks are checked as before.
+pub fn session_cookie_unchecked<'h>(
+    headers: &'h HeaderMap,
+    base: &str,
+) -> Option<UncheckedValue<'h>> {
+    let pairs = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|v| split_cookie_header(v.as_bytes()))
+        .filter_map(|raw| {
+            let (name, value, _) = split_pair(raw)?;
+            // token bytes: ASCII, so this cannot fail
+            let name = std::str::from_utf8(name).ok()?;
+            match session_part(name, base)? {
+                // checked once the store misses
+                SessionPart::Whole => Some((name, value)),
+                // other pairs skipped as `cookie_pairs` skips them
+                SessionPart::Chunk(_) => visible(value).then_some((name, value)),
+            }
+        })
+        .map(|(name, value)| (name, trim_quotes(value)));
+    Some(UncheckedValue(match join_parts(pairs, base)? {
+        Joined::Whole(w) => Cow::Borrowed(w),
+        Joined::Chunks(chunks) => Cow::Owned(chunks.concat()),
+    }))
+}
+
+/// `value` without the quotes around it, as `trim_matches('"')` drops them.
+fn trim_quotes(value: &[u8]) -> &[u8] {
+    let start = value.iter().position(|b| *b != b'"').unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| *b != b'"')
+        .map_or(start, |i| i + 1);
+    value.get(start..end).unwrap_or_default()
+}
+
 /// Joins the session value from `(name, value)` cookie pairs. `None` (no
 /// session, never "first wins" or "last wins") when a name repeats, when the
 /// whole cookie and chunks are both present, when the chunks do not run
@@ -675,8 +756,25 @@ pub fn join_session_value<'a>(
     cookies: impl IntoIterator<Item = (&'a str, &'a str)>,
     base: &str,
 ) -> Option<Cow<'a, str>> {
-    let mut whole: Option<&'a str> = None;
-    let mut chunks: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+    Some(match join_parts(cookies, base)? {
+        Joined::Whole(w) => Cow::Borrowed(w),
+        Joined::Chunks(chunks) => Cow::Owned(chunks.concat()),
+    })
+}
+
+/// What [`join_parts`] found: the whole cookie, or the chunks in order.
+enum Joined<V> {
+    Whole(V),
+    Chunks(Vec<V>),
+}
+
+/// The rules of [`join_session_value`], for values as text or as bytes.
+fn join_parts<'a, V: AsRef<[u8]> + Copy + 'a>(
+    cookies: impl IntoIterator<Item = (&'a str, V)>,
+    base: &str,
+) -> Option<Joined<V>> {
+    let mut whole: Option<V> = None;
+    let mut chunks: [Option<V>; MAX_CHUNKS] = [None; MAX_CHUNKS];
     let mut any_chunk = false;
     for (name, value) in cookies {
         let repeated = match session_part(name, base) {
@@ -697,20 +795,17 @@ pub fn join_session_value<'a>(
             tracing::debug!("whole session cookie mixed with chunks: no session");
             return None;
         }
-        return (!w.is_empty()).then_some(Cow::Borrowed(w));
+        return (!w.as_ref().is_empty()).then_some(Joined::Whole(w));
     }
     let count = chunks.iter().take_while(|c| c.is_some()).count();
     if count == 0 || chunks.iter().skip(count).any(Option::is_some) {
         return None;
     }
-    let mut joined = String::new();
-    for c in chunks.iter().take(count).flatten() {
-        if c.is_empty() {
-            return None;
-        }
-        joined.push_str(c);
+    let parts: Vec<V> = chunks.iter().take(count).flatten().copied().collect();
+    if parts.iter().any(|c| c.as_ref().is_empty()) {
+        return None;
     }
-    Some(Cow::Owned(joined))
+    Some(Joined::Chunks(parts))
 }
 
 /// What travels from `/oauth2/start` to `/oauth2/callback`.

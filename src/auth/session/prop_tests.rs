@@ -274,3 +274,63 @@ proptest! {
         prop_assert_eq!(parse_cookie_pair(&raw), reference_pair(&raw));
     }
 }
+
+/// A `Cookie` header of our names and near misses, with values that are
+/// valid, quoted, empty or hostile (non-ASCII, tabs, DEL).
+fn session_header() -> impl Strategy<Value = Vec<u8>> {
+    let name = prop_oneof![
+        Just(BASE.to_owned()),
+        Just(format!(" {BASE}")),
+        Just(format!("{BASE}_0")),
+        Just(format!("{BASE}_1")),
+        Just(format!("{BASE}_2")),
+        Just("other".to_owned()),
+    ];
+    let value_byte = prop_oneof![
+        6 => prop::sample::select(b"AZaz09_-".to_vec()),
+        1 => prop::sample::select(vec![b'"', b' ', b'\t', 0x7f, 0x80, 0xc3, 0xa9, 0xff]),
+    ];
+    vec((name, vec(value_byte, 0..6)), 0..5).prop_map(|pairs| {
+        let mut out = Vec::new();
+        for (i, (n, v)) in pairs.into_iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(n.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(&v);
+        }
+        out
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The unchecked session value agrees with the checked one: whatever it
+    /// gives that passes the check is what the checked parse gives, and the
+    /// two differ only where a whole session cookie's value fails the check
+    /// (then the unchecked one is stricter: no session).
+    #[test]
+    fn the_unchecked_session_value_agrees_with_the_checked_one(raw in session_header()) {
+        let Ok(header) = HeaderValue::from_bytes(&raw) else {
+            return Ok(());
+        };
+        let mut h = HeaderMap::new();
+        h.insert(http::header::COOKIE, header);
+        let want = session_cookie_value(&h, BASE).map(std::borrow::Cow::into_owned);
+        let got = session_cookie_unchecked(&h, BASE);
+        let got_checked = got.as_ref().and_then(|v| v.checked().map(str::to_owned));
+        if got_checked.is_some() {
+            prop_assert_eq!(&got_checked, &want);
+        }
+        let bad_whole = split_cookie_header(&raw)
+            .filter_map(split_pair)
+            .any(|(n, v, _)| n == BASE.as_bytes() && !visible(v));
+        if !bad_whole {
+            prop_assert_eq!(got_checked, want);
+        } else {
+            prop_assert!(got.is_none() || got_checked.is_none());
+        }
+    }
+}

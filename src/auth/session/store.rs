@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::auth::session::redis_store::RedisStore;
 use crate::auth::session::revocations::{Revocation, Revocations};
-use crate::auth::session::{CookieCodec, Session, SessionId};
+use crate::auth::session::{CookieCodec, Session, SessionId, UncheckedValue};
 
 /// A store could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,7 +73,7 @@ pub struct CookieStore {
     /// opened and verified goes in; expiry, revocations and freshness are
     /// checked on every load, hit or miss. Built with the codec, so other
     /// cookie secrets mean another store and another cache.
-    opened: moka::future::Cache<String, Arc<Session>, TailHash>,
+    opened: moka::future::Cache<Vec<u8>, Arc<Session>, TailHash>,
 }
 
 /// Hashes a cookie value by its length and last 32 bytes (the end of a
@@ -108,7 +108,7 @@ impl CookieStore {
     /// A store sealing with `codec` for the cookie named `cookie_name`.
     pub fn new(codec: Arc<CookieCodec>, cookie_name: &str, revocations: Arc<Revocations>) -> Self {
         let opened = moka::future::Cache::builder()
-            .weigher(|value: &String, s: &Arc<Session>| {
+            .weigher(|value: &Vec<u8>, s: &Arc<Session>| {
                 u32::try_from(value.len() + session_weight(s)).unwrap_or(u32::MAX)
             })
             .max_capacity(OPENED_CACHE_BYTES)
@@ -123,27 +123,48 @@ impl CookieStore {
         }
     }
 
-    /// The session `value` seals, from the cache or opened and verified.
-    async fn open(&self, value: &str) -> Option<Arc<Session>> {
-        if let Some(s) = self.opened.get(value).await {
+    /// The session `value` seals, from the cache or checked, opened and
+    /// verified. A hit is the very bytes of a value that passed all three.
+    async fn open(&self, value: &UncheckedValue<'_>) -> Option<Arc<Session>> {
+        if let Some(s) = self.opened.get(value.bytes()).await {
             // the payload's own expiry, as `Session::from_bytes` checks it
             if s.identity.expires_at > crate::auth::session::now_secs() {
                 return Some(s);
             }
-            self.opened.invalidate(value).await;
+            self.opened.invalidate(value.bytes()).await;
             return None;
         }
         let session = self
             .codec
-            .open(&self.purpose, value)
+            .open(&self.purpose, value.checked()?)
             .and_then(|plain| Session::from_bytes(&plain))?;
         let session = Arc::new(session);
         if !self.revocations.is_revoked(&session) {
             self.opened
-                .insert(value.to_owned(), Arc::clone(&session))
+                .insert(value.bytes().to_vec(), Arc::clone(&session))
                 .await;
         }
         Some(session)
+    }
+
+    /// [`SessionStore::load`] for a value whose bytes are not yet checked.
+    async fn load_unchecked(
+        &self,
+        value: &UncheckedValue<'_>,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        let Some(session) = self.open(value).await else {
+            return Ok(None);
+        };
+        if self.revocations.is_revoked(&session) {
+            tracing::debug!(user = %crate::telemetry::escape_log(&session.identity.subject), "revoked session refused");
+            return Ok(None);
+        }
+        if !self.revocations.fresh() {
+            return Err(StoreError::Unavailable(
+                "revocations are not in sync with redis".to_owned(),
+            ));
+        }
+        Ok(Some(session))
     }
 }
 
@@ -183,19 +204,8 @@ impl SessionStore for CookieStore {
     }
 
     async fn load(&self, value: &str) -> Result<Option<Arc<Session>>, StoreError> {
-        let Some(session) = self.open(value).await else {
-            return Ok(None);
-        };
-        if self.revocations.is_revoked(&session) {
-            tracing::debug!(user = %crate::telemetry::escape_log(&session.identity.subject), "revoked session refused");
-            return Ok(None);
-        }
-        if !self.revocations.fresh() {
-            return Err(StoreError::Unavailable(
-                "revocations are not in sync with redis".to_owned(),
-            ));
-        }
-        Ok(Some(session))
+        self.load_unchecked(&UncheckedValue::new(value.as_bytes()))
+            .await
     }
 
     async fn revoke(&self, revocation: Revocation) -> Result<(), StoreError> {
@@ -241,6 +251,25 @@ impl Store {
             Self::Redis(s) => s.metrics = metrics,
         }
         self
+    }
+
+    /// [`SessionStore::load`] for the session cookie as the request sent
+    /// it ([`crate::auth::session::session_cookie_unchecked`]): the cookie
+    /// store checks its bytes only when its cache misses; Redis tickets are
+    /// short and checked first.
+    pub async fn load_unchecked(
+        &self,
+        value: &UncheckedValue<'_>,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        let r = match self {
+            Self::Cookie(s) => s.load_unchecked(value).await,
+            Self::Redis(s) => match value.checked() {
+                Some(v) => s.load(v).await,
+                None => Ok(None),
+            },
+        };
+        self.metrics().store(StoreOp::Load, r.is_ok());
+        r
     }
 
     fn metrics(&self) -> &crate::metrics::Recorder {

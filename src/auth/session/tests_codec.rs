@@ -465,3 +465,38 @@ fn a_session_keeps_its_provider_and_one_written_before_providers_is_the_primary_
     let back: LoginState = serde_json::from_str(&old).unwrap();
     assert_eq!(back.provider, None);
 }
+
+#[test]
+fn the_unchecked_session_value_is_borrowed_whole_and_checked_only_when_asked() {
+    let base = "_gatehouse";
+    let u = |c: &[u8]| {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::COOKIE, HeaderValue::from_bytes(c).unwrap());
+        session_cookie_unchecked(&h, base)
+            .map(|v| (v.bytes().to_vec(), v.checked().map(str::to_owned)))
+    };
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::COOKIE,
+        HeaderValue::from_static("a=1; _gatehouse=\"W\""),
+    );
+    let whole = session_cookie_unchecked(&h, base).unwrap();
+    assert_eq!(whole, UncheckedValue::new(b"W".as_slice()));
+    assert_eq!(whole.checked(), Some("W"));
+    assert_eq!(
+        u(b"_gatehouse_1=B; _gatehouse_0=A"),
+        Some((b"AB".to_vec(), Some("AB".to_owned())))
+    );
+    // a non-ASCII whole value is handed on, and fails the check
+    assert_eq!(u(b"_gatehouse=W\xe9"), Some((b"W\xe9".to_vec(), None)));
+    // beside a good one it makes the set ambiguous: no session at all
+    assert_eq!(u(b"_gatehouse=W\xe9; _gatehouse=W"), None);
+    assert_eq!(u(b"_gatehouse=W\xe9; _gatehouse_0=A"), None);
+    // a bad chunk is skipped, as the checked parse skips it
+    assert_eq!(
+        u(b"_gatehouse_0=A; _gatehouse_1=B\xe9"),
+        Some((b"A".to_vec(), Some("A".to_owned())))
+    );
+    assert_eq!(u(b"_gatehouse="), None);
+    assert_eq!(u(b"other=1"), None);
+}

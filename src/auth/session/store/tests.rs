@@ -158,9 +158,12 @@ async fn an_opened_cookie_session_past_its_expiry_loads_as_none() {
     // the cached copy as it will be once its time is up (no clock to fake)
     let mut expired = session(1, "alice");
     expired.identity.expires_at = now_secs() - 1;
-    store.opened.insert(value.clone(), Arc::new(expired)).await;
+    store
+        .opened
+        .insert(value.clone().into_bytes(), Arc::new(expired))
+        .await;
     assert_eq!(store.load(&value).await.unwrap(), None);
-    assert_eq!(store.opened.get(&value).await, None);
+    assert_eq!(store.opened.get(value.as_bytes()).await, None);
 }
 
 #[tokio::test]
@@ -175,7 +178,41 @@ async fn only_the_exact_cookie_value_finds_an_opened_session() {
         format!("A{}", &value[1..]),
     ] {
         assert_eq!(store.load(&forged).await.unwrap(), None, "{forged}");
-        assert_eq!(store.opened.get(&forged).await, None);
+        assert_eq!(store.opened.get(forged.as_bytes()).await, None);
     }
-    assert!(store.opened.get(&value).await.is_some());
+    assert!(store.opened.get(value.as_bytes()).await.is_some());
+}
+
+#[tokio::test]
+async fn an_unchecked_value_is_checked_on_a_miss_and_a_hit_is_its_very_bytes() {
+    let store = CookieStore::new(codec(), "_gatehouse", Arc::new(Revocations::local()));
+    let value = store.save(&session(1, "alice")).await.unwrap();
+    let unchecked = |b: &[u8]| UncheckedValue::new(b.to_vec());
+    // a miss: checked, opened, then kept under its bytes
+    let first = store.load_unchecked(&unchecked(value.as_bytes())).await;
+    assert_eq!(first.unwrap().unwrap().identity.subject, "alice");
+    assert!(store.opened.get(value.as_bytes()).await.is_some());
+    let hit = store.load_unchecked(&unchecked(value.as_bytes())).await;
+    assert_eq!(hit.unwrap().unwrap().identity.subject, "alice");
+    // bytes no cookie value may hold, beside or instead of the kept value:
+    // missed, refused by the check, never kept
+    for bad in [
+        [value.as_bytes(), b"\x01"].concat(),
+        [value.as_bytes(), "\u{e9}".as_bytes()].concat(),
+        [b"\xff".as_slice(), value.as_bytes()].concat(),
+        [value.as_bytes(), b" "].concat(),
+    ] {
+        assert_eq!(store.load_unchecked(&unchecked(&bad)).await.unwrap(), None);
+        assert_eq!(store.opened.get(&bad).await, None);
+    }
+    // a hit still answers to revocation
+    store
+        .revoke(Revocation::Session {
+            id: SessionId::from_bytes([1; 16]),
+            until: now_secs() + 60,
+        })
+        .await
+        .unwrap();
+    let revoked = store.load_unchecked(&unchecked(value.as_bytes())).await;
+    assert_eq!(revoked.unwrap(), None);
 }
