@@ -21,6 +21,8 @@ use crate::auth::session::redis_store::RedisStore;
 use crate::auth::session::revocations::{Revocation, Revocations};
 use crate::auth::session::{CookieCodec, Session, SessionId, UncheckedValue};
 
+mod front;
+
 /// A store could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -72,8 +74,11 @@ pub struct CookieStore {
     /// entry): a hit skips base64, AES-GCM and the payload parse. Only what
     /// opened and verified goes in; expiry, revocations and freshness are
     /// checked on every load, hit or miss. Built with the codec, so other
-    /// cookie secrets mean another store and another cache.
+    /// cookie secrets mean another store and another cache. Each thread
+    /// keeps a few of these entries in front of it ([`front`]).
     opened: moka::future::Cache<Vec<u8>, Arc<Session>, TailHash>,
+    /// This store's name in each thread's [`front`] slots.
+    front_id: u64,
 }
 
 /// Hashes a cookie value by its length and last 32 bytes (the end of a
@@ -120,17 +125,28 @@ impl CookieStore {
             revocations,
             metrics: crate::metrics::Recorder::default(),
             opened,
+            front_id: front::new_store_id(),
         }
     }
 
     /// The session `value` seals, from the cache or checked, opened and
     /// verified. A hit is the very bytes of a value that passed all three.
     async fn open(&self, value: &UncheckedValue<'_>) -> Option<Arc<Session>> {
-        if let Some(s) = self.opened.get(value.bytes()).await {
+        let front = front::get(self.front_id, value.bytes());
+        let in_front = front.is_some();
+        let cached = match front {
+            Some(s) => Some(s),
+            None => self.opened.get(value.bytes()).await,
+        };
+        if let Some(s) = cached {
             // the payload's own expiry, as `Session::from_bytes` checks it
             if s.identity.expires_at > crate::auth::session::now_secs() {
+                if !in_front {
+                    front::put(self.front_id, value.bytes(), &s);
+                }
                 return Some(s);
             }
+            front::remove(self.front_id, value.bytes());
             self.opened.invalidate(value.bytes()).await;
             return None;
         }
@@ -143,6 +159,7 @@ impl CookieStore {
             self.opened
                 .insert(value.bytes().to_vec(), Arc::clone(&session))
                 .await;
+            front::put(self.front_id, value.bytes(), &session);
         }
         Some(session)
     }

@@ -158,12 +158,64 @@ async fn an_opened_cookie_session_past_its_expiry_loads_as_none() {
     // the cached copy as it will be once its time is up (no clock to fake)
     let mut expired = session(1, "alice");
     expired.identity.expires_at = now_secs() - 1;
+    let expired = Arc::new(expired);
     store
         .opened
-        .insert(value.clone().into_bytes(), Arc::new(expired))
+        .insert(value.clone().into_bytes(), Arc::clone(&expired))
+        .await;
+    // this thread's front slot answered the load above: expired too, then
+    // found in the shared cache alone
+    front::put(store.front_id, value.as_bytes(), &expired);
+    assert_eq!(store.load(&value).await.unwrap(), None);
+    assert!(front::get(store.front_id, value.as_bytes()).is_none());
+    assert_eq!(store.opened.get(value.as_bytes()).await, None);
+    store
+        .opened
+        .insert(value.clone().into_bytes(), expired)
         .await;
     assert_eq!(store.load(&value).await.unwrap(), None);
     assert_eq!(store.opened.get(value.as_bytes()).await, None);
+}
+
+#[tokio::test]
+async fn a_session_in_this_threads_front_slot_still_answers_to_revocations_and_other_secrets() {
+    let revocations = Arc::new(Revocations::local());
+    let store = CookieStore::new(codec(), "_gatehouse", Arc::clone(&revocations));
+    let value = store.save(&session(1, "alice")).await.unwrap();
+    assert!(store.load(&value).await.unwrap().is_some());
+    assert!(front::get(store.front_id, value.as_bytes()).is_some());
+    // a store built again (a reload, the same secret) has slots of its own
+    let again = CookieStore::new(codec(), "_gatehouse", Arc::clone(&revocations));
+    assert!(front::get(again.front_id, value.as_bytes()).is_none());
+    assert!(again.load(&value).await.unwrap().is_some());
+    // another secret opens nothing, though this thread holds the session
+    let other = CookieStore::new(
+        Arc::new(
+            CookieCodec::new(
+                &[Secret::new("fedcba9876543210fedcba9876543210")],
+                ISSUER,
+                "gatehouse",
+            )
+            .unwrap(),
+        ),
+        "_gatehouse",
+        Arc::clone(&revocations),
+    );
+    assert_eq!(other.load(&value).await.unwrap(), None);
+    // revoked: refused while its slot still holds it (one slot per value:
+    // the loads above took it over)
+    assert!(store.load(&value).await.unwrap().is_some());
+    assert!(front::get(store.front_id, value.as_bytes()).is_some());
+    store
+        .revoke(Revocation::Session {
+            id: SessionId::from_bytes([1; 16]),
+            until: now_secs() + 60,
+        })
+        .await
+        .unwrap();
+    assert!(front::get(store.front_id, value.as_bytes()).is_some());
+    assert_eq!(store.load(&value).await.unwrap(), None);
+    assert_eq!(again.load(&value).await.unwrap(), None);
 }
 
 #[tokio::test]
