@@ -600,7 +600,12 @@ fn split_pair(raw: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let name = name.get(..name.iter().rposition(|b| !blank(b)).map_or(0, |i| i + 1))?;
     let value = pair.get(eq + 1..)?;
     let value = value.get(value.iter().position(|b| !blank(b)).unwrap_or(value.len())..)?;
-    let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    // RFC 9110 tchar: `!#$%&'*+-.^_`|~`, digits, letters, as ranges (a
+    // search of the 15 symbols per byte cost ~300 instructions a request)
+    let token = |b: &u8| {
+        matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
+            | b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~')
+    };
     if name.is_empty() || !name.iter().all(token) {
         return None;
     }

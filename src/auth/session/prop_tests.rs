@@ -334,3 +334,11 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn every_byte_is_a_name_byte_exactly_when_the_reference_says_so() {
+    for b in 0..=u8::MAX {
+        let raw = [b'a', b, b'=', b'1'];
+        assert_eq!(parse_cookie_pair(&raw), reference_pair(&raw), "byte {b:#04x}");
+    }
+}
