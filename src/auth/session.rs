@@ -711,11 +711,14 @@ impl<'h> UncheckedValue<'h> {
     }
 }
 
-/// [`session_cookie_value`] with the whole cookie's value unchecked: the
-/// same pairs found by the same rules, except that a whole session cookie
-/// whose value is not visible ASCII counts as present, so beside another
-/// whole one or chunks it makes the set ambiguous (no session) where
-/// [`session_cookie_value`] skips it. Chunks are checked as before.
+/// [`session_cookie_value`] with the whole cookie's value unchecked. The
+/// same answer: what passes [`UncheckedValue::checked`] is what
+/// [`session_cookie_value`] gives. A whole session cookie whose value is
+/// not visible ASCII is looked at here, where the checked parse skips it;
+/// when that makes the set ambiguous, the checked parse answers instead
+/// (a rare path: a planted cookie), so such a cookie neither ends a session
+/// nor locks one out that the rest of gatehouse, which reads cookies
+/// checked (sign-out, stale-chunk cleanup), would not.
 pub fn session_cookie_unchecked<'h>(
     headers: &'h HeaderMap,
     base: &str,
@@ -736,9 +739,13 @@ pub fn session_cookie_unchecked<'h>(
             }
         })
         .map(|(name, value)| (name, trim_quotes(value)));
-    Some(UncheckedValue(match join_parts(pairs, base)? {
-        Joined::Whole(w) => Cow::Borrowed(w),
-        Joined::Chunks(chunks) => Cow::Owned(chunks.concat()),
+    Some(UncheckedValue(match join_parts(pairs, base) {
+        Some(Joined::Whole(w)) => Cow::Borrowed(w),
+        Some(Joined::Chunks(chunks)) => Cow::Owned(chunks.concat()),
+        None => match session_cookie_value(headers, base)? {
+            Cow::Borrowed(v) => Cow::Borrowed(v.as_bytes()),
+            Cow::Owned(v) => Cow::Owned(v.into_bytes()),
+        },
     }))
 }
 

@@ -141,7 +141,7 @@ impl CookieStore {
         if let Some(s) = cached {
             // the payload's own expiry, as `Session::from_bytes` checks it
             if s.identity.expires_at > crate::auth::session::now_secs() {
-                if !in_front {
+                if !in_front && !self.revocations.is_revoked(&s) {
                     front::put(self.front_id, value.bytes(), &s);
                 }
                 return Some(s);

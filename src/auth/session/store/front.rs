@@ -23,9 +23,12 @@ use crate::auth::session::Session;
 /// saw last (a browser's page load is tens of requests on one session).
 const SLOTS: usize = 32;
 
-/// Longer values (chunked cookies) go to the shared cache only: the slots
-/// stay under 128 KiB a thread.
+/// Longer values (most chunked cookies) go to the shared cache only: the
+/// values in the slots stay under 128 KiB a thread, and the sessions they
+/// share with the shared cache about as much again.
 const MAX_VALUE: usize = 4096;
+
+const _: () = assert!(SLOTS.is_power_of_two() && SLOTS > 1);
 
 /// One remembered session and the value that opened it.
 struct Slot {
@@ -59,13 +62,23 @@ fn slot_of(value: &[u8]) -> usize {
     usize::try_from(h >> (64 - SLOTS.trailing_zeros())).unwrap_or(0) % SLOTS
 }
 
-/// The session `store` put here under exactly `value`.
+/// The session `store` put here under exactly `value`. A slot another
+/// store filled (one a reload replaced) is emptied on the way: its session
+/// and tokens are not kept for a store that is gone.
 pub(super) fn get(store: u64, value: &[u8]) -> Option<Arc<Session>> {
-    FRONT.with(|f| {
-        let f = f.try_borrow().ok()?;
-        let slot = f.get(slot_of(value))?.as_ref()?;
-        (slot.store == store && *slot.value == *value).then(|| Arc::clone(&slot.session))
-    })
+    FRONT
+        .try_with(|f| {
+            let mut f = f.try_borrow_mut().ok()?;
+            let slot = f.get_mut(slot_of(value))?;
+            let held = slot.as_ref()?;
+            if held.store != store {
+                *slot = None;
+                return None;
+            }
+            (*held.value == *value).then(|| Arc::clone(&held.session))
+        })
+        .ok()
+        .flatten()
 }
 
 /// Remembers `session`, opened and verified from `value` by `store`, in
@@ -74,7 +87,8 @@ pub(super) fn put(store: u64, value: &[u8], session: &Arc<Session>) {
     if value.len() > MAX_VALUE {
         return;
     }
-    FRONT.with(|f| {
+    // at thread exit there is nothing left to keep it for
+    let _ = FRONT.try_with(|f| {
         if let Ok(mut f) = f.try_borrow_mut()
             && let Some(slot) = f.get_mut(slot_of(value))
         {
@@ -89,7 +103,7 @@ pub(super) fn put(store: u64, value: &[u8], session: &Arc<Session>) {
 
 /// Forgets what `store` put here under `value` (an expired session).
 pub(super) fn remove(store: u64, value: &[u8]) {
-    FRONT.with(|f| {
+    let _ = FRONT.try_with(|f| {
         if let Ok(mut f) = f.try_borrow_mut()
             && let Some(slot) = f.get_mut(slot_of(value))
             && slot
@@ -127,8 +141,11 @@ mod tests {
         let s = session("alice");
         put(a, &value, &s);
         assert!(get(a, &value).is_some_and(|got| Arc::ptr_eq(&got, &s)));
-        // another store (another cookie secret) never gets it
+        // another store (another cookie secret) never gets it, and asking
+        // empties the slot: the first store's session is not kept for it
         assert!(get(b, &value).is_none());
+        assert!(get(a, &value).is_none());
+        put(a, &value, &s);
         // nor does a value that differs anywhere, or is longer or shorter
         let mut first = value.clone();
         first[0] ^= 1;

@@ -236,7 +236,7 @@ async fn only_the_exact_cookie_value_finds_an_opened_session() {
 }
 
 #[tokio::test]
-async fn an_unchecked_value_is_checked_on_a_miss_and_a_hit_is_its_very_bytes() {
+async fn an_unchecked_value_is_found_by_its_very_bytes_and_bad_bytes_are_never_kept() {
     let store = CookieStore::new(codec(), "_gatehouse", Arc::new(Revocations::local()));
     let value = store.save(&session(1, "alice")).await.unwrap();
     let unchecked = |b: &[u8]| UncheckedValue::new(b.to_vec());
