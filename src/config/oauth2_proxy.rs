@@ -251,7 +251,11 @@ const TABLE: &[(&str, Kind)] = &[
     ("jwt_key_file", Kind::Unsupported("")),
     (
         "provider_ca_files",
-        Kind::Unsupported("add the CA to the system's trust store"),
+        // the webpki roots are built in: the system's store is not read
+        // either, so a private CA cannot be added there
+        Kind::Unsupported(
+            "gatehouse trusts the webpki roots (Mozilla's CA list) only: a provider behind a private CA is not supported",
+        ),
     ),
     ("use_system_trust_store", Kind::Unsupported("")),
     ("backend_logout_url", Kind::Unsupported("")),

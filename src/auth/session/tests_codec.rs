@@ -487,8 +487,14 @@ fn the_unchecked_session_value_is_borrowed_whole_and_checked_only_when_asked() {
         u(b"_gatehouse_1=B; _gatehouse_0=A"),
         Some((b"AB".to_vec(), Some("AB".to_owned())))
     );
-    // a non-ASCII whole value is handed on, and fails the check
+    // a non-ASCII whole value is handed on, and fails the check, as do
+    // valid UTF-8 beyond ASCII and a tab inside
     assert_eq!(u(b"_gatehouse=W\xe9"), Some((b"W\xe9".to_vec(), None)));
+    assert_eq!(
+        u(b"_gatehouse=W\xc3\xa9"),
+        Some((b"W\xc3\xa9".to_vec(), None))
+    );
+    assert_eq!(u(b"_gatehouse=A\tB"), Some((b"A\tB".to_vec(), None)));
     // beside good ones it is skipped, as the checked parse skips it (what
     // reads cookies checked, sign-out and chunk cleanup, agrees)
     assert_eq!(

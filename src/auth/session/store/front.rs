@@ -174,6 +174,9 @@ mod tests {
         let long = vec![b'x'; MAX_VALUE + 1];
         put(a, &long, &session("alice"));
         assert!(get(a, &long).is_none());
+        let longest = vec![b'x'; MAX_VALUE];
+        put(a, &longest, &session("alice"));
+        assert!(get(a, &longest).is_some());
         for len in 0..64 {
             assert!(slot_of(&vec![b'y'; len]) < SLOTS);
         }

@@ -34,6 +34,14 @@ fn session(id: u8, sub: &str) -> Session {
     }
 }
 
+/// The revocation of the session `session(id, ..)` makes, for a minute.
+fn session_revoked(id: u8) -> Revocation {
+    Revocation::Session {
+        id: SessionId::from_bytes([id; 16]),
+        until: now_secs() + 60,
+    }
+}
+
 fn cookie_store(revocations: Arc<Revocations>) -> Store {
     Store::Cookie(CookieStore::new(codec(), "_gatehouse", revocations))
 }
@@ -74,13 +82,7 @@ async fn a_revoked_cookie_session_loads_as_none_and_others_still_load() {
     let store = cookie_store(Arc::new(Revocations::local()));
     let a = store.save(&session(1, "alice")).await.unwrap();
     let b = store.save(&session(2, "bob")).await.unwrap();
-    store
-        .revoke(Revocation::Session {
-            id: SessionId::from_bytes([1; 16]),
-            until: now_secs() + 60,
-        })
-        .await
-        .unwrap();
+    store.revoke(session_revoked(1)).await.unwrap();
     assert_eq!(store.load(&a).await.unwrap(), None);
     assert!(store.load(&b).await.unwrap().is_some());
     store
@@ -111,13 +113,7 @@ async fn revocations_not_in_sync_make_the_cookie_store_unavailable_but_a_revocat
     ));
     // a revocation is applied here even though it cannot be published,
     // and a revoked session is refused before the freshness check
-    store
-        .revoke(Revocation::Session {
-            id: SessionId::from_bytes([3; 16]),
-            until: now_secs() + 60,
-        })
-        .await
-        .unwrap();
+    store.revoke(session_revoked(3)).await.unwrap();
     assert_eq!(store.load(&value).await.unwrap(), None);
     // garbage is no session, whatever the feed says
     assert_eq!(store.load("garbage").await.unwrap(), None);
@@ -140,13 +136,7 @@ async fn a_cookie_session_loaded_once_is_still_refused_once_revoked() {
     // loaded twice: the second answer comes from the opened-session cache
     assert_eq!(store.load(&value).await.unwrap(), Some(Arc::new(s.clone())));
     assert_eq!(store.load(&value).await.unwrap(), Some(Arc::new(s)));
-    store
-        .revoke(Revocation::Session {
-            id: SessionId::from_bytes([1; 16]),
-            until: now_secs() + 60,
-        })
-        .await
-        .unwrap();
+    store.revoke(session_revoked(1)).await.unwrap();
     assert_eq!(store.load(&value).await.unwrap(), None);
 }
 
@@ -206,13 +196,7 @@ async fn a_session_in_this_threads_front_slot_still_answers_to_revocations_and_o
     // the loads above took it over)
     assert!(store.load(&value).await.unwrap().is_some());
     assert!(front::get(store.front_id, value.as_bytes()).is_some());
-    store
-        .revoke(Revocation::Session {
-            id: SessionId::from_bytes([1; 16]),
-            until: now_secs() + 60,
-        })
-        .await
-        .unwrap();
+    store.revoke(session_revoked(1)).await.unwrap();
     assert!(front::get(store.front_id, value.as_bytes()).is_some());
     assert_eq!(store.load(&value).await.unwrap(), None);
     assert_eq!(again.load(&value).await.unwrap(), None);
@@ -258,13 +242,7 @@ async fn an_unchecked_value_is_found_by_its_very_bytes_and_bad_bytes_are_never_k
         assert_eq!(store.opened.get(&bad).await, None);
     }
     // a hit still answers to revocation
-    store
-        .revoke(Revocation::Session {
-            id: SessionId::from_bytes([1; 16]),
-            until: now_secs() + 60,
-        })
-        .await
-        .unwrap();
+    store.revoke(session_revoked(1)).await.unwrap();
     let revoked = store.load_unchecked(&unchecked(value.as_bytes())).await;
     assert_eq!(revoked.unwrap(), None);
 }
